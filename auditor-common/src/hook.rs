@@ -1,0 +1,73 @@
+//! Identity of every probe. The value indexes the per-hook counter array and tags each record.
+
+/// One hooked kernel function (or tracepoint) in one role.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hook {
+    RemapPfnRange = 0,
+    FollowPfn = 1,
+    FollowPte = 2,
+    FollowPfnmapStart = 3,
+    GetVaddrFrames = 4,
+    PutVaddrFrames = 5,
+    UnmapMappingRange = 6,
+    UnmapMappingPages = 7,
+    ZapVmaPtes = 8,
+    UnmapPageRange = 9,
+    ExitMmap = 10,
+    VmAreaFree = 11,
+    TaskExit = 12,
+    /// Lookups made by the kernel for itself (x86 PAT `follow_phys`); entered to suppress
+    /// the nested `follow_pte()` they make, never recorded.
+    FollowPhys = 13,
+    /// Policy release hooks occupy `Release0 .. Release0 + RELEASE_SLOTS`.
+    Release0 = 14,
+}
+
+/// Size of the counter array: fixed hooks plus release slots.
+pub const HOOK_COUNT: usize = Hook::Release0 as usize + crate::RELEASE_SLOTS;
+
+impl Hook {
+    /// Every fixed hook (release slots excluded), in id order.
+    pub const FIXED: [Hook; 14] = [
+        Hook::RemapPfnRange,
+        Hook::FollowPfn,
+        Hook::FollowPte,
+        Hook::FollowPfnmapStart,
+        Hook::GetVaddrFrames,
+        Hook::PutVaddrFrames,
+        Hook::UnmapMappingRange,
+        Hook::UnmapMappingPages,
+        Hook::ZapVmaPtes,
+        Hook::UnmapPageRange,
+        Hook::ExitMmap,
+        Hook::VmAreaFree,
+        Hook::TaskExit,
+        Hook::FollowPhys,
+    ];
+
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::FIXED.iter().copied().find(|h| *h as u32 == v)
+    }
+
+    /// Stable name used in NDJSON, metrics and `doctor` (release slots are named by the policy).
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::RemapPfnRange => "remap_pfn_range",
+            Hook::FollowPfn => "follow_pfn",
+            Hook::FollowPte => "follow_pte",
+            Hook::FollowPfnmapStart => "follow_pfnmap_start",
+            Hook::GetVaddrFrames => "get_vaddr_frames",
+            Hook::PutVaddrFrames => "put_vaddr_frames",
+            Hook::UnmapMappingRange => "unmap_mapping_range",
+            Hook::UnmapMappingPages => "unmap_mapping_pages",
+            Hook::ZapVmaPtes => "zap_vma_ptes",
+            Hook::UnmapPageRange => "unmap_page_range",
+            Hook::ExitMmap => "exit_mmap",
+            Hook::VmAreaFree => "vm_area_free",
+            Hook::TaskExit => "sched_process_exit",
+            Hook::FollowPhys => "follow_phys",
+            Hook::Release0 => "release",
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Records shared by the eBPF programs (writers) and the daemon (reader).
+//!
+//! Every record starts with a [`Header`]; `Header::kind` says which struct follows. All
+//! structs are `#[repr(C)]`, padded explicitly, and contain only integers so that the eBPF side
+//! can fill them field by field and userspace can read them with `read_unaligned`.
+#![no_std]
+
+pub mod hook;
+pub use hook::{Hook, HOOK_COUNT};
+
+/// Length of `task_struct::comm`.
+pub const TASK_COMM_LEN: usize = 16;
+/// How many frame-vector entries one `FramesGet` record carries (the rest are counted only).
+pub const MAX_FRAMES: usize = 16;
+/// How many arguments a release-hook call record carries.
+pub const RELEASE_ARGS: usize = 6;
+/// Release hooks a policy may name (kprobe programs are loaded once per slot).
+pub const RELEASE_SLOTS: usize = 8;
+
+/// Which record follows the header.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `remap_pfn_range()` succeeded: a PFN map exists.
+    PfnMap = 1,
+    /// `follow_pfn()` / `follow_pte()` / `follow_pfnmap_start()` returned 0.
+    RawLookup = 2,
+    /// `get_vaddr_frames()` returned n > 0.
+    FramesGet = 3,
+    /// `put_vaddr_frames(vec)`.
+    FramesPut = 4,
+    /// Something took PFNs away from a watched vma / mapping / mm.
+    Revoke = 5,
+    /// A watched vma was freed; its pointer may be reused from now on.
+    VmaFree = 6,
+    /// A policy-declared release hook was called.
+    ReleaseCall = 7,
+    /// A watched task (thread group leader) exited.
+    TaskExit = 8,
+}
+
+impl EventKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::PfnMap,
+            2 => Self::RawLookup,
+            3 => Self::FramesGet,
+            4 => Self::FramesPut,
+            5 => Self::Revoke,
+            6 => Self::VmaFree,
+            7 => Self::ReleaseCall,
+            8 => Self::TaskExit,
+            _ => return None,
+        })
+    }
+}
+
+/// Why PFNs were taken away, as seen by the hook that fired.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeCause {
+    /// `unmap_mapping_range()` / `unmap_mapping_pages()`: the owner revoked a file range.
+    OwnerRevoke = 1,
+    /// `zap_vma_ptes()`: the driver zapped ptes of one vma.
+    Zap = 2,
+    /// munmap / mremap / MAP_FIXED: page tables of a vma torn down outside any other revocation.
+    Unmap = 3,
+    /// `exit_mmap()`: the whole mm is torn down.
+    Exit = 4,
+}
+
+impl RevokeCause {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::OwnerRevoke,
+            2 => Self::Zap,
+            3 => Self::Unmap,
+            4 => Self::Exit,
+            _ => return None,
+        })
+    }
+}
+
+/// The task an event happened in, snapshotted in the kernel at event time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskInfo {
+    pub tgid: u32,
+    pub pid: u32,
+    /// `task_struct::start_time` of the thread group leader (ns since boot); with tgid it names
+    /// a process uniquely even when pids are reused.
+    pub start_time_ns: u64,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// Common prefix of every record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Header {
+    /// [`EventKind`] as u32.
+    pub kind: u32,
+    /// [`Hook`] as u32: which probe wrote the record.
+    pub hook: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at the event.
+    pub ts_ns: u64,
+    pub task: TaskInfo,
+    /// Kernel stack id in the `STACKS` map taken at function entry; negative when unavailable.
+    pub stack_id: i64,
+}
+
+/// A vma as the kernel saw it at event time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VmaInfo {
+    /// `struct vm_area_struct *`; 0 when the hook only knew the mm.
+    pub vma: u64,
+    /// `struct mm_struct *`.
+    pub mm: u64,
+    pub start: u64,
+    pub end: u64,
+    pub flags: u64,
+    pub pgoff: u64,
+    /// `vma->vm_file->f_mapping` (`struct address_space *`), 0 for anonymous vmas.
+    pub mapping: u64,
+    pub ino: u64,
+    /// `inode->i_sb->s_dev` (kernel dev_t encoding: major << 20 | minor).
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PfnMapEvent {
+    pub hdr: Header,
+    pub vma: VmaInfo,
+    /// User address the range starts at.
+    pub addr: u64,
+    pub pfn: u64,
+    /// Bytes.
+    pub size: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawLookupEvent {
+    pub hdr: Header,
+    /// For `follow_pte(mm, ...)` kernels only `vma.mm` is set.
+    pub vma: VmaInfo,
+    pub address: u64,
+    pub pfn: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FramesGetEvent {
+    pub hdr: Header,
+    /// `struct frame_vector *`: the handle `put_vaddr_frames()` is matched by.
+    pub vec: u64,
+    pub start: u64,
+    pub mm: u64,
+    /// Return value: number of frames pinned.
+    pub nr_frames: u32,
+    /// `vec->is_pfns`: the kernel fell back to follow_pfn and holds no reference.
+    pub is_pfns: u8,
+    pub got_ref: u8,
+    pub _pad: [u8; 2],
+    /// PFNs of the first `min(nr_frames, MAX_FRAMES)` frames (page pointers already converted).
+    pub pfns: [u64; MAX_FRAMES],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FramesPutEvent {
+    pub hdr: Header,
+    pub vec: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RevokeEvent {
+    pub hdr: Header,
+    /// [`RevokeCause`] as u32.
+    pub cause: u32,
+    pub _pad: u32,
+    /// OwnerRevoke: the `address_space` and page-offset range (`nr_pages == u64::MAX`: to end).
+    pub mapping: u64,
+    pub first_pgoff: u64,
+    pub nr_pages: u64,
+    /// Zap / Unmap: the vma and the user address range torn down. Exit: only `vma.mm`.
+    pub vma: VmaInfo,
+    pub start: u64,
+    pub end: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VmaFreeEvent {
+    pub hdr: Header,
+    pub vma: VmaInfo,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReleaseCallEvent {
+    pub hdr: Header,
+    /// Index of the policy release hook (order of appearance in the policy).
+    pub slot: u32,
+    pub _pad: u32,
+    pub args: [u64; RELEASE_ARGS],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskExitEvent {
+    pub hdr: Header,
+}
+
+/// Per-hook counters kept in a per-CPU array indexed by [`Hook`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HookCounters {
+    /// Times the probe ran.
+    pub hits: u64,
+    /// Records written to the ring buffer.
+    pub emitted: u64,
+    /// Records lost because the ring buffer reservation failed.
+    pub dropped: u64,
+}
+
+/// Struct layout of the running kernel, read from its BTF by the loader and handed to the eBPF
+/// programs as one global (aya has no CO-RE relocations). `u32::MAX` marks "absent".
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelLayout {
+    pub vma_vm_start: u32,
+    pub vma_vm_end: u32,
+    pub vma_vm_mm: u32,
+    pub vma_vm_flags: u32,
+    pub vma_vm_pgoff: u32,
+    pub vma_vm_file: u32,
+    pub file_f_mapping: u32,
+    pub file_f_inode: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_sb: u32,
+    pub sb_s_dev: u32,
+    pub task_tgid: u32,
+    pub task_start_time: u32,
+    pub task_group_leader: u32,
+    pub frame_vector_nr_frames: u32,
+    pub frame_vector_got_ref: u32,
+    pub frame_vector_is_pfns: u32,
+    pub frame_vector_ptrs: u32,
+    pub pfnmap_args_vma: u32,
+    pub pfnmap_args_address: u32,
+    pub pfnmap_args_pfn: u32,
+    /// `sizeof(struct page)`, to turn page pointers into PFNs.
+    pub struct_page_size: u32,
+    /// Kernel address of the `vmemmap_base` variable (x86-64 KASLR), 0 if not found.
+    pub vmemmap_base_addr: u64,
+    /// Which argument layout `get_vaddr_frames()` has: index of the `vec` argument (2 or 3).
+    pub get_vaddr_frames_vec_arg: u32,
+    /// 1 when `follow_pte()` takes a vma (6.10+), 0 when it takes an mm.
+    pub follow_pte_takes_vma: u32,
+}
+
+impl KernelLayout {
+    pub const ABSENT: u32 = u32::MAX;
+}
+
+impl Default for KernelLayout {
+    fn default() -> Self {
+        Self {
+            vma_vm_start: Self::ABSENT,
+            vma_vm_end: Self::ABSENT,
+            vma_vm_mm: Self::ABSENT,
+            vma_vm_flags: Self::ABSENT,
+            vma_vm_pgoff: Self::ABSENT,
+            vma_vm_file: Self::ABSENT,
+            file_f_mapping: Self::ABSENT,
+            file_f_inode: Self::ABSENT,
+            inode_i_ino: Self::ABSENT,
+            inode_i_sb: Self::ABSENT,
+            sb_s_dev: Self::ABSENT,
+            task_tgid: Self::ABSENT,
+            task_start_time: Self::ABSENT,
+            task_group_leader: Self::ABSENT,
+            frame_vector_nr_frames: Self::ABSENT,
+            frame_vector_got_ref: Self::ABSENT,
+            frame_vector_is_pfns: Self::ABSENT,
+            frame_vector_ptrs: Self::ABSENT,
+            pfnmap_args_vma: Self::ABSENT,
+            pfnmap_args_address: Self::ABSENT,
+            pfnmap_args_pfn: Self::ABSENT,
+            struct_page_size: 64,
+            vmemmap_base_addr: 0,
+            get_vaddr_frames_vec_arg: 3,
+            follow_pte_takes_vma: 0,
+        }
+    }
+}
+
+/// `VM_IO` and `VM_PFNMAP` from include/linux/mm.h (unchanged 5.10 .. 6.12).
+pub const VM_IO: u64 = 0x0000_4000;
+pub const VM_PFNMAP: u64 = 0x0000_0400;
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all of these are plain-old-data: integers and integer arrays, explicit padding.
+    unsafe impl aya::Pod for KernelLayout {}
+    unsafe impl aya::Pod for HookCounters {}
+}

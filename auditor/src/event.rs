@@ -1,0 +1,168 @@
+//! Decoded, enriched events: what the correlator consumes and what `run --events` records and
+//! `replay` reads back. Everything the correlator needs is in here (symbolized caller, paths), so a
+//! replay never touches the kernel, `/proc` or kallsyms.
+//!
+//! Kernel pointers do not fit JSON's 2^53 integers, so every pointer and address is a `0x…` hex
+//! string on the wire ([`Hex`]).
+use serde::{Deserialize, Serialize};
+
+/// A u64 written as a `0x…` hex string in JSON.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hex(pub u64);
+
+impl Serialize for Hex {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:#x}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let digits = s
+            .strip_prefix("0x")
+            .ok_or_else(|| serde::de::Error::custom(format!("expected 0x-prefixed hex, got {s:?}")))?;
+        u64::from_str_radix(digits, 16)
+            .map(Hex)
+            .map_err(|e| serde::de::Error::custom(format!("bad hex {s:?}: {e}")))
+    }
+}
+
+/// The task an event happened in (kernel snapshot at event time).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Task {
+    pub tgid: u32,
+    pub pid: u32,
+    /// Thread-group leader start time, ns since boot: (tgid, start_time_ns) names a process.
+    pub start_time_ns: u64,
+    pub comm: String,
+}
+
+/// One kernel stack frame, symbolized from /proc/kallsyms at event time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Frame {
+    pub addr: Hex,
+    /// Function name; `None` when the address is in no known symbol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    #[serde(default)]
+    pub offset: u64,
+    /// Module name for module text; `None` for vmlinux.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+impl std::fmt::Display for Frame {
+    /// `func+0x1a [module]`, the form kernel oopses use.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.function {
+            Some(func) => write!(f, "{func}+{:#x}", self.offset)?,
+            None => write!(f, "{:#x}", self.addr.0)?,
+        }
+        if let Some(module) = &self.module {
+            write!(f, " [{module}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// A vma as the kernel saw it, plus the path `/proc/PID/maps` gave for it (if it could be read).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Vma {
+    /// `struct vm_area_struct *`; 0 when the hook only knew the mm.
+    pub vma: Hex,
+    pub mm: Hex,
+    pub start: Hex,
+    pub end: Hex,
+    pub flags: Hex,
+    pub pgoff: u64,
+    /// `struct address_space *` of the backing file, 0 if anonymous.
+    pub mapping: Hex,
+    pub ino: u64,
+    /// Device of the backing inode as `major:minor`.
+    pub dev: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// What took PFNs away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// `unmap_mapping_range()` / `unmap_mapping_pages()`.
+    OwnerRevoke,
+    /// `zap_vma_ptes()`.
+    Zap,
+    /// munmap / mremap / MAP_FIXED.
+    Unmap,
+    /// mm teardown at process exit.
+    Exit,
+}
+
+/// One event, decoded and enriched. `seq` is the order the daemon read it in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    /// CLOCK_MONOTONIC ns (`bpf_ktime_get_ns`).
+    pub ts_ns: u64,
+    /// Hooked function that produced the event (`follow_pfn`, `zap_vma_ptes`, a release hook…).
+    pub hook: String,
+    pub task: Task,
+    /// The first frame outside the hooked function: the kernel code that called it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Frame>,
+    /// Kernel call chain, innermost first.
+    #[serde(default)]
+    pub stack: Vec<Frame>,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EventBody {
+    /// `remap_pfn_range()` succeeded.
+    PfnMap { vma: Vma, addr: Hex, pfn: u64, pages: u64 },
+    /// A raw PFN lookup (`follow_pfn` / `follow_pte` / `follow_pfnmap_start`) returned 0.
+    RawLookup { vma: Vma, address: Hex, pfn: u64 },
+    /// `get_vaddr_frames()` returned `nr_frames > 0`.
+    FramesGet {
+        vec: Hex,
+        start: Hex,
+        mm: Hex,
+        nr_frames: u32,
+        /// The kernel fell back to raw PFNs: no reference is held at all.
+        is_pfns: bool,
+        got_ref: bool,
+        /// PFNs of the first frames (at most 16).
+        pfns: Vec<u64>,
+    },
+    /// `put_vaddr_frames(vec)`.
+    FramesPut { vec: Hex },
+    /// PFNs taken away from a watched mapping / vma / mm.
+    Revoke {
+        cause: Cause,
+        /// OwnerRevoke: the address space and page-offset range (`nr_pages: None` = to the end).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mapping: Option<Hex>,
+        #[serde(default)]
+        first_pgoff: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nr_pages: Option<u64>,
+        /// Zap / Unmap: the vma and user address range torn down.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vma: Option<Vma>,
+        #[serde(default)]
+        start: Hex,
+        #[serde(default)]
+        end: Hex,
+        /// The mm affected (Exit: the mm torn down).
+        mm: Hex,
+    },
+    /// A watched vma was freed (its pointer may be reused after this).
+    VmaFree { vma: Vma },
+    /// A policy release hook was called; `hook` names the function.
+    ReleaseCall { args: Vec<Hex> },
+    /// A watched process exited.
+    TaskExit {},
+}
