@@ -232,6 +232,8 @@ pub struct HookCounters {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct KernelLayout {
+    /// Kernel address of the `vmemmap_base` variable (x86-64 KASLR), 0 if not found.
+    pub vmemmap_base_addr: u64,
     pub vma_vm_start: u32,
     pub vma_vm_end: u32,
     pub vma_vm_mm: u32,
@@ -246,6 +248,7 @@ pub struct KernelLayout {
     pub task_tgid: u32,
     pub task_start_time: u32,
     pub task_group_leader: u32,
+    pub task_mm: u32,
     pub frame_vector_nr_frames: u32,
     pub frame_vector_got_ref: u32,
     pub frame_vector_is_pfns: u32,
@@ -255,12 +258,12 @@ pub struct KernelLayout {
     pub pfnmap_args_pfn: u32,
     /// `sizeof(struct page)`, to turn page pointers into PFNs.
     pub struct_page_size: u32,
-    /// Kernel address of the `vmemmap_base` variable (x86-64 KASLR), 0 if not found.
-    pub vmemmap_base_addr: u64,
     /// Which argument layout `get_vaddr_frames()` has: index of the `vec` argument (2 or 3).
     pub get_vaddr_frames_vec_arg: u32,
     /// 1 when `follow_pte()` takes a vma (6.10+), 0 when it takes an mm.
     pub follow_pte_takes_vma: u32,
+    /// Keeps the struct free of implicit padding (it is copied byte-wise into the eBPF object).
+    pub _pad: u32,
 }
 
 impl KernelLayout {
@@ -270,6 +273,7 @@ impl KernelLayout {
 impl Default for KernelLayout {
     fn default() -> Self {
         Self {
+            vmemmap_base_addr: 0,
             vma_vm_start: Self::ABSENT,
             vma_vm_end: Self::ABSENT,
             vma_vm_mm: Self::ABSENT,
@@ -284,6 +288,7 @@ impl Default for KernelLayout {
             task_tgid: Self::ABSENT,
             task_start_time: Self::ABSENT,
             task_group_leader: Self::ABSENT,
+            task_mm: Self::ABSENT,
             frame_vector_nr_frames: Self::ABSENT,
             frame_vector_got_ref: Self::ABSENT,
             frame_vector_is_pfns: Self::ABSENT,
@@ -292,9 +297,9 @@ impl Default for KernelLayout {
             pfnmap_args_address: Self::ABSENT,
             pfnmap_args_pfn: Self::ABSENT,
             struct_page_size: 64,
-            vmemmap_base_addr: 0,
             get_vaddr_frames_vec_arg: 3,
             follow_pte_takes_vma: 0,
+            _pad: 0,
         }
     }
 }

@@ -1,5 +1,514 @@
+//! pfn-auditor's kernel half: kprobes on PFN lookups, frame-vector pins, PFN maps and the paths
+//! that revoke them. Which symbol each program is attached to on which kernel is decided by the
+//! loader's probe table (auditor/src/probes/table.rs); argument layouts that changed between
+//! versions are told through `LAYOUT`. Prototypes were checked against docs/kernel-facts.md.
 #![no_std]
 #![no_main]
+
+mod emit;
+mod kernel;
+mod maps;
+
+use auditor_common::{
+    EventKind, FramesGetEvent, FramesPutEvent, Hook, KernelLayout, MAX_FRAMES, PfnMapEvent,
+    RawLookupEvent, ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, VM_IO, VM_PFNMAP,
+    VmaFreeEvent,
+};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::{kprobe, kretprobe, tracepoint},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
+};
+
+use emit::{count_hit, emit, stack_id};
+use kernel::{current_mm, fill_vma, layout, page_to_pfn, pte_pfn, read_field, vma_mm};
+use maps::{
+    ENTRIES, EntryArgs, EntryKey, IN_REVOCATION, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
+    WATCHED_VECS, WATCHED_VMAS,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Entry/return plumbing
+
+#[inline(always)]
+fn entry_key(hook: Hook) -> EntryKey {
+    EntryKey { pid_tgid: bpf_get_current_pid_tgid(), hook: hook as u32, _pad: 0 }
+}
+
+/// Saves up to four arguments and the entry stack for the matching return probe.
+#[inline(always)]
+fn save_entry(ctx: &ProbeContext, hook: Hook, args: [u64; 4]) {
+    count_hit(hook as u32);
+    let saved = EntryArgs { args, stack_id: stack_id(ctx), ts_ns: unsafe { bpf_ktime_get_ns() } };
+    let _ = ENTRIES.insert(&entry_key(hook), &saved, 0);
+}
+
+/// Takes what `save_entry` stored for this thread and hook.
+#[inline(always)]
+fn take_entry(hook: Hook) -> Option<EntryArgs> {
+    let key = entry_key(hook);
+    let saved = unsafe { ENTRIES.get(&key) }.copied();
+    let _ = ENTRIES.remove(&key);
+    saved
+}
+
+#[inline(always)]
+fn is_entered(hook: Hook) -> bool {
+    ENTRIES.get_ptr(&entry_key(hook)).is_some()
+}
+
+#[inline(always)]
+fn arg(ctx: &ProbeContext, n: usize) -> u64 {
+    ctx.arg::<u64>(n).unwrap_or(0)
+}
+
+#[inline(always)]
+fn ret(ctx: &RetProbeContext) -> i64 {
+    ctx.ret::<i64>()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watching
+
+#[inline(always)]
+fn watch_vma(vma: u64, mapping: u64) {
+    if vma == 0 || WATCHED_VMAS.get_ptr(&vma).is_some() {
+        return;
+    }
+    let _ = WATCHED_VMAS.insert(&vma, &mapping, 0);
+    if mapping != 0 {
+        match WATCHED_MAPPINGS.get_ptr_mut(&mapping) {
+            Some(n) => unsafe { *n += 1 },
+            None => {
+                let _ = WATCHED_MAPPINGS.insert(&mapping, &1, 0);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn unwatch_vma(vma: u64) -> Option<u64> {
+    let mapping = unsafe { WATCHED_VMAS.get(&vma) }.copied()?;
+    let _ = WATCHED_VMAS.remove(&vma);
+    if mapping != 0
+        && let Some(n) = WATCHED_MAPPINGS.get_ptr_mut(&mapping)
+    {
+        unsafe {
+            if *n <= 1 {
+                let _ = WATCHED_MAPPINGS.remove(&mapping);
+            } else {
+                *n -= 1;
+            }
+        }
+    }
+    Some(mapping)
+}
+
+/// A pin was taken: its mm (munmap, exit) and process (exit) become interesting.
+#[inline(always)]
+fn watch_pinner(mm: u64) {
+    if mm != 0 {
+        let _ = WATCHED_MMS.insert(&mm, &1, 0);
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = WATCHED_TGIDS.insert(&tgid, &1, 0);
+}
+
+#[inline(always)]
+fn is_watched_vma(l: &KernelLayout, vma: u64) -> bool {
+    WATCHED_VMAS.get_ptr(&vma).is_some() || WATCHED_MMS.get_ptr(&vma_mm(l, vma)).is_some()
+}
+
+// ---------------------------------------------------------------------------------------------
+// PFN maps: remap_pfn_range(vma, addr, pfn, size, prot)
+
+#[kprobe]
+pub fn remap_pfn_range_entry(ctx: ProbeContext) -> u32 {
+    save_entry(&ctx, Hook::RemapPfnRange, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3)]);
+    0
+}
+
+#[kretprobe]
+pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
+    let Some(e) = take_entry(Hook::RemapPfnRange) else { return 0 };
+    if ret(&ctx) != 0 {
+        return 0;
+    }
+    let l = layout();
+    let [vma, addr, pfn, size] = e.args;
+    emit::<PfnMapEvent>(&l, EventKind::PfnMap, Hook::RemapPfnRange as u32, e.stack_id, e.ts_ns, |ev| {
+        fill_vma(&l, vma, &mut ev.vma);
+        ev.addr = addr;
+        ev.pfn = pfn;
+        ev.size = size;
+        watch_vma(vma, ev.vma.mapping);
+    });
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw lookups
+
+/// Emits a successful raw lookup and watches what it came from. `vma` may be 0 when the hook only
+/// knows the mm (follow_pte before 6.10).
+#[inline(always)]
+fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u64, address: u64, pfn: u64) {
+    if vma != 0 {
+        let flags: u64 = read_field(vma, l.vma_vm_flags);
+        if flags & (VM_IO | VM_PFNMAP) == 0 {
+            return; // a lookup of ordinary memory is not a raw-PFN pin
+        }
+    }
+    emit::<RawLookupEvent>(l, EventKind::RawLookup, hook as u32, e.stack_id, e.ts_ns, |ev| {
+        if vma != 0 {
+            fill_vma(l, vma, &mut ev.vma);
+        } else {
+            ev.vma.mm = mm;
+        }
+        ev.address = address;
+        ev.pfn = pfn;
+        watch_vma(vma, ev.vma.mapping);
+        watch_pinner(ev.vma.mm);
+    });
+}
+
+// follow_pfn(struct vm_area_struct *vma, unsigned long address, unsigned long *pfn) — <= 6.9
+#[kprobe]
+pub fn follow_pfn_entry(ctx: ProbeContext) -> u32 {
+    save_entry(&ctx, Hook::FollowPfn, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), 0]);
+    0
+}
+
+#[kretprobe]
+pub fn follow_pfn_return(ctx: RetProbeContext) -> u32 {
+    let Some(e) = take_entry(Hook::FollowPfn) else { return 0 };
+    if ret(&ctx) != 0 {
+        return 0;
+    }
+    let l = layout();
+    let [vma, address, pfn_out, _] = e.args;
+    let pfn: u64 = read_field(pfn_out, 0);
+    emit_raw_lookup(&l, Hook::FollowPfn, &e, vma, 0, address, pfn);
+    0
+}
+
+// follow_pte(struct mm_struct *mm, ...) 5.12–6.9; follow_pte(struct vm_area_struct *vma, ...)
+// 6.10–6.11; both (.., unsigned long address, pte_t **ptepp, spinlock_t **ptlp).
+#[kprobe]
+pub fn follow_pte_entry(ctx: ProbeContext) -> u32 {
+    // On 6.1 follow_pfn() is built on follow_pte(): report the outer call only.
+    if is_entered(Hook::FollowPfn) {
+        return 0;
+    }
+    save_entry(&ctx, Hook::FollowPte, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), 0]);
+    0
+}
+
+#[kretprobe]
+pub fn follow_pte_return(ctx: RetProbeContext) -> u32 {
+    let Some(e) = take_entry(Hook::FollowPte) else { return 0 };
+    if ret(&ctx) != 0 {
+        return 0;
+    }
+    let l = layout();
+    let [first, address, ptepp, _] = e.args;
+    let ptep: u64 = read_field(ptepp, 0);
+    let pfn = pte_pfn(ptep);
+    if l.follow_pte_takes_vma != 0 {
+        emit_raw_lookup(&l, Hook::FollowPte, &e, first, 0, address, pfn);
+    } else {
+        emit_raw_lookup(&l, Hook::FollowPte, &e, 0, first, address, pfn);
+    }
+    0
+}
+
+// follow_pfnmap_start(struct follow_pfnmap_args *args) — 6.12+; inputs args->vma, args->address,
+// output args->pfn.
+#[kprobe]
+pub fn follow_pfnmap_start_entry(ctx: ProbeContext) -> u32 {
+    save_entry(&ctx, Hook::FollowPfnmapStart, [arg(&ctx, 0), 0, 0, 0]);
+    0
+}
+
+#[kretprobe]
+pub fn follow_pfnmap_start_return(ctx: RetProbeContext) -> u32 {
+    let Some(e) = take_entry(Hook::FollowPfnmapStart) else { return 0 };
+    if ret(&ctx) != 0 {
+        return 0;
+    }
+    let l = layout();
+    let args = e.args[0];
+    let vma: u64 = read_field(args, l.pfnmap_args_vma);
+    let address: u64 = read_field(args, l.pfnmap_args_address);
+    let pfn: u64 = read_field(args, l.pfnmap_args_pfn);
+    emit_raw_lookup(&l, Hook::FollowPfnmapStart, &e, vma, 0, address, pfn);
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frame vectors: get_vaddr_frames(start, nr_frames, [gup_flags | write,] vec) / put_vaddr_frames(vec)
+
+#[kprobe]
+pub fn get_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
+    let l = layout();
+    let vec = arg(&ctx, l.get_vaddr_frames_vec_arg as usize);
+    save_entry(&ctx, Hook::GetVaddrFrames, [arg(&ctx, 0), arg(&ctx, 1), vec, 0]);
+    0
+}
+
+#[kretprobe]
+pub fn get_vaddr_frames_return(ctx: RetProbeContext) -> u32 {
+    let Some(e) = take_entry(Hook::GetVaddrFrames) else { return 0 };
+    let got = ret(&ctx) as i32;
+    if got <= 0 {
+        return 0;
+    }
+    let l = layout();
+    let [start, _, vec, _] = e.args;
+    let mm = current_mm(&l);
+    emit::<FramesGetEvent>(&l, EventKind::FramesGet, Hook::GetVaddrFrames as u32, e.stack_id, e.ts_ns, |ev| {
+        ev.vec = vec;
+        ev.start = start;
+        ev.mm = mm;
+        ev.nr_frames = got as u32;
+        let is_pfns: u8 = read_field(vec, l.frame_vector_is_pfns);
+        ev.is_pfns = is_pfns;
+        ev.got_ref = read_field(vec, l.frame_vector_got_ref);
+        if l.frame_vector_ptrs != KernelLayout::ABSENT {
+            let ptrs = vec + l.frame_vector_ptrs as u64;
+            for i in 0..MAX_FRAMES {
+                if i >= got as usize {
+                    break;
+                }
+                let raw: u64 = read_field(ptrs + 8 * i as u64, 0);
+                ev.pfns[i] = if is_pfns != 0 { raw } else { page_to_pfn(&l, raw) };
+            }
+        }
+    });
+    let _ = WATCHED_VECS.insert(&vec, &1, 0);
+    watch_pinner(mm);
+    0
+}
+
+#[kprobe]
+pub fn put_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::PutVaddrFrames as u32);
+    let vec = arg(&ctx, 0);
+    if WATCHED_VECS.get_ptr(&vec).is_none() {
+        return 0;
+    }
+    let _ = WATCHED_VECS.remove(&vec);
+    let l = layout();
+    emit::<FramesPutEvent>(&l, EventKind::FramesPut, Hook::PutVaddrFrames as u32, stack_id(&ctx), 0, |ev| {
+        ev.vec = vec;
+    });
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocations
+
+/// Marks the thread as inside revocation `hook`; false when an outer revocation already is.
+#[inline(always)]
+fn enter_revocation(hook: Hook) -> bool {
+    let tid = bpf_get_current_pid_tgid();
+    if IN_REVOCATION.get_ptr(&tid).is_some() {
+        return false;
+    }
+    let _ = IN_REVOCATION.insert(&tid, &(hook as u32), 0);
+    true
+}
+
+#[inline(always)]
+fn leave_revocation(hook: Hook) {
+    let tid = bpf_get_current_pid_tgid();
+    if unsafe { IN_REVOCATION.get(&tid) }.copied() == Some(hook as u32) {
+        let _ = IN_REVOCATION.remove(&tid);
+    }
+}
+
+#[inline(always)]
+fn emit_owner_revoke(ctx: &ProbeContext, hook: Hook, mapping: u64, first_pgoff: u64, nr_pages: u64) {
+    count_hit(hook as u32);
+    if !enter_revocation(hook) || WATCHED_MAPPINGS.get_ptr(&mapping).is_none() {
+        return;
+    }
+    let l = layout();
+    emit::<RevokeEvent>(&l, EventKind::Revoke, hook as u32, stack_id(ctx), 0, |ev| {
+        ev.cause = RevokeCause::OwnerRevoke as u32;
+        ev.mapping = mapping;
+        ev.first_pgoff = first_pgoff;
+        // The kernel treats a zero length as "to the end of the file".
+        ev.nr_pages = if nr_pages == 0 { u64::MAX } else { nr_pages };
+    });
+}
+
+// unmap_mapping_range(struct address_space *mapping, loff_t holebegin, loff_t holelen, int even_cows)
+#[kprobe]
+pub fn unmap_mapping_range_entry(ctx: ProbeContext) -> u32 {
+    let holebegin = arg(&ctx, 1);
+    let holelen = arg(&ctx, 2);
+    emit_owner_revoke(&ctx, Hook::UnmapMappingRange, arg(&ctx, 0), holebegin >> 12, holelen.div_ceil(4096));
+    0
+}
+
+#[kretprobe]
+pub fn unmap_mapping_range_return(_ctx: RetProbeContext) -> u32 {
+    leave_revocation(Hook::UnmapMappingRange);
+    0
+}
+
+// unmap_mapping_pages(struct address_space *mapping, pgoff_t start, pgoff_t nr, bool even_cows)
+#[kprobe]
+pub fn unmap_mapping_pages_entry(ctx: ProbeContext) -> u32 {
+    emit_owner_revoke(&ctx, Hook::UnmapMappingPages, arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
+    0
+}
+
+#[kretprobe]
+pub fn unmap_mapping_pages_return(_ctx: RetProbeContext) -> u32 {
+    leave_revocation(Hook::UnmapMappingPages);
+    0
+}
+
+/// Zap and munmap: a range of one vma loses its ptes.
+#[inline(always)]
+fn emit_vma_revoke(ctx: &ProbeContext, hook: Hook, cause: RevokeCause, vma: u64, start: u64, end: u64) {
+    let l = layout();
+    if !is_watched_vma(&l, vma) {
+        return;
+    }
+    emit::<RevokeEvent>(&l, EventKind::Revoke, hook as u32, stack_id(ctx), 0, |ev| {
+        ev.cause = cause as u32;
+        fill_vma(&l, vma, &mut ev.vma);
+        ev.mapping = ev.vma.mapping;
+        ev.start = start;
+        ev.end = end;
+    });
+}
+
+// zap_vma_ptes(struct vm_area_struct *vma, unsigned long address, unsigned long size)
+#[kprobe]
+pub fn zap_vma_ptes_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::ZapVmaPtes as u32);
+    if !enter_revocation(Hook::ZapVmaPtes) {
+        return 0;
+    }
+    let (vma, address, size) = (arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
+    emit_vma_revoke(&ctx, Hook::ZapVmaPtes, RevokeCause::Zap, vma, address, address + size);
+    0
+}
+
+#[kretprobe]
+pub fn zap_vma_ptes_return(_ctx: RetProbeContext) -> u32 {
+    leave_revocation(Hook::ZapVmaPtes);
+    0
+}
+
+// unmap_page_range(struct mmu_gather *tlb, struct vm_area_struct *vma, unsigned long addr,
+//                  unsigned long end, struct zap_details *details)
+// Runs under every teardown of page tables; on its own (no revocation hook above it on this
+// thread) it is munmap / mremap / MAP_FIXED.
+#[kprobe]
+pub fn unmap_page_range_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::UnmapPageRange as u32);
+    if IN_REVOCATION.get_ptr(&bpf_get_current_pid_tgid()).is_some() {
+        return 0;
+    }
+    emit_vma_revoke(&ctx, Hook::UnmapPageRange, RevokeCause::Unmap, arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3));
+    0
+}
+
+// exit_mmap(struct mm_struct *mm): the last user of an mm is gone.
+#[kprobe]
+pub fn exit_mmap_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::ExitMmap as u32);
+    if !enter_revocation(Hook::ExitMmap) {
+        return 0;
+    }
+    let mm = arg(&ctx, 0);
+    if WATCHED_MMS.get_ptr(&mm).is_none() {
+        return 0;
+    }
+    let l = layout();
+    emit::<RevokeEvent>(&l, EventKind::Revoke, Hook::ExitMmap as u32, stack_id(&ctx), 0, |ev| {
+        ev.cause = RevokeCause::Exit as u32;
+        ev.vma.mm = mm;
+    });
+    let _ = ENTRIES.insert(&entry_key(Hook::ExitMmap), &EntryArgs { args: [mm, 0, 0, 0], stack_id: -1, ts_ns: 0 }, 0);
+    0
+}
+
+#[kretprobe]
+pub fn exit_mmap_return(_ctx: RetProbeContext) -> u32 {
+    leave_revocation(Hook::ExitMmap);
+    if let Some(e) = take_entry(Hook::ExitMmap) {
+        let _ = WATCHED_MMS.remove(&e.args[0]);
+    }
+    0
+}
+
+// vm_area_free(struct vm_area_struct *vma): the pointer may be reused from now on.
+#[kprobe]
+pub fn vm_area_free_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::VmAreaFree as u32);
+    let vma = arg(&ctx, 0);
+    let Some(mapping) = unwatch_vma(vma) else { return 0 };
+    let l = layout();
+    emit::<VmaFreeEvent>(&l, EventKind::VmaFree, Hook::VmAreaFree as u32, -1, 0, |ev| {
+        ev.vma.vma = vma;
+        ev.vma.mm = vma_mm(&l, vma);
+        ev.vma.start = read_field(vma, l.vma_vm_start);
+        ev.vma.end = read_field(vma, l.vma_vm_end);
+        ev.vma.mapping = mapping;
+    });
+    0
+}
+
+// sched:sched_process_exit — a process that took pins is gone (pins without a declared release
+// end here).
+#[tracepoint]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    count_hit(Hook::TaskExit as u32);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid != pid_tgid as u32 || WATCHED_TGIDS.get_ptr(&tgid).is_none() {
+        return 0;
+    }
+    let _ = WATCHED_TGIDS.remove(&tgid);
+    let l = layout();
+    emit::<TaskExitEvent>(&l, EventKind::TaskExit, Hook::TaskExit as u32, -1, 0, |_| {});
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Release hooks named by the policy: one program per slot, attached to whatever function the
+// policy names.
+
+#[inline(always)]
+fn release(ctx: &ProbeContext, slot: u32) -> u32 {
+    let hook = Hook::Release0 as u32 + slot;
+    count_hit(hook);
+    let l = layout();
+    emit::<ReleaseCallEvent>(&l, EventKind::ReleaseCall, hook, stack_id(ctx), 0, |ev| {
+        ev.slot = slot;
+        for (i, a) in ev.args.iter_mut().enumerate() {
+            *a = arg(ctx, i);
+        }
+    });
+    0
+}
+
+macro_rules! release_slots {
+    ($($name:ident = $slot:expr),*) => {$(
+        #[kprobe]
+        pub fn $name(ctx: ProbeContext) -> u32 {
+            release(&ctx, $slot)
+        }
+    )*};
+}
+
+release_slots!(release_0 = 0, release_1 = 1, release_2 = 2, release_3 = 3, release_4 = 4, release_5 = 5, release_6 = 6, release_7 = 7);
 
 #[cfg(not(test))]
 #[panic_handler]
