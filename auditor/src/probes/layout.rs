@@ -1,0 +1,214 @@
+//! The running kernel's struct layout, read from its BTF (/sys/kernel/btf). aya has no CO-RE
+//! relocations for Rust eBPF, so the eBPF programs read fields at offsets computed here.
+use std::{collections::HashMap, path::Path};
+
+use anyhow::{Context, anyhow};
+use auditor_common::KernelLayout;
+use btf_rs::{Btf, BtfType, Type};
+
+use super::kernel_version::KernelVersion;
+
+/// vmlinux BTF plus the split BTF of modules that define types we need.
+pub struct KernelBtf {
+    vmlinux: Btf,
+    modules: HashMap<String, Btf>,
+}
+
+impl KernelBtf {
+    /// Reads /sys/kernel/btf/vmlinux and, where present, the named modules' BTF.
+    pub fn from_sys(modules: &[&str]) -> anyhow::Result<Self> {
+        Self::from_dir(Path::new("/sys/kernel/btf"), modules)
+    }
+
+    pub fn from_dir(dir: &Path, modules: &[&str]) -> anyhow::Result<Self> {
+        let vmlinux_path = dir.join("vmlinux");
+        let vmlinux = Btf::from_file(&vmlinux_path).map_err(|e| {
+            anyhow!("cannot read kernel BTF {}: {e} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)", vmlinux_path.display())
+        })?;
+        let mut loaded = HashMap::new();
+        for module in modules {
+            let path = dir.join(module);
+            if path.exists() {
+                let btf = Btf::from_split_file(&path, &vmlinux)
+                    .map_err(|e| anyhow!("cannot read module BTF {}: {e}", path.display()))?;
+                loaded.insert(module.to_string(), btf);
+            }
+        }
+        Ok(Self { vmlinux, modules: loaded })
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Btf> {
+        std::iter::once(&self.vmlinux).chain(self.modules.values())
+    }
+
+    /// The struct named `name` (a definition, not a forward declaration) and the BTF holding it.
+    fn find_struct(&self, name: &str) -> Option<(&Btf, btf_rs::Struct)> {
+        self.all().find_map(|btf| {
+            btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
+                Type::Struct(s) => Some((btf, s)),
+                _ => None,
+            })
+        })
+    }
+
+    /// Byte offset of `field` in `struct name`, looking through anonymous structs and unions
+    /// (6.3+ wraps `vm_flags` in one).
+    pub fn field_offset(&self, name: &str, field: &str) -> Option<u32> {
+        let (btf, s) = self.find_struct(name)?;
+        member_offset(btf, &s, field).map(|bits| bits / 8)
+    }
+
+    pub fn struct_size(&self, name: &str) -> Option<u32> {
+        self.find_struct(name).map(|(_, s)| s.size() as u32)
+    }
+
+    /// Names of the parameters of function `func`, in order, with their type names
+    /// (`struct vm_area_struct *` → "vm_area_struct").
+    pub fn func_params(&self, func: &str) -> Option<Vec<(String, String)>> {
+        self.all().find_map(|btf| {
+            let f = btf.resolve_types_by_name(func).ok()?.into_iter().find_map(|t| match t {
+                Type::Func(f) => Some(f),
+                _ => None,
+            })?;
+            let Type::FuncProto(proto) = btf.resolve_chained_type(&f).ok()? else { return None };
+            let params = proto
+                .parameters
+                .iter()
+                .map(|p| {
+                    let name = btf.resolve_name(p).unwrap_or_default();
+                    (name, pointee_name(btf, p))
+                })
+                .collect();
+            Some(params)
+        })
+    }
+}
+
+/// Bit offset of `field` in `s`, descending into anonymous members.
+fn member_offset(btf: &Btf, s: &btf_rs::Struct, field: &str) -> Option<u32> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == field {
+            return Some(m.bit_offset());
+        }
+        if name.is_empty() {
+            let inner = match btf.resolve_chained_type(m).ok()? {
+                Type::Struct(inner) | Type::Union(inner) => inner,
+                _ => continue,
+            };
+            if let Some(off) = member_offset(btf, &inner, field) {
+                return Some(m.bit_offset() + off);
+            }
+        }
+    }
+    None
+}
+
+/// Name of the struct a parameter points to (through typedefs/const), or of its type.
+fn pointee_name(btf: &Btf, param: &dyn BtfType) -> String {
+    for t in btf.chained_type_iter(param) {
+        match &t {
+            Type::Struct(s) | Type::Union(s) => return btf.resolve_name(s).unwrap_or_default(),
+            Type::Fwd(f) => return btf.resolve_name(f).unwrap_or_default(),
+            Type::Int(i) => return btf.resolve_name(i).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    String::new()
+}
+
+/// Builds the layout the eBPF programs get. Fields of structs that do not exist on this kernel
+/// (frame_vector without videobuf2, follow_pfnmap_args before 6.12) stay `ABSENT`; the hooks
+/// that need them are not attached there.
+pub fn kernel_layout(btf: &KernelBtf, kernel: KernelVersion, vmemmap_base_addr: u64) -> anyhow::Result<KernelLayout> {
+    let required = |s: &str, f: &str| {
+        btf.field_offset(s, f).with_context(|| format!("kernel BTF has no field {s}::{f}"))
+    };
+    let optional = |s: &str, f: &str| btf.field_offset(s, f).unwrap_or(KernelLayout::ABSENT);
+    Ok(KernelLayout {
+        vmemmap_base_addr,
+        vma_vm_start: required("vm_area_struct", "vm_start")?,
+        vma_vm_end: required("vm_area_struct", "vm_end")?,
+        vma_vm_mm: required("vm_area_struct", "vm_mm")?,
+        vma_vm_flags: required("vm_area_struct", "vm_flags")?,
+        vma_vm_pgoff: required("vm_area_struct", "vm_pgoff")?,
+        vma_vm_file: required("vm_area_struct", "vm_file")?,
+        file_f_mapping: required("file", "f_mapping")?,
+        file_f_inode: required("file", "f_inode")?,
+        inode_i_ino: required("inode", "i_ino")?,
+        inode_i_sb: required("inode", "i_sb")?,
+        sb_s_dev: required("super_block", "s_dev")?,
+        task_tgid: required("task_struct", "tgid")?,
+        task_start_time: required("task_struct", "start_time")?,
+        task_group_leader: required("task_struct", "group_leader")?,
+        task_mm: required("task_struct", "mm")?,
+        frame_vector_nr_frames: optional("frame_vector", "nr_frames"),
+        frame_vector_got_ref: optional("frame_vector", "got_ref"),
+        frame_vector_is_pfns: optional("frame_vector", "is_pfns"),
+        frame_vector_ptrs: optional("frame_vector", "ptrs"),
+        pfnmap_args_vma: optional("follow_pfnmap_args", "vma"),
+        pfnmap_args_address: optional("follow_pfnmap_args", "address"),
+        pfnmap_args_pfn: optional("follow_pfnmap_args", "pfn"),
+        struct_page_size: btf.struct_size("page").unwrap_or(64),
+        get_vaddr_frames_vec_arg: vec_arg_index(btf, kernel),
+        follow_pte_takes_vma: follow_pte_takes_vma(btf, kernel) as u32,
+        _pad: 0,
+    })
+}
+
+/// Position of `struct frame_vector *vec` in get_vaddr_frames(): BTF when the prototype is there,
+/// else the known history (5.10: start, nr, gup_flags, vec; 5.12: start, nr, vec; 6.2: start, nr,
+/// write, vec).
+fn vec_arg_index(btf: &KernelBtf, kernel: KernelVersion) -> u32 {
+    if let Some(params) = btf.func_params("get_vaddr_frames")
+        && let Some(i) = params.iter().position(|(_, ty)| ty == "frame_vector")
+    {
+        return i as u32;
+    }
+    if kernel >= KernelVersion::new(5, 12) && kernel < KernelVersion::new(6, 2) { 2 } else { 3 }
+}
+
+/// follow_pte() took an mm until 6.9 and a vma in 6.10-6.11.
+fn follow_pte_takes_vma(btf: &KernelBtf, kernel: KernelVersion) -> bool {
+    match btf.func_params("follow_pte") {
+        Some(params) if !params.is_empty() => params[0].1 == "vm_area_struct",
+        _ => kernel >= KernelVersion::new(6, 10),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host's own kernel BTF is a real BTF: where it exists, the layout must resolve and the
+    /// offsets must be plausible (inside the struct, distinct).
+    #[test]
+    fn host_kernel_btf_yields_a_complete_vma_layout() {
+        let dir = Path::new("/sys/kernel/btf");
+        if !dir.join("vmlinux").exists() {
+            eprintln!("skipped: no /sys/kernel/btf/vmlinux on this host");
+            return;
+        }
+        let btf = KernelBtf::from_dir(dir, &[]).unwrap();
+        let (_, kernel) = KernelVersion::running().unwrap();
+        let layout = kernel_layout(&btf, kernel, 0).unwrap();
+        let vma_size = btf.struct_size("vm_area_struct").unwrap();
+        let offsets = [layout.vma_vm_start, layout.vma_vm_end, layout.vma_vm_mm, layout.vma_vm_flags, layout.vma_vm_pgoff, layout.vma_vm_file];
+        for off in offsets {
+            assert!(off < vma_size, "offset {off} outside vm_area_struct ({vma_size} bytes)");
+        }
+        let mut sorted = offsets.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), offsets.len(), "two vma fields share an offset: {offsets:?}");
+        assert_eq!(layout.vma_vm_start, 0, "vm_start is the first field of vm_area_struct");
+        assert_eq!(layout.struct_page_size, 64);
+    }
+
+    #[test]
+    fn missing_btf_is_a_one_line_error_naming_the_file() {
+        let err = KernelBtf::from_dir(Path::new("/nonexistent-btf"), &[]).err().unwrap().to_string();
+        assert!(err.contains("/nonexistent-btf/vmlinux"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+}

@@ -1,0 +1,215 @@
+//! Loading the eBPF object and attaching its programs where the probe table says, on the running
+//! kernel. The result says, per hook, what happened (for the `status` record and `doctor`).
+pub mod kernel_version;
+pub mod layout;
+pub mod table;
+
+use anyhow::{Context, anyhow};
+use auditor_common::{HOOK_COUNT, Hook, RELEASE_SLOTS};
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{KProbe, TracePoint},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::symbols::KernelSymbols;
+use kernel_version::KernelVersion;
+use layout::{KernelBtf, kernel_layout};
+use table::{Attach, ProbeRow};
+
+/// Modules whose BTF holds types some hooks need (`struct frame_vector` on 5.12+).
+const BTF_MODULES: &[&str] = &["videobuf2_common"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookState {
+    Attached,
+    /// The running kernel has no such function in this role (the reason says which replaces it).
+    Absent,
+    /// The function lives in a module that is not loaded.
+    ModuleNotLoaded,
+    /// Present, but loading or attaching failed (the reason carries the error).
+    Failed,
+    /// `doctor` without privileges: would be attached.
+    Available,
+}
+
+/// One row of the `status` record / `doctor` output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookStatus {
+    /// Hook name (`follow_pfn`, `unmap_page_range`, or `release` for policy hooks).
+    pub hook: String,
+    /// Kernel symbol (function or tracepoint) it is attached to.
+    pub symbol: String,
+    pub state: HookState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What the daemon needs from a successful attach.
+pub struct Attached {
+    pub ebpf: Ebpf,
+    pub hooks: Vec<HookStatus>,
+    pub kernel_release: String,
+    /// Name of each counter slot (`HOOK_COUNT` entries): hook names, then release functions.
+    pub counter_names: Vec<String>,
+}
+
+/// The compiled eBPF object (auditor-ebpf, built by build.rs).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/auditor"));
+
+/// Everything needed to decide what to attach, read without privileges where possible.
+pub struct KernelFacts {
+    pub release: String,
+    pub version: KernelVersion,
+    pub symbols: KernelSymbols,
+}
+
+impl KernelFacts {
+    pub fn read() -> anyhow::Result<Self> {
+        let (release, version) = KernelVersion::running()?;
+        let symbols = KernelSymbols::load()?;
+        Ok(Self { release, version, symbols })
+    }
+}
+
+/// What attaching `row` would do on this kernel, before trying (absent symbol, module missing).
+fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
+    let Attach::Function { symbol, .. } = row.attach else { return None };
+    let status = |state, reason: String| Some(HookStatus { hook: row.hook.name().into(), symbol: symbol.into(), state, reason: Some(reason) });
+    if let Some(module) = row.module
+        && !facts.symbols.has_module(module)
+    {
+        return status(
+            HookState::ModuleNotLoaded,
+            format!("{symbol} lives in module {module} on {}, which is not loaded (load it before starting pfn-auditor)", facts.version),
+        );
+    }
+    if !facts.symbols.has_function(symbol) {
+        return status(HookState::Absent, format!("{symbol} is not in /proc/kallsyms (not built into this kernel, or inlined)"));
+    }
+    None
+}
+
+/// Rows for hooks the table says this kernel does not have.
+fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<HookStatus>) {
+    let (rows, missing) = table::select(version);
+    let absent = missing
+        .into_iter()
+        .map(|m| HookStatus { hook: m.hook.name().into(), symbol: m.hook.name().into(), state: HookState::Absent, reason: Some(m.reason.into()) })
+        .collect();
+    (rows, absent)
+}
+
+/// `doctor` without privileges: what would be attached.
+pub fn plan(facts: &KernelFacts, release_functions: &[String]) -> Vec<HookStatus> {
+    let (rows, mut statuses) = out_of_range_rows(facts.version);
+    for row in rows {
+        statuses.push(precheck(facts, row).unwrap_or(HookStatus {
+            hook: row.hook.name().into(),
+            symbol: row.attach.symbol().into(),
+            state: HookState::Available,
+            reason: None,
+        }));
+    }
+    for func in release_functions {
+        let state = if facts.symbols.has_function(func) { HookState::Available } else { HookState::Absent };
+        let reason = (state == HookState::Absent).then(|| format!("release hook {func} is not in /proc/kallsyms (is its module loaded?)"));
+        statuses.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
+    }
+    statuses
+}
+
+/// Raises RLIMIT_MEMLOCK: kernels before 5.11 charge BPF maps against it.
+fn raise_memlock() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid struct; failure only matters on old kernels and shows
+    // up as a map creation error with its own message.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+pub fn require_root() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("pfn-auditor must run as root (it loads eBPF programs and kprobes: CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)");
+    }
+    Ok(())
+}
+
+/// Loads the eBPF object with this kernel's layout and attaches every hook the table selects,
+/// plus one kprobe per policy release function.
+pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_buffer_bytes: u32) -> anyhow::Result<Attached> {
+    require_root()?;
+    if release_functions.len() > RELEASE_SLOTS {
+        anyhow::bail!("the policy names {} release functions; at most {RELEASE_SLOTS} are supported", release_functions.len());
+    }
+    raise_memlock();
+    let btf = KernelBtf::from_sys(BTF_MODULES)?;
+    let layout = kernel_layout(&btf, facts.version, facts.symbols.vmemmap_base.unwrap_or(0))?;
+    let mut ebpf = EbpfLoader::new()
+        .override_global("LAYOUT", &layout, true)
+        .map_max_entries("EVENTS", ring_buffer_bytes)
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object failed")?;
+
+    let (rows, mut hooks) = out_of_range_rows(facts.version);
+    for row in rows {
+        if let Some(status) = precheck(facts, row) {
+            hooks.push(status);
+            continue;
+        }
+        let (state, reason) = match attach_row(&mut ebpf, row) {
+            Ok(()) => (HookState::Attached, None),
+            Err(e) => (HookState::Failed, Some(format!("{e:#}"))),
+        };
+        hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.attach.symbol().into(), state, reason });
+    }
+    for (slot, func) in release_functions.iter().enumerate() {
+        let (state, reason) = if !facts.symbols.has_function(func) {
+            (HookState::Absent, Some(format!("release hook {func} is not in /proc/kallsyms (is its module loaded?)")))
+        } else {
+            match attach_kprobe(&mut ebpf, &format!("release_{slot}"), func) {
+                Ok(()) => (HookState::Attached, None),
+                Err(e) => (HookState::Failed, Some(format!("{e:#}"))),
+            }
+        };
+        hooks.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
+    }
+
+    let mut counter_names: Vec<String> = (0..HOOK_COUNT as u32)
+        .map(|i| Hook::from_u32(i).map(|h| h.name().to_string()).unwrap_or_default())
+        .collect();
+    for (slot, func) in release_functions.iter().enumerate() {
+        counter_names[Hook::Release0 as usize + slot] = func.clone();
+    }
+    Ok(Attached { ebpf, hooks, kernel_release: facts.release.clone(), counter_names })
+}
+
+fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
+    match row.attach {
+        Attach::Function { symbol, entry, ret } => {
+            // Return probe first: an entry without its return would leave per-thread state behind.
+            if let Some(ret) = ret {
+                attach_kprobe(ebpf, ret, symbol)?;
+            }
+            attach_kprobe(ebpf, entry, symbol)
+        }
+        Attach::Tracepoint { category, name, program } => {
+            let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
+            prog.load().with_context(|| format!("verifier rejected {program}"))?;
+            prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
+            Ok(())
+        }
+    }
+}
+
+fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> anyhow::Result<()> {
+    let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
+    prog.load().with_context(|| format!("verifier rejected {program}"))?;
+    prog.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))?;
+    Ok(())
+}
+
+fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
+}

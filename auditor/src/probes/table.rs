@@ -1,0 +1,248 @@
+//! The one table that says, per kernel range, which symbol carries which role, where it lives and
+//! which eBPF programs attach to it. Nothing else in the project branches on kernel versions
+//! (argument layouts that moved are read from BTF, with the version only as a fallback; see
+//! `layout.rs`). Ranges were checked against docs/kernel-facts.md.
+use auditor_common::Hook;
+
+use super::kernel_version::KernelVersion;
+
+/// Where a probe attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// kprobe (and optionally kretprobe) on a kernel function.
+    Function { symbol: &'static str, entry: &'static str, ret: Option<&'static str> },
+    /// A tracepoint `category:name`.
+    Tracepoint { category: &'static str, name: &'static str, program: &'static str },
+}
+
+impl Attach {
+    pub fn symbol(&self) -> &'static str {
+        match self {
+            Attach::Function { symbol, .. } => symbol,
+            Attach::Tracepoint { name, .. } => name,
+        }
+    }
+}
+
+/// One row: a hook carried by one symbol over a kernel range.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeRow {
+    pub hook: Hook,
+    pub attach: Attach,
+    /// First kernel with this symbol in this role.
+    pub since: KernelVersion,
+    /// Last kernel with it (inclusive); `None` = still present.
+    pub until: Option<KernelVersion>,
+    /// Kernel module that exports it in this range (`None` = vmlinux).
+    pub module: Option<&'static str>,
+    /// Said by `doctor` when the running kernel is outside the range.
+    pub outside: &'static str,
+}
+
+const fn v(major: u32, minor: u32) -> KernelVersion {
+    KernelVersion::new(major, minor)
+}
+
+const fn func(symbol: &'static str, entry: &'static str, ret: Option<&'static str>) -> Attach {
+    Attach::Function { symbol, entry, ret }
+}
+
+const ALWAYS: KernelVersion = v(5, 10);
+
+pub const PROBES: &[ProbeRow] = &[
+    ProbeRow {
+        hook: Hook::RemapPfnRange,
+        attach: func("remap_pfn_range", "remap_pfn_range_entry", Some("remap_pfn_range_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        // vm_iomap_memory() and io_remap_pfn_range() end in remap_pfn_range() on every kernel; on
+        // 6.1+ remap_pfn_range() wraps remap_pfn_range_internal()/_notrack(), whose callers
+        // outside remap_pfn_range() are kernel-internal.
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::FollowPfn,
+        attach: func("follow_pfn", "follow_pfn_entry", Some("follow_pfn_return")),
+        since: ALWAYS,
+        until: Some(v(6, 9)),
+        module: None,
+        outside: "follow_pfn was removed in 6.10; follow_pte (6.10-6.11) or follow_pfnmap_start (6.12+) is hooked instead",
+    },
+    ProbeRow {
+        hook: Hook::FollowPte,
+        attach: func("follow_pte", "follow_pte_entry", Some("follow_pte_return")),
+        since: v(5, 12),
+        until: Some(v(6, 11)),
+        module: None,
+        outside: "follow_pte is exported only in 5.12-6.11 (before: a static helper of follow_pfn, which is hooked; after: replaced by follow_pfnmap_start)",
+    },
+    ProbeRow {
+        hook: Hook::FollowPfnmapStart,
+        attach: func("follow_pfnmap_start", "follow_pfnmap_start_entry", Some("follow_pfnmap_start_return")),
+        since: v(6, 12),
+        until: None,
+        module: None,
+        outside: "follow_pfnmap_start appeared in 6.12; follow_pfn/follow_pte are hooked instead",
+    },
+    ProbeRow {
+        hook: Hook::GetVaddrFrames,
+        attach: func("get_vaddr_frames", "get_vaddr_frames_entry", Some("get_vaddr_frames_return")),
+        since: ALWAYS,
+        until: Some(v(5, 11)),
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::GetVaddrFrames,
+        attach: func("get_vaddr_frames", "get_vaddr_frames_entry", Some("get_vaddr_frames_return")),
+        since: v(5, 12),
+        until: None,
+        module: Some("videobuf2_common"),
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::PutVaddrFrames,
+        attach: func("put_vaddr_frames", "put_vaddr_frames_entry", None),
+        since: ALWAYS,
+        until: Some(v(5, 11)),
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::PutVaddrFrames,
+        attach: func("put_vaddr_frames", "put_vaddr_frames_entry", None),
+        since: v(5, 12),
+        until: None,
+        module: Some("videobuf2_common"),
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::UnmapMappingRange,
+        attach: func("unmap_mapping_range", "unmap_mapping_range_entry", Some("unmap_mapping_range_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::UnmapMappingPages,
+        attach: func("unmap_mapping_pages", "unmap_mapping_pages_entry", Some("unmap_mapping_pages_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::ZapVmaPtes,
+        attach: func("zap_vma_ptes", "zap_vma_ptes_entry", Some("zap_vma_ptes_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::UnmapPageRange,
+        // Global (the OOM reaper calls it) and under every munmap/mremap/MAP_FIXED/exit teardown.
+        attach: func("unmap_page_range", "unmap_page_range_entry", None),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::ExitMmap,
+        attach: func("exit_mmap", "exit_mmap_entry", Some("exit_mmap_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::VmAreaFree,
+        attach: func("vm_area_free", "vm_area_free_entry", None),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::TaskExit,
+        attach: Attach::Tracepoint { category: "sched", name: "sched_process_exit", program: "sched_process_exit" },
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+];
+
+/// Why a hook has no row for this kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutOfRange {
+    pub hook: Hook,
+    pub reason: &'static str,
+}
+
+/// The rows that apply to `kernel`, and the hooks that have none (with the table's reason).
+pub fn select(kernel: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<OutOfRange>) {
+    let in_range = |row: &ProbeRow| row.since <= kernel && row.until.is_none_or(|until| kernel <= until);
+    let chosen: Vec<&ProbeRow> = PROBES.iter().filter(|row| in_range(row)).collect();
+    let mut missing: Vec<OutOfRange> = Vec::new();
+    for row in PROBES {
+        let covered = chosen.iter().any(|c| c.hook == row.hook);
+        if !covered && !missing.iter().any(|m| m.hook == row.hook) {
+            missing.push(OutOfRange { hook: row.hook, reason: row.outside });
+        }
+    }
+    (chosen, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hooks(kernel: KernelVersion) -> Vec<(Hook, Option<&'static str>)> {
+        select(kernel).0.iter().map(|r| (r.hook, r.module)).collect()
+    }
+
+    #[test]
+    fn kernel_5_10_hooks_follow_pfn_and_builtin_frame_vectors() {
+        let h = hooks(v(5, 10));
+        assert!(h.contains(&(Hook::FollowPfn, None)));
+        assert!(!h.iter().any(|(k, _)| *k == Hook::FollowPte || *k == Hook::FollowPfnmapStart));
+        assert!(h.contains(&(Hook::GetVaddrFrames, None)));
+    }
+
+    #[test]
+    fn kernel_6_1_hooks_follow_pfn_and_follow_pte_and_vb2_frame_vectors() {
+        let h = hooks(v(6, 1));
+        assert!(h.contains(&(Hook::FollowPfn, None)));
+        assert!(h.contains(&(Hook::FollowPte, None)));
+        assert!(h.contains(&(Hook::GetVaddrFrames, Some("videobuf2_common"))));
+        assert!(h.contains(&(Hook::PutVaddrFrames, Some("videobuf2_common"))));
+    }
+
+    #[test]
+    fn kernel_6_12_hooks_follow_pfnmap_start_and_says_why_follow_pfn_is_absent() {
+        let (rows, missing) = select(v(6, 12));
+        assert!(rows.iter().any(|r| r.hook == Hook::FollowPfnmapStart));
+        let follow_pfn = missing.iter().find(|m| m.hook == Hook::FollowPfn).expect("follow_pfn reported absent");
+        assert!(follow_pfn.reason.contains("removed in 6.10"));
+        assert!(missing.iter().any(|m| m.hook == Hook::FollowPte));
+    }
+
+    #[test]
+    fn every_kernel_has_exactly_one_row_per_present_hook_and_all_revocation_hooks() {
+        for kernel in [v(5, 10), v(5, 15), v(6, 1), v(6, 6), v(6, 10), v(6, 12), v(6, 17)] {
+            let (rows, _) = select(kernel);
+            for hook in [Hook::UnmapMappingRange, Hook::ZapVmaPtes, Hook::UnmapPageRange, Hook::ExitMmap, Hook::VmAreaFree] {
+                assert_eq!(rows.iter().filter(|r| r.hook == hook).count(), 1, "{hook:?} on {kernel}");
+            }
+            let lookups = rows
+                .iter()
+                .filter(|r| matches!(r.hook, Hook::FollowPfn | Hook::FollowPte | Hook::FollowPfnmapStart))
+                .count();
+            assert!(lookups >= 1, "no raw lookup hook on {kernel}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Kernel symbolization from /proc/kallsyms: `addr → func+off [module]`, and symbol presence for
+//! the probe table. (kallsyms is the only symbol source a stock kernel gives at runtime; the
+//! format is three columns plus an optional `[module]`.)
+use std::collections::HashSet;
+
+use crate::event::{Frame, Hex};
+
+#[derive(Clone, Debug)]
+struct Symbol {
+    addr: u64,
+    name: String,
+    module: Option<String>,
+}
+
+/// Text symbols sorted by address.
+#[derive(Clone, Debug, Default)]
+pub struct KernelSymbols {
+    text: Vec<Symbol>,
+    names: HashSet<String>,
+    /// Address of the `vmemmap_base` variable (x86-64 KASLR), if listed.
+    pub vmemmap_base: Option<u64>,
+}
+
+impl KernelSymbols {
+    pub fn load() -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string("/proc/kallsyms")
+            .map_err(|e| anyhow::anyhow!("cannot read /proc/kallsyms: {e}"))?;
+        let syms = Self::parse(&text);
+        if syms.text.iter().all(|s| s.addr == 0) {
+            anyhow::bail!("/proc/kallsyms shows only zero addresses: run as root (kptr_restrict hides them)");
+        }
+        Ok(syms)
+    }
+
+    pub fn parse(text: &str) -> Self {
+        let mut out = Self::default();
+        for line in text.lines() {
+            let mut cols = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (cols.next(), cols.next(), cols.next()) else { continue };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+            let module = cols.next().map(|m| m.trim_matches(|c| c == '[' || c == ']').to_string());
+            if name == "vmemmap_base" {
+                out.vmemmap_base = Some(addr);
+            }
+            if matches!(kind, "t" | "T" | "w" | "W") {
+                out.names.insert(name.to_string());
+                out.text.push(Symbol { addr, name: name.to_string(), module });
+            }
+        }
+        out.text.sort_by_key(|s| s.addr);
+        out
+    }
+
+    /// Is there a text symbol of this name (vmlinux or any loaded module)?
+    pub fn has_function(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Is this module loaded (has at least one text symbol)?
+    pub fn has_module(&self, module: &str) -> bool {
+        self.text.iter().any(|s| s.module.as_deref() == Some(module))
+    }
+
+    /// `addr` as a frame; unknown addresses keep only the address.
+    pub fn frame(&self, addr: u64) -> Frame {
+        let idx = self.text.partition_point(|s| s.addr <= addr);
+        match idx.checked_sub(1).map(|i| &self.text[i]) {
+            Some(sym) if sym.addr != 0 => Frame {
+                addr: Hex(addr),
+                function: Some(sym.name.clone()),
+                offset: addr - sym.addr,
+                module: sym.module.clone(),
+            },
+            _ => Frame { addr: Hex(addr), ..Frame::default() },
+        }
+    }
+}
+
+/// The first frame that is not inside the hooked function: the kernel code that called it.
+/// Frame 0 of a kprobe stack is the probed function itself.
+pub fn caller_of(stack: &[Frame], hooked: &str) -> Option<Frame> {
+    stack.iter().find(|f| f.function.as_deref() != Some(hooked)).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+ffffffff81000000 T _stext
+ffffffff812a0000 T follow_pfn
+ffffffff812a0100 t follow_pte
+ffffffff82e00000 D vmemmap_base
+ffffffffc0a00000 t pfnaudit_pin_tracked\t[pfnaudit_test]
+ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
+";
+
+    #[test]
+    fn module_addresses_symbolize_with_function_offset_and_module() {
+        let syms = KernelSymbols::parse(SAMPLE);
+        let f = syms.frame(0xffffffffc0a0001a);
+        assert_eq!(f.to_string(), "pfnaudit_pin_tracked+0x1a [pfnaudit_test]");
+        let f = syms.frame(0xffffffff812a0010);
+        assert_eq!(f.to_string(), "follow_pfn+0x10");
+    }
+
+    #[test]
+    fn addresses_below_every_symbol_stay_raw() {
+        let syms = KernelSymbols::parse(SAMPLE);
+        assert_eq!(syms.frame(0x1000).to_string(), "0x1000");
+    }
+
+    #[test]
+    fn presence_and_vmemmap_base_are_read() {
+        let syms = KernelSymbols::parse(SAMPLE);
+        assert!(syms.has_function("follow_pte"));
+        assert!(!syms.has_function("follow_pfnmap_start"));
+        assert!(syms.has_module("pfnaudit_test"));
+        assert_eq!(syms.vmemmap_base, Some(0xffffffff82e00000));
+    }
+
+    #[test]
+    fn caller_skips_the_hooked_function_frames() {
+        let syms = KernelSymbols::parse(SAMPLE);
+        let stack = vec![syms.frame(0xffffffff812a0004), syms.frame(0xffffffffc0a00031)];
+        let caller = caller_of(&stack, "follow_pfn").unwrap();
+        assert_eq!(caller.function.as_deref(), Some("pfnaudit_pin_tracked"));
+    }
+}
