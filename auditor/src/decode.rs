@@ -1,0 +1,313 @@
+//! Raw ring-buffer records → typed, enriched [`Event`]s.
+//!
+//! The kernel snapshot in each record is the truth; enrichment only adds names: kernel frames
+//! from kallsyms and file paths from /proc/PID/maps (which may be gone by the time we look: then
+//! the path is simply absent).
+use std::collections::HashMap;
+
+use auditor_common::{
+    EventKind, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent,
+    ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
+};
+
+use crate::{
+    event::{Cause, Event, EventBody, Frame, Hex, Task, Vma},
+    symbols::{KernelSymbols, caller_of},
+};
+
+/// Why a record could not be decoded (a version mismatch between the eBPF object and the daemon
+/// would show up here; it is counted, never fatal).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("unknown record kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind:?} record has {got} bytes, expected {want}")]
+    Size { kind: EventKind, got: usize, want: usize },
+}
+
+/// Reads a `#[repr(C)]` record of integers from the front of `bytes`.
+fn read<T: Copy>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
+    let want = size_of::<T>();
+    if bytes.len() < want {
+        return Err(DecodeError::Size { kind, got: bytes.len(), want });
+    }
+    // SAFETY: length checked; T is a repr(C) struct of integers (any bit pattern is valid) and
+    // read_unaligned copes with the ring buffer's 8-byte alignment.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// A record as the kernel wrote it.
+#[derive(Clone, Copy, Debug)]
+pub enum RawRecord {
+    PfnMap(PfnMapEvent),
+    RawLookup(RawLookupEvent),
+    FramesGet(FramesGetEvent),
+    FramesPut(FramesPutEvent),
+    Revoke(RevokeEvent),
+    VmaFree(VmaFreeEvent),
+    ReleaseCall(ReleaseCallEvent),
+    TaskExit(TaskExitEvent),
+}
+
+impl RawRecord {
+    pub fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() < size_of::<Header>() {
+            return Err(DecodeError::Short(bytes.len()));
+        }
+        let kind_raw = u32::from_ne_bytes(bytes[0..4].try_into().expect("4 bytes"));
+        let kind = EventKind::from_u32(kind_raw).ok_or(DecodeError::UnknownKind(kind_raw))?;
+        Ok(match kind {
+            EventKind::PfnMap => Self::PfnMap(read(bytes, kind)?),
+            EventKind::RawLookup => Self::RawLookup(read(bytes, kind)?),
+            EventKind::FramesGet => Self::FramesGet(read(bytes, kind)?),
+            EventKind::FramesPut => Self::FramesPut(read(bytes, kind)?),
+            EventKind::Revoke => Self::Revoke(read(bytes, kind)?),
+            EventKind::VmaFree => Self::VmaFree(read(bytes, kind)?),
+            EventKind::ReleaseCall => Self::ReleaseCall(read(bytes, kind)?),
+            EventKind::TaskExit => Self::TaskExit(read(bytes, kind)?),
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        match self {
+            Self::PfnMap(e) => &e.hdr,
+            Self::RawLookup(e) => &e.hdr,
+            Self::FramesGet(e) => &e.hdr,
+            Self::FramesPut(e) => &e.hdr,
+            Self::Revoke(e) => &e.hdr,
+            Self::VmaFree(e) => &e.hdr,
+            Self::ReleaseCall(e) => &e.hdr,
+            Self::TaskExit(e) => &e.hdr,
+        }
+    }
+}
+
+/// Where enrichment comes from; live runs use the kernel and /proc, tests use fixtures.
+pub trait Enrich {
+    /// Kernel stack (innermost first) for a stack id from the record.
+    fn stack(&mut self, stack_id: i64) -> Vec<Frame>;
+    /// Path /proc/PID/maps gives for the vma `[start, end)` of process `tgid`.
+    fn path(&mut self, tgid: u32, start: u64, end: u64) -> Option<String>;
+}
+
+/// Decodes records into events, numbering them in reading order.
+pub struct Decoder {
+    next_seq: u64,
+    /// Hook names of the counter slots (release slots carry the policy's function names).
+    slot_names: Vec<String>,
+}
+
+impl Decoder {
+    pub fn new(slot_names: Vec<String>) -> Self {
+        Self { next_seq: 0, slot_names }
+    }
+
+    fn hook_name(&self, hook: u32) -> String {
+        self.slot_names
+            .get(hook as usize)
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .unwrap_or_else(|| Hook::from_u32(hook).map(|h| h.name().to_string()).unwrap_or_else(|| format!("hook{hook}")))
+    }
+
+    pub fn decode(&mut self, raw: &RawRecord, enrich: &mut dyn Enrich) -> Event {
+        let hdr = raw.header();
+        let hook = self.hook_name(hdr.hook);
+        let stack = if hdr.stack_id >= 0 { enrich.stack(hdr.stack_id) } else { Vec::new() };
+        let caller = caller_of(&stack, &hook);
+        let tgid = hdr.task.tgid;
+        let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v.start, v.end));
+        let body = match raw {
+            RawRecord::PfnMap(e) => EventBody::PfnMap {
+                vma: vma(&e.vma),
+                addr: Hex(e.addr),
+                pfn: e.pfn,
+                pages: e.size.div_ceil(4096),
+            },
+            RawRecord::RawLookup(e) => EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn },
+            RawRecord::FramesGet(e) => EventBody::FramesGet {
+                vec: Hex(e.vec),
+                start: Hex(e.start),
+                mm: Hex(e.mm),
+                nr_frames: e.nr_frames,
+                is_pfns: e.is_pfns != 0,
+                got_ref: e.got_ref != 0,
+                pfns: e.pfns[..(e.nr_frames as usize).min(MAX_FRAMES)].to_vec(),
+            },
+            RawRecord::FramesPut(e) => EventBody::FramesPut { vec: Hex(e.vec) },
+            RawRecord::Revoke(e) => revoke_body(e, &mut vma),
+            RawRecord::VmaFree(e) => EventBody::VmaFree { vma: to_vma(&e.vma, None) },
+            RawRecord::ReleaseCall(e) => EventBody::ReleaseCall { args: e.args.iter().map(|a| Hex(*a)).collect() },
+            RawRecord::TaskExit(_) => EventBody::TaskExit {},
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Event { seq, ts_ns: hdr.ts_ns, hook, task: to_task(&hdr.task), caller, stack, body }
+    }
+}
+
+fn revoke_body(e: &RevokeEvent, vma: &mut dyn FnMut(&VmaInfo) -> Vma) -> EventBody {
+    let cause = match RevokeCause::from_u32(e.cause) {
+        Some(RevokeCause::OwnerRevoke) => Cause::OwnerRevoke,
+        Some(RevokeCause::Zap) => Cause::Zap,
+        Some(RevokeCause::Exit) => Cause::Exit,
+        Some(RevokeCause::Unmap) | None => Cause::Unmap,
+    };
+    let has_vma = e.vma.vma != 0;
+    EventBody::Revoke {
+        cause,
+        mapping: (e.mapping != 0).then_some(Hex(e.mapping)),
+        first_pgoff: e.first_pgoff,
+        nr_pages: (cause == Cause::OwnerRevoke && e.nr_pages != u64::MAX).then_some(e.nr_pages),
+        vma: has_vma.then(|| vma(&e.vma)),
+        start: Hex(e.start),
+        end: Hex(e.end),
+        mm: Hex(e.vma.mm),
+    }
+}
+
+fn to_task(t: &TaskInfo) -> Task {
+    let len = t.comm.iter().position(|&b| b == 0).unwrap_or(t.comm.len());
+    Task {
+        tgid: t.tgid,
+        pid: t.pid,
+        start_time_ns: t.start_time_ns,
+        comm: String::from_utf8_lossy(&t.comm[..len]).into_owned(),
+    }
+}
+
+/// `dev_t` as the kernel stores it in `s_dev`: major in the top 12 bits of 32, minor in the low 20.
+fn dev_string(dev: u32) -> String {
+    format!("{:02x}:{:02x}", dev >> 20, dev & 0xf_ffff)
+}
+
+fn to_vma(v: &VmaInfo, path: Option<String>) -> Vma {
+    Vma {
+        vma: Hex(v.vma),
+        mm: Hex(v.mm),
+        start: Hex(v.start),
+        end: Hex(v.end),
+        flags: Hex(v.flags),
+        pgoff: v.pgoff,
+        mapping: Hex(v.mapping),
+        ino: v.ino,
+        dev: dev_string(v.dev),
+        path,
+    }
+}
+
+/// Live enrichment: the kernel's stack map, kallsyms and /proc.
+pub struct LiveEnrich<'a> {
+    pub symbols: &'a KernelSymbols,
+    pub stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
+    /// (tgid, start, end) → path, so per-page lookups do not re-read /proc/PID/maps.
+    paths: HashMap<(u32, u64, u64), Option<String>>,
+}
+
+impl<'a> LiveEnrich<'a> {
+    pub fn new(symbols: &'a KernelSymbols, stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>) -> Self {
+        Self { symbols, stacks, paths: HashMap::new() }
+    }
+}
+
+impl Enrich for LiveEnrich<'_> {
+    fn stack(&mut self, stack_id: i64) -> Vec<Frame> {
+        match self.stacks.get(&(stack_id as u32), 0) {
+            Ok(trace) => trace.frames().iter().map(|f| self.symbols.frame(f.ip)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn path(&mut self, tgid: u32, start: u64, end: u64) -> Option<String> {
+        if start == 0 {
+            return None;
+        }
+        self.paths.entry((tgid, start, end)).or_insert_with(|| proc_maps_path(tgid, start)).clone()
+    }
+}
+
+/// Path of the mapping containing `start` in /proc/PID/maps (None if the process or the
+/// mapping is gone, or it is anonymous).
+fn proc_maps_path(tgid: u32, start: u64) -> Option<String> {
+    let maps = procfs::process::Process::new(tgid as i32).ok()?.maps().ok()?;
+    let map = maps.into_iter().find(|m| m.address.0 <= start && start < m.address.1)?;
+    match map.pathname {
+        procfs::process::MMapPath::Path(p) => Some(p.display().to_string()),
+        procfs::process::MMapPath::Anonymous => None,
+        other => Some(format!("{other:?}").to_lowercase()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoEnrich;
+    impl Enrich for NoEnrich {
+        fn stack(&mut self, _: i64) -> Vec<Frame> {
+            Vec::new()
+        }
+        fn path(&mut self, _: u32, _: u64, _: u64) -> Option<String> {
+            Some("/dev/pfnaudit".into())
+        }
+    }
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a repr(C) POD as bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
+    }
+
+    #[test]
+    fn raw_lookup_record_decodes_with_task_vma_and_path() {
+        let mut rec = RawLookupEvent::default();
+        rec.hdr.kind = EventKind::RawLookup as u32;
+        rec.hdr.hook = Hook::FollowPfn as u32;
+        rec.hdr.task.tgid = 42;
+        rec.hdr.task.comm[..4].copy_from_slice(b"demo");
+        rec.hdr.stack_id = -1;
+        rec.vma.vma = 0xffff_8880_1234_0000;
+        rec.vma.start = 0x7f00_0000_0000;
+        rec.vma.end = 0x7f00_0000_4000;
+        rec.vma.dev = (0 << 20) | 5;
+        rec.address = 0x7f00_0000_1000;
+        rec.pfn = 0x1234;
+        let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
+        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich);
+        assert_eq!(ev.hook, "follow_pfn");
+        assert_eq!(ev.task.comm, "demo");
+        let EventBody::RawLookup { vma, pfn, address } = ev.body else { panic!("wrong body") };
+        assert_eq!(pfn, 0x1234);
+        assert_eq!(address, Hex(0x7f00_0000_1000));
+        assert_eq!(vma.path.as_deref(), Some("/dev/pfnaudit"));
+        assert_eq!(vma.dev, "00:05");
+    }
+
+    #[test]
+    fn truncated_and_unknown_records_are_errors_not_panics() {
+        assert_eq!(RawRecord::parse(&[0u8; 8]).unwrap_err(), DecodeError::Short(8));
+        let mut hdr = Header { kind: 99, ..Header::default() };
+        assert_eq!(RawRecord::parse(&bytes_of(&hdr)).unwrap_err(), DecodeError::UnknownKind(99));
+        hdr.kind = EventKind::Revoke as u32;
+        assert!(matches!(RawRecord::parse(&bytes_of(&hdr)), Err(DecodeError::Size { .. })));
+    }
+
+    #[test]
+    fn owner_revoke_to_end_of_file_has_no_page_count() {
+        let mut rec = RevokeEvent::default();
+        rec.hdr.kind = EventKind::Revoke as u32;
+        rec.hdr.hook = Hook::UnmapMappingRange as u32;
+        rec.hdr.stack_id = -1;
+        rec.cause = RevokeCause::OwnerRevoke as u32;
+        rec.mapping = 0xffff_8880_0000_1000;
+        rec.nr_pages = u64::MAX;
+        let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
+        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich);
+        let EventBody::Revoke { cause, nr_pages, mapping, vma, .. } = ev.body else { panic!() };
+        assert_eq!(cause, Cause::OwnerRevoke);
+        assert_eq!(nr_pages, None);
+        assert_eq!(mapping, Some(Hex(0xffff_8880_0000_1000)));
+        assert!(vma.is_none());
+    }
+}
