@@ -1,6 +1,7 @@
 //! pfn-auditor userspace: probes (load/attach) → drain (ring buffer) → decode (raw → typed
 //! events) → correlate (pure) → sinks (ndjson, junit, sarif, metrics, human).
 pub mod decode;
+pub mod drain;
 pub mod event;
 pub mod probes;
 pub mod symbols;

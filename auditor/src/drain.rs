@@ -1,0 +1,133 @@
+//! Draining the kernel side: ring-buffer records as they arrive, and the per-hook counters
+//! (hits / emitted / dropped) whose `dropped` deltas become `lost` records.
+use std::collections::HashMap;
+
+use anyhow::{Context, anyhow};
+use auditor_common::{HOOK_COUNT, HookCounters};
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::unix::AsyncFd;
+
+/// The maps the daemon reads, taken out of the loaded object.
+pub struct KernelMaps {
+    pub events: AsyncFd<RingBuf<MapData>>,
+    pub stacks: StackTraceMap<MapData>,
+    pub counters: PerCpuArray<MapData, HookCounters>,
+}
+
+impl KernelMaps {
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("eBPF object has no map {name}"));
+        let events = RingBuf::try_from(take("EVENTS")?).context("EVENTS is not a ring buffer")?;
+        let stacks = StackTraceMap::try_from(take("STACKS")?).context("STACKS is not a stack map")?;
+        let counters = PerCpuArray::try_from(take("COUNTERS")?).context("COUNTERS is not a per-CPU array")?;
+        // SAFETY: the ring buffer owns its fd for as long as the AsyncFd owns the ring buffer.
+        let events = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow!("polling the ring buffer: {e}"))?;
+        Ok(Self { events, stacks, counters })
+    }
+
+    /// Waits until records are available, then returns all of them (copied out).
+    pub async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut guard = self.events.readable_mut().await.context("waiting for the ring buffer")?;
+        let batch = drain_ring(guard.get_inner_mut());
+        guard.clear_ready();
+        Ok(batch)
+    }
+
+    /// Whatever is in the ring buffer right now, without waiting (final drain at shutdown).
+    pub fn drain_now(&mut self) -> Vec<Vec<u8>> {
+        drain_ring(self.events.get_mut())
+    }
+
+    /// Counters summed over CPUs, indexed by hook slot.
+    pub fn read_counters(&self) -> Vec<HookCounters> {
+        (0..HOOK_COUNT as u32)
+            .map(|slot| match self.counters.get(&slot, 0) {
+                Ok(per_cpu) => per_cpu.iter().fold(HookCounters::default(), |acc, c| HookCounters {
+                    hits: acc.hits + c.hits,
+                    emitted: acc.emitted + c.emitted,
+                    dropped: acc.dropped + c.dropped,
+                }),
+                Err(_) => HookCounters::default(),
+            })
+            .collect()
+    }
+}
+
+fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        out.push(item.to_vec());
+    }
+    out
+}
+
+/// Per-hook totals as reported in `summary` and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookTotals {
+    pub hook: String,
+    pub hits: u64,
+    pub emitted: u64,
+    pub dropped: u64,
+}
+
+/// Turns successive counter snapshots into "lost since last time" per hook.
+#[derive(Default)]
+pub struct LossTracker {
+    reported: HashMap<usize, u64>,
+}
+
+impl LossTracker {
+    /// `(slot, newly lost)` for every slot whose `dropped` grew since the last call.
+    pub fn new_losses(&mut self, counters: &[HookCounters]) -> Vec<(usize, u64)> {
+        let mut out = Vec::new();
+        for (slot, c) in counters.iter().enumerate() {
+            let seen = self.reported.entry(slot).or_default();
+            if c.dropped > *seen {
+                out.push((slot, c.dropped - *seen));
+                *seen = c.dropped;
+            }
+        }
+        out
+    }
+}
+
+/// Named totals for the hooks that ran at all.
+pub fn totals(counters: &[HookCounters], names: &[String]) -> Vec<HookTotals> {
+    counters
+        .iter()
+        .zip(names)
+        .filter(|(c, name)| !name.is_empty() && (c.hits > 0 || c.dropped > 0))
+        .map(|(c, name)| HookTotals { hook: name.clone(), hits: c.hits, emitted: c.emitted, dropped: c.dropped })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dropped(n: u64) -> HookCounters {
+        HookCounters { hits: 10, emitted: 10 - n.min(10), dropped: n }
+    }
+
+    #[test]
+    fn losses_are_reported_once_as_deltas() {
+        let mut t = LossTracker::default();
+        assert_eq!(t.new_losses(&[dropped(0), dropped(3)]), vec![(1, 3)]);
+        assert_eq!(t.new_losses(&[dropped(0), dropped(3)]), vec![]);
+        assert_eq!(t.new_losses(&[dropped(2), dropped(5)]), vec![(0, 2), (1, 2)]);
+    }
+
+    #[test]
+    fn totals_name_hooks_and_skip_idle_ones() {
+        let names = vec!["follow_pfn".to_string(), "zap_vma_ptes".to_string()];
+        let t = totals(&[dropped(1), HookCounters::default()], &names);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].hook, "follow_pfn");
+        assert_eq!(t[0].dropped, 1);
+    }
+}
