@@ -1,0 +1,145 @@
+//! The test kernel module, built against each kernel's unpacked headers, plus the in-tree modules it
+//! needs (e.g. videobuf2-common for get_vaddr_frames on >= 5.12), in the order insmod needs them.
+
+use crate::kernels::Kernel;
+use crate::sh::{self, vm_target_dir, workspace_root};
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A module ready to be packed into the initramfs.
+pub struct Module {
+    pub name: String,
+    pub file: PathBuf,
+}
+
+/// tests/vm/module, or $XTASK_MODULE_SRC to try the rig with another module.
+fn source_dir() -> PathBuf {
+    std::env::var_os("XTASK_MODULE_SRC").map_or_else(|| workspace_root().join("tests/vm/module"), PathBuf::from)
+}
+
+/// Builds the test module for `kernel` in a copy under target/ and returns every module to load,
+/// dependencies first.
+pub fn prepare(kernel: &Kernel) -> Result<Vec<Module>> {
+    let work = vm_target_dir().join(kernel.label);
+    let built = build(kernel, &source_dir(), &work.join("module-build"))?;
+    let index = in_tree_index(&kernel.modules_dir)?;
+    let unpacked = work.join("modules");
+    std::fs::create_dir_all(&unpacked)?;
+    let mut ordered = Vec::new();
+    for ko in built {
+        let name = module_name(&ko);
+        add_with_deps(&name, ko, &index, &unpacked, &mut ordered)?;
+    }
+    Ok(ordered)
+}
+
+fn build(kernel: &Kernel, source: &Path, copy: &Path) -> Result<Vec<PathBuf>> {
+    if !source.join("Kbuild").exists() && !source.join("Makefile").exists() {
+        bail!("{} has no Kbuild or Makefile: the test module is missing", source.display());
+    }
+    sync_copy(source, copy)?;
+    sh::run(
+        Command::new("make")
+            .arg("-C")
+            .arg(&kernel.headers)
+            .arg(format!("M={}", copy.display()))
+            // The headers come from Debian's build, not this host: only the compiler is ours. 5.10 was
+            // built with gcc-10; gcc-12 only warns about the mismatch.
+            .args(["CC=gcc-12", "HOSTCC=gcc-12", "-j2", "modules"]),
+    )
+    .with_context(|| format!("building the test module for {}", kernel.release))?;
+    let mut kos: Vec<PathBuf> = std::fs::read_dir(copy)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "ko"))
+        .collect();
+    kos.sort();
+    if kos.is_empty() {
+        bail!("make produced no .ko in {}", copy.display());
+    }
+    Ok(kos)
+}
+
+/// Copies only files whose content changed, so make's timestamps stay meaningful across runs.
+fn sync_copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type()?.is_dir() {
+            sync_copy(&src, &dst)?;
+        } else if std::fs::read(&dst).ok() != Some(std::fs::read(&src)?) {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Module name as the kernel knows it: file stem without .ko[.xz|.zst], dashes as underscores.
+fn module_name(path: &Path) -> String {
+    let file = path.file_name().unwrap_or_default().to_string_lossy();
+    let stem = file.split(".ko").next().unwrap_or(&file);
+    stem.replace('-', "_")
+}
+
+fn in_tree_index(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    fn walk(dir: &Path, index: &mut BTreeMap<String, PathBuf>) -> Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, index)?;
+            } else if path.to_string_lossy().contains(".ko") {
+                index.insert(module_name(&path), path);
+            }
+        }
+        Ok(())
+    }
+    let mut index = BTreeMap::new();
+    walk(&modules_dir.join("kernel"), &mut index)?;
+    Ok(index)
+}
+
+/// Depth-first: dependencies are pushed before the module that needs them.
+fn add_with_deps(
+    name: &str,
+    file: PathBuf,
+    index: &BTreeMap<String, PathBuf>,
+    unpacked: &Path,
+    ordered: &mut Vec<Module>,
+) -> Result<()> {
+    if ordered.iter().any(|m| m.name == name) {
+        return Ok(());
+    }
+    let file = decompressed(&file, unpacked)?;
+    let depends = sh::output(Command::new("modinfo").args(["-F", "depends"]).arg(&file))?;
+    for dep in depends.trim().split(',').filter(|d| !d.is_empty()) {
+        let dep = dep.replace('-', "_");
+        let dep_file =
+            index.get(&dep).with_context(|| format!("{name} needs module {dep}, not in the kernel package"))?;
+        add_with_deps(&dep, dep_file.clone(), index, unpacked, ordered)?;
+    }
+    ordered.push(Module { name: name.to_owned(), file });
+    Ok(())
+}
+
+/// Debian compresses modules (.ko.xz on some releases, .ko.zst on others); busybox insmod wants .ko.
+fn decompressed(file: &Path, unpacked: &Path) -> Result<PathBuf> {
+    let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let tool = if name.ends_with(".ko.xz") {
+        "xz"
+    } else if name.ends_with(".ko.zst") {
+        "zstd"
+    } else {
+        return Ok(file.to_path_buf());
+    };
+    let out = unpacked.join(format!("{}.ko", module_name(file)));
+    if !out.exists() {
+        let bytes = Command::new(tool).args(["-dc"]).arg(file).output()?;
+        if !bytes.status.success() {
+            bail!("{tool} -dc {} failed", file.display());
+        }
+        std::fs::write(&out, bytes.stdout)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,60 @@
+//! Running external programs with errors that name the command that failed.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Shows the command like a shell would, for error messages and progress lines.
+pub fn describe(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+/// Runs a command with inherited output; fails if it exits non-zero.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let what = describe(cmd);
+    let status = cmd.stdin(Stdio::null()).status().with_context(|| format!("cannot start `{what}`"))?;
+    if !status.success() {
+        bail!("`{what}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout; stderr is passed through so the user sees why it failed.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let what = describe(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start `{what}`"))?;
+    if !out.status.success() {
+        bail!("`{what}` failed ({})", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// True when the command starts and exits 0; its output is discarded.
+pub fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent directory").to_path_buf()
+}
+
+/// Where downloads live between runs (git-ignored).
+pub fn cache_dir() -> PathBuf {
+    workspace_root().join(".vm-cache")
+}
+
+/// Where per-run VM artifacts (console logs, NDJSON, built modules) go.
+pub fn vm_target_dir() -> PathBuf {
+    workspace_root().join("target/vm-test")
+}
