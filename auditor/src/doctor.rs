@@ -1,0 +1,83 @@
+//! `pfn-auditor doctor`: can this machine be audited, and which hook carries which role here?
+use std::{fmt::Write as _, path::Path};
+
+use crate::probes::{self, HookState, HookStatus, KernelFacts};
+
+/// Everything doctor found, printable as a table or JSON.
+#[derive(Debug, serde::Serialize)]
+pub struct Diagnosis {
+    pub kernel_release: String,
+    pub kernel_version: String,
+    pub btf: Result<String, String>,
+    pub root: bool,
+    /// True when the hooks below were really attached (root), false when only planned.
+    pub attached_for_real: bool,
+    pub hooks: Vec<HookStatus>,
+}
+
+impl Diagnosis {
+    /// Ready to audit: root, BTF, a raw-lookup hook and every revocation hook attached or attachable.
+    pub fn ready(&self) -> bool {
+        let ok = |name: &str| {
+            self.hooks
+                .iter()
+                .any(|h| h.hook == name && matches!(h.state, HookState::Attached | HookState::Available))
+        };
+        let lookup = ["follow_pfn", "follow_pte", "follow_pfnmap_start"].iter().any(|h| ok(h));
+        let revocations = ["unmap_mapping_range", "zap_vma_ptes", "unmap_page_range", "exit_mmap"].iter().all(|h| ok(h));
+        self.root && self.btf.is_ok() && lookup && revocations
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let _ = writeln!(out, "kernel      {} ({})", self.kernel_release, self.kernel_version);
+        match &self.btf {
+            Ok(path) => _ = writeln!(out, "btf         {path}"),
+            Err(e) => _ = writeln!(out, "btf         MISSING: {e}"),
+        }
+        let _ = writeln!(out, "root        {}", yes_no(self.root));
+        let how = if self.attached_for_real { "attached now" } else { "planned (run as root to attach for real)" };
+        let _ = writeln!(out, "hooks       {how}");
+        let _ = writeln!(out, "  {:<22} {:<24} {:<18} reason", "hook", "symbol", "state");
+        for h in &self.hooks {
+            let state = serde_json::to_value(h.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let _ = writeln!(out, "  {:<22} {:<24} {:<18} {}", h.hook, h.symbol, state, h.reason.as_deref().unwrap_or(""));
+        }
+        let _ = writeln!(out, "ready       {}", yes_no(self.ready()));
+        out
+    }
+}
+
+pub fn diagnose(release_functions: &[String]) -> anyhow::Result<Diagnosis> {
+    let facts = KernelFacts::read()?;
+    let btf_path = Path::new("/sys/kernel/btf/vmlinux");
+    let btf = if btf_path.exists() {
+        Ok(btf_path.display().to_string())
+    } else {
+        Err("no /sys/kernel/btf/vmlinux (kernel built without CONFIG_DEBUG_INFO_BTF)".to_string())
+    };
+    let root = probes::require_root().is_ok();
+    let (hooks, attached_for_real) = if root && btf.is_ok() {
+        // Attach for real (and detach on drop): the only proof that the verifier accepts the
+        // programs on this kernel.
+        match probes::load_and_attach(&facts, release_functions, 1 << 20) {
+            Ok(attached) => (attached.hooks, true),
+            Err(e) => {
+                let mut planned = probes::plan(&facts, release_functions);
+                planned.push(HookStatus { hook: "load".into(), symbol: "-".into(), state: HookState::Failed, reason: Some(format!("{e:#}")) });
+                (planned, false)
+            }
+        }
+    } else {
+        (probes::plan(&facts, release_functions), false)
+    };
+    Ok(Diagnosis {
+        kernel_release: facts.release.clone(),
+        kernel_version: facts.version.to_string(),
+        btf,
+        root,
+        attached_for_real,
+        hooks,
+    })
+}

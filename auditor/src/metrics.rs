@@ -1,0 +1,124 @@
+//! `--metrics ADDR`: Prometheus text exposition of per-hook counters, findings and events.
+use std::{net::SocketAddr, sync::Arc, sync::atomic::AtomicU64};
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+use crate::drain::HookTotals;
+
+type Labels = Vec<(String, String)>;
+type U64Gauge = Gauge<u64, AtomicU64>;
+
+/// Live metrics of one run; cheap to update from the daemon loop.
+pub struct Metrics {
+    registry: Registry,
+    hook_hits: Family<Labels, U64Gauge>,
+    hook_emitted: Family<Labels, U64Gauge>,
+    hook_dropped: Family<Labels, U64Gauge>,
+    findings: Family<Labels, Counter>,
+    events: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("pfn_auditor");
+        let hook_hits = Family::<Labels, U64Gauge>::default();
+        let hook_emitted = Family::<Labels, U64Gauge>::default();
+        let hook_dropped = Family::<Labels, U64Gauge>::default();
+        let findings = Family::<Labels, Counter>::default();
+        let events = Counter::default();
+        registry.register("hook_hits", "Times each probe ran (kernel counter)", hook_hits.clone());
+        registry.register("hook_emitted", "Records each probe wrote to the ring buffer", hook_emitted.clone());
+        registry.register("hook_dropped", "Records lost because the ring buffer was full", hook_dropped.clone());
+        registry.register("findings", "Findings reported, by kind and severity", findings.clone());
+        registry.register("events", "Events decoded", events.clone());
+        Self { registry, hook_hits, hook_emitted, hook_dropped, findings, events }
+    }
+}
+
+impl Metrics {
+    pub fn set_hooks(&self, totals: &[HookTotals]) {
+        for t in totals {
+            let labels = vec![("hook".to_string(), t.hook.clone())];
+            self.hook_hits.get_or_create(&labels).set(t.hits);
+            self.hook_emitted.get_or_create(&labels).set(t.emitted);
+            self.hook_dropped.get_or_create(&labels).set(t.dropped);
+        }
+    }
+
+    pub fn finding(&self, kind: &str, severity: &str) {
+        let labels = vec![("kind".to_string(), kind.to_string()), ("severity".to_string(), severity.to_string())];
+        self.findings.get_or_create(&labels).inc();
+    }
+
+    pub fn event(&self) {
+        self.events.inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Serves `GET /metrics` (any path, in fact) until the task is dropped.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for --metrics: {e}"))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { continue };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 1024];
+                let _ = conn.read(&mut request).await;
+                let body = metrics.render();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_hooks_and_finding_kinds() {
+        let m = Metrics::default();
+        m.set_hooks(&[HookTotals { hook: "follow_pfn".into(), hits: 7, emitted: 6, dropped: 1 }]);
+        m.finding("pin-outlived-revocation", "error");
+        let text = m.render();
+        assert!(text.contains(r#"pfn_auditor_hook_dropped{hook="follow_pfn"} 1"#), "{text}");
+        assert!(text.contains(r#"pfn_auditor_findings_total{kind="pin-outlived-revocation",severity="error"} 1"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_over_http_on_loopback() {
+        let m = Arc::new(Metrics::default());
+        m.event();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        serve(addr, m).await.unwrap();
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).await.unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"));
+        assert!(body.contains("pfn_auditor_events_total 1"), "{body}");
+    }
+}
