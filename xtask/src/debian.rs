@@ -2,7 +2,7 @@
 //! machine's own apt setup. The mirror is whatever the machine already uses for Debian.
 
 use crate::sh::{self, cache_dir};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

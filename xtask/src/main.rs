@@ -1,16 +1,26 @@
 //! Project automation: `cargo xtask <command>`. See `cargo xtask --help`.
 
+mod bench;
 mod debian;
+mod demo;
+mod image;
+mod initramfs;
 mod kernels;
 mod modules;
+mod plan;
+mod qemu;
 mod setup;
 mod sh;
+mod verdict;
+mod vm;
+mod vm_test;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::process::Command;
 
 #[derive(Parser)]
-#[command(about = "Build pfn-auditor and test it on Debian kernels under QEMU")]
+#[command(about = "Build pfn-auditor and test it on Debian kernels under QEMU/TCG")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -18,17 +28,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install missing tools (apt, rustup, bpf-linker) and build the static pfn-auditor
+    /// Install missing tools (apt packages, rustup nightly + rust-src, musl target, bpf-linker) and
+    /// build the static pfn-auditor for x86_64-unknown-linux-musl
     Build {
         #[arg(long)]
         release: bool,
     },
-    /// Download the test kernels and build the test module for each; prints their paths
+    /// Download the test kernels (5.10, 6.1, 6.12) and build the test module for each; prints paths
     Kernels {
-        /// Kernel series (5.10, 6.1, 6.12); all when omitted
+        /// Kernel series to fetch (5.10, 6.1, 6.12); all when omitted
         #[arg(long = "kernel")]
         kernels: Vec<String>,
     },
+    /// Run tests/vm/scenarios.toml in QEMU on each kernel and check the auditor's findings
+    VmTest {
+        /// Kernel series to test (5.10, 6.1, 6.12); all when omitted
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Test the rig only: load the module and run the scenarios without pfn-auditor
+        #[arg(long)]
+        no_auditor: bool,
+    },
+    /// Boot 6.1, run the misbehaving-driver scenario and show what pfn-auditor reports
+    Demo,
+    /// Measure the auditor's overhead on the scenario program's timing workloads in the guest
+    Bench {
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Iterations per workload
+        #[arg(long, default_value_t = 2000)]
+        iterations: u64,
+    },
+    /// Everything CI checks: `cargo test --workspace`, then `vm-test` on all kernels
+    Test,
 }
 
 fn main() {
@@ -44,14 +76,28 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Kernels { kernels: labels } => {
             let apt = debian::PrivateApt::open()?;
             for series in selected(&labels)? {
-                let k = kernels::fetch(&apt, series)?;
-                let mods = modules::prepare(&k)?;
-                println!("{} {} {}", k.label, k.release, k.vmlinuz.display());
-                for m in mods {
-                    println!("  {} {}", m.name, m.file.display());
+                let kernel = kernels::fetch(&apt, series)?;
+                println!("{} {} {}", kernel.label, kernel.release, kernel.vmlinuz.display());
+                for module in modules::prepare(&kernel)? {
+                    println!("  {} {}", module.name, module.file.display());
                 }
             }
             Ok(())
+        }
+        Cmd::VmTest { kernels, no_auditor } => vm_test::run(&selected(&kernels)?, !no_auditor),
+        Cmd::Demo => demo::run(),
+        Cmd::Bench { kernels, iterations } => bench::run(&selected(&kernels)?, iterations),
+        Cmd::Test => {
+            setup::install_tools()?;
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            // auditor-ebpf only builds for the BPF target (auditor's build script builds it).
+            sh::run(Command::new(cargo).current_dir(sh::workspace_root()).args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "auditor-ebpf",
+            ]))?;
+            vm_test::run(kernels::SERIES, true)
         }
     }
 }

@@ -2,7 +2,7 @@
 //! needs (e.g. videobuf2-common for get_vaddr_frames on >= 5.12), in the order insmod needs them.
 
 use crate::kernels::Kernel;
-use crate::sh::{self, vm_target_dir, workspace_root};
+use crate::sh::{self, vm_sources_dir, vm_target_dir};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,9 +14,8 @@ pub struct Module {
     pub file: PathBuf,
 }
 
-/// tests/vm/module, or $XTASK_MODULE_SRC to try the rig with another module.
 fn source_dir() -> PathBuf {
-    std::env::var_os("XTASK_MODULE_SRC").map_or_else(|| workspace_root().join("tests/vm/module"), PathBuf::from)
+    vm_sources_dir().join("module")
 }
 
 /// Builds the test module for `kernel` in a copy under target/ and returns every module to load,
@@ -47,7 +46,9 @@ fn build(kernel: &Kernel, source: &Path, copy: &Path) -> Result<Vec<PathBuf>> {
             .arg(format!("M={}", copy.display()))
             // The headers come from Debian's build, not this host: only the compiler is ours. 5.10 was
             // built with gcc-10; gcc-12 only warns about the mismatch.
-            .args(["CC=gcc-12", "HOSTCC=gcc-12", "-j2", "modules"]),
+            .args(["CC=gcc-12", "HOSTCC=gcc-12", "-j2", "modules"])
+            // Module BTF needs a pahole matching Debian's; the test module does not need BTF.
+            .arg("CONFIG_DEBUG_INFO_BTF_MODULES="),
     )
     .with_context(|| format!("building the test module for {}", kernel.release))?;
     let mut kos: Vec<PathBuf> = std::fs::read_dir(copy)?

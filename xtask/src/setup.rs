@@ -25,10 +25,15 @@ pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const BPF_LINKER_VERSION: &str = "0.10.4";
 
 pub fn build(release: bool) -> Result<PathBuf> {
+    install_tools()?;
+    build_auditor(release)
+}
+
+/// Everything the build and the VM rig need from outside the workspace.
+pub fn install_tools() -> Result<()> {
     install_apt_packages()?;
     install_rust_toolchains()?;
-    install_bpf_linker()?;
-    build_auditor(release)
+    install_bpf_linker()
 }
 
 fn is_installed(package: &str) -> bool {
@@ -87,7 +92,7 @@ pub fn auditor_binary(release: bool) -> PathBuf {
     workspace_root().join("target").join(MUSL_TARGET).join(profile).join("pfn-auditor")
 }
 
-fn build_auditor(release: bool) -> Result<PathBuf> {
+pub fn build_auditor(release: bool) -> Result<PathBuf> {
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo.current_dir(workspace_root()).args(["build", "-p", "auditor", "--target", MUSL_TARGET]);
     if release {

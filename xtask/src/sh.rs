@@ -35,18 +35,15 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// True when the command starts and exits 0; its output is discarded.
-pub fn succeeds(cmd: &mut Command) -> bool {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent directory").to_path_buf()
+}
+
+/// tests/vm (module/, scenario/, scenarios.toml, policy.toml), or $XTASK_VM_SOURCES to try the rig
+/// with other fixtures.
+pub fn vm_sources_dir() -> PathBuf {
+    std::env::var_os("XTASK_VM_SOURCES").map_or_else(|| workspace_root().join("tests/vm"), PathBuf::from)
 }
 
 /// Where downloads live between runs (git-ignored).

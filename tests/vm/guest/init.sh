@@ -1,0 +1,143 @@
+#!/bin/sh
+# PID 1 of the pfn-auditor test VM (busybox sh). Runs the scenarios listed in /plan and sends each
+# result file to the host over the second serial port (ttyS1), framed as
+#   PFNAUDIT-BEGIN <scenario> <file> status=<exit status>
+#   ...file contents...
+#   PFNAUDIT-END <scenario> <file>
+# The console (ttyS0) carries progress and the final PFNAUDIT-DONE line the host waits for.
+#
+# /plan has one scenario a line: `<name> <mode> <pfnaudit-scenario args...>` where mode is
+#   run        auditor attached, scenario in the foreground
+#   background auditor attached, scenario in the background until /tmp/scenario.ready; the auditor
+#              is stopped first, then the scenario is killed (its pins stay held past the run)
+#   bench      the scenario once bare and once with the auditor attached (timing only)
+
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+mkdir -p /tmp /out
+echo "PFNAUDIT-INIT-STARTED $(uname -r)"
+
+finish() {
+    echo "PFNAUDIT-DONE $1"
+    sync
+    poweroff -f
+}
+
+# Raw mode: no \n -> \r\n translation of the files we send.
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+
+send() { # scenario file-label status path
+    {
+        echo "PFNAUDIT-BEGIN $1 $2 status=$3"
+        [ -f "$4" ] && cat "$4"
+        echo
+        echo "PFNAUDIT-END $1 $2"
+    } > /dev/ttyS1
+}
+
+for m in $(cat /modules/order); do
+    insmod "/modules/$m.ko" || { echo "PFNAUDIT-ERROR insmod $m failed"; finish modules-failed; }
+done
+
+POLICY=""
+[ -f /policy.toml ] && POLICY="--policy /policy.toml"
+HAVE_AUDITOR=0
+[ -x /bin/pfn-auditor ] && HAVE_AUDITOR=1
+
+# Starts the auditor for scenario $1 (extra args after it) and waits for its status record.
+start_auditor() {
+    name=$1
+    shift
+    pfn-auditor run $POLICY --output "/out/$name.ndjson" "$@" < /dev/null 2> "/out/$name.stderr" &
+    AUDITOR=$!
+    i=0
+    while ! grep -qE '"type": ?"status"' "/out/$name.ndjson" 2>/dev/null; do
+        if ! kill -0 $AUDITOR 2>/dev/null; then
+            echo "PFNAUDIT-ERROR $name: pfn-auditor exited before its status record"
+            return 1
+        fi
+        i=$((i + 1))
+        if [ $i -ge 60 ]; then
+            echo "PFNAUDIT-ERROR $name: no status record from pfn-auditor within 60 s"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+# SIGINT drains and flushes; a stuck auditor is killed after 120 s (status 137 then).
+stop_auditor() {
+    kill -INT $AUDITOR 2>/dev/null
+    ( sleep 120; kill -KILL $AUDITOR 2>/dev/null ) &
+    watchdog=$!
+    wait $AUDITOR
+    AUDITOR_STATUS=$?
+    kill $watchdog 2>/dev/null
+}
+
+run_scenario() { # name mode args...
+    name=$1
+    mode=$2
+    shift 2
+    echo "PFNAUDIT-SCENARIO $name ($mode): pfnaudit-scenario $*"
+    AUDITOR_STATUS=none
+    if [ $HAVE_AUDITOR = 1 ]; then
+        start_auditor "$name" --events || { kill -KILL $AUDITOR 2>/dev/null; AUDITOR_STATUS=not-ready; }
+    fi
+    if [ "$mode" = background ]; then
+        pfnaudit-scenario "$@" < /dev/null > "/out/$name.scenario" 2>&1 &
+        scenario=$!
+        i=0
+        while [ ! -e /tmp/scenario.ready ] && [ $i -lt 60 ] && kill -0 $scenario 2>/dev/null; do
+            sleep 1
+            i=$((i + 1))
+        done
+        [ -e /tmp/scenario.ready ] || echo "PFNAUDIT-ERROR $name: no /tmp/scenario.ready within 60 s"
+        [ "$AUDITOR_STATUS" = none ] && [ $HAVE_AUDITOR = 1 ] && stop_auditor
+        kill -KILL $scenario 2>/dev/null
+        wait $scenario
+        scenario_status=$?
+        rm -f /tmp/scenario.ready
+    else
+        pfnaudit-scenario "$@" < /dev/null > "/out/$name.scenario" 2>&1
+        scenario_status=$?
+        [ "$AUDITOR_STATUS" = none ] && [ $HAVE_AUDITOR = 1 ] && stop_auditor
+    fi
+    echo "PFNAUDIT-SCENARIO-END $name scenario=$scenario_status auditor=$AUDITOR_STATUS"
+    send "$name" scenario $scenario_status "/out/$name.scenario"
+    if [ $HAVE_AUDITOR = 1 ]; then
+        send "$name" ndjson "$AUDITOR_STATUS" "/out/$name.ndjson"
+        send "$name" stderr "$AUDITOR_STATUS" "/out/$name.stderr"
+    fi
+}
+
+run_bench() { # name args...
+    name=$1
+    shift
+    echo "PFNAUDIT-BENCH $name: pfnaudit-scenario $*"
+    pfnaudit-scenario "$@" < /dev/null > "/out/$name.bare" 2>&1
+    send "$name" bare $? "/out/$name.bare"
+    if [ $HAVE_AUDITOR = 1 ] && start_auditor "$name"; then
+        pfnaudit-scenario "$@" < /dev/null > "/out/$name.attached" 2>&1
+        status=$?
+        stop_auditor
+        send "$name" attached $status "/out/$name.attached"
+        send "$name" stderr "$AUDITOR_STATUS" "/out/$name.stderr"
+    fi
+}
+
+while read -r name mode args; do
+    [ -z "$name" ] && continue
+    case "$mode" in
+        bench) run_bench "$name" $args ;;
+        *) run_scenario "$name" "$mode" $args ;;
+    esac
+done < /plan
+
+finish ok

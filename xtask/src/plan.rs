@@ -1,0 +1,114 @@
+//! tests/vm/scenarios.toml: which scenarios to run on which kernels and what the auditor must report.
+//!
+//! ```toml
+//! [[scenario]]
+//! name = "frame-vector-kept-after-revoke"
+//! args = ["frame-vector", "--keep"]         # pfnaudit-scenario's arguments
+//! expect = [{ kind = "pin-outlived-revocation", count = 1 }]
+//! max_lost = 0                              # default 0
+//! background = false                        # true: run until /tmp/scenario.ready, stop the auditor, kill
+//! kernels = ["6.1", "6.12"]                 # default: all
+//! demo = false                              # the scenario `cargo xtask demo` shows
+//! why = "..."
+//! ```
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    scenario: Vec<Scenario>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub expect: Vec<Expect>,
+    #[serde(default)]
+    pub max_lost: u64,
+    #[serde(default)]
+    pub background: bool,
+    pub kernels: Option<Vec<String>>,
+    #[serde(default)]
+    pub demo: bool,
+    #[serde(default)]
+    pub why: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub kind: String,
+    pub count: usize,
+}
+
+impl Scenario {
+    pub fn runs_on(&self, kernel_label: &str) -> bool {
+        self.kernels.as_ref().is_none_or(|ks| ks.iter().any(|k| k == kernel_label))
+    }
+
+    /// The guest plan line: `<name> <mode> <args...>` (see tests/vm/guest/init.sh).
+    pub fn plan_line(&self) -> String {
+        let mode = if self.background { "background" } else { "run" };
+        format!("{} {mode} {}\n", self.name, self.args.join(" "))
+    }
+}
+
+pub fn load(path: &Path) -> Result<Vec<Scenario>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).with_context(|| format!("{} is not a valid scenario list", path.display()))
+}
+
+fn parse(text: &str) -> Result<Vec<Scenario>> {
+    let file: File = toml::from_str(text)?;
+    for s in &file.scenario {
+        // The guest splits plan lines on whitespace: names and arguments must be single words.
+        let words = std::iter::once(&s.name).chain(&s.args);
+        if let Some(bad) = words.into_iter().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
+            bail!("scenario `{}`: `{bad}` is empty or contains whitespace", s.name);
+        }
+        if file.scenario.iter().filter(|o| o.name == s.name).count() > 1 {
+            bail!("scenario `{}` is listed twice", s.name);
+        }
+    }
+    Ok(file.scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_parse_with_defaults_and_kernel_filters() {
+        let list = parse(
+            r#"
+            [[scenario]]
+            name = "keep"
+            args = ["frame-vector", "--keep"]
+            expect = [{ kind = "pin-outlived-revocation", count = 1 }]
+            kernels = ["6.1"]
+            [[scenario]]
+            name = "clean"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        assert!(list[0].runs_on("6.1") && !list[0].runs_on("5.10"));
+        assert!(list[1].runs_on("5.10") && list[1].expect.is_empty() && list[1].max_lost == 0);
+        assert_eq!(list[0].plan_line(), "keep run frame-vector --keep\n");
+    }
+
+    #[test]
+    fn arguments_with_spaces_and_duplicate_names_are_refused() {
+        let spaced = "[[scenario]]\nname = \"a\"\nargs = [\"two words\"]\n";
+        assert!(parse(spaced).unwrap_err().to_string().contains("whitespace"));
+        let twice = "[[scenario]]\nname = \"a\"\n[[scenario]]\nname = \"a\"\n";
+        assert!(parse(twice).unwrap_err().to_string().contains("twice"));
+    }
+}

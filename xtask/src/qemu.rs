@@ -1,0 +1,203 @@
+//! Boots a kernel + initramfs under QEMU/TCG, watches the console for the guest's markers and
+//! collects the result files the guest sends over the second serial port.
+
+use crate::kernels::Kernel;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Console lines that mean the guest is dead or wedged: no point waiting for the timeout.
+const FATAL_MARKERS: &[&str] = &["Kernel panic", "BUG: soft lockup", "self-detected stall", "detected stalls on CPUs"];
+const INIT_STARTED: &str = "PFNAUDIT-INIT-STARTED";
+const DONE: &str = "PFNAUDIT-DONE";
+
+/// A file the guest sent: `(scenario, label)` → (status word, contents).
+pub type GuestFiles = BTreeMap<(String, String), Sent>;
+
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub status: String,
+    pub text: String,
+}
+
+pub struct Boot<'a> {
+    pub kernel: &'a Kernel,
+    pub initrd: &'a Path,
+    /// target/vm-test/<kernel>: console.log and serial1.log go here.
+    pub dir: &'a Path,
+    pub timeout: Duration,
+}
+
+pub struct Finished {
+    pub console_log: PathBuf,
+    pub files: GuestFiles,
+}
+
+enum Attempt {
+    Done,
+    /// The kernel died before our init ran: TCG flakiness, worth one retry.
+    EarlyPanic,
+    Failed(String),
+}
+
+impl Boot<'_> {
+    /// Boots once (twice if the kernel panicked before init started) and returns what the guest sent.
+    pub fn run(&self) -> Result<Finished> {
+        let console_log = self.dir.join("console.log");
+        let serial_log = self.dir.join("serial1.log");
+        for try_no in 1..=2 {
+            let _ = std::fs::remove_file(&serial_log);
+            match self.attempt(&console_log, &serial_log)? {
+                Attempt::Done => {
+                    let text = std::fs::read_to_string(&serial_log).unwrap_or_default();
+                    return Ok(Finished { console_log, files: parse_guest_files(&text) });
+                }
+                Attempt::EarlyPanic if try_no == 1 => {
+                    eprintln!("xtask: {} panicked before init started; retrying once", self.kernel.release);
+                }
+                Attempt::EarlyPanic => bail!("kernel panicked before init, twice (console: {})", console_log.display()),
+                Attempt::Failed(why) => bail!("{why} (console: {})", console_log.display()),
+            }
+        }
+        unreachable!("the loop returns or fails on its second try")
+    }
+
+    fn attempt(&self, console_log: &Path, serial_log: &Path) -> Result<Attempt> {
+        let mut log = std::fs::File::create(console_log)?;
+        let mut qemu = self.command(serial_log).spawn().context("cannot start qemu-system-x86_64 (cargo xtask build installs it)")?;
+        let lines = console_lines(&mut qemu);
+        let deadline = Instant::now() + self.timeout;
+        let mut init_started = false;
+        let outcome = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    break Attempt::Failed(format!("timed out after {} s", self.timeout.as_secs()));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break Attempt::Failed("QEMU exited before the guest finished".into());
+                }
+            };
+            writeln!(log, "{line}")?;
+            if line.contains("PFNAUDIT-") {
+                eprintln!("  [{}] {}", self.kernel.label, line.trim());
+            }
+            init_started |= line.contains(INIT_STARTED);
+            if line.contains(DONE) {
+                break if line.contains(&format!("{DONE} ok")) {
+                    Attempt::Done
+                } else {
+                    Attempt::Failed(format!("guest stopped early: {}", line.trim()))
+                };
+            }
+            if let Some(marker) = FATAL_MARKERS.iter().find(|m| line.contains(*m)) {
+                break if init_started || !marker.contains("panic") {
+                    Attempt::Failed(format!("guest kernel failed: {}", line.trim()))
+                } else {
+                    Attempt::EarlyPanic
+                };
+            }
+        };
+        stop(&mut qemu, matches!(outcome, Attempt::Done));
+        for line in lines.try_iter() {
+            writeln!(log, "{line}")?;
+        }
+        Ok(outcome)
+    }
+
+    fn command(&self, serial_log: &Path) -> Command {
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg", "-cpu", "max,-cx16", "-m", "1G", "-smp", "1"])
+            .args(["-nographic", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&self.kernel.vmlinuz)
+            .arg("-initrd")
+            .arg(self.initrd)
+            .args(["-append", "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 loglevel=4 tsc=reliable"])
+            .args(["-serial", "mon:stdio", "-serial"])
+            .arg(format!("file:{}", serial_log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+}
+
+/// QEMU's stdout and stderr, line by line, from reader threads.
+fn console_lines(qemu: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stdout = qemu.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let stderr = qemu.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    for stream in [stdout, stderr].into_iter().flatten() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_owned();
+                if tx.send(text).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// After PFNAUDIT-DONE the guest powers off by itself; give it a moment, then kill.
+fn stop(qemu: &mut Child, graceful: bool) {
+    if graceful {
+        let until = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = qemu.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+}
+
+/// Splits the second serial port's stream into the framed files (see tests/vm/guest/init.sh).
+pub fn parse_guest_files(stream: &str) -> GuestFiles {
+    let mut files = GuestFiles::new();
+    let mut current: Option<((String, String), Sent)> = None;
+    for line in stream.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(rest) = line.strip_prefix("PFNAUDIT-BEGIN ") {
+            let mut words = rest.split_whitespace();
+            let (name, label) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+            let status = words.next().and_then(|w| w.strip_prefix("status=")).unwrap_or("?");
+            let sent = Sent { status: status.to_owned(), text: String::new() };
+            current = Some(((name.to_owned(), label.to_owned()), sent));
+        } else if line.starts_with("PFNAUDIT-END ") {
+            if let Some((key, sent)) = current.take() {
+                files.insert(key, sent);
+            }
+        } else if let Some((_, sent)) = current.as_mut() {
+            sent.text.push_str(line);
+            sent.text.push('\n');
+        }
+    }
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_files_are_split_by_scenario_and_label_with_their_status() {
+        let stream = "noise\r\nPFNAUDIT-BEGIN keep ndjson status=0\n{\"type\":\"status\"}\n\nPFNAUDIT-END keep ndjson\n\
+                      PFNAUDIT-BEGIN keep stderr status=0\nerror: pin kept\nPFNAUDIT-END keep stderr\n\
+                      PFNAUDIT-BEGIN cut ndjson status=0\n{\"type\":";
+        let files = parse_guest_files(stream);
+        let ndjson = &files[&("keep".into(), "ndjson".into())];
+        assert_eq!((ndjson.status.as_str(), ndjson.text.as_str()), ("0", "{\"type\":\"status\"}\n\n"));
+        assert_eq!(files[&("keep".into(), "stderr".into())].text, "error: pin kept\n");
+        assert!(!files.contains_key(&("cut".into(), "ndjson".into())), "an unterminated file is not trusted");
+    }
+}

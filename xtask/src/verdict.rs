@@ -1,0 +1,125 @@
+//! Judges one scenario's run against its expectations in scenarios.toml.
+
+use crate::plan::Scenario;
+use crate::qemu::GuestFiles;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What the auditor's NDJSON stream says, reduced to what the expectations talk about.
+#[derive(Debug, Default, PartialEq)]
+pub struct Tally {
+    pub findings: BTreeMap<String, usize>,
+    pub lost: u64,
+    pub has_status: bool,
+}
+
+/// Counts `finding` records by kind (not the summary) and adds up `lost` records' counts.
+pub fn tally(ndjson: &str) -> Result<Tally, String> {
+    let mut tally = Tally::default();
+    for (n, line) in ndjson.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let record: Value = serde_json::from_str(line).map_err(|e| format!("NDJSON line {} is not JSON: {e}", n + 1))?;
+        match record.get("type").and_then(Value::as_str) {
+            Some("finding") => {
+                let kind = record.get("kind").and_then(Value::as_str).unwrap_or("<no kind>");
+                *tally.findings.entry(kind.to_owned()).or_default() += 1;
+            }
+            Some("lost") => tally.lost += record.get("count").and_then(Value::as_u64).unwrap_or(0),
+            Some("status") => tally.has_status = true,
+            Some(_) => {}
+            None => return Err(format!("NDJSON line {} has no \"type\"", n + 1)),
+        }
+    }
+    Ok(tally)
+}
+
+/// Ok(summary) on PASS, Err(reason) on FAIL. Without an auditor only the scenario program is judged.
+pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Result<String, String> {
+    let get = |label: &str| files.get(&(scenario.name.clone(), label.to_owned()));
+    let program = get("scenario").ok_or("the guest sent no result (did the VM stop early?)")?;
+    if !scenario.background && program.status != "0" {
+        return Err(format!("pfnaudit-scenario exited {}: {}", program.status, last_line(&program.text)));
+    }
+    if !with_auditor {
+        return Ok(format!("scenario ran (exit {}), auditor not attached", program.status));
+    }
+    let ndjson = get("ndjson").ok_or("the guest sent no NDJSON")?;
+    let stderr = get("stderr").map(|s| last_line(&s.text)).unwrap_or_default();
+    if ndjson.status != "0" {
+        return Err(format!("pfn-auditor exited {}: {stderr}", ndjson.status));
+    }
+    let tally = tally(&ndjson.text)?;
+    let mut problems = Vec::new();
+    if !tally.has_status {
+        problems.push("no status record".to_owned());
+    }
+    for expect in &scenario.expect {
+        let got = tally.findings.get(&expect.kind).copied().unwrap_or(0);
+        if got != expect.count {
+            problems.push(format!("expected {} {} finding(s), got {got}", expect.count, expect.kind));
+        }
+    }
+    for (kind, got) in &tally.findings {
+        if !scenario.expect.iter().any(|e| &e.kind == kind) {
+            problems.push(format!("unexpected {got} {kind} finding(s)"));
+        }
+    }
+    if tally.lost > scenario.max_lost {
+        problems.push(format!("{} events lost (allowed {})", tally.lost, scenario.max_lost));
+    }
+    if problems.is_empty() {
+        let found: Vec<String> = tally.findings.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        Ok(if found.is_empty() { "no findings, as expected".into() } else { found.join(", ") })
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn last_line(text: &str) -> String {
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::Sent;
+
+    fn scenario(expect: &str) -> Scenario {
+        let toml = format!("[[scenario]]\nname = \"s\"\nexpect = [{expect}]\n");
+        let file: BTreeMap<String, Vec<Scenario>> = toml::from_str(&toml).unwrap();
+        file["scenario"][0].clone()
+    }
+
+    fn files(ndjson: &str, auditor_status: &str) -> GuestFiles {
+        let sent = |status: &str, text: &str| Sent { status: status.into(), text: text.into() };
+        GuestFiles::from([
+            (("s".into(), "scenario".into()), sent("0", "ok\n")),
+            (("s".into(), "ndjson".into()), sent(auditor_status, ndjson)),
+        ])
+    }
+
+    const STATUS: &str = "{\"type\":\"status\",\"schema\":1}\n";
+
+    #[test]
+    fn expected_findings_pass_and_summary_records_are_not_counted() {
+        let s = scenario("{ kind = \"pin-outlived-revocation\", count = 1 }");
+        let stream = format!(
+            "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-outlived-revocation\",\"severity\":\"error\"}}\n\
+             {{\"type\":\"summary\",\"findings\":[{{\"kind\":\"pin-outlived-revocation\"}}]}}\n"
+        );
+        assert_eq!(judge(&s, &files(&stream, "0"), true), Ok("1 pin-outlived-revocation".into()));
+    }
+
+    #[test]
+    fn missing_unexpected_lost_and_bad_exit_each_fail_with_a_reason() {
+        let s = scenario("{ kind = \"pin-outlived-revocation\", count = 1 }");
+        let stream = format!(
+            "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\"}}\n{{\"type\":\"lost\",\"count\":3}}\n"
+        );
+        let why = judge(&s, &files(&stream, "0"), true).unwrap_err();
+        assert!(why.contains("expected 1 pin-outlived-revocation finding(s), got 0"), "{why}");
+        assert!(why.contains("unexpected 1 pin-leaked"), "{why}");
+        assert!(why.contains("3 events lost"), "{why}");
+        assert!(judge(&s, &files(STATUS, "1"), true).unwrap_err().contains("exited 1"));
+        assert!(judge(&s, &files("not json\n", "0"), true).unwrap_err().contains("not JSON"));
+    }
+}

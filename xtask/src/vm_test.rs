@@ -1,0 +1,46 @@
+//! `cargo xtask vm-test`: every scenario of tests/vm/scenarios.toml on every selected kernel, one
+//! PASS/FAIL line each, closing with `N passed, N failed`.
+
+use crate::kernels::Series;
+use crate::plan::{self, Scenario};
+use crate::sh::vm_sources_dir;
+use crate::verdict;
+use crate::vm::Guest;
+use anyhow::{Result, bail};
+
+pub fn run(kernels: &[Series], with_auditor: bool) -> Result<()> {
+    let scenarios = plan::load(&vm_sources_dir().join("scenarios.toml"))?;
+    let guest = Guest::prepare(with_auditor)?;
+    let (mut passed, mut failed) = (0, 0);
+    for &series in kernels {
+        let selected: Vec<&Scenario> = scenarios.iter().filter(|s| s.runs_on(series.label)).collect();
+        if selected.is_empty() {
+            continue;
+        }
+        let plan: String = selected.iter().map(|s| s.plan_line()).collect();
+        let verdicts: Vec<Result<String, String>> = match guest.boot(series, &plan) {
+            Ok((_, finished)) => selected.iter().map(|s| verdict::judge(s, &finished.files, with_auditor)).collect(),
+            Err(err) => selected.iter().map(|_| Err(format!("{err:#}"))).collect(),
+        };
+        for (scenario, verdict) in selected.iter().zip(verdicts) {
+            match verdict {
+                Ok(what) => {
+                    passed += 1;
+                    println!("PASS {} {}: {what}", series.label, scenario.name);
+                }
+                Err(why) => {
+                    failed += 1;
+                    println!("FAIL {} {}: {why}", series.label, scenario.name);
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} VM scenario check(s) failed (logs under target/vm-test/<kernel>/)");
+    }
+    if passed == 0 {
+        bail!("no scenario selected for these kernels in {}", vm_sources_dir().join("scenarios.toml").display());
+    }
+    Ok(())
+}
