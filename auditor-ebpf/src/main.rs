@@ -251,7 +251,9 @@ pub fn follow_pfnmap_start_return(ctx: RetProbeContext) -> u32 {
 #[kprobe]
 pub fn get_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
     let l = layout();
-    let vec = arg(&ctx, l.get_vaddr_frames_vec_arg as usize);
+    // The index must stay a constant for the verifier (no ctx pointer arithmetic): pick one of
+    // the two possible positions.
+    let vec = if l.get_vaddr_frames_vec_arg == 2 { arg(&ctx, 2) } else { arg(&ctx, 3) };
     save_entry(&ctx, Hook::GetVaddrFrames, [arg(&ctx, 0), arg(&ctx, 1), vec, 0]);
     0
 }

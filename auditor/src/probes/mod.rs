@@ -160,7 +160,7 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
         }
         let (state, reason) = match attach_row(&mut ebpf, row) {
             Ok(()) => (HookState::Attached, None),
-            Err(e) => (HookState::Failed, Some(format!("{e:#}"))),
+            Err(e) => (HookState::Failed, Some(failure_reason(&e))),
         };
         hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.attach.symbol().into(), state, reason });
     }
@@ -170,7 +170,7 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
         } else {
             match attach_kprobe(&mut ebpf, &format!("release_{slot}"), func) {
                 Ok(()) => (HookState::Attached, None),
-                Err(e) => (HookState::Failed, Some(format!("{e:#}"))),
+                Err(e) => (HookState::Failed, Some(failure_reason(&e))),
             }
         };
         hooks.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
@@ -183,6 +183,16 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
         counter_names[Hook::Release0 as usize + slot] = func.clone();
     }
     Ok(Attached { ebpf, hooks, kernel_release: facts.release.clone(), counter_names })
+}
+
+/// One line for the status row; the full error (with the verifier log) goes to the debug log.
+fn failure_reason(e: &anyhow::Error) -> String {
+    let full = format!("{e:#}");
+    log::debug!("{full}");
+    match full.split_once('\n') {
+        Some((first, _)) => format!("{first} (full verifier log with RUST_LOG=debug)"),
+        None => full,
+    }
 }
 
 fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {

@@ -1,0 +1,148 @@
+//! The live pipeline: attach → drain → decode → correlate → sinks, until told to stop.
+//! `run` stops on SIGINT/SIGTERM or `--duration`; `gate` stops when its command exits.
+use std::{future::Future, sync::Arc, time::Duration};
+
+use crate::{
+    decode::{Decoder, LiveEnrich, RawRecord},
+    drain::{KernelMaps, LossTracker, totals},
+    metrics::Metrics,
+    probes::{self, Attached, HookState, KernelFacts},
+    symbols::KernelSymbols,
+};
+
+/// How often counters are polled for losses (and metrics refreshed).
+const COUNTER_POLL: Duration = Duration::from_millis(500);
+
+/// What a session reports to its sinks, in order. The caller turns these into records.
+pub trait Observer {
+    /// Probes attached; `status` is ready to be written.
+    fn attached(&mut self, attached: &Attached);
+    /// One decoded event.
+    fn event(&mut self, event: &crate::event::Event);
+    /// `count` records of `hook` were lost since the last report.
+    fn lost(&mut self, hook: &str, count: u64, ts_ns: u64);
+    /// A record could not be decoded (version skew between eBPF object and daemon).
+    fn undecodable(&mut self, error: &crate::decode::DecodeError);
+}
+
+pub struct SessionOptions {
+    pub release_functions: Vec<String>,
+    pub ring_buffer_bytes: u32,
+}
+
+/// What the session saw, for the summary.
+pub struct SessionEnd {
+    pub hooks: Vec<crate::drain::HookTotals>,
+    pub lost_total: u64,
+    pub events: u64,
+}
+
+/// An attached session, ready to run.
+pub struct Session {
+    attached: Attached,
+    maps: KernelMaps,
+    symbols: KernelSymbols,
+    decoder: Decoder,
+    losses: LossTracker,
+    lost_total: u64,
+    events: u64,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Session {
+    /// Attaches everything. Fails (setup error) when the kernel lacks what auditing needs.
+    pub fn start(opts: &SessionOptions, observer: &mut dyn Observer) -> anyhow::Result<Self> {
+        let facts = KernelFacts::read()?;
+        let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes)?;
+        require_essential_hooks(&attached)?;
+        let maps = KernelMaps::take(&mut attached.ebpf)?;
+        observer.attached(&attached);
+        let decoder = Decoder::new(attached.counter_names.clone());
+        Ok(Self {
+            attached,
+            maps,
+            symbols: facts.symbols,
+            decoder,
+            losses: LossTracker::default(),
+            lost_total: 0,
+            events: 0,
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    pub fn kernel_release(&self) -> &str {
+        &self.attached.kernel_release
+    }
+
+    /// Runs until `stop` completes, then drains what is left and returns the totals.
+    pub async fn run(mut self, stop: impl Future<Output = ()>, observer: &mut dyn Observer) -> anyhow::Result<SessionEnd> {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(COUNTER_POLL);
+        loop {
+            tokio::select! {
+                batch = self.maps.next_batch() => {
+                    let batch = batch?;
+                    self.handle_batch(batch, observer);
+                }
+                _ = tick.tick() => self.poll_counters(observer),
+                _ = &mut stop => break,
+            }
+        }
+        // Records written just before the stop are still in the ring: read them all.
+        let rest = self.maps.drain_now();
+        self.handle_batch(rest, observer);
+        self.poll_counters(observer);
+        let counters = self.maps.read_counters();
+        Ok(SessionEnd { hooks: totals(&counters, &self.attached.counter_names), lost_total: self.lost_total, events: self.events })
+    }
+
+    fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
+        let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks);
+        for bytes in batch {
+            match RawRecord::parse(&bytes) {
+                Ok(raw) => {
+                    let event = self.decoder.decode(&raw, &mut enrich);
+                    self.events += 1;
+                    self.metrics.event();
+                    observer.event(&event);
+                }
+                Err(e) => observer.undecodable(&e),
+            }
+        }
+    }
+
+    fn poll_counters(&mut self, observer: &mut dyn Observer) {
+        let counters = self.maps.read_counters();
+        let now = monotonic_ns();
+        for (slot, count) in self.losses.new_losses(&counters) {
+            self.lost_total += count;
+            let name = self.attached.counter_names.get(slot).cloned().unwrap_or_default();
+            observer.lost(&name, count, now);
+        }
+        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names));
+    }
+}
+
+/// Without a raw-lookup hook or the revocation hooks the run would report nothing and look clean:
+/// refuse to start instead.
+fn require_essential_hooks(attached: &Attached) -> anyhow::Result<()> {
+    let attached_hook = |name: &str| attached.hooks.iter().any(|h| h.hook == name && h.state == HookState::Attached);
+    if !["follow_pfn", "follow_pte", "follow_pfnmap_start"].iter().any(|h| attached_hook(h)) {
+        anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)");
+    }
+    for hook in ["unmap_mapping_range", "zap_vma_ptes", "unmap_page_range", "exit_mmap"] {
+        if !attached_hook(hook) {
+            let why = attached.hooks.iter().find(|h| h.hook == hook).and_then(|h| h.reason.clone()).unwrap_or_default();
+            anyhow::bail!("revocation hook {hook} could not be attached: {why} (run `pfn-auditor doctor`)");
+        }
+    }
+    Ok(())
+}
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns()` stamps events with.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
