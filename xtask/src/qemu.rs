@@ -84,8 +84,9 @@ impl Boot<'_> {
                 }
             };
             writeln!(log, "{line}")?;
-            if line.contains("PFNAUDIT-") {
-                eprintln!("  [{}] {}", self.kernel.label, line.trim());
+            if let Some(at) = line.find("PFNAUDIT-") {
+                // The first marker shares its line with firmware escape sequences: show ours only.
+                eprintln!("  [{}] {}", self.kernel.label, line[at..].trim());
             }
             init_started |= line.contains(INIT_STARTED);
             if line.contains(DONE) {
