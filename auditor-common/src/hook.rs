@@ -17,9 +17,10 @@ pub enum Hook {
     ExitMmap = 10,
     VmAreaFree = 11,
     TaskExit = 12,
-    /// Lookups made by the kernel for itself (x86 PAT `follow_phys`); entered to suppress
-    /// the nested `follow_pte()` they make, never recorded.
-    FollowPhys = 13,
+    /// Functions that look PFNs up for the kernel's own bookkeeping (x86 PAT `untrack_pfn`,
+    /// `track_pfn_copy`, `follow_phys`, ptrace's `generic_access_phys`): lookups nested in them
+    /// are not pins and are never recorded.
+    KernelInternal = 13,
     /// Policy release hooks occupy `Release0 .. Release0 + RELEASE_SLOTS`.
     Release0 = 14,
 }
@@ -43,7 +44,7 @@ impl Hook {
         Hook::ExitMmap,
         Hook::VmAreaFree,
         Hook::TaskExit,
-        Hook::FollowPhys,
+        Hook::KernelInternal,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -66,7 +67,7 @@ impl Hook {
             Hook::ExitMmap => "exit_mmap",
             Hook::VmAreaFree => "vm_area_free",
             Hook::TaskExit => "sched_process_exit",
-            Hook::FollowPhys => "follow_phys",
+            Hook::KernelInternal => "kernel_internal_lookup",
             Hook::Release0 => "release",
         }
     }

@@ -23,7 +23,7 @@ use aya_ebpf::{
 use emit::{count_hit, emit, stack_id};
 use kernel::{current_mm, fill_vma, layout, page_to_pfn, pte_pfn, read_field, vma_mm};
 use maps::{
-    ENTRIES, EntryArgs, EntryKey, IN_REVOCATION, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
+    ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
     WATCHED_VECS, WATCHED_VMAS,
 };
 
@@ -149,6 +149,42 @@ pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
 // ---------------------------------------------------------------------------------------------
 // Raw lookups
 
+/// A lookup the kernel makes for itself: under a PAT/ptrace helper, or during a teardown we are
+/// already reporting (untrack_pfn runs inside munmap and exit). Neither recorded nor watched.
+#[inline(always)]
+fn is_kernel_internal_lookup() -> bool {
+    let tid = bpf_get_current_pid_tgid();
+    IN_INTERNAL.get_ptr(&tid).is_some() || IN_REVOCATION.get_ptr(&tid).is_some()
+}
+
+#[kprobe]
+pub fn kernel_internal_entry(_ctx: ProbeContext) -> u32 {
+    count_hit(Hook::KernelInternal as u32);
+    let tid = bpf_get_current_pid_tgid();
+    match IN_INTERNAL.get_ptr_mut(&tid) {
+        Some(depth) => unsafe { *depth += 1 },
+        None => {
+            let _ = IN_INTERNAL.insert(&tid, &1, 0);
+        }
+    }
+    0
+}
+
+#[kretprobe]
+pub fn kernel_internal_return(_ctx: RetProbeContext) -> u32 {
+    let tid = bpf_get_current_pid_tgid();
+    if let Some(depth) = IN_INTERNAL.get_ptr_mut(&tid) {
+        unsafe {
+            if *depth <= 1 {
+                let _ = IN_INTERNAL.remove(&tid);
+            } else {
+                *depth -= 1;
+            }
+        }
+    }
+    0
+}
+
 /// Emits a successful raw lookup and watches what it came from. `vma` may be 0 when the hook only
 /// knows the mm (follow_pte before 6.10).
 #[inline(always)]
@@ -175,6 +211,9 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
 // follow_pfn(struct vm_area_struct *vma, unsigned long address, unsigned long *pfn) — <= 6.9
 #[kprobe]
 pub fn follow_pfn_entry(ctx: ProbeContext) -> u32 {
+    if is_kernel_internal_lookup() {
+        return 0;
+    }
     save_entry(&ctx, Hook::FollowPfn, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), 0]);
     0
 }
@@ -197,7 +236,7 @@ pub fn follow_pfn_return(ctx: RetProbeContext) -> u32 {
 #[kprobe]
 pub fn follow_pte_entry(ctx: ProbeContext) -> u32 {
     // On 6.1 follow_pfn() is built on follow_pte(): report the outer call only.
-    if is_entered(Hook::FollowPfn) {
+    if is_entered(Hook::FollowPfn) || is_kernel_internal_lookup() {
         return 0;
     }
     save_entry(&ctx, Hook::FollowPte, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), 0]);
@@ -226,6 +265,9 @@ pub fn follow_pte_return(ctx: RetProbeContext) -> u32 {
 // output args->pfn.
 #[kprobe]
 pub fn follow_pfnmap_start_entry(ctx: ProbeContext) -> u32 {
+    if is_kernel_internal_lookup() {
+        return 0;
+    }
     save_entry(&ctx, Hook::FollowPfnmapStart, [arg(&ctx, 0), 0, 0, 0]);
     0
 }
@@ -421,15 +463,16 @@ pub fn unmap_page_range_entry(ctx: ProbeContext) -> u32 {
     0
 }
 
-// exit_mmap(struct mm_struct *mm): the last user of an mm is gone.
+// exit_mmap(struct mm_struct *mm): the last user of an mm is gone (in whichever task dropped the
+// last reference: the exiting process, or a reader of its /proc files).
 #[kprobe]
 pub fn exit_mmap_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::ExitMmap as u32);
-    if !enter_revocation(Hook::ExitMmap) {
-        return 0;
-    }
     let mm = arg(&ctx, 0);
-    if WATCHED_MMS.get_ptr(&mm).is_none() {
+    // Remembered even when unwatched: the return must drop any watch, since the mm pointer is
+    // reused by the next process.
+    let _ = ENTRIES.insert(&entry_key(Hook::ExitMmap), &EntryArgs { args: [mm, 0, 0, 0], stack_id: -1, ts_ns: 0 }, 0);
+    if !enter_revocation(Hook::ExitMmap) || WATCHED_MMS.get_ptr(&mm).is_none() {
         return 0;
     }
     let l = layout();
@@ -437,7 +480,6 @@ pub fn exit_mmap_entry(ctx: ProbeContext) -> u32 {
         ev.cause = RevokeCause::Exit as u32;
         ev.vma.mm = mm;
     });
-    let _ = ENTRIES.insert(&entry_key(Hook::ExitMmap), &EntryArgs { args: [mm, 0, 0, 0], stack_id: -1, ts_ns: 0 }, 0);
     0
 }
 

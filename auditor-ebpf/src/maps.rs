@@ -66,3 +66,8 @@ pub static ENTRIES: HashMap<EntryKey, EntryArgs> = HashMap::with_max_entries(163
 /// revocation; it reports a munmap only when no other revocation hook is on the thread's stack.
 #[map]
 pub static IN_REVOCATION: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);
+
+/// Threads inside a kernel-internal PFN user (PAT bookkeeping, ptrace access): value = nesting
+/// depth. Raw lookups made underneath are the kernel's own, not pins.
+#[map]
+pub static IN_INTERNAL: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);

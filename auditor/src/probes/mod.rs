@@ -215,7 +215,10 @@ fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
 
 fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> anyhow::Result<()> {
     let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
-    prog.load().with_context(|| format!("verifier rejected {program}"))?;
+    // One program may serve several symbols (the kernel-internal markers): load it once.
+    if prog.fd().is_err() {
+        prog.load().with_context(|| format!("verifier rejected {program}"))?;
+    }
     prog.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))?;
     Ok(())
 }

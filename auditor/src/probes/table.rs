@@ -174,6 +174,40 @@ pub const PROBES: &[ProbeRow] = &[
         module: None,
         outside: "",
     },
+    // Kernel-internal PFN users: lookups nested in them are bookkeeping, not pins. Any of them
+    // may be missing (no PAT, renamed); the rows are optional.
+    ProbeRow {
+        hook: Hook::KernelInternal,
+        attach: func("untrack_pfn", "kernel_internal_entry", Some("kernel_internal_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::KernelInternal,
+        attach: func("track_pfn_copy", "kernel_internal_entry", Some("kernel_internal_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::KernelInternal,
+        attach: func("follow_phys", "kernel_internal_entry", Some("kernel_internal_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::KernelInternal,
+        attach: func("generic_access_phys", "kernel_internal_entry", Some("kernel_internal_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
 ];
 
 /// Why a hook has no row for this kernel.
@@ -235,6 +269,8 @@ mod tests {
     fn every_kernel_has_exactly_one_row_per_present_hook_and_all_revocation_hooks() {
         for kernel in [v(5, 10), v(5, 15), v(6, 1), v(6, 6), v(6, 10), v(6, 12), v(6, 17)] {
             let (rows, _) = select(kernel);
+            let internal = rows.iter().filter(|r| r.hook == Hook::KernelInternal).count();
+            assert!(internal >= 3, "kernel-internal markers on {kernel}");
             for hook in [Hook::UnmapMappingRange, Hook::ZapVmaPtes, Hook::UnmapPageRange, Hook::ExitMmap, Hook::VmAreaFree] {
                 assert_eq!(rows.iter().filter(|r| r.hook == hook).count(), 1, "{hook:?} on {kernel}");
             }
