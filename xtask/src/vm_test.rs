@@ -18,10 +18,14 @@ pub fn run(kernels: &[Series], with_auditor: bool) -> Result<()> {
             continue;
         }
         let plan: String = selected.iter().map(|s| s.plan_line()).collect();
-        let verdicts: Vec<Result<String, String>> = match guest.boot(series, &plan) {
-            Ok((_, finished)) => selected.iter().map(|s| verdict::judge(s, &finished.files, with_auditor)).collect(),
-            Err(err) => selected.iter().map(|_| Err(format!("{err:#}"))).collect(),
+        let (verdicts, logs): (Vec<Result<String, String>>, String) = match guest.boot(series, &plan) {
+            Ok((dir, finished)) => (
+                selected.iter().map(|s| verdict::judge(s, &finished.files, with_auditor)).collect(),
+                format!("console {}, results in {}", finished.console_log.display(), dir.display()),
+            ),
+            Err(err) => (selected.iter().map(|_| Err(format!("{err:#}"))).collect(), String::new()),
         };
+        let kernel_failed = verdicts.iter().any(Result::is_err);
         for (scenario, verdict) in selected.iter().zip(verdicts) {
             match verdict {
                 Ok(what) => {
@@ -34,10 +38,13 @@ pub fn run(kernels: &[Series], with_auditor: bool) -> Result<()> {
                 }
             }
         }
+        if kernel_failed && !logs.is_empty() {
+            println!("  {} logs: {logs}", series.label);
+        }
     }
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
-        bail!("{failed} VM scenario check(s) failed (logs under target/vm-test/<kernel>/)");
+        bail!("{failed} VM scenario check(s) failed");
     }
     if passed == 0 {
         bail!("no scenario selected for these kernels in {}", vm_sources_dir().join("scenarios.toml").display());

@@ -88,7 +88,11 @@ run_scenario() { # name mode args...
     echo "PFNAUDIT-SCENARIO $name ($mode): pfnaudit-scenario $*"
     AUDITOR_STATUS=none
     if [ $HAVE_AUDITOR = 1 ]; then
-        start_auditor "$name" --events || { kill -KILL $AUDITOR 2>/dev/null; AUDITOR_STATUS=not-ready; }
+        if ! start_auditor "$name" --events; then
+            kill -KILL $AUDITOR 2>/dev/null
+            wait $AUDITOR
+            AUDITOR_STATUS=not-ready
+        fi
     fi
     if [ "$mode" = background ]; then
         pfnaudit-scenario "$@" < /dev/null > "/out/$name.scenario" 2>&1 &
@@ -103,6 +107,8 @@ run_scenario() { # name mode args...
         kill -KILL $scenario 2>/dev/null
         wait $scenario
         scenario_status=$?
+        # Killed is how a background scenario ends; never getting ready is its failure.
+        [ -e /tmp/scenario.ready ] || scenario_status=not-ready
         rm -f /tmp/scenario.ready
     else
         pfnaudit-scenario "$@" < /dev/null > "/out/$name.scenario" 2>&1
