@@ -1,10 +1,12 @@
 //! pfn-auditor userspace: probes (load/attach) → drain (ring buffer) → decode (raw → typed
 //! events) → correlate (pure) → sinks (ndjson, junit, sarif, metrics, human).
+pub mod correlate;
 pub mod daemon;
 pub mod decode;
 pub mod doctor;
 pub mod drain;
 pub mod event;
 pub mod metrics;
+pub mod policy;
 pub mod probes;
 pub mod symbols;

@@ -1,0 +1,224 @@
+//! Findings: what a pin outliving a revocation looks like on the wire. Serialized fields are fixed
+//! in order and contain nothing made at output time, so a replay prints the same bytes.
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Cause, Frame, Hex, Task, Vma};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    PinOutlivedRevocation,
+    PinOutlivedUnmap,
+    LookupRevoked,
+    PinOutlivedExit,
+    PfnmapFrameVector,
+    PinLeaked,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 6] = [
+        FindingKind::PinOutlivedRevocation,
+        FindingKind::PinOutlivedUnmap,
+        FindingKind::LookupRevoked,
+        FindingKind::PinOutlivedExit,
+        FindingKind::PfnmapFrameVector,
+        FindingKind::PinLeaked,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingKind::PinOutlivedRevocation => "pin-outlived-revocation",
+            FindingKind::PinOutlivedUnmap => "pin-outlived-unmap",
+            FindingKind::LookupRevoked => "lookup-revoked",
+            FindingKind::PinOutlivedExit => "pin-outlived-exit",
+            FindingKind::PfnmapFrameVector => "pfnmap-frame-vector",
+            FindingKind::PinLeaked => "pin-leaked",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.name()).collect()
+    }
+
+    /// MODEL.md's default severities.
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingKind::PinOutlivedRevocation | FindingKind::PinOutlivedUnmap => Severity::Error,
+            _ => Severity::Warning,
+        }
+    }
+
+    /// One sentence for humans, JUnit and SARIF rule help.
+    pub fn description(self) -> &'static str {
+        match self {
+            FindingKind::PinOutlivedRevocation => {
+                "A pinned PFN was still held when the owner of the mapping revoked it (unmap_mapping_range) or the driver zapped its ptes: the holder may DMA to or read memory that now belongs to someone else."
+            }
+            FindingKind::PinOutlivedUnmap => "A pinned PFN was still held when the user unmapped the range it came from (munmap/mremap/MAP_FIXED).",
+            FindingKind::LookupRevoked => {
+                "A raw PFN lookup by code with no declared release was revoked while the holder was alive: a possible use-after-revoke that cannot be proven (declare the holder's release in the policy)."
+            }
+            FindingKind::PinOutlivedExit => "A pinned PFN was still held when the process that mapped it exited and its address space was torn down.",
+            FindingKind::PfnmapFrameVector => "get_vaddr_frames() returned raw PFNs of a VM_IO/VM_PFNMAP mapping: nothing holds a reference to them.",
+            FindingKind::PinLeaked => "A pin with a release function was still held when the run ended.",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Severity::Error, Severity::Warning].into_iter().find(|s| s.name() == name)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PinSource {
+    RawLookup,
+    FrameVector,
+}
+
+/// Kernel code holding a pin: the caller of the lookup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Holder {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub function: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub module: Option<String>,
+    pub offset: u64,
+}
+
+impl Holder {
+    pub fn from_frame(frame: Option<&Frame>) -> Self {
+        match frame {
+            Some(f) => Holder { function: f.function.clone(), module: f.module.clone(), offset: f.offset },
+            None => Holder::default(),
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}+{:#x}", self.function.as_deref().unwrap_or("?"), self.offset)?;
+        if let Some(m) = &self.module {
+            write!(f, " [{m}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// `count` consecutive PFNs from `first`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PfnRange {
+    pub first: u64,
+    pub count: u64,
+}
+
+/// The pin as evidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PinEvidence {
+    pub id: u64,
+    pub source: PinSource,
+    /// Hook that took it (`follow_pfn`, `get_vaddr_frames`…).
+    pub hook: String,
+    pub holder: Holder,
+    pub task: Task,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vma: Option<Vma>,
+    pub start: Hex,
+    pub end: Hex,
+    pub pfns: Vec<PfnRange>,
+    pub pages: u64,
+    /// Frame-vector handle (`struct frame_vector *`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vec: Option<Hex>,
+    /// How the pin is released: `put_vaddr_frames`, policy functions, or `holder exit`.
+    pub release: String,
+    pub ts_ns: u64,
+    pub stack: Vec<Frame>,
+}
+
+/// What took the PFNs away.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevocationEvidence {
+    pub cause: Cause,
+    pub hook: String,
+    pub task: Task,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub caller: Option<Frame>,
+    pub ts_ns: u64,
+    pub stack: Vec<Frame>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// Stable across runs: holder + kind + mapping path. CI and dashboards de-duplicate on it.
+    pub fingerprint: String,
+    pub message: String,
+    /// When it was found (event clock, CLOCK_MONOTONIC ns).
+    pub ts_ns: u64,
+    pub pin: PinEvidence,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub revocation: Option<RevocationEvidence>,
+    /// Age of the pin when it was revoked (or when the run ended).
+    pub age_ns: u64,
+}
+
+/// FNV-1a 64: tiny, stable across Rust versions and platforms (unlike `DefaultHasher`).
+pub fn fingerprint(holder: &Holder, kind: FindingKind, path: Option<&str>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let parts = [holder.function.as_deref().unwrap_or(""), holder.module.as_deref().unwrap_or(""), kind.name(), path.unwrap_or("")];
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_stable_and_ignores_offsets_and_pids() {
+        let a = Holder { function: Some("drv_pin".into()), module: Some("drv".into()), offset: 0x10 };
+        let b = Holder { offset: 0x99, ..a.clone() };
+        let fa = fingerprint(&a, FindingKind::PinLeaked, Some("/dev/x"));
+        assert_eq!(fa, fingerprint(&b, FindingKind::PinLeaked, Some("/dev/x")));
+        assert_ne!(fa, fingerprint(&a, FindingKind::PinOutlivedExit, Some("/dev/x")));
+        assert_ne!(fa, fingerprint(&a, FindingKind::PinLeaked, Some("/dev/y")));
+        // Pinned value: a change of algorithm would break every CI baseline.
+        assert_eq!(fingerprint(&Holder::default(), FindingKind::PinLeaked, None), fingerprint(&Holder::default(), FindingKind::PinLeaked, Some("")));
+        assert_eq!(fa.len(), 16);
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for k in FindingKind::ALL {
+            assert_eq!(FindingKind::from_name(k.name()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Synthetic event streams shaped like what the kernel emits, for tests and benchmarks. Each
+//! helper models one kernel call; pointers are made-up but consistent.
+use crate::event::{Cause, Event, EventBody, Frame, Hex, Task, Vma};
+
+pub const DEVICE_PATH: &str = "/dev/pfnaudit";
+
+/// Builds a stream with increasing `seq` and `ts_ns` (1 µs apart).
+pub struct Stream {
+    pub events: Vec<Event>,
+    ts: u64,
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Self { events: Vec::new(), ts: 1_000_000 }
+    }
+}
+
+/// A process with one PFN-mapped vma of `pages` pages of the device.
+#[derive(Clone)]
+pub struct Proc {
+    pub tgid: u32,
+    pub comm: &'static str,
+    pub mm: u64,
+    pub vma: u64,
+    pub mapping: u64,
+    pub start: u64,
+    pub pages: u64,
+    pub first_pfn: u64,
+}
+
+impl Proc {
+    pub fn new(tgid: u32) -> Self {
+        Self {
+            tgid,
+            comm: "scenario",
+            mm: 0xffff_8880_0100_0000 + tgid as u64 * 0x1000,
+            vma: 0xffff_8880_0200_0000 + tgid as u64 * 0x1000,
+            mapping: 0xffff_8880_0300_0000,
+            start: 0x7f00_0000_0000,
+            pages: 4,
+            first_pfn: 0x10_0000 + tgid as u64 * 0x100,
+        }
+    }
+
+    pub fn task(&self) -> Task {
+        Task { tgid: self.tgid, pid: self.tgid, start_time_ns: 42, comm: self.comm.into() }
+    }
+
+    pub fn vma(&self) -> Vma {
+        Vma {
+            vma: Hex(self.vma),
+            mm: Hex(self.mm),
+            start: Hex(self.start),
+            end: Hex(self.start + self.pages * 4096),
+            flags: Hex(auditor_common::VM_IO | auditor_common::VM_PFNMAP),
+            pgoff: 0,
+            mapping: Hex(self.mapping),
+            ino: 7,
+            dev: "00:05".into(),
+            path: Some(DEVICE_PATH.into()),
+        }
+    }
+}
+
+pub fn frame(function: &str, module: Option<&str>) -> Frame {
+    Frame { addr: Hex(0xffff_ffff_c000_0000), function: Some(function.into()), offset: 0x2a, module: module.map(Into::into) }
+}
+
+impl Stream {
+    pub fn push(&mut self, hook: &str, task: Task, caller: Option<Frame>, body: EventBody) -> &mut Self {
+        self.ts += 1_000;
+        let stack: Vec<Frame> = std::iter::once(frame(hook, None)).chain(caller.clone()).collect();
+        self.events.push(Event { seq: self.events.len() as u64, ts_ns: self.ts, hook: hook.into(), task, caller, stack, body });
+        self
+    }
+
+    pub fn pfn_map(&mut self, p: &Proc) -> &mut Self {
+        let body = EventBody::PfnMap { vma: p.vma(), addr: Hex(p.start), pfn: p.first_pfn, pages: p.pages };
+        self.push("remap_pfn_range", p.task(), Some(frame("pfnaudit_mmap", Some("pfnaudit_test"))), body)
+    }
+
+    /// One `follow_pfn()` per page from `holder` in `module`.
+    pub fn lookups(&mut self, p: &Proc, holder: &str, module: &str, pages: std::ops::Range<u64>) -> &mut Self {
+        for i in pages {
+            let body = EventBody::RawLookup { vma: p.vma(), address: Hex(p.start + i * 4096), pfn: p.first_pfn + i };
+            self.push("follow_pfn", p.task(), Some(frame(holder, Some(module))), body);
+        }
+        self
+    }
+
+    pub fn release(&mut self, p: &Proc, function: &str, arg0: u64) -> &mut Self {
+        let body = EventBody::ReleaseCall { args: vec![Hex(arg0), Hex(0), Hex(0), Hex(0), Hex(0), Hex(0)] };
+        self.push(function, p.task(), Some(frame("pfnaudit_ioctl", Some("pfnaudit_test"))), body)
+    }
+
+    pub fn owner_revoke(&mut self, p: &Proc, first_pgoff: u64, nr_pages: Option<u64>) -> &mut Self {
+        let body = EventBody::Revoke {
+            cause: Cause::OwnerRevoke,
+            mapping: Some(Hex(p.mapping)),
+            first_pgoff,
+            nr_pages,
+            vma: None,
+            start: Hex(0),
+            end: Hex(0),
+            mm: Hex(0),
+        };
+        self.push("unmap_mapping_range", p.task(), Some(frame("pfnaudit_ioctl", Some("pfnaudit_test"))), body)
+    }
+
+    /// Zap or munmap of `[first, last)` pages of the process's vma.
+    pub fn vma_revoke(&mut self, p: &Proc, cause: Cause, pages: std::ops::Range<u64>) -> &mut Self {
+        let hook = if cause == Cause::Zap { "zap_vma_ptes" } else { "unmap_page_range" };
+        let body = EventBody::Revoke {
+            cause,
+            mapping: Some(Hex(p.mapping)),
+            first_pgoff: 0,
+            nr_pages: None,
+            vma: Some(p.vma()),
+            start: Hex(p.start + pages.start * 4096),
+            end: Hex(p.start + pages.end * 4096),
+            mm: Hex(p.mm),
+        };
+        self.push(hook, p.task(), Some(frame("unmap_vmas", None)), body)
+    }
+
+    pub fn exit(&mut self, p: &Proc) -> &mut Self {
+        let body = EventBody::Revoke { cause: Cause::Exit, mapping: None, first_pgoff: 0, nr_pages: None, vma: None, start: Hex(0), end: Hex(0), mm: Hex(p.mm) };
+        self.push("exit_mmap", p.task(), Some(frame("__mmput", None)), body);
+        self.push("sched_process_exit", p.task(), None, EventBody::TaskExit {})
+    }
+
+    pub fn frames_get(&mut self, p: &Proc, vec: u64, is_pfns: bool, pages: u32) -> &mut Self {
+        let body = EventBody::FramesGet {
+            vec: Hex(vec),
+            start: Hex(p.start),
+            mm: Hex(p.mm),
+            nr_frames: pages,
+            is_pfns,
+            got_ref: !is_pfns,
+            pfns: (0..pages as u64).map(|i| p.first_pfn + i).collect(),
+        };
+        self.push("get_vaddr_frames", p.task(), Some(frame("pfnaudit_pin_frames", Some("pfnaudit_test"))), body)
+    }
+
+    pub fn frames_put(&mut self, p: &Proc, vec: u64) -> &mut Self {
+        self.push("put_vaddr_frames", p.task(), Some(frame("pfnaudit_unpin_frames", Some("pfnaudit_test"))), EventBody::FramesPut { vec: Hex(vec) })
+    }
+
+    /// A truncate of an unrelated file: revocations of a mapping nobody pinned.
+    pub fn unrelated_truncate(&mut self, p: &Proc) -> &mut Self {
+        let body = EventBody::Revoke {
+            cause: Cause::OwnerRevoke,
+            mapping: Some(Hex(0xffff_8880_0900_0000)),
+            first_pgoff: 0,
+            nr_pages: None,
+            vma: None,
+            start: Hex(0),
+            end: Hex(0),
+            mm: Hex(0),
+        };
+        self.push("unmap_mapping_range", p.task(), Some(frame("truncate_pagecache", None)), body)
+    }
+}
