@@ -1,13 +1,24 @@
 //! `pfn-auditor`: finds kernel code that keeps raw PFNs after their mapping was revoked.
-use std::{path::PathBuf, process::ExitCode};
+//! The CLI only wires the library's stages together; exit codes are in docs/exit-codes.md.
+use std::{
+    io::{BufReader, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 
 use auditor::{
-    daemon::{Observer, Session, SessionOptions},
     doctor,
-    event::Event,
-    probes::Attached,
+    gate_outcome::{code, exit_code},
+    live::{LiveOptions, run_live},
+    policy::Policy,
+    record::Record,
+    replay::replay,
+    sink::{junit, ndjson::NdjsonSink, sarif},
 };
 
 #[derive(Parser)]
@@ -17,9 +28,23 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args)]
+struct Common {
+    /// Policy file: holders' release functions, suppressions, gate severities (docs/policy.md)
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Ring buffer size in MiB (power of two)
+    #[arg(long, default_value_t = 4)]
+    ring_buffer_mib: u32,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9477)
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Attach and report findings as NDJSON until SIGINT/SIGTERM (or --duration)
+    /// Attach and report findings as NDJSON until SIGINT/SIGTERM (or --duration); findings are
+    /// also printed for humans on stderr
     Run {
         /// Where NDJSON records go ("-" = stdout)
         #[arg(long, default_value = "-")]
@@ -30,90 +55,174 @@ enum Command {
         /// Stop after this many seconds
         #[arg(long)]
         duration: Option<u64>,
+        /// Do not print findings on stderr
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Attach, run CMD, and exit non-zero when it left pins behind revocations (CI gate)
+    Gate {
+        /// NDJSON records of the run (with raw events, so it can be replayed)
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// JUnit XML report
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// SARIF 2.1.0 report
+        #[arg(long)]
+        sarif: Option<PathBuf>,
+        /// Do not fail when events were lost (exit code 3 otherwise)
+        #[arg(long)]
+        allow_loss: bool,
+        #[command(flatten)]
+        common: Common,
+        /// The command to run under audit
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Re-correlate a recorded run (`run --events` / `gate --output`) and print its findings
+    Replay {
+        file: PathBuf,
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
     /// Check kernel, BTF, privileges and which hook carries which role on this kernel
     Doctor {
+        #[arg(long)]
+        policy: Option<PathBuf>,
         /// Print the diagnosis as JSON
         #[arg(long)]
         json: bool,
     },
 }
 
-/// Exit code for a failure to set up (bad policy, no privileges, kernel without hooks).
-const EXIT_SETUP: u8 = 2;
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
-        Ok(code) => code,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("pfn-auditor: {e:#}");
-            ExitCode::from(EXIT_SETUP)
+            ExitCode::from(code::SETUP)
         }
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Doctor { json } => {
-            let d = doctor::diagnose(&[])?;
+        Command::Doctor { policy, json } => {
+            let policy = load_policy(policy.as_deref())?;
+            let d = doctor::diagnose(&policy.release_functions())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
                 print!("{}", d.render());
             }
-            Ok(if d.ready() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_SETUP) })
+            Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
-        Command::Run { output, events, duration } => {
-            let mut sink = RawSink { out: open_output(&output)?, events };
-            let session = Session::start(&SessionOptions { release_functions: vec![], ring_buffer_bytes: 4 << 20 }, &mut sink)?;
-            let stop = async move {
-                match duration {
-                    Some(secs) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
-                    None => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
-                }
-            };
-            session.run(stop, &mut sink).await?;
-            Ok(ExitCode::SUCCESS)
+        Command::Replay { file, policy } => {
+            let policy = load_policy(policy.as_deref())?;
+            let name = file.display().to_string();
+            let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
+            let (live, summary) = replay(reader, &name, &policy)?;
+            let mut out = NdjsonSink::new(std::io::stdout().lock());
+            // The same records a live run writes for its findings: live ones, then end-of-run ones.
+            for f in live.iter().chain(&summary.findings[live.len()..]) {
+                out.write(&Record::Finding(f.clone()))?;
+            }
+            Ok(code::CLEAN)
+        }
+        Command::Run { output, events, duration, quiet, common } => {
+            let policy = load_policy(common.policy.as_deref())?;
+            let out = open_output(&output)?;
+            let opts = live_options(&common, policy, events, !quiet);
+            run_live(opts, Some(out), || Ok(stop_signal(duration))).await?;
+            Ok(code::CLEAN)
+        }
+        Command::Gate { output, junit: junit_path, sarif: sarif_path, allow_loss, common, cmd } => {
+            let policy = load_policy(common.policy.as_deref())?;
+            let fail_on = policy.fail_on.clone();
+            let out = output.as_ref().map(|p| open_output(p)).transpose()?;
+            let opts = live_options(&common, policy, out.is_some(), true);
+            let (status_tx, status_rx) = tokio::sync::oneshot::channel();
+            let outcome = run_live(opts, out, || {
+                let mut child = tokio::process::Command::new(&cmd[0])
+                    .args(&cmd[1..])
+                    .spawn()
+                    .with_context(|| format!("cannot start {:?}", cmd[0]))?;
+                Ok(async move {
+                    let status = child.wait().await;
+                    let _ = status_tx.send(status.map(|s| s.success()).unwrap_or(false));
+                })
+            })
+            .await?;
+            let command_ok = status_rx.await.unwrap_or(false);
+            let s = &outcome.summary;
+            if let Some(path) = junit_path {
+                write_file(&path, &junit::render(&s.findings, &fail_on))?;
+            }
+            if let Some(path) = sarif_path {
+                write_file(&path, &sarif::render(&s.findings))?;
+            }
+            let exit = exit_code(&s.findings, &fail_on, s.lost_total, allow_loss, command_ok);
+            eprintln!(
+                "pfn-auditor gate: {} finding(s) {:?}, {} event(s), {} lost, command {} → exit {exit}",
+                s.findings.len(),
+                s.counts,
+                s.events,
+                s.lost_total,
+                if command_ok { "succeeded" } else { "failed" },
+            );
+            Ok(exit)
         }
     }
 }
 
-fn open_output(path: &PathBuf) -> anyhow::Result<Box<dyn std::io::Write>> {
+fn live_options(common: &Common, policy: Policy, events: bool, human: bool) -> LiveOptions {
+    LiveOptions {
+        policy,
+        policy_path: common.policy.clone(),
+        events,
+        human,
+        ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
+        metrics: common.metrics,
+    }
+}
+
+fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
+    match path {
+        Some(p) => Ok(Policy::from_file(p)?),
+        None => Ok(Policy::default()),
+    }
+}
+
+/// SIGINT, SIGTERM or the duration: whichever comes first.
+async fn stop_signal(duration: Option<u64>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let timeout = async {
+        match duration {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = timeout => {}
+    }
+}
+
+fn open_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(std::io::stdout()));
     }
-    let f = std::fs::File::create(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-    Ok(Box::new(f))
+    let f = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Box::new(std::io::LineWriter::new(f)))
 }
 
-struct RawSink {
-    out: Box<dyn std::io::Write>,
-    events: bool,
-}
-
-impl Observer for RawSink {
-    fn attached(&mut self, attached: &Attached) {
-        let line = serde_json::json!({"type": "status", "schema": 1, "kernel": attached.kernel_release, "hooks": attached.hooks});
-        let _ = writeln!(self.out, "{line}");
-        let _ = self.out.flush();
-    }
-    fn event(&mut self, event: &Event) {
-        if self.events {
-            let mut v = serde_json::to_value(event).unwrap();
-            v["type"] = "event".into();
-            let _ = writeln!(self.out, "{v}");
-            let _ = self.out.flush();
-        }
-    }
-    fn lost(&mut self, hook: &str, count: u64, ts_ns: u64) {
-        let _ = writeln!(self.out, "{}", serde_json::json!({"type": "lost", "hook": hook, "count": count, "ts_ns": ts_ns}));
-    }
-    fn undecodable(&mut self, error: &auditor::decode::DecodeError) {
-        eprintln!("pfn-auditor: undecodable record: {error}");
-    }
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }

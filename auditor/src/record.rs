@@ -1,0 +1,55 @@
+//! The NDJSON records, one object a line, each with a `"type"`. Schema version 1; documented in
+//! docs/ndjson.md and checked against docs/schema/pfn-auditor.schema.json by the tests.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{correlate::Finding, drain::HookTotals, event::Event, probes::HookStatus};
+
+/// Bumped on any incompatible change to the records.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Record {
+    Status(Status),
+    Event(Event),
+    Finding(Finding),
+    Lost(Lost),
+    Summary(RunSummary),
+}
+
+/// First record of a run: what is attached where.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub schema: u32,
+    pub version: String,
+    pub kernel: String,
+    /// Policy file in force, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Whether raw `event` records follow (`--events`).
+    pub events: bool,
+    pub hooks: Vec<HookStatus>,
+}
+
+/// Records of `hook` the kernel could not hand over (ring buffer full) since the last `lost`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lost {
+    pub hook: String,
+    pub count: u64,
+    pub ts_ns: u64,
+}
+
+/// Last record of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub findings: Vec<Finding>,
+    pub counts: BTreeMap<String, u64>,
+    pub suppressed: u64,
+    pub pins_held: u64,
+    pub events: u64,
+    pub lost_total: u64,
+    pub hooks: Vec<HookTotals>,
+    pub duration_ms: u64,
+}

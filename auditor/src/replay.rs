@@ -1,0 +1,42 @@
+//! `pfn-auditor replay FILE`: re-correlates the `event` records of a recorded run
+//! (`run --events`). Same correlator, same policy → the same finding records, byte for byte.
+use std::io::BufRead;
+
+use crate::{
+    correlate::{Correlator, Finding, Summary},
+    policy::Policy,
+    record::Record,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{file}:{line}: not a pfn-auditor record: {reason}")]
+    Corrupt { file: String, line: usize, reason: String },
+    #[error("{file}: {source}")]
+    Io { file: String, source: std::io::Error },
+    #[error("{file}: holds no `event` records (record the run with `pfn-auditor run --events`)")]
+    NoEvents { file: String },
+}
+
+/// Findings as they were emitted live (in order), and the end-of-run summary.
+pub fn replay(reader: impl BufRead, file: &str, policy: &Policy) -> Result<(Vec<Finding>, Summary), ReplayError> {
+    let mut correlator = Correlator::new(policy);
+    let mut live = Vec::new();
+    let mut events = 0usize;
+    for (index, line) in reader.lines().enumerate() {
+        let line = line.map_err(|source| ReplayError::Io { file: file.to_string(), source })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Record = serde_json::from_str(&line)
+            .map_err(|e| ReplayError::Corrupt { file: file.to_string(), line: index + 1, reason: e.to_string() })?;
+        if let Record::Event(event) = record {
+            events += 1;
+            live.extend(correlator.handle(&event));
+        }
+    }
+    if events == 0 {
+        return Err(ReplayError::NoEvents { file: file.to_string() });
+    }
+    Ok((live, correlator.finish()))
+}

@@ -1,0 +1,63 @@
+//! SARIF 2.1.0 for code-scanning dashboards: a rule per finding kind, a result per finding, located
+//! at the holder (logical location) and the mapping's path (artifact).
+use std::collections::BTreeMap;
+
+use serde_sarif::sarif::{
+    ArtifactLocation, Location, LogicalLocation, Message, MultiformatMessageString, PhysicalLocation, ReportingDescriptor, Result as SarifResult,
+    ResultLevel, Run, Sarif, Tool, ToolComponent,
+};
+
+use crate::correlate::{Finding, FindingKind, Severity};
+
+fn text(s: &str) -> MultiformatMessageString {
+    MultiformatMessageString::builder().text(s.to_string()).build()
+}
+
+pub fn render(findings: &[Finding]) -> String {
+    let rules: Vec<ReportingDescriptor> = FindingKind::ALL
+        .iter()
+        .map(|k| {
+            ReportingDescriptor::builder()
+                .id(k.name().to_string())
+                .name(k.name().to_string())
+                .short_description(text(k.description()))
+                .help(text(k.description()))
+                .build()
+        })
+        .collect();
+    let results: Vec<SarifResult> = findings.iter().map(result).collect();
+    let driver = ToolComponent::builder().name("pfn-auditor".to_string()).version(env!("CARGO_PKG_VERSION").to_string()).rules(rules).build();
+    let run = Run::builder().tool(Tool::builder().driver(driver).build()).results(results).build();
+    let sarif = Sarif::builder()
+        .schema("https://json.schemastore.org/sarif-2.1.0.json".to_string())
+        .version(serde_json::json!("2.1.0"))
+        .runs(vec![run])
+        .build();
+    serde_json::to_string_pretty(&sarif).expect("SARIF of in-memory values")
+}
+
+fn result(f: &Finding) -> SarifResult {
+    let holder = LogicalLocation::builder()
+        .name(f.pin.holder.function.clone().unwrap_or_else(|| "?".into()))
+        .fully_qualified_name(f.pin.holder.to_string())
+        .kind("function".to_string())
+        .build();
+    let location = match f.pin.vma.as_ref().and_then(|v| v.path.clone()) {
+        Some(path) => Location::builder()
+            .logical_locations(vec![holder])
+            .physical_location(PhysicalLocation::builder().artifact_location(ArtifactLocation::builder().uri(path).build()).build())
+            .build(),
+        None => Location::builder().logical_locations(vec![holder]).build(),
+    };
+    let level = match f.severity {
+        Severity::Error => ResultLevel::Error,
+        Severity::Warning => ResultLevel::Warning,
+    };
+    SarifResult::builder()
+        .rule_id(f.kind.name().to_string())
+        .level(level)
+        .message(Message::builder().text(f.message.clone()).build())
+        .locations(vec![location])
+        .partial_fingerprints(BTreeMap::from([("pfnAuditor/v1".to_string(), f.fingerprint.clone())]))
+        .build()
+}
