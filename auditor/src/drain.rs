@@ -67,7 +67,7 @@ fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
 }
 
 /// Per-hook totals as reported in `summary` and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HookTotals {
     pub hook: String,
     pub hits: u64,

@@ -10,6 +10,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hex(pub u64);
 
+impl schemars::JsonSchema for Hex {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Hex".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^0x[0-9a-f]+$",
+            "description": "A u64 (kernel pointer, address) as lower-case hex: JSON numbers lose precision past 2^53."
+        })
+    }
+}
+
 impl Serialize for Hex {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{:#x}", self.0))
@@ -29,7 +43,7 @@ impl<'de> Deserialize<'de> for Hex {
 }
 
 /// The task an event happened in (kernel snapshot at event time).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Task {
     pub tgid: u32,
     pub pid: u32,
@@ -39,7 +53,7 @@ pub struct Task {
 }
 
 /// One kernel stack frame, symbolized from /proc/kallsyms at event time.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Frame {
     pub addr: Hex,
     /// Function name; `None` when the address is in no known symbol.
@@ -67,7 +81,7 @@ impl std::fmt::Display for Frame {
 }
 
 /// A vma as the kernel saw it, plus the path `/proc/PID/maps` gave for it (if it could be read).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Vma {
     /// `struct vm_area_struct *`; 0 when the hook only knew the mm.
     pub vma: Hex,
@@ -86,7 +100,7 @@ pub struct Vma {
 }
 
 /// What took PFNs away.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Cause {
     /// `unmap_mapping_range()` / `unmap_mapping_pages()`.
@@ -100,7 +114,7 @@ pub enum Cause {
 }
 
 /// One event, decoded and enriched. `seq` is the order the daemon read it in.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     pub seq: u64,
     /// CLOCK_MONOTONIC ns (`bpf_ktime_get_ns`).
@@ -118,7 +132,7 @@ pub struct Event {
     pub body: EventBody,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum EventBody {
     /// `remap_pfn_range()` succeeded.

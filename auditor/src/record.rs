@@ -9,7 +9,7 @@ use crate::{correlate::Finding, drain::HookTotals, event::Event, probes::HookSta
 /// Bumped on any incompatible change to the records.
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Record {
     Status(Status),
@@ -20,7 +20,7 @@ pub enum Record {
 }
 
 /// First record of a run: what is attached where.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Status {
     pub schema: u32,
     pub version: String,
@@ -34,7 +34,7 @@ pub struct Status {
 }
 
 /// Records of `hook` the kernel could not hand over (ring buffer full) since the last `lost`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lost {
     pub hook: String,
     pub count: u64,
@@ -42,7 +42,7 @@ pub struct Lost {
 }
 
 /// Last record of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunSummary {
     pub findings: Vec<Finding>,
     pub counts: BTreeMap<String, u64>,

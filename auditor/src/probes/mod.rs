@@ -20,7 +20,7 @@ use table::{Attach, ProbeRow};
 /// Modules whose BTF holds types some hooks need (`struct frame_vector` on 5.12+).
 const BTF_MODULES: &[&str] = &["videobuf2_common"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum HookState {
     Attached,
@@ -35,7 +35,7 @@ pub enum HookState {
 }
 
 /// One row of the `status` record / `doctor` output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HookStatus {
     /// Hook name (`follow_pfn`, `unmap_page_range`, or `release` for policy hooks).
     pub hook: String,
