@@ -8,7 +8,7 @@ use crate::{
     decode::DecodeError,
     event::Event,
     policy::Policy,
-    probes::Attached,
+    probes::{Attached, HookState},
     record::{Lost, Record, RunSummary, SCHEMA_VERSION, Status},
     sink::{human, ndjson::NdjsonSink},
 };
@@ -73,7 +73,10 @@ impl Observer for Reporter {
             hooks: attached.hooks.clone(),
         };
         for h in &attached.hooks {
-            if h.state != crate::probes::HookState::Attached && h.reason.is_some() && self.human {
+            // Hooks absent by design on this kernel are in `status`; warn about the ones a user
+            // can fix (module not loaded, attach failed, release hook missing).
+            let fixable = matches!(h.state, HookState::ModuleNotLoaded | HookState::Failed) || (h.hook == "release" && h.state == HookState::Absent);
+            if fixable && self.human {
                 eprintln!("pfn-auditor: {} ({}) not attached: {}", h.hook, h.symbol, h.reason.as_deref().unwrap_or(""));
             }
         }
