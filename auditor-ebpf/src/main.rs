@@ -27,6 +27,10 @@ use maps::{
     WATCHED_VECS, WATCHED_VMAS,
 };
 
+// Every program body carries #[inline(always)]: aya's macros wrap it in an outer function, and a
+// body the compiler leaves out of line becomes a BPF global function whose `ProbeContext` argument
+// the verifier rejects.
+
 // ---------------------------------------------------------------------------------------------
 // Entry/return plumbing
 
@@ -123,12 +127,14 @@ fn is_watched_vma(l: &KernelLayout, vma: u64) -> bool {
 // PFN maps: remap_pfn_range(vma, addr, pfn, size, prot)
 
 #[kprobe]
+#[inline(always)]
 pub fn remap_pfn_range_entry(ctx: ProbeContext) -> u32 {
     save_entry(&ctx, Hook::RemapPfnRange, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3)]);
     0
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
     let Some(e) = take_entry(Hook::RemapPfnRange) else { return 0 };
     if ret(&ctx) != 0 {
@@ -151,13 +157,16 @@ pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
 
 /// A lookup the kernel makes for itself: under a PAT/ptrace helper, or during a teardown we are
 /// already reporting (untrack_pfn runs inside munmap and exit). Neither recorded nor watched.
+/// A lookup inside get_vaddr_frames() (its 5.10 follow_pfn fallback) is part of the frame-vector
+/// pin that get_vaddr_frames' own record reports.
 #[inline(always)]
 fn is_kernel_internal_lookup() -> bool {
     let tid = bpf_get_current_pid_tgid();
-    IN_INTERNAL.get_ptr(&tid).is_some() || IN_REVOCATION.get_ptr(&tid).is_some()
+    IN_INTERNAL.get_ptr(&tid).is_some() || IN_REVOCATION.get_ptr(&tid).is_some() || is_entered(Hook::GetVaddrFrames)
 }
 
 #[kprobe]
+#[inline(always)]
 pub fn kernel_internal_entry(_ctx: ProbeContext) -> u32 {
     count_hit(Hook::KernelInternal as u32);
     let tid = bpf_get_current_pid_tgid();
@@ -171,6 +180,7 @@ pub fn kernel_internal_entry(_ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn kernel_internal_return(_ctx: RetProbeContext) -> u32 {
     let tid = bpf_get_current_pid_tgid();
     if let Some(depth) = IN_INTERNAL.get_ptr_mut(&tid) {
@@ -210,6 +220,7 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
 
 // follow_pfn(struct vm_area_struct *vma, unsigned long address, unsigned long *pfn) — <= 6.9
 #[kprobe]
+#[inline(always)]
 pub fn follow_pfn_entry(ctx: ProbeContext) -> u32 {
     if is_kernel_internal_lookup() {
         return 0;
@@ -219,6 +230,7 @@ pub fn follow_pfn_entry(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn follow_pfn_return(ctx: RetProbeContext) -> u32 {
     let Some(e) = take_entry(Hook::FollowPfn) else { return 0 };
     if ret(&ctx) != 0 {
@@ -234,6 +246,7 @@ pub fn follow_pfn_return(ctx: RetProbeContext) -> u32 {
 // follow_pte(struct mm_struct *mm, ...) 5.12–6.9; follow_pte(struct vm_area_struct *vma, ...)
 // 6.10–6.11; both (.., unsigned long address, pte_t **ptepp, spinlock_t **ptlp).
 #[kprobe]
+#[inline(always)]
 pub fn follow_pte_entry(ctx: ProbeContext) -> u32 {
     // On 6.1 follow_pfn() is built on follow_pte(): report the outer call only.
     if is_entered(Hook::FollowPfn) || is_kernel_internal_lookup() {
@@ -244,6 +257,7 @@ pub fn follow_pte_entry(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn follow_pte_return(ctx: RetProbeContext) -> u32 {
     let Some(e) = take_entry(Hook::FollowPte) else { return 0 };
     if ret(&ctx) != 0 {
@@ -264,6 +278,7 @@ pub fn follow_pte_return(ctx: RetProbeContext) -> u32 {
 // follow_pfnmap_start(struct follow_pfnmap_args *args) — 6.12+; inputs args->vma, args->address,
 // output args->pfn.
 #[kprobe]
+#[inline(always)]
 pub fn follow_pfnmap_start_entry(ctx: ProbeContext) -> u32 {
     if is_kernel_internal_lookup() {
         return 0;
@@ -273,6 +288,7 @@ pub fn follow_pfnmap_start_entry(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn follow_pfnmap_start_return(ctx: RetProbeContext) -> u32 {
     let Some(e) = take_entry(Hook::FollowPfnmapStart) else { return 0 };
     if ret(&ctx) != 0 {
@@ -291,6 +307,7 @@ pub fn follow_pfnmap_start_return(ctx: RetProbeContext) -> u32 {
 // Frame vectors: get_vaddr_frames(start, nr_frames, [gup_flags | write,] vec) / put_vaddr_frames(vec)
 
 #[kprobe]
+#[inline(always)]
 pub fn get_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
     let l = layout();
     // The index must stay a constant for the verifier (no ctx pointer arithmetic): pick one of
@@ -301,6 +318,7 @@ pub fn get_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn get_vaddr_frames_return(ctx: RetProbeContext) -> u32 {
     let Some(e) = take_entry(Hook::GetVaddrFrames) else { return 0 };
     let got = ret(&ctx) as i32;
@@ -335,6 +353,7 @@ pub fn get_vaddr_frames_return(ctx: RetProbeContext) -> u32 {
 }
 
 #[kprobe]
+#[inline(always)]
 pub fn put_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::PutVaddrFrames as u32);
     let vec = arg(&ctx, 0);
@@ -389,6 +408,7 @@ fn emit_owner_revoke(ctx: &ProbeContext, hook: Hook, mapping: u64, first_pgoff: 
 
 // unmap_mapping_range(struct address_space *mapping, loff_t holebegin, loff_t holelen, int even_cows)
 #[kprobe]
+#[inline(always)]
 pub fn unmap_mapping_range_entry(ctx: ProbeContext) -> u32 {
     let holebegin = arg(&ctx, 1);
     let holelen = arg(&ctx, 2);
@@ -397,6 +417,7 @@ pub fn unmap_mapping_range_entry(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn unmap_mapping_range_return(_ctx: RetProbeContext) -> u32 {
     leave_revocation(Hook::UnmapMappingRange);
     0
@@ -404,12 +425,14 @@ pub fn unmap_mapping_range_return(_ctx: RetProbeContext) -> u32 {
 
 // unmap_mapping_pages(struct address_space *mapping, pgoff_t start, pgoff_t nr, bool even_cows)
 #[kprobe]
+#[inline(always)]
 pub fn unmap_mapping_pages_entry(ctx: ProbeContext) -> u32 {
     emit_owner_revoke(&ctx, Hook::UnmapMappingPages, arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
     0
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn unmap_mapping_pages_return(_ctx: RetProbeContext) -> u32 {
     leave_revocation(Hook::UnmapMappingPages);
     0
@@ -433,6 +456,7 @@ fn emit_vma_revoke(ctx: &ProbeContext, hook: Hook, cause: RevokeCause, vma: u64,
 
 // zap_vma_ptes(struct vm_area_struct *vma, unsigned long address, unsigned long size)
 #[kprobe]
+#[inline(always)]
 pub fn zap_vma_ptes_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::ZapVmaPtes as u32);
     if !enter_revocation(Hook::ZapVmaPtes) {
@@ -444,6 +468,7 @@ pub fn zap_vma_ptes_entry(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn zap_vma_ptes_return(_ctx: RetProbeContext) -> u32 {
     leave_revocation(Hook::ZapVmaPtes);
     0
@@ -454,6 +479,7 @@ pub fn zap_vma_ptes_return(_ctx: RetProbeContext) -> u32 {
 // Runs under every teardown of page tables; on its own (no revocation hook above it on this
 // thread) it is munmap / mremap / MAP_FIXED.
 #[kprobe]
+#[inline(always)]
 pub fn unmap_page_range_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::UnmapPageRange as u32);
     if IN_REVOCATION.get_ptr(&bpf_get_current_pid_tgid()).is_some() {
@@ -466,6 +492,7 @@ pub fn unmap_page_range_entry(ctx: ProbeContext) -> u32 {
 // exit_mmap(struct mm_struct *mm): the last user of an mm is gone (in whichever task dropped the
 // last reference: the exiting process, or a reader of its /proc files).
 #[kprobe]
+#[inline(always)]
 pub fn exit_mmap_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::ExitMmap as u32);
     let mm = arg(&ctx, 0);
@@ -484,6 +511,7 @@ pub fn exit_mmap_entry(ctx: ProbeContext) -> u32 {
 }
 
 #[kretprobe]
+#[inline(always)]
 pub fn exit_mmap_return(_ctx: RetProbeContext) -> u32 {
     leave_revocation(Hook::ExitMmap);
     if let Some(e) = take_entry(Hook::ExitMmap) {
@@ -494,6 +522,7 @@ pub fn exit_mmap_return(_ctx: RetProbeContext) -> u32 {
 
 // vm_area_free(struct vm_area_struct *vma): the pointer may be reused from now on.
 #[kprobe]
+#[inline(always)]
 pub fn vm_area_free_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::VmAreaFree as u32);
     let vma = arg(&ctx, 0);
@@ -512,6 +541,7 @@ pub fn vm_area_free_entry(ctx: ProbeContext) -> u32 {
 // sched:sched_process_exit — a process that took pins is gone (pins without a declared release
 // end here).
 #[tracepoint]
+#[inline(always)]
 pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     count_hit(Hook::TaskExit as u32);
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -546,6 +576,7 @@ fn release(ctx: &ProbeContext, slot: u32) -> u32 {
 macro_rules! release_slots {
     ($($name:ident = $slot:expr),*) => {$(
         #[kprobe]
+        #[inline(always)]
         pub fn $name(ctx: ProbeContext) -> u32 {
             release(&ctx, $slot)
         }

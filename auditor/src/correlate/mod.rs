@@ -23,8 +23,17 @@ const PAGE: u64 = 4096;
 /// Callers that look PFNs up for the kernel's own bookkeeping: never pins. The eBPF side already
 /// drops lookups nested in these; this list covers recordings from other sources and kernels
 /// where a marker could not be attached.
-pub const KERNEL_INTERNAL_CALLERS: &[&str] =
-    &["follow_phys", "untrack_pfn", "track_pfn_copy", "get_pat_info", "generic_access_phys", "follow_pfn", "follow_pte"];
+/// `get_vaddr_frames` is listed because its lookups belong to the frame-vector pin it reports.
+pub const KERNEL_INTERNAL_CALLERS: &[&str] = &[
+    "follow_phys",
+    "untrack_pfn",
+    "track_pfn_copy",
+    "get_pat_info",
+    "generic_access_phys",
+    "follow_pfn",
+    "follow_pte",
+    "get_vaddr_frames",
+];
 
 /// End-of-run summary of the correlator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -91,6 +91,20 @@ fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
     None
 }
 
+/// A symbol whose prototype is not the one the eBPF program reads (old 5.10 follow_pte).
+fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
+    if row.hook != Hook::FollowPte {
+        return None;
+    }
+    let params = btf.func_params("follow_pte")?;
+    (params.len() != 4).then(|| HookStatus {
+        hook: row.hook.name().into(),
+        symbol: "follow_pte".into(),
+        state: HookState::Absent,
+        reason: Some(format!("follow_pte here is the old {}-argument helper, not the exported lookup; follow_pfn covers it", params.len())),
+    })
+}
+
 /// Rows for hooks the table says this kernel does not have.
 fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<HookStatus>) {
     let (rows, missing) = table::select(version);
@@ -154,7 +168,7 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
 
     let (rows, mut hooks) = out_of_range_rows(facts.version);
     for row in rows {
-        if let Some(status) = precheck(facts, row) {
+        if let Some(status) = precheck(facts, row).or_else(|| prototype_mismatch(&btf, row)) {
             hooks.push(status);
             continue;
         }

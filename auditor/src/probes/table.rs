@@ -71,11 +71,14 @@ pub const PROBES: &[ProbeRow] = &[
     },
     ProbeRow {
         hook: Hook::FollowPte,
+        // Exported with this 4-argument prototype from 5.12, and in 5.10 stable (Debian 5.10.0-32
+        // has it); older 5.10s have a static 6-argument helper: the loader checks the prototype
+        // in BTF before attaching.
         attach: func("follow_pte", "follow_pte_entry", Some("follow_pte_return")),
-        since: v(5, 12),
+        since: ALWAYS,
         until: Some(v(6, 11)),
         module: None,
-        outside: "follow_pte is exported only in 5.12-6.11 (before: a static helper of follow_pfn, which is hooked; after: replaced by follow_pfnmap_start)",
+        outside: "follow_pte was replaced by follow_pfnmap_start in 6.12, which is hooked instead",
     },
     ProbeRow {
         hook: Hook::FollowPfnmapStart,
@@ -243,7 +246,7 @@ mod tests {
     fn kernel_5_10_hooks_follow_pfn_and_builtin_frame_vectors() {
         let h = hooks(v(5, 10));
         assert!(h.contains(&(Hook::FollowPfn, None)));
-        assert!(!h.iter().any(|(k, _)| *k == Hook::FollowPte || *k == Hook::FollowPfnmapStart));
+        assert!(!h.iter().any(|(k, _)| *k == Hook::FollowPfnmapStart));
         assert!(h.contains(&(Hook::GetVaddrFrames, None)));
     }
 
