@@ -310,9 +310,11 @@ pub fn follow_pfnmap_start_return(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 pub fn get_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
     let l = layout();
-    // The index must stay a constant for the verifier (no ctx pointer arithmetic): pick one of
-    // the two possible positions.
-    let vec = if l.get_vaddr_frames_vec_arg == 2 { arg(&ctx, 2) } else { arg(&ctx, 3) };
+    // The verifier forbids ctx pointer arithmetic, and LLVM turns "one of two loads" into a load
+    // from a computed offset: read both argument registers (volatile: not merged), then choose.
+    // x86-64 arguments: rdi, rsi, rdx (arg 2), rcx (arg 3).
+    let (third, fourth) = unsafe { (core::ptr::read_volatile(&(*ctx.regs).rdx), core::ptr::read_volatile(&(*ctx.regs).rcx)) };
+    let vec = if l.get_vaddr_frames_vec_arg == 2 { third } else { fourth };
     save_entry(&ctx, Hook::GetVaddrFrames, [arg(&ctx, 0), arg(&ctx, 1), vec, 0]);
     0
 }
