@@ -14,7 +14,7 @@ pub enum ReplayError {
     Corrupt { file: String, line: usize, reason: String },
     #[error("{file}: {source}")]
     Io { file: String, source: std::io::Error },
-    #[error("{file}: holds no `event` records (record the run with `pfn-auditor run --events`)")]
+    #[error("{file}: was not recorded with events (record the run with `pfn-auditor run --events`)")]
     NoEvents { file: String },
 }
 
@@ -23,6 +23,8 @@ pub fn replay(reader: impl BufRead, file: &str, policy: &Policy) -> Result<(Vec<
     let mut correlator = Correlator::new(policy);
     let mut live = Vec::new();
     let mut events = 0usize;
+    // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.
+    let mut recorded_events = false;
     for (index, line) in reader.lines().enumerate() {
         let line = line.map_err(|source| ReplayError::Io { file: file.to_string(), source })?;
         if line.trim().is_empty() {
@@ -30,12 +32,16 @@ pub fn replay(reader: impl BufRead, file: &str, policy: &Policy) -> Result<(Vec<
         }
         let record: Record = serde_json::from_str(&line)
             .map_err(|e| ReplayError::Corrupt { file: file.to_string(), line: index + 1, reason: e.to_string() })?;
-        if let Record::Event(event) = record {
-            events += 1;
-            live.extend(correlator.handle(&event));
+        match record {
+            Record::Event(event) => {
+                events += 1;
+                live.extend(correlator.handle(&event));
+            }
+            Record::Status(status) => recorded_events |= status.events,
+            _ => {}
         }
     }
-    if events == 0 {
+    if events == 0 && !recorded_events {
         return Err(ReplayError::NoEvents { file: file.to_string() });
     }
     Ok((live, correlator.finish()))

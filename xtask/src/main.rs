@@ -9,6 +9,7 @@ mod kernels;
 mod modules;
 mod plan;
 mod qemu;
+mod replay_check;
 mod setup;
 mod sh;
 mod verdict;

@@ -5,6 +5,7 @@ use crate::kernels::Series;
 use crate::plan::{self, Scenario};
 use crate::sh::vm_sources_dir;
 use crate::verdict;
+use crate::replay_check;
 use crate::vm::Guest;
 use anyhow::{Result, bail};
 
@@ -20,7 +21,20 @@ pub fn run(kernels: &[Series], with_auditor: bool) -> Result<()> {
         let plan: String = selected.iter().map(|s| s.plan_line()).collect();
         let (verdicts, logs): (Vec<Result<String, String>>, String) = match guest.boot(series, &plan) {
             Ok((dir, finished)) => (
-                selected.iter().map(|s| verdict::judge(s, &finished.files, with_auditor)).collect(),
+                selected
+                    .iter()
+                    .map(|s| {
+                        let what = verdict::judge(s, &finished.files, with_auditor)?;
+                        match &guest.auditor {
+                            Some(auditor) => {
+                                let recording = dir.join(format!("{}.ndjson", s.name));
+                                let n = replay_check::check(auditor, &recording, &vm_sources_dir().join("policy.toml"))?;
+                                Ok(format!("{what}; replay reprints the {n} finding(s) byte for byte"))
+                            }
+                            None => Ok(what),
+                        }
+                    })
+                    .collect(),
                 format!("console {}, results in {}", finished.console_log.display(), dir.display()),
             ),
             Err(err) => (selected.iter().map(|_| Err(format!("{err:#}"))).collect(), String::new()),
