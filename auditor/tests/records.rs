@@ -137,10 +137,19 @@ fn corrupt_replay_file_names_the_line() {
 }
 
 #[test]
-fn replay_of_a_stream_without_events_says_how_to_record_one() {
+fn replay_of_a_run_recorded_without_events_says_how_to_record_one() {
     let (lines, _) = recorded_run();
-    let without: Vec<&String> = lines.iter().filter(|l| !l.contains("\"type\":\"event\"")).collect();
-    let text = without.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
-    let err = replay(text.as_bytes(), "f.ndjson", &Policy::default()).unwrap_err();
+    let without: Vec<String> =
+        lines.iter().filter(|l| !l.contains("\"type\":\"event\"")).map(|l| l.replace("\"events\":true", "\"events\":false")).collect();
+    let err = replay(without.join("\n").as_bytes(), "f.ndjson", &Policy::default()).unwrap_err();
     assert!(err.to_string().contains("--events"), "{err}");
+}
+
+#[test]
+fn replay_of_an_events_recording_that_saw_nothing_has_no_findings() {
+    let (lines, _) = recorded_run();
+    let quiet: Vec<&String> = lines.iter().filter(|l| l.contains("\"type\":\"status\"")).collect();
+    let text = quiet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
+    let (live, summary) = replay(text.as_bytes(), "f.ndjson", &Policy::default()).unwrap();
+    assert!(live.is_empty() && summary.findings.is_empty());
 }
