@@ -10,6 +10,22 @@ use crate::{
     maps::{COUNTERS, EVENTS, STACKS},
 };
 
+/// Records that can complete a finding wake the daemon at once; the rest (lookups, maps, frees,
+/// releases: the bulk under vfio-style per-page lookups) wait for its next periodic drain or the
+/// next revocation, so a busy holder does not cost a context switch per page.
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// Past this much unread data the daemon is woken whatever the record, so the ring never fills
+/// while it sleeps.
+const WAKE_BACKLOG_BYTES: u64 = 256 * 1024;
+
+#[inline(always)]
+fn wakeup_flag(kind: EventKind) -> u64 {
+    let urgent = matches!(kind, EventKind::Revoke | EventKind::FramesGet | EventKind::TaskExit);
+    if urgent || EVENTS.query(BPF_RB_AVAIL_DATA) > WAKE_BACKLOG_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+}
+
 /// Overwrite an old stack on a hash collision instead of failing: a fresh stack is worth more.
 const BPF_F_REUSE_STACKID: u64 = 1 << 10;
 
@@ -62,7 +78,7 @@ pub fn emit<T: 'static>(
         header.stack_id = stack_id;
         fill(&mut *record);
     }
-    entry.submit(0);
+    entry.submit(wakeup_flag(kind));
     if let Some(c) = counters(hook) {
         c.emitted += 1;
     }

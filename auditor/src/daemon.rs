@@ -10,8 +10,9 @@ use crate::{
     symbols::KernelSymbols,
 };
 
-/// How often counters are polled for losses (and metrics refreshed).
-const COUNTER_POLL: Duration = Duration::from_millis(500);
+/// How often the ring buffer is drained without a wakeup (the kernel wakes the daemon only for
+/// revocations and backlogs) and counters are polled for losses.
+const COUNTER_POLL: Duration = Duration::from_millis(100);
 
 /// What a session reports to its sinks, in order. The caller turns these into records.
 pub trait Observer {
@@ -84,7 +85,11 @@ impl Session {
                     let batch = batch?;
                     self.handle_batch(batch, observer);
                 }
-                _ = tick.tick() => self.poll_counters(observer),
+                _ = tick.tick() => {
+                    let batch = self.maps.drain_now();
+                    self.handle_batch(batch, observer);
+                    self.poll_counters(observer);
+                }
                 _ = &mut stop => break,
             }
         }
