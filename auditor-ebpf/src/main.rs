@@ -23,7 +23,7 @@ use aya_ebpf::{
 use emit::{count_hit, emit, stack_id};
 use kernel::{current_mm, fill_vma, layout, page_to_pfn, pte_pfn, read_field, vma_mm};
 use maps::{
-    ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
+    ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, live_flag, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
     WATCHED_VECS, WATCHED_VMAS,
 };
 
@@ -162,7 +162,7 @@ pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn is_kernel_internal_lookup() -> bool {
     let tid = bpf_get_current_pid_tgid();
-    IN_INTERNAL.get_ptr(&tid).is_some() || IN_REVOCATION.get_ptr(&tid).is_some() || is_entered(Hook::GetVaddrFrames)
+    live_flag(&IN_INTERNAL, tid).is_some() || live_flag(&IN_REVOCATION, tid).is_some() || is_entered(Hook::GetVaddrFrames)
 }
 
 #[kprobe]
@@ -170,12 +170,9 @@ fn is_kernel_internal_lookup() -> bool {
 pub fn kernel_internal_entry(_ctx: ProbeContext) -> u32 {
     count_hit(Hook::KernelInternal as u32);
     let tid = bpf_get_current_pid_tgid();
-    match IN_INTERNAL.get_ptr_mut(&tid) {
-        Some(depth) => unsafe { *depth += 1 },
-        None => {
-            let _ = IN_INTERNAL.insert(&tid, &1, 0);
-        }
-    }
+    let depth = live_flag(&IN_INTERNAL, tid).map(|f| f.what).unwrap_or(0);
+    let flag = ThreadFlag { what: depth + 1, _pad: 0, since_ns: unsafe { bpf_ktime_get_ns() } };
+    let _ = IN_INTERNAL.insert(&tid, &flag, 0);
     0
 }
 
@@ -183,12 +180,12 @@ pub fn kernel_internal_entry(_ctx: ProbeContext) -> u32 {
 #[inline(always)]
 pub fn kernel_internal_return(_ctx: RetProbeContext) -> u32 {
     let tid = bpf_get_current_pid_tgid();
-    if let Some(depth) = IN_INTERNAL.get_ptr_mut(&tid) {
+    if let Some(flag) = IN_INTERNAL.get_ptr_mut(&tid) {
         unsafe {
-            if *depth <= 1 {
+            if (*flag).what <= 1 {
                 let _ = IN_INTERNAL.remove(&tid);
             } else {
-                *depth -= 1;
+                (*flag).what -= 1;
             }
         }
     }
@@ -377,17 +374,18 @@ pub fn put_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn enter_revocation(hook: Hook) -> bool {
     let tid = bpf_get_current_pid_tgid();
-    if IN_REVOCATION.get_ptr(&tid).is_some() {
+    if live_flag(&IN_REVOCATION, tid).is_some() {
         return false;
     }
-    let _ = IN_REVOCATION.insert(&tid, &(hook as u32), 0);
+    let flag = ThreadFlag { what: hook as u32, _pad: 0, since_ns: unsafe { bpf_ktime_get_ns() } };
+    let _ = IN_REVOCATION.insert(&tid, &flag, 0);
     true
 }
 
 #[inline(always)]
 fn leave_revocation(hook: Hook) {
     let tid = bpf_get_current_pid_tgid();
-    if unsafe { IN_REVOCATION.get(&tid) }.copied() == Some(hook as u32) {
+    if unsafe { IN_REVOCATION.get(&tid) }.is_some_and(|f| f.what == hook as u32) {
         let _ = IN_REVOCATION.remove(&tid);
     }
 }
@@ -484,7 +482,7 @@ pub fn zap_vma_ptes_return(_ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 pub fn unmap_page_range_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::UnmapPageRange as u32);
-    if IN_REVOCATION.get_ptr(&bpf_get_current_pid_tgid()).is_some() {
+    if live_flag(&IN_REVOCATION, bpf_get_current_pid_tgid()).is_some() {
         return 0;
     }
     emit_vma_revoke(&ctx, Hook::UnmapPageRange, RevokeCause::Unmap, arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3));

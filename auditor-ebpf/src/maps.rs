@@ -62,12 +62,34 @@ pub struct EntryArgs {
 #[map]
 pub static ENTRIES: HashMap<EntryKey, EntryArgs> = HashMap::with_max_entries(16384, 0);
 
-/// Threads inside a revocation hook (value: the hook). `unmap_page_range()` runs underneath every
-/// revocation; it reports a munmap only when no other revocation hook is on the thread's stack.
-#[map]
-pub static IN_REVOCATION: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);
+/// "This thread is inside X since T". A kretprobe can be missed (its instance pool exhausted), and
+/// a flag nobody clears would silence that thread for good: flags older than
+/// [`FLAG_LIFETIME_NS`] are treated as gone. No teardown or bookkeeping call lasts that long.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ThreadFlag {
+    /// The revocation hook, or the nesting depth of kernel-internal calls.
+    pub what: u32,
+    pub _pad: u32,
+    pub since_ns: u64,
+}
 
-/// Threads inside a kernel-internal PFN user (PAT bookkeeping, ptrace access): value = nesting
+pub const FLAG_LIFETIME_NS: u64 = 1_000_000_000;
+
+/// Threads inside a revocation hook. `unmap_page_range()` runs underneath every revocation; it
+/// reports a munmap only when no other revocation hook is on the thread's stack.
+#[map]
+pub static IN_REVOCATION: HashMap<u64, ThreadFlag> = HashMap::with_max_entries(16384, 0);
+
+/// Threads inside a kernel-internal PFN user (PAT bookkeeping, ptrace access), with the nesting
 /// depth. Raw lookups made underneath are the kernel's own, not pins.
 #[map]
-pub static IN_INTERNAL: HashMap<u64, u32> = HashMap::with_max_entries(16384, 0);
+pub static IN_INTERNAL: HashMap<u64, ThreadFlag> = HashMap::with_max_entries(16384, 0);
+
+/// The live flag of `tid` in `map`, if any (stale ones count as absent).
+#[inline(always)]
+pub fn live_flag(map: &HashMap<u64, ThreadFlag>, tid: u64) -> Option<ThreadFlag> {
+    let flag = unsafe { map.get(&tid) }.copied()?;
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
+    (now.wrapping_sub(flag.since_ns) < FLAG_LIFETIME_NS).then_some(flag)
+}
