@@ -7,8 +7,6 @@ use crate::verdict;
 use crate::vm::Guest;
 use anyhow::{Context, Result, bail};
 
-/// Kinds that mean a proven bug (severity error by default, see MODEL.md).
-const ERROR_KINDS: &[&str] = &["pin-outlived-revocation", "pin-outlived-unmap"];
 
 pub fn run() -> Result<()> {
     let scenarios = plan::load(&vm_sources_dir().join("scenarios.toml"))?;
@@ -33,5 +31,5 @@ fn pick(scenarios: &[Scenario]) -> Option<&Scenario> {
     let on_61 = || scenarios.iter().filter(|s| s.runs_on("6.1"));
     on_61()
         .find(|s| s.demo)
-        .or_else(|| on_61().find(|s| s.expect.iter().any(|e| ERROR_KINDS.contains(&e.kind.as_str()))))
+        .or_else(|| on_61().find(|s| s.expect.iter().any(|e| verdict::ERROR_KINDS.contains(&e.kind.as_str()))))
 }

@@ -9,6 +9,7 @@
 //! background = false                        # true: run until /tmp/scenario.ready, stop the auditor, kill
 //! kernels = ["6.1", "6.12"]                 # default: all
 //! demo = false                              # the scenario `cargo xtask demo` shows
+//! gate_exit = 1                             # run under `pfn-auditor gate` instead; its exit code
 //! why = "..."
 //! ```
 
@@ -37,6 +38,8 @@ pub struct Scenario {
     pub kernels: Option<Vec<String>>,
     #[serde(default)]
     pub demo: bool,
+    /// Run the scenario as `pfn-auditor gate ... -- pfnaudit-scenario ARGS` and expect this exit code.
+    pub gate_exit: Option<u8>,
     #[serde(default)]
     pub why: String,
 }
@@ -55,7 +58,11 @@ impl Scenario {
 
     /// The guest plan line: `<name> <mode> <args...>` (see tests/vm/guest/init.sh).
     pub fn plan_line(&self) -> String {
-        let mode = if self.background { "background" } else { "run" };
+        let mode = match (self.gate_exit, self.background) {
+            (Some(_), _) => "gate",
+            (None, true) => "background",
+            (None, false) => "run",
+        };
         format!("{} {mode} {}\n", self.name, self.args.join(" "))
     }
 }

@@ -5,6 +5,9 @@ use crate::qemu::GuestFiles;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// Kinds that mean a proven bug (severity error by default, see MODEL.md): they fail the gate.
+pub const ERROR_KINDS: &[&str] = &["pin-outlived-revocation", "pin-outlived-unmap"];
+
 /// What the auditor's NDJSON stream says, reduced to what the expectations talk about.
 #[derive(Debug, Default, PartialEq)]
 pub struct Tally {
@@ -46,11 +49,15 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
     }
     let ndjson = get("ndjson").ok_or("the guest sent no NDJSON")?;
     let stderr = get("stderr").map(|s| last_line(&s.text)).unwrap_or_default();
-    if ndjson.status != "0" {
-        return Err(format!("pfn-auditor exited {}: {stderr}", ndjson.status));
+    let expected_exit = scenario.gate_exit.map_or("0".to_owned(), |code| code.to_string());
+    if ndjson.status != expected_exit {
+        return Err(format!("pfn-auditor exited {} (expected {expected_exit}): {stderr}", ndjson.status));
     }
     let tally = tally(&ndjson.text)?;
     let mut problems = Vec::new();
+    if scenario.gate_exit.is_some() {
+        problems.extend(gate_reports(&tally, get("junit").map(|s| s.text.as_str()), get("sarif").map(|s| s.text.as_str())));
+    }
     if !tally.has_status {
         problems.push("no status record".to_owned());
     }
@@ -74,6 +81,34 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// The reports a CI system reads: JUnit has one failing case per failing finding (or a passing one
+/// when clean), SARIF one result per finding.
+fn gate_reports(tally: &Tally, junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let errors: usize = tally.findings.iter().filter(|(k, _)| ERROR_KINDS.contains(&k.as_str())).map(|(_, n)| n).sum();
+    match junit {
+        None => problems.push("gate wrote no JUnit report".to_owned()),
+        Some(xml) => {
+            let failures = xml.matches("<failure").count();
+            if (errors > 0) != (failures > 0) {
+                problems.push(format!("JUnit has {failures} failing case(s) for {errors} error finding(s)"));
+            }
+        }
+    }
+    match sarif.map(serde_json::from_str::<Value>) {
+        Some(Ok(doc)) => {
+            let results = doc["runs"][0]["results"].as_array().map_or(0, Vec::len);
+            let findings: usize = tally.findings.values().sum();
+            if results != findings {
+                problems.push(format!("SARIF has {results} result(s) for {findings} finding(s)"));
+            }
+        }
+        Some(Err(e)) => problems.push(format!("SARIF is not JSON: {e}")),
+        None => problems.push("gate wrote no SARIF report".to_owned()),
+    }
+    problems
 }
 
 fn last_line(text: &str) -> String {

@@ -10,6 +10,8 @@
 #   run        auditor attached, scenario in the foreground
 #   background auditor attached, scenario in the background until /tmp/scenario.ready; the auditor
 #              is stopped first, then the scenario is killed (its pins stay held past the run)
+#   gate       `pfn-auditor gate -- pfnaudit-scenario args...` (CI use): its exit code, NDJSON, JUnit
+#              and SARIF reports are sent back
 #   bench      the scenario bare and with the auditor attached, three times each (timing only)
 
 export PATH=/bin
@@ -123,6 +125,21 @@ run_scenario() { # name mode args...
     fi
 }
 
+# The CI gate as a user runs it: the scenario under `pfn-auditor gate`, reports written.
+run_gate() { # name args...
+    name=$1
+    shift
+    echo "PFNAUDIT-SCENARIO $name (gate): pfnaudit-scenario $*"
+    pfn-auditor gate $POLICY --output "/out/$name.ndjson" --junit "/out/$name.junit" --sarif "/out/$name.sarif" \
+        -- pfnaudit-scenario "$@" < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
+    status=$?
+    echo "PFNAUDIT-SCENARIO-END $name gate=$status"
+    send "$name" scenario 0 "/out/$name.scenario"
+    for label in ndjson stderr junit sarif; do
+        send "$name" $label $status "/out/$name.$label"
+    done
+}
+
 # Three runs each way, appended to one file: the host keeps the fastest (TCG timing is noisy).
 run_bench() { # name args...
     name=$1
@@ -148,6 +165,7 @@ while read -r name mode args; do
     [ -z "$name" ] && continue
     case "$mode" in
         bench) run_bench "$name" $args ;;
+        gate) [ $HAVE_AUDITOR = 1 ] && run_gate "$name" $args ;;
         *) run_scenario "$name" "$mode" $args ;;
     esac
 done < /plan
