@@ -56,9 +56,12 @@ fn take_entry(hook: Hook) -> Option<EntryArgs> {
     saved
 }
 
+/// Is this thread inside `hook` right now? Entries left behind by a missed kretprobe expire like
+/// the thread flags do.
 #[inline(always)]
 fn is_entered(hook: Hook) -> bool {
-    ENTRIES.get_ptr(&entry_key(hook)).is_some()
+    let Some(saved) = unsafe { ENTRIES.get(&entry_key(hook)) } else { return false };
+    unsafe { bpf_ktime_get_ns() }.wrapping_sub(saved.ts_ns) < maps::FLAG_LIFETIME_NS
 }
 
 #[inline(always)]
