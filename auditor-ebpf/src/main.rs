@@ -60,8 +60,8 @@ fn take_entry(hook: Hook) -> Option<EntryArgs> {
 /// the thread flags do.
 #[inline(always)]
 fn is_entered(hook: Hook) -> bool {
-    let Some(saved) = unsafe { ENTRIES.get(&entry_key(hook)) } else { return false };
-    unsafe { bpf_ktime_get_ns() }.wrapping_sub(saved.ts_ns) < maps::FLAG_LIFETIME_NS
+    let saved = unsafe { ENTRIES.get(&entry_key(hook)) };
+    saved.is_some_and(|e| unsafe { bpf_ktime_get_ns() }.wrapping_sub(e.ts_ns) < maps::FLAG_LIFETIME_NS)
 }
 
 #[inline(always)]
