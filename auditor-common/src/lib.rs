@@ -249,17 +249,11 @@ pub struct KernelLayout {
     pub task_start_time: u32,
     pub task_group_leader: u32,
     pub task_mm: u32,
-    pub frame_vector_nr_frames: u32,
-    pub frame_vector_got_ref: u32,
-    pub frame_vector_is_pfns: u32,
-    pub frame_vector_ptrs: u32,
     pub pfnmap_args_vma: u32,
     pub pfnmap_args_address: u32,
     pub pfnmap_args_pfn: u32,
     /// `sizeof(struct page)`, to turn page pointers into PFNs.
     pub struct_page_size: u32,
-    /// Which argument layout `get_vaddr_frames()` has: index of the `vec` argument (2 or 3).
-    pub get_vaddr_frames_vec_arg: u32,
     /// 1 when `follow_pte()` takes a vma (6.10+), 0 when it takes an mm.
     pub follow_pte_takes_vma: u32,
     /// Keeps the struct free of implicit padding (it is copied byte-wise into the eBPF object).
@@ -289,19 +283,32 @@ impl Default for KernelLayout {
             task_start_time: Self::ABSENT,
             task_group_leader: Self::ABSENT,
             task_mm: Self::ABSENT,
-            frame_vector_nr_frames: Self::ABSENT,
-            frame_vector_got_ref: Self::ABSENT,
-            frame_vector_is_pfns: Self::ABSENT,
-            frame_vector_ptrs: Self::ABSENT,
             pfnmap_args_vma: Self::ABSENT,
             pfnmap_args_address: Self::ABSENT,
             pfnmap_args_pfn: Self::ABSENT,
             struct_page_size: 64,
-            get_vaddr_frames_vec_arg: 3,
             follow_pte_takes_vma: 0,
             _pad: 0,
         }
     }
+}
+
+/// `struct frame_vector` and `get_vaddr_frames()` as the running kernel has them. From 5.12 they
+/// live in the videobuf2-common module, which may be loaded after the programs are: so this is not
+/// part of the read-only [`KernelLayout`] but the one entry of the `FRAME_VECTOR_LAYOUT` array map,
+/// written before the frame-vector hooks are attached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameVectorLayout {
+    /// 1 once written; the hooks ignore calls while it is 0 (the map's initial state).
+    pub valid: u32,
+    pub nr_frames: u32,
+    pub got_ref: u32,
+    /// `KernelLayout::ABSENT` on kernels without the field.
+    pub is_pfns: u32,
+    pub ptrs: u32,
+    /// Index of the `vec` argument of `get_vaddr_frames()` (2 or 3).
+    pub vec_arg: u32,
 }
 
 /// `VM_IO` and `VM_PFNMAP` from include/linux/mm.h (unchanged 5.10 .. 6.12).
@@ -314,4 +321,5 @@ mod user {
     // SAFETY: all of these are plain-old-data: integers and integer arrays, explicit padding.
     unsafe impl aya::Pod for KernelLayout {}
     unsafe impl aya::Pod for HookCounters {}
+    unsafe impl aya::Pod for FrameVectorLayout {}
 }

@@ -23,8 +23,8 @@ use aya_ebpf::{
 use emit::{count_hit, emit, stack_id};
 use kernel::{current_mm, fill_vma, layout, page_to_pfn, pte_pfn, read_field, vma_mm};
 use maps::{
-    ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, live_flag, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
-    WATCHED_VECS, WATCHED_VMAS,
+    ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
+    WATCHED_VECS, WATCHED_VMAS, frame_vector_layout, live_flag,
 };
 
 // Every program body carries #[inline(always)]: aya's macros wrap it in an outer function, and a
@@ -309,12 +309,12 @@ pub fn follow_pfnmap_start_return(ctx: RetProbeContext) -> u32 {
 #[kprobe]
 #[inline(always)]
 pub fn get_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
-    let l = layout();
+    let Some(fv) = frame_vector_layout() else { return 0 };
     // The verifier forbids ctx pointer arithmetic, and LLVM turns "one of two loads" into a load
     // from a computed offset: read both argument registers (volatile: not merged), then choose.
     // x86-64 arguments: rdi, rsi, rdx (arg 2), rcx (arg 3).
     let (third, fourth) = unsafe { (core::ptr::read_volatile(&(*ctx.regs).rdx), core::ptr::read_volatile(&(*ctx.regs).rcx)) };
-    let vec = if l.get_vaddr_frames_vec_arg == 2 { third } else { fourth };
+    let vec = if fv.vec_arg == 2 { third } else { fourth };
     save_entry(&ctx, Hook::GetVaddrFrames, [arg(&ctx, 0), arg(&ctx, 1), vec, 0]);
     0
 }
@@ -327,6 +327,7 @@ pub fn get_vaddr_frames_return(ctx: RetProbeContext) -> u32 {
     if got <= 0 {
         return 0;
     }
+    let Some(fv) = frame_vector_layout() else { return 0 };
     let l = layout();
     let [start, _, vec, _] = e.args;
     let mm = current_mm(&l);
@@ -335,11 +336,11 @@ pub fn get_vaddr_frames_return(ctx: RetProbeContext) -> u32 {
         ev.start = start;
         ev.mm = mm;
         ev.nr_frames = got as u32;
-        let is_pfns: u8 = read_field(vec, l.frame_vector_is_pfns);
+        let is_pfns: u8 = read_field(vec, fv.is_pfns);
         ev.is_pfns = is_pfns;
-        ev.got_ref = read_field(vec, l.frame_vector_got_ref);
-        if l.frame_vector_ptrs != KernelLayout::ABSENT {
-            let ptrs = vec + l.frame_vector_ptrs as u64;
+        ev.got_ref = read_field(vec, fv.got_ref);
+        if fv.ptrs != KernelLayout::ABSENT {
+            let ptrs = vec + fv.ptrs as u64;
             for i in 0..MAX_FRAMES {
                 if i >= got as usize {
                     break;

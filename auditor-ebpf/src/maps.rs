@@ -1,8 +1,8 @@
 //! Maps shared with userspace, and the per-thread state that links entry and return probes.
-use auditor_common::{HOOK_COUNT, HookCounters};
+use auditor_common::{FrameVectorLayout, HOOK_COUNT, HookCounters};
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
 };
 
 /// Records to userspace. Size is set by the loader (`--ring-buffer-mib`).
@@ -16,6 +16,17 @@ pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 /// hits / emitted / dropped per hook.
 #[map]
 pub static COUNTERS: PerCpuArray<HookCounters> = PerCpuArray::with_max_entries(HOOK_COUNT as u32, 0);
+
+/// `struct frame_vector` of the running kernel: a map, not part of `LAYOUT`, because the module that
+/// defines it (videobuf2-common, 5.12+) may be loaded after the programs.
+#[map]
+pub static FRAME_VECTOR_LAYOUT: Array<FrameVectorLayout> = Array::with_max_entries(1, 0);
+
+/// The frame-vector layout once the loader has written it.
+#[inline(always)]
+pub fn frame_vector_layout() -> Option<FrameVectorLayout> {
+    FRAME_VECTOR_LAYOUT.get(0).copied().filter(|l| l.valid != 0)
+}
 
 // What is watched. A revocation hook emits only when its object is in one of these; everything
 // else (every truncate of every file, every munmap) costs one hash lookup.

@@ -6,8 +6,8 @@ use crate::{
     decode::{Decoder, LiveEnrich, RawRecord},
     drain::{KernelMaps, LossTracker, totals},
     metrics::Metrics,
-    probes::{self, Attached, HookState, KernelFacts},
-    symbols::KernelSymbols,
+    probes::{self, Attached, HookState, HookStatus, KernelFacts},
+    symbols::{KernelSymbols, LoadedModules},
 };
 
 /// How often the ring buffer is drained without a wakeup (the kernel wakes the daemon only for
@@ -24,6 +24,8 @@ pub trait Observer {
     fn lost(&mut self, hook: &str, count: u64, ts_ns: u64);
     /// A record could not be decoded (version skew between eBPF object and daemon).
     fn undecodable(&mut self, error: &crate::decode::DecodeError);
+    /// A hook in a module was attached, or detached, after `attached` (module loaded or unloaded).
+    fn hook_changed(&mut self, status: &HookStatus, ts_ns: u64);
 }
 
 pub struct SessionOptions {
@@ -42,7 +44,10 @@ pub struct SessionEnd {
 pub struct Session {
     attached: Attached,
     maps: KernelMaps,
+    /// What kallsyms said when `modules` was read: stacks of a module loaded later symbolize
+    /// only after a refresh.
     symbols: KernelSymbols,
+    modules: LoadedModules,
     decoder: Decoder,
     losses: LossTracker,
     lost_total: u64,
@@ -63,6 +68,7 @@ impl Session {
             attached,
             maps,
             symbols: facts.symbols,
+            modules: facts.modules,
             decoder,
             losses: LossTracker::default(),
             lost_total: 0,
@@ -86,6 +92,7 @@ impl Session {
                     self.handle_batch(batch, observer);
                 }
                 _ = tick.tick() => {
+                    self.follow_modules(observer);
                     let batch = self.maps.drain_now();
                     self.handle_batch(batch, observer);
                     self.poll_counters(observer);
@@ -102,6 +109,11 @@ impl Session {
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
+        // These records were written before this check: a module whose code they point into is
+        // in /proc/modules by now (unless already unloaded again).
+        if !batch.is_empty() {
+            self.follow_modules(observer);
+        }
         let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks);
         for bytes in batch {
             match RawRecord::parse(&bytes) {
@@ -113,6 +125,31 @@ impl Session {
                 }
                 Err(e) => observer.undecodable(&e),
             }
+        }
+    }
+
+    /// On a module load, unload or reload: re-reads kallsyms (for symbolization and module hooks)
+    /// and brings the module hooks in line. /proc/modules is a few lines; kallsyms is megabytes.
+    fn follow_modules(&mut self, observer: &mut dyn Observer) {
+        let modules = match LoadedModules::read() {
+            Ok(modules) if modules != self.modules => modules,
+            Ok(_) => return,
+            Err(e) => {
+                log::warn!("{e}");
+                return;
+            }
+        };
+        match KernelSymbols::load() {
+            Ok(symbols) => self.symbols = symbols,
+            Err(e) => {
+                log::warn!("{e}");
+                return;
+            }
+        }
+        self.modules = modules;
+        let now = monotonic_ns();
+        for status in self.attached.follow_modules(&self.symbols) {
+            observer.hook_changed(&status, now);
         }
     }
 

@@ -41,8 +41,7 @@ impl Diagnosis {
         let _ = writeln!(out, "hooks       {how}");
         let _ = writeln!(out, "  {:<22} {:<24} {:<18} reason", "hook", "symbol", "state");
         for h in &self.hooks {
-            let state = serde_json::to_value(h.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            let _ = writeln!(out, "  {:<22} {:<24} {:<18} {}", h.hook, h.symbol, state, h.reason.as_deref().unwrap_or(""));
+            let _ = writeln!(out, "  {:<22} {:<24} {:<18} {}", h.hook, h.symbol, h.state.name(), h.reason.as_deref().unwrap_or(""));
         }
         let _ = writeln!(out, "ready       {}", yes_no(self.ready()));
         out

@@ -8,8 +8,8 @@ use crate::{
     decode::DecodeError,
     event::Event,
     policy::Policy,
-    probes::{Attached, HookState},
-    record::{Lost, Record, RunSummary, SCHEMA_VERSION, Status},
+    probes::{Attached, HookState, HookStatus},
+    record::{HookChange, Lost, Record, RunSummary, SCHEMA_VERSION, Status},
     sink::{human, ndjson::NdjsonSink},
 };
 
@@ -73,8 +73,8 @@ impl Observer for Reporter {
             hooks: attached.hooks.clone(),
         };
         for h in &attached.hooks {
-            // Hooks absent by design on this kernel are in `status`; warn about the ones a user
-            // can fix (module not loaded, attach failed, release hook missing).
+            // Hooks absent by design on this kernel are in `status`; say which ones wait for a
+            // module or failed (release hooks always wait for their driver's module).
             let fixable = matches!(h.state, HookState::ModuleNotLoaded | HookState::Failed) || (h.hook == "release" && h.state == HookState::Absent);
             if fixable && self.human {
                 eprintln!("pfn-auditor: {} ({}) not attached: {}", h.hook, h.symbol, h.reason.as_deref().unwrap_or(""));
@@ -97,6 +97,16 @@ impl Observer for Reporter {
             eprintln!("pfn-auditor: {count} record(s) of {hook} lost (ring buffer full)");
         }
         self.write(&Record::Lost(Lost { hook: hook.into(), count, ts_ns }));
+    }
+
+    fn hook_changed(&mut self, status: &HookStatus, ts_ns: u64) {
+        if self.human {
+            match &status.reason {
+                Some(reason) => eprintln!("pfn-auditor: {} ({}) now {}: {reason}", status.hook, status.symbol, status.state.name()),
+                None => eprintln!("pfn-auditor: {} ({}) now {}", status.hook, status.symbol, status.state.name()),
+            }
+        }
+        self.write(&Record::Hook(HookChange { status: status.clone(), ts_ns }));
     }
 
     fn undecodable(&mut self, error: &DecodeError) {

@@ -13,6 +13,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Record {
     Status(Status),
+    Hook(HookChange),
     Event(Event),
     Finding(Finding),
     Lost(Lost),
@@ -31,6 +32,14 @@ pub struct Status {
     /// Whether raw `event` records follow (`--events`).
     pub events: bool,
     pub hooks: Vec<HookStatus>,
+}
+
+/// A hook attached or detached after `status`: its module was loaded, unloaded or reloaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HookChange {
+    #[serde(flatten)]
+    pub status: HookStatus,
+    pub ts_ns: u64,
 }
 
 /// Records of `hook` the kernel could not hand over (ring buffer full) since the last `lost`.

@@ -1,7 +1,7 @@
 //! Kernel symbolization from /proc/kallsyms: `addr → func+off [module]`, and symbol presence for
 //! the probe table. (kallsyms is the only symbol source a stock kernel gives at runtime; the
 //! format is three columns plus an optional `[module]`.)
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::event::{Frame, Hex};
 
@@ -16,7 +16,8 @@ struct Symbol {
 #[derive(Clone, Debug, Default)]
 pub struct KernelSymbols {
     text: Vec<Symbol>,
-    names: HashSet<String>,
+    /// Name → index into `text` (the first symbol of that name).
+    by_name: HashMap<String, usize>,
     /// Address of the `vmemmap_base` variable (x86-64 KASLR), if listed.
     pub vmemmap_base: Option<u64>,
 }
@@ -45,17 +46,25 @@ impl KernelSymbols {
                 out.vmemmap_base = Some(addr);
             }
             if matches!(kind, "t" | "T" | "w" | "W") {
-                out.names.insert(name.to_string());
                 out.text.push(Symbol { addr, name: name.to_string(), module });
             }
         }
         out.text.sort_by_key(|s| s.addr);
+        for (i, sym) in out.text.iter().enumerate() {
+            out.by_name.entry(sym.name.clone()).or_insert(i);
+        }
         out
     }
 
     /// Is there a text symbol of this name (vmlinux or any loaded module)?
     pub fn has_function(&self, name: &str) -> bool {
-        self.names.contains(name)
+        self.by_name.contains_key(name)
+    }
+
+    /// Address of function `name`: a kprobe on a module function dies with the module, and a
+    /// changed address tells that the module was reloaded.
+    pub fn address_of(&self, name: &str) -> Option<u64> {
+        self.by_name.get(name).map(|&i| self.text[i].addr)
     }
 
     /// Is this module loaded (has at least one text symbol)?
@@ -75,6 +84,34 @@ impl KernelSymbols {
             },
             _ => Frame { addr: Hex(addr), ..Frame::default() },
         }
+    }
+}
+
+/// Modules listed in /proc/modules, by name, with their load address. Compared between polls to
+/// notice modules loaded, unloaded or reloaded while the daemon runs (cheap: a few lines, unlike
+/// kallsyms, which is re-read only when this changes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadedModules(BTreeMap<String, u64>);
+
+impl LoadedModules {
+    pub fn read() -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string("/proc/modules").map_err(|e| anyhow::anyhow!("cannot read /proc/modules: {e}"))?;
+        Ok(Self::parse(&text))
+    }
+
+    /// `name size refcount deps state 0xaddress [(taint)]` per line; the address is 0 when read
+    /// without privileges, which still tells loads and unloads apart.
+    pub fn parse(text: &str) -> Self {
+        let modules = text
+            .lines()
+            .filter_map(|line| {
+                let mut cols = line.split_whitespace();
+                let name = cols.next()?;
+                let addr = cols.find_map(|c| c.strip_prefix("0x")).and_then(|a| u64::from_str_radix(a, 16).ok()).unwrap_or(0);
+                Some((name.to_string(), addr))
+            })
+            .collect();
+        Self(modules)
     }
 }
 
@@ -119,6 +156,24 @@ ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
         assert!(!syms.has_function("follow_pfnmap_start"));
         assert!(syms.has_module("pfnaudit_test"));
         assert_eq!(syms.vmemmap_base, Some(0xffffffff82e00000));
+    }
+
+    #[test]
+    fn function_addresses_are_looked_up_by_name() {
+        let syms = KernelSymbols::parse(SAMPLE);
+        assert_eq!(syms.address_of("pfnaudit_unpin_tracked"), Some(0xffffffffc0a00200));
+        assert_eq!(syms.address_of("vmemmap_base"), None, "data symbols are not functions");
+    }
+
+    #[test]
+    fn proc_modules_lines_give_name_and_load_address() {
+        let text = "videobuf2_common 81920 1 pfnaudit_test, Live 0xffffffffc0a1b000\n\
+                    pfnaudit_test 16384 0 - Loading 0xffffffffc0a00000 (OE)\n";
+        let modules = LoadedModules::parse(text);
+        let reloaded = LoadedModules::parse(&text.replace("0xffffffffc0a00000", "0xffffffffc0b00000"));
+        assert_eq!(modules.0.get("videobuf2_common"), Some(&0xffffffffc0a1b000));
+        assert_eq!(modules.0.get("pfnaudit_test"), Some(&0xffffffffc0a00000));
+        assert_ne!(modules, reloaded, "a module loaded at another address is a change");
     }
 
     #[test]

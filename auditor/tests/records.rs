@@ -8,7 +8,7 @@ use auditor::{
     event::Cause,
     policy::Policy,
     probes::{HookState, HookStatus},
-    record::{Lost, Record, RunSummary, SCHEMA_VERSION, Status},
+    record::{HookChange, Lost, Record, RunSummary, SCHEMA_VERSION, Status},
     replay::{ReplayError, replay},
 };
 
@@ -44,6 +44,9 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         ],
     };
     let mut lines = vec![serde_json::to_string(&Record::Status(status)).unwrap()];
+    // The driver's module loaded after the start: its release hook attaches then.
+    let release_attached = HookStatus { hook: "release".into(), symbol: "pfnaudit_unpin_tracked".into(), state: HookState::Attached, reason: None };
+    lines.push(serde_json::to_string(&Record::Hook(HookChange { status: release_attached, ts_ns: 5 })).unwrap());
     let mut finding_lines = Vec::new();
     let mut correlator = Correlator::new(&policy);
     for e in &s.events {
@@ -97,7 +100,7 @@ fn every_record_of_a_run_validates_against_the_schema() {
         assert!(errors.is_empty(), "{line}\n{errors:#?}");
         types.insert(value["type"].as_str().unwrap().to_string());
     }
-    assert_eq!(types.into_iter().collect::<Vec<_>>(), ["event", "finding", "lost", "status", "summary"]);
+    assert_eq!(types.into_iter().collect::<Vec<_>>(), ["event", "finding", "hook", "lost", "status", "summary"]);
     let kinds: std::collections::BTreeSet<String> =
         findings.iter().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string()).collect();
     assert_eq!(kinds.len(), 6, "every finding kind is exercised: {kinds:?}");

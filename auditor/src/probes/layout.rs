@@ -3,7 +3,7 @@
 use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context, anyhow};
-use auditor_common::KernelLayout;
+use auditor_common::{FrameVectorLayout, KernelLayout};
 use btf_rs::{Btf, BtfType, Type};
 
 use super::kernel_version::KernelVersion;
@@ -118,8 +118,7 @@ fn pointee_name(btf: &Btf, param: &dyn BtfType) -> String {
 }
 
 /// Builds the layout the eBPF programs get. Fields of structs that do not exist on this kernel
-/// (frame_vector without videobuf2, follow_pfnmap_args before 6.12) stay `ABSENT`; the hooks
-/// that need them are not attached there.
+/// (follow_pfnmap_args before 6.12) stay `ABSENT`; the hooks that need them are not attached there.
 pub fn kernel_layout(btf: &KernelBtf, kernel: KernelVersion, vmemmap_base_addr: u64) -> anyhow::Result<KernelLayout> {
     let required = |s: &str, f: &str| {
         btf.field_offset(s, f).with_context(|| format!("kernel BTF has no field {s}::{f}"))
@@ -142,17 +141,26 @@ pub fn kernel_layout(btf: &KernelBtf, kernel: KernelVersion, vmemmap_base_addr: 
         task_start_time: required("task_struct", "start_time")?,
         task_group_leader: required("task_struct", "group_leader")?,
         task_mm: required("task_struct", "mm")?,
-        frame_vector_nr_frames: optional("frame_vector", "nr_frames"),
-        frame_vector_got_ref: optional("frame_vector", "got_ref"),
-        frame_vector_is_pfns: optional("frame_vector", "is_pfns"),
-        frame_vector_ptrs: optional("frame_vector", "ptrs"),
         pfnmap_args_vma: optional("follow_pfnmap_args", "vma"),
         pfnmap_args_address: optional("follow_pfnmap_args", "address"),
         pfnmap_args_pfn: optional("follow_pfnmap_args", "pfn"),
         struct_page_size: btf.struct_size("page").unwrap_or(64),
-        get_vaddr_frames_vec_arg: vec_arg_index(btf, kernel),
         follow_pte_takes_vma: follow_pte_takes_vma(btf, kernel) as u32,
         _pad: 0,
+    })
+}
+
+/// `struct frame_vector` and the `get_vaddr_frames()` prototype; `None` while the BTF that defines
+/// them is not there (videobuf2-common not loaded on 5.12+).
+pub fn frame_vector_layout(btf: &KernelBtf, kernel: KernelVersion) -> Option<FrameVectorLayout> {
+    let field = |f: &str| btf.field_offset("frame_vector", f);
+    Some(FrameVectorLayout {
+        valid: 1,
+        nr_frames: field("nr_frames")?,
+        got_ref: field("got_ref")?,
+        is_pfns: field("is_pfns").unwrap_or(KernelLayout::ABSENT),
+        ptrs: field("ptrs")?,
+        vec_arg: vec_arg_index(btf, kernel),
     })
 }
 

@@ -2,23 +2,22 @@
 //! kernel. The result says, per hook, what happened (for the `status` record and `doctor`).
 pub mod kernel_version;
 pub mod layout;
+mod module_hooks;
 pub mod table;
 
 use anyhow::{Context, anyhow};
 use auditor_common::{HOOK_COUNT, Hook, RELEASE_SLOTS};
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{KProbe, TracePoint},
+    programs::{KProbe, TracePoint, kprobe::KProbeLinkId},
 };
 use serde::{Deserialize, Serialize};
 
-use crate::symbols::KernelSymbols;
+use crate::symbols::{KernelSymbols, LoadedModules};
 use kernel_version::KernelVersion;
 use layout::{KernelBtf, kernel_layout};
+use module_hooks::{BTF_MODULES, ModuleHook, module_not_loaded, not_in_kallsyms, release_not_loaded};
 use table::{Attach, ProbeRow};
-
-/// Modules whose BTF holds types some hooks need (`struct frame_vector` on 5.12+).
-const BTF_MODULES: &[&str] = &["videobuf2_common"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -32,6 +31,19 @@ pub enum HookState {
     Failed,
     /// `doctor` without privileges: would be attached.
     Available,
+}
+
+impl HookState {
+    /// As in the records (`module-not-loaded`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HookState::Attached => "attached",
+            HookState::Absent => "absent",
+            HookState::ModuleNotLoaded => "module-not-loaded",
+            HookState::Failed => "failed",
+            HookState::Available => "available",
+        }
+    }
 }
 
 /// One row of the `status` record / `doctor` output.
@@ -51,8 +63,32 @@ pub struct Attached {
     pub ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
     pub kernel_release: String,
+    kernel_version: KernelVersion,
     /// Name of each counter slot (`HOOK_COUNT` entries): hook names, then release functions.
     pub counter_names: Vec<String>,
+    /// Hooks that follow their module (see `module_hooks.rs`).
+    module_hooks: Vec<ModuleHook>,
+}
+
+impl Attached {
+    /// After a module was loaded, unloaded or reloaded (`symbols` read since): attaches, detaches
+    /// and re-attaches the hooks that live in modules. Returns the hooks whose state changed.
+    pub fn follow_modules(&mut self, symbols: &KernelSymbols) -> Vec<HookStatus> {
+        let mut changed = Vec::new();
+        for hook in &mut self.module_hooks {
+            if let Some(status) = hook.follow(&mut self.ebpf, symbols, self.kernel_version) {
+                self.hooks[hook.status_index()] = status.clone();
+                changed.push(status);
+            }
+        }
+        changed
+    }
+}
+
+/// Rows in modules, and the frame-vector hooks everywhere: `get_vaddr_frames` needs
+/// `struct frame_vector`, written when it is attached (built in on 5.10, a module later).
+fn follows_its_module(row: &ProbeRow) -> bool {
+    row.module.is_some() || matches!(row.hook, Hook::GetVaddrFrames | Hook::PutVaddrFrames)
 }
 
 /// The compiled eBPF object (auditor-ebpf, built by build.rs).
@@ -62,14 +98,17 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 pub struct KernelFacts {
     pub release: String,
     pub version: KernelVersion,
+    /// Read before `symbols`: a module loaded in between shows up as a change at the first poll.
+    pub modules: LoadedModules,
     pub symbols: KernelSymbols,
 }
 
 impl KernelFacts {
     pub fn read() -> anyhow::Result<Self> {
         let (release, version) = KernelVersion::running()?;
+        let modules = LoadedModules::read()?;
         let symbols = KernelSymbols::load()?;
-        Ok(Self { release, version, symbols })
+        Ok(Self { release, version, modules, symbols })
     }
 }
 
@@ -80,13 +119,10 @@ fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
     if let Some(module) = row.module
         && !facts.symbols.has_module(module)
     {
-        return status(
-            HookState::ModuleNotLoaded,
-            format!("{symbol} lives in module {module} on {}, which is not loaded (load it before starting pfn-auditor)", facts.version),
-        );
+        return status(HookState::ModuleNotLoaded, module_not_loaded(symbol, module, facts.version));
     }
     if !facts.symbols.has_function(symbol) {
-        return status(HookState::Absent, format!("{symbol} is not in /proc/kallsyms (not built into this kernel, or inlined)"));
+        return status(HookState::Absent, not_in_kallsyms(symbol));
     }
     None
 }
@@ -128,7 +164,7 @@ pub fn plan(facts: &KernelFacts, release_functions: &[String]) -> Vec<HookStatus
     }
     for func in release_functions {
         let state = if facts.symbols.has_function(func) { HookState::Available } else { HookState::Absent };
-        let reason = (state == HookState::Absent).then(|| format!("release hook {func} is not in /proc/kallsyms (is its module loaded?)"));
+        let reason = (state == HookState::Absent).then(|| release_not_loaded(func));
         statuses.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
     }
     statuses
@@ -167,27 +203,28 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
         .context("loading the eBPF object failed")?;
 
     let (rows, mut hooks) = out_of_range_rows(facts.version);
+    let mut module_hooks = Vec::new();
     for row in rows {
-        if let Some(status) = precheck(facts, row).or_else(|| prototype_mismatch(&btf, row)) {
+        if let Some(status) = prototype_mismatch(&btf, row) {
             hooks.push(status);
-            continue;
-        }
-        let (state, reason) = match attach_row(&mut ebpf, row) {
-            Ok(()) => (HookState::Attached, None),
-            Err(e) => (HookState::Failed, Some(failure_reason(&e))),
-        };
-        hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.attach.symbol().into(), state, reason });
-    }
-    for (slot, func) in release_functions.iter().enumerate() {
-        let (state, reason) = if !facts.symbols.has_function(func) {
-            (HookState::Absent, Some(format!("release hook {func} is not in /proc/kallsyms (is its module loaded?)")))
+        } else if follows_its_module(row) {
+            let hook = ModuleHook::row(row, hooks.len());
+            hooks.push(hook.not_loaded_status(&facts.symbols, facts.version));
+            module_hooks.push(hook);
+        } else if let Some(status) = precheck(facts, row) {
+            hooks.push(status);
         } else {
-            match attach_kprobe(&mut ebpf, &format!("release_{slot}"), func) {
+            let (state, reason) = match attach_row(&mut ebpf, row) {
                 Ok(()) => (HookState::Attached, None),
                 Err(e) => (HookState::Failed, Some(failure_reason(&e))),
-            }
-        };
-        hooks.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
+            };
+            hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.attach.symbol().into(), state, reason });
+        }
+    }
+    for (slot, func) in release_functions.iter().enumerate() {
+        let hook = ModuleHook::release(slot, func.clone(), hooks.len());
+        hooks.push(hook.not_loaded_status(&facts.symbols, facts.version));
+        module_hooks.push(hook);
     }
 
     let mut counter_names: Vec<String> = (0..HOOK_COUNT as u32)
@@ -196,11 +233,21 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
     for (slot, func) in release_functions.iter().enumerate() {
         counter_names[Hook::Release0 as usize + slot] = func.clone();
     }
-    Ok(Attached { ebpf, hooks, kernel_release: facts.release.clone(), counter_names })
+    let mut attached = Attached {
+        ebpf,
+        hooks,
+        kernel_release: facts.release.clone(),
+        kernel_version: facts.version,
+        counter_names,
+        module_hooks,
+    };
+    // Those whose function is already there attach now; the daemon calls this again on module changes.
+    attached.follow_modules(&facts.symbols);
+    Ok(attached)
 }
 
 /// One line for the status row; the full error (with the verifier log) goes to the debug log.
-fn failure_reason(e: &anyhow::Error) -> String {
+pub(crate) fn failure_reason(e: &anyhow::Error) -> String {
     let full = format!("{e:#}");
     log::debug!("{full}");
     match full.split_once('\n') {
@@ -216,7 +263,7 @@ fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
             if let Some(ret) = ret {
                 attach_kprobe(ebpf, ret, symbol)?;
             }
-            attach_kprobe(ebpf, entry, symbol)
+            attach_kprobe(ebpf, entry, symbol).map(drop)
         }
         Attach::Tracepoint { category, name, program } => {
             let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
@@ -227,16 +274,27 @@ fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
     }
 }
 
-fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> anyhow::Result<()> {
+fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> anyhow::Result<KProbeLinkId> {
     let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
     // One program may serve several symbols (the kernel-internal markers): load it once.
     if prog.fd().is_err() {
         prog.load().with_context(|| format!("verifier rejected {program}"))?;
     }
-    prog.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))?;
-    Ok(())
+    prog.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
     ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_are_the_serialized_ones() {
+        for state in [HookState::Attached, HookState::Absent, HookState::ModuleNotLoaded, HookState::Failed, HookState::Available] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.name());
+        }
+    }
 }
