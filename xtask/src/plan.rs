@@ -10,6 +10,7 @@
 //! kernels = ["6.1", "6.12"]                 # default: all
 //! demo = false                              # the scenario `cargo xtask demo` shows
 //! gate_exit = 1                             # run under `pfn-auditor gate` instead; its exit code
+//! modules_loaded_by_command = true           # gate only: the gated command loads the modules
 //! why = "..."
 //! ```
 
@@ -25,6 +26,7 @@ struct File {
 }
 
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
     #[serde(default)]
@@ -40,6 +42,10 @@ pub struct Scenario {
     pub demo: bool,
     /// Run the scenario as `pfn-auditor gate ... -- pfnaudit-scenario ARGS` and expect this exit code.
     pub gate_exit: Option<u8>,
+    /// With `gate_exit`: the modules are unloaded first and the gated command loads them, so the
+    /// auditor starts before the driver (its symbols and release hooks come later).
+    #[serde(default)]
+    pub modules_loaded_by_command: bool,
     #[serde(default)]
     pub why: String,
 }
@@ -59,6 +65,7 @@ impl Scenario {
     /// The guest plan line: `<name> <mode> <args...>` (see tests/vm/guest/init.sh).
     pub fn plan_line(&self) -> String {
         let mode = match (self.gate_exit, self.background) {
+            (Some(_), _) if self.modules_loaded_by_command => "gate-late",
             (Some(_), _) => "gate",
             (None, true) => "background",
             (None, false) => "run",
@@ -79,6 +86,9 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
         let words = std::iter::once(&s.name).chain(&s.args);
         if let Some(bad) = words.into_iter().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
             bail!("scenario `{}`: `{bad}` is empty or contains whitespace", s.name);
+        }
+        if s.modules_loaded_by_command && s.gate_exit.is_none() {
+            bail!("scenario `{}`: modules_loaded_by_command needs gate_exit (only gated commands load modules)", s.name);
         }
         if file.scenario.iter().filter(|o| o.name == s.name).count() > 1 {
             bail!("scenario `{}` is listed twice", s.name);
@@ -117,5 +127,9 @@ mod tests {
         assert!(parse(spaced).unwrap_err().to_string().contains("whitespace"));
         let twice = "[[scenario]]\nname = \"a\"\n[[scenario]]\nname = \"a\"\n";
         assert!(parse(twice).unwrap_err().to_string().contains("twice"));
+        let ungated = "[[scenario]]\nname = \"a\"\nmodules_loaded_by_command = true\n";
+        assert!(parse(ungated).unwrap_err().to_string().contains("needs gate_exit"));
+        let late = "[[scenario]]\nname = \"a\"\nargs = [\"x\"]\ngate_exit = 0\nmodules_loaded_by_command = true\n";
+        assert_eq!(parse(late).unwrap()[0].plan_line(), "a gate-late x\n");
     }
 }

@@ -12,6 +12,8 @@
 #              is stopped first, then the scenario is killed (its pins stay held past the run)
 #   gate       `pfn-auditor gate -- pfnaudit-scenario args...` (CI use): its exit code, NDJSON, JUnit
 #              and SARIF reports are sent back
+#   gate-late  the same, but the modules are unloaded first and loaded by the gated command, as a
+#              driver's test script does: the auditor starts before the driver is there
 #   bench      the scenario bare and with the auditor attached, three times each (timing only)
 
 export PATH=/bin
@@ -46,6 +48,24 @@ send() { # scenario file-label status path
 for m in $(cat /modules/order); do
     insmod "/modules/$m.ko" || { echo "PFNAUDIT-ERROR insmod $m failed"; finish modules-failed; }
 done
+
+# The gated command of gate-late scenarios: loads the modules, then runs the scenario.
+cat > /tmp/load-modules-and-run <<'EOF'
+#!/bin/sh
+for m in $(cat /modules/order); do
+    insmod "/modules/$m.ko" || { echo "insmod $m failed" >&2; exit 97; }
+done
+exec pfnaudit-scenario "$@"
+EOF
+chmod +x /tmp/load-modules-and-run
+
+unload_modules() {
+    reversed=""
+    for m in $(cat /modules/order); do reversed="$m $reversed"; done
+    for m in $reversed; do
+        rmmod "$m" || { echo "PFNAUDIT-ERROR rmmod $m failed"; return 1; }
+    done
+}
 
 POLICY=""
 [ -f /policy.toml ] && POLICY="--policy /policy.toml"
@@ -126,12 +146,12 @@ run_scenario() { # name mode args...
 }
 
 # The CI gate as a user runs it: the scenario under `pfn-auditor gate`, reports written.
-run_gate() { # name args...
+run_gate() { # name command args...
     name=$1
     shift
-    echo "PFNAUDIT-SCENARIO $name (gate): pfnaudit-scenario $*"
+    echo "PFNAUDIT-SCENARIO $name (gate): $*"
     pfn-auditor gate $POLICY --output "/out/$name.ndjson" --junit "/out/$name.junit" --sarif "/out/$name.sarif" \
-        -- pfnaudit-scenario "$@" < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
+        -- "$@" < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
     status=$?
     echo "PFNAUDIT-SCENARIO-END $name gate=$status"
     send "$name" scenario 0 "/out/$name.scenario"
@@ -165,7 +185,8 @@ while read -r name mode args; do
     [ -z "$name" ] && continue
     case "$mode" in
         bench) run_bench "$name" $args ;;
-        gate) [ $HAVE_AUDITOR = 1 ] && run_gate "$name" $args ;;
+        gate) [ $HAVE_AUDITOR = 1 ] && run_gate "$name" pfnaudit-scenario $args ;;
+        gate-late) [ $HAVE_AUDITOR = 1 ] && unload_modules && run_gate "$name" /tmp/load-modules-and-run $args ;;
         *) run_scenario "$name" "$mode" $args ;;
     esac
 done < /plan
