@@ -29,7 +29,7 @@ pub trait Observer {
 }
 
 pub struct SessionOptions {
-    pub release_functions: Vec<String>,
+    pub release_functions: Vec<crate::policy::ReleaseFunction>,
     pub ring_buffer_bytes: u32,
 }
 

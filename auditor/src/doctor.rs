@@ -1,7 +1,10 @@
 //! `pfn-auditor doctor`: can this machine be audited, and which hook carries which role here?
 use std::{fmt::Write as _, path::Path};
 
-use crate::probes::{self, HookState, HookStatus, KernelFacts};
+use crate::{
+    policy::ReleaseFunction,
+    probes::{self, HookState, HookStatus, KernelFacts},
+};
 
 /// Everything doctor found, printable as a table or JSON.
 #[derive(Debug, serde::Serialize)]
@@ -48,7 +51,7 @@ impl Diagnosis {
     }
 }
 
-pub fn diagnose(release_functions: &[String]) -> anyhow::Result<Diagnosis> {
+pub fn diagnose(release_functions: &[ReleaseFunction]) -> anyhow::Result<Diagnosis> {
     let facts = KernelFacts::read()?;
     let btf_path = Path::new("/sys/kernel/btf/vmlinux");
     let btf = if btf_path.exists() {

@@ -25,6 +25,14 @@ pub enum ArgMeaning {
     Address,
 }
 
+/// A release function to hook. `module` is its holder's: where the function is looked for while
+/// it is not in kallsyms, so its hook can be armed before the driver is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseFunction {
+    pub name: String,
+    pub module: Option<String>,
+}
+
 /// One `[[holder]]`: kernel code that takes raw lookups and how it gives them back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HolderRule {
@@ -194,12 +202,15 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Distinct release functions in order of appearance: what the loader attaches kprobes to.
-    pub fn release_functions(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for f in self.holders.iter().flat_map(|h| &h.release) {
-            if !out.contains(f) {
-                out.push(f.clone());
+    /// Distinct release functions in order of appearance: what the loader attaches kprobes to,
+    /// each with the module of the first holder naming it.
+    pub fn release_functions(&self) -> Vec<ReleaseFunction> {
+        let mut out: Vec<ReleaseFunction> = Vec::new();
+        for h in &self.holders {
+            for name in &h.release {
+                if !out.iter().any(|r| &r.name == name) {
+                    out.push(ReleaseFunction { name: name.clone(), module: h.module.clone() });
+                }
             }
         }
         out
@@ -258,7 +269,9 @@ fail_on = ["error", "warning"]
     #[test]
     fn a_full_policy_parses_with_distinct_release_functions() {
         let p = Policy::parse(GOOD, "p.toml").unwrap();
-        assert_eq!(p.release_functions(), vec!["pfnaudit_unpin_tracked", "vfio_unpin_pages"]);
+        let names: Vec<String> = p.release_functions().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["pfnaudit_unpin_tracked", "vfio_unpin_pages"]);
+        assert_eq!(p.release_functions()[0].module.as_deref(), Some("pfnaudit_test"));
         assert_eq!(p.holders[1].release_match, ReleaseMatch::Arg { index: 1, is: ArgMeaning::Pfn });
         assert_eq!(p.fail_on, vec![Severity::Error, Severity::Warning]);
         assert!(p.holder_for(Some("pfnaudit_pin_tracked"), Some("pfnaudit_test")).is_some());

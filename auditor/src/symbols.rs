@@ -61,6 +61,11 @@ impl KernelSymbols {
         self.by_name.contains_key(name)
     }
 
+    /// Where function `name` is: `Some(None)` in vmlinux, `Some(Some(module))`, `None` if absent.
+    pub fn module_of(&self, name: &str) -> Option<Option<&str>> {
+        self.by_name.get(name).map(|&i| self.text[i].module.as_deref())
+    }
+
     /// Address of function `name`: a kprobe on a module function dies with the module, and a
     /// changed address tells that the module was reloaded.
     pub fn address_of(&self, name: &str) -> Option<u64> {
@@ -163,6 +168,9 @@ ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
         let syms = KernelSymbols::parse(SAMPLE);
         assert_eq!(syms.address_of("pfnaudit_unpin_tracked"), Some(0xffffffffc0a00200));
         assert_eq!(syms.address_of("vmemmap_base"), None, "data symbols are not functions");
+        assert_eq!(syms.module_of("pfnaudit_pin_tracked"), Some(Some("pfnaudit_test")));
+        assert_eq!(syms.module_of("follow_pfn"), Some(None));
+        assert_eq!(syms.module_of("absent"), None);
     }
 
     #[test]

@@ -150,18 +150,21 @@ pub fn kernel_layout(btf: &KernelBtf, kernel: KernelVersion, vmemmap_base_addr: 
     })
 }
 
-/// `struct frame_vector` and the `get_vaddr_frames()` prototype; `None` while the BTF that defines
-/// them is not there (videobuf2-common not loaded on 5.12+).
-pub fn frame_vector_layout(btf: &KernelBtf, kernel: KernelVersion) -> Option<FrameVectorLayout> {
-    let field = |f: &str| btf.field_offset("frame_vector", f);
-    Some(FrameVectorLayout {
+/// `struct frame_vector` and the `get_vaddr_frames()` prototype: from BTF where it has them, else
+/// as they have been since 4.2 (`{ u32 nr_allocated; u32 nr_frames; bool got_ref; bool is_pfns;
+/// void *ptrs[]; }`, unchanged to 6.12) — the BTF is videobuf2-common's from 5.12, and a hook armed
+/// before that module loads runs before the daemon can read it.
+pub fn frame_vector_layout(btf: &KernelBtf, kernel: KernelVersion) -> FrameVectorLayout {
+    let field = |f: &str, known: u32| btf.field_offset("frame_vector", f).unwrap_or(known);
+    let has_struct = btf.struct_size("frame_vector").is_some();
+    FrameVectorLayout {
         valid: 1,
-        nr_frames: field("nr_frames")?,
-        got_ref: field("got_ref")?,
-        is_pfns: field("is_pfns").unwrap_or(KernelLayout::ABSENT),
-        ptrs: field("ptrs")?,
+        nr_frames: field("nr_frames", 4),
+        got_ref: field("got_ref", 8),
+        is_pfns: if has_struct { field("is_pfns", KernelLayout::ABSENT) } else { 9 },
+        ptrs: field("ptrs", 16),
         vec_arg: vec_arg_index(btf, kernel),
-    })
+    }
 }
 
 /// Position of `struct frame_vector *vec` in get_vaddr_frames(): BTF when the prototype is there,

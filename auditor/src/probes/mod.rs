@@ -4,6 +4,7 @@ pub mod kernel_version;
 pub mod layout;
 mod module_hooks;
 pub mod table;
+mod tracefs_kprobe;
 
 use anyhow::{Context, anyhow};
 use auditor_common::{HOOK_COUNT, Hook, RELEASE_SLOTS};
@@ -13,10 +14,13 @@ use aya::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::symbols::{KernelSymbols, LoadedModules};
+use crate::{
+    policy::ReleaseFunction,
+    symbols::{KernelSymbols, LoadedModules},
+};
 use kernel_version::KernelVersion;
 use layout::{KernelBtf, kernel_layout};
-use module_hooks::{BTF_MODULES, ModuleHook, module_not_loaded, not_in_kallsyms, release_not_loaded};
+use module_hooks::{BTF_MODULES, ModuleHook, module_not_loaded, not_in_kallsyms, release_not_loaded, write_frame_vector_layout};
 use table::{Attach, ProbeRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -68,12 +72,23 @@ pub struct Attached {
     pub counter_names: Vec<String>,
     /// Hooks that follow their module (see `module_hooks.rs`).
     module_hooks: Vec<ModuleHook>,
+    /// Whether the modules with BTF the hooks need were loaded at the last look.
+    btf_modules_loaded: bool,
 }
 
 impl Attached {
-    /// After a module was loaded, unloaded or reloaded (`symbols` read since): attaches, detaches
-    /// and re-attaches the hooks that live in modules. Returns the hooks whose state changed.
+    /// After a module was loaded, unloaded or reloaded (`symbols` read since): re-reads the BTF of
+    /// a module the layouts come from, and attaches, detaches and re-attaches the perf-kprobe
+    /// hooks that live in modules. Returns the hooks whose state changed.
     pub fn follow_modules(&mut self, symbols: &KernelSymbols) -> Vec<HookStatus> {
+        let btf_modules_loaded = BTF_MODULES.iter().all(|m| symbols.has_module(m));
+        if btf_modules_loaded && !self.btf_modules_loaded {
+            let written = KernelBtf::from_sys(BTF_MODULES).and_then(|btf| write_frame_vector_layout(&mut self.ebpf, &btf, self.kernel_version));
+            if let Err(e) = written {
+                log::warn!("struct frame_vector stays as known from the kernel history: {e:#}");
+            }
+        }
+        self.btf_modules_loaded = btf_modules_loaded;
         let mut changed = Vec::new();
         for hook in &mut self.module_hooks {
             if let Some(status) = hook.follow(&mut self.ebpf, symbols, self.kernel_version) {
@@ -85,10 +100,9 @@ impl Attached {
     }
 }
 
-/// Rows in modules, and the frame-vector hooks everywhere: `get_vaddr_frames` needs
-/// `struct frame_vector`, written when it is attached (built in on 5.10, a module later).
+/// Rows in modules: the frame-vector functions from 5.12.
 fn follows_its_module(row: &ProbeRow) -> bool {
-    row.module.is_some() || matches!(row.hook, Hook::GetVaddrFrames | Hook::PutVaddrFrames)
+    row.module.is_some()
 }
 
 /// The compiled eBPF object (auditor-ebpf, built by build.rs).
@@ -152,7 +166,7 @@ fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<Hoo
 }
 
 /// `doctor` without privileges: what would be attached.
-pub fn plan(facts: &KernelFacts, release_functions: &[String]) -> Vec<HookStatus> {
+pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<HookStatus> {
     let (rows, mut statuses) = out_of_range_rows(facts.version);
     for row in rows {
         statuses.push(precheck(facts, row).unwrap_or(HookStatus {
@@ -162,9 +176,13 @@ pub fn plan(facts: &KernelFacts, release_functions: &[String]) -> Vec<HookStatus
             reason: None,
         }));
     }
-    for func in release_functions {
-        let state = if facts.symbols.has_function(func) { HookState::Available } else { HookState::Absent };
-        let reason = (state == HookState::Absent).then(|| release_not_loaded(func));
+    for release in release_functions {
+        let func = &release.name;
+        let (state, reason) = match (facts.symbols.has_function(func), &release.module) {
+            (true, _) => (HookState::Available, None),
+            (false, Some(module)) => (HookState::Available, Some(format!("armed on {module}:{func} until {module} is loaded"))),
+            (false, None) => (HookState::Absent, Some(release_not_loaded(func))),
+        };
         statuses.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
     }
     statuses
@@ -188,7 +206,7 @@ pub fn require_root() -> anyhow::Result<()> {
 
 /// Loads the eBPF object with this kernel's layout and attaches every hook the table selects,
 /// plus one kprobe per policy release function.
-pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_buffer_bytes: u32) -> anyhow::Result<Attached> {
+pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction], ring_buffer_bytes: u32) -> anyhow::Result<Attached> {
     require_root()?;
     if release_functions.len() > RELEASE_SLOTS {
         anyhow::bail!("the policy names {} release functions; at most {RELEASE_SLOTS} are supported", release_functions.len());
@@ -201,6 +219,11 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
         .map_max_entries("EVENTS", ring_buffer_bytes)
         .load(EBPF_OBJECT)
         .context("loading the eBPF object failed")?;
+    write_frame_vector_layout(&mut ebpf, &btf, facts.version)?;
+    let tracefs = tracefs_kprobe::tracefs_root();
+    if let Some(tracefs) = &tracefs {
+        tracefs_kprobe::remove_stale_events(tracefs);
+    }
 
     let (rows, mut hooks) = out_of_range_rows(facts.version);
     let mut module_hooks = Vec::new();
@@ -208,8 +231,8 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
         if let Some(status) = prototype_mismatch(&btf, row) {
             hooks.push(status);
         } else if follows_its_module(row) {
-            let hook = ModuleHook::row(row, hooks.len());
-            hooks.push(hook.not_loaded_status(&facts.symbols, facts.version));
+            let mut hook = ModuleHook::row(row, hooks.len());
+            hooks.push(hook.arm(&mut ebpf, &facts.symbols, facts.version, tracefs.as_deref()));
             module_hooks.push(hook);
         } else if let Some(status) = precheck(facts, row) {
             hooks.push(status);
@@ -221,29 +244,27 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[String], ring_b
             hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.attach.symbol().into(), state, reason });
         }
     }
-    for (slot, func) in release_functions.iter().enumerate() {
-        let hook = ModuleHook::release(slot, func.clone(), hooks.len());
-        hooks.push(hook.not_loaded_status(&facts.symbols, facts.version));
+    for (slot, release) in release_functions.iter().enumerate() {
+        let mut hook = ModuleHook::release(slot, release, hooks.len());
+        hooks.push(hook.arm(&mut ebpf, &facts.symbols, facts.version, tracefs.as_deref()));
         module_hooks.push(hook);
     }
 
     let mut counter_names: Vec<String> = (0..HOOK_COUNT as u32)
         .map(|i| Hook::from_u32(i).map(|h| h.name().to_string()).unwrap_or_default())
         .collect();
-    for (slot, func) in release_functions.iter().enumerate() {
-        counter_names[Hook::Release0 as usize + slot] = func.clone();
+    for (slot, release) in release_functions.iter().enumerate() {
+        counter_names[Hook::Release0 as usize + slot] = release.name.clone();
     }
-    let mut attached = Attached {
+    Ok(Attached {
         ebpf,
         hooks,
         kernel_release: facts.release.clone(),
         kernel_version: facts.version,
         counter_names,
         module_hooks,
-    };
-    // Those whose function is already there attach now; the daemon calls this again on module changes.
-    attached.follow_modules(&facts.symbols);
-    Ok(attached)
+        btf_modules_loaded: BTF_MODULES.iter().all(|m| facts.symbols.has_module(m)),
+    })
 }
 
 /// One line for the status row; the full error (with the verifier log) goes to the debug log.

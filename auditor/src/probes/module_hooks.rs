@@ -1,9 +1,16 @@
 //! Hooks on functions that may live in kernel modules: the table's module rows (videobuf2-common's
 //! frame-vector functions on 5.12+) and the policy's release functions (usually in the driver under
-//! test). A driver's test script typically loads its module *after* `pfn-auditor gate` started, and
-//! a kprobe on a module function dies with the module: so these are attached when their function
-//! appears in kallsyms, and detached and re-attached when its address changes (module reloaded).
-use auditor_common::{FrameVectorLayout, Hook};
+//! test). A driver's test script typically loads its module *after* `pfn-auditor gate` started and
+//! uses it at once, and a kprobe on a module function dies with the module.
+//!
+//! Where the module is known (the table's, the function's in kallsyms, or its policy holder's), the
+//! hook is a tracefs kprobe on `module:function` (`tracefs_kprobe.rs`): the kernel arms it when the
+//! module loads, before any of its code runs, and again after a reload. Otherwise, or without
+//! tracefs, it is a perf kprobe attached when the daemon sees the function in kallsyms and
+//! re-attached when its address changes; calls in between are missed.
+use std::path::Path;
+
+use auditor_common::FrameVectorLayout;
 use aya::{
     Ebpf,
     maps::Array,
@@ -15,8 +22,9 @@ use super::{
     kernel_version::KernelVersion,
     layout::{KernelBtf, frame_vector_layout},
     table::{Attach, ProbeRow},
+    tracefs_kprobe::TracefsKprobe,
 };
-use crate::symbols::KernelSymbols;
+use crate::{policy::ReleaseFunction, symbols::KernelSymbols};
 
 /// Modules whose BTF holds types some hooks need (`struct frame_vector` on 5.12+).
 pub const BTF_MODULES: &[&str] = &["videobuf2_common"];
@@ -24,8 +32,9 @@ pub const BTF_MODULES: &[&str] = &["videobuf2_common"];
 #[derive(Clone, Debug)]
 enum Target {
     Row(&'static ProbeRow),
-    /// Policy release function `function`, served by program `release_{slot}`.
-    Release { slot: usize, function: String },
+    /// Policy release function `function`, served by program `release_{slot}`; `module` is its
+    /// holder's.
+    Release { slot: usize, function: String, module: Option<String> },
 }
 
 /// One hook that follows its function's module.
@@ -36,17 +45,25 @@ pub struct ModuleHook {
     /// The function's address when it was attached; `None` while not attached.
     attached_at: Option<u64>,
     links: Vec<(String, KProbeLinkId)>,
+    /// Set when armed through tracefs: the kernel follows the module from then on.
+    armed: Vec<TracefsKprobe>,
+    /// The module it is armed on, and the status last reported for it.
+    armed_on: Option<(String, HookStatus)>,
     /// Attaching failed for a reason a module load does not change: not retried.
     failed: bool,
 }
 
 impl ModuleHook {
     pub fn row(row: &'static ProbeRow, status: usize) -> Self {
-        Self { target: Target::Row(row), status, attached_at: None, links: Vec::new(), failed: false }
+        Self::new(Target::Row(row), status)
     }
 
-    pub fn release(slot: usize, function: String, status: usize) -> Self {
-        Self { target: Target::Release { slot, function }, status, attached_at: None, links: Vec::new(), failed: false }
+    pub fn release(slot: usize, release: &ReleaseFunction, status: usize) -> Self {
+        Self::new(Target::Release { slot, function: release.name.clone(), module: release.module.clone() }, status)
+    }
+
+    fn new(target: Target, status: usize) -> Self {
+        Self { target, status, attached_at: None, links: Vec::new(), armed: Vec::new(), armed_on: None, failed: false }
     }
 
     fn symbol(&self) -> &str {
@@ -63,9 +80,62 @@ impl ModuleHook {
         }
     }
 
-    /// Brings the hook in line with `symbols` (freshly read): detaches it when its function is gone
-    /// or moved, attaches it when the function is there. Returns the new status when it changed.
+    /// The module the function is in (kallsyms) or expected in (table, policy); `None` for
+    /// vmlinux, or when nothing says.
+    fn module(&self, symbols: &KernelSymbols) -> Option<String> {
+        match symbols.module_of(self.symbol()) {
+            Some(in_kallsyms) => in_kallsyms.map(str::to_string),
+            None => match &self.target {
+                Target::Row(row) => row.module.map(str::to_string),
+                Target::Release { module, .. } => module.clone(),
+            },
+        }
+    }
+
+    /// First attach, at start: through tracefs when the module is known, so the kernel arms the
+    /// hook whenever the module is (re)loaded; else as `follow` does.
+    pub fn arm(&mut self, ebpf: &mut Ebpf, symbols: &KernelSymbols, version: KernelVersion, tracefs: Option<&Path>) -> HookStatus {
+        if let (Some(tracefs), Some(module)) = (tracefs, self.module(symbols)) {
+            match self.arm_tracefs(ebpf, tracefs, &module) {
+                Ok(()) => {
+                    let status = self.armed_status(&module, symbols);
+                    self.armed_on = Some((module, status.clone()));
+                    return status;
+                }
+                Err(e) => log::debug!("tracefs kprobe on {module}:{} failed, using a perf kprobe: {e:#}", self.symbol()),
+            }
+        }
+        self.follow(ebpf, symbols, version).unwrap_or_else(|| self.not_loaded_status(symbols, version))
+    }
+
+    fn arm_tracefs(&mut self, ebpf: &mut Ebpf, tracefs: &Path, module: &str) -> anyhow::Result<()> {
+        let symbol = self.symbol().to_string();
+        for (program, is_return) in self.programs()? {
+            let prog: &mut KProbe = ebpf.program_mut(&program).ok_or_else(|| anyhow::anyhow!("eBPF object has no program {program}"))?.try_into()?;
+            // On error, the probes armed so far are dropped (removed) with `self.armed` cleared.
+            match TracefsKprobe::attach(tracefs, prog, &program, module, &symbol, is_return) {
+                Ok(probe) => self.armed.push(probe),
+                Err(e) => {
+                    self.armed.clear();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the hook in line with `symbols` (freshly read). A perf-kprobe hook is detached when its
+    /// function is gone or moved and attached when the function is there; one armed through tracefs
+    /// is the kernel's to follow, only its status changes. Returns the new status when it changed.
     pub fn follow(&mut self, ebpf: &mut Ebpf, symbols: &KernelSymbols, version: KernelVersion) -> Option<HookStatus> {
+        if let Some((module, last)) = &self.armed_on {
+            let now = self.armed_status(module, symbols);
+            if &now == last {
+                return None;
+            }
+            self.armed_on = Some((module.clone(), now.clone()));
+            return Some(now);
+        }
         let now_at = symbols.address_of(self.symbol());
         let mut changed = None;
         if let Some(was_at) = self.attached_at
@@ -75,7 +145,7 @@ impl ModuleHook {
             changed = Some(self.not_loaded_status(symbols, version));
         }
         if self.attached_at.is_none() && !self.failed && now_at.is_some() {
-            changed = Some(match self.attach(ebpf, version) {
+            changed = Some(match self.attach(ebpf) {
                 Ok(()) => {
                     self.attached_at = now_at;
                     self.status(HookState::Attached, None)
@@ -87,6 +157,19 @@ impl ModuleHook {
             });
         }
         changed
+    }
+
+    /// What an armed hook is: waiting for its module, attached, or armed on a function the loaded
+    /// module does not have (a typo in the policy, or an inlined function).
+    fn armed_status(&self, module: &str, symbols: &KernelSymbols) -> HookStatus {
+        let symbol = self.symbol();
+        if !symbols.has_module(module) {
+            self.status(HookState::Attached, Some(format!("armed on {module}:{symbol}, which the kernel enables when {module} is loaded")))
+        } else if symbols.module_of(symbol) != Some(Some(module)) {
+            self.status(HookState::Failed, Some(format!("{module} is loaded but has no function {symbol} in /proc/kallsyms")))
+        } else {
+            self.status(HookState::Attached, None)
+        }
     }
 
     /// The status while the function is not in kallsyms.
@@ -110,21 +193,23 @@ impl ModuleHook {
         self.status
     }
 
-    fn attach(&mut self, ebpf: &mut Ebpf, version: KernelVersion) -> anyhow::Result<()> {
-        let (programs, symbol): (Vec<String>, String) = match &self.target {
+    /// The programs to attach, each with whether it is a return probe: the return probe first, as
+    /// an entry without its return would leave per-thread state behind.
+    fn programs(&self) -> anyhow::Result<Vec<(String, bool)>> {
+        match &self.target {
             Target::Row(row) => {
-                let Attach::Function { symbol, entry, ret } = row.attach else {
+                let Attach::Function { entry, ret, .. } = row.attach else {
                     anyhow::bail!("{} is a tracepoint, not a module function", row.attach.symbol())
                 };
-                if row.hook == Hook::GetVaddrFrames {
-                    write_frame_vector_layout(ebpf, version)?;
-                }
-                // Return probe first: an entry without its return would leave per-thread state behind.
-                (ret.into_iter().chain([entry]).map(String::from).collect(), symbol.to_string())
+                Ok(ret.map(|r| (r.to_string(), true)).into_iter().chain([(entry.to_string(), false)]).collect())
             }
-            Target::Release { slot, function } => (vec![format!("release_{slot}")], function.clone()),
-        };
-        for program in programs {
+            Target::Release { slot, .. } => Ok(vec![(format!("release_{slot}"), false)]),
+        }
+    }
+
+    fn attach(&mut self, ebpf: &mut Ebpf) -> anyhow::Result<()> {
+        let symbol = self.symbol().to_string();
+        for (program, _) in self.programs()? {
             match attach_kprobe(ebpf, &program, &symbol) {
                 Ok(link) => self.links.push((program, link)),
                 Err(e) => {
@@ -162,12 +247,9 @@ pub fn release_not_loaded(function: &str) -> String {
     format!("release hook {function} is not in /proc/kallsyms: attached when its module is loaded")
 }
 
-/// `struct frame_vector` comes from the BTF of the module that defines it (5.12+), which may have
-/// been loaded just now: read it fresh, and hand it to the programs before they can run.
-fn write_frame_vector_layout(ebpf: &mut Ebpf, version: KernelVersion) -> anyhow::Result<()> {
-    let btf = KernelBtf::from_sys(BTF_MODULES)?;
-    let layout: FrameVectorLayout = frame_vector_layout(&btf, version)
-        .ok_or_else(|| anyhow::anyhow!("no struct frame_vector in the kernel's BTF (is videobuf2_common built with BTF?)"))?;
+/// Hands `struct frame_vector` to the programs (see `layout::frame_vector_layout`).
+pub fn write_frame_vector_layout(ebpf: &mut Ebpf, btf: &KernelBtf, version: KernelVersion) -> anyhow::Result<()> {
+    let layout = frame_vector_layout(btf, version);
     let map = ebpf.map_mut("FRAME_VECTOR_LAYOUT").ok_or_else(|| anyhow::anyhow!("eBPF object has no FRAME_VECTOR_LAYOUT map"))?;
     let mut array: Array<_, FrameVectorLayout> = Array::try_from(map)?;
     array.set(0, layout, 0)?;
