@@ -57,6 +57,9 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
     let mut problems = Vec::new();
     if scenario.gate_exit.is_some() {
         problems.extend(gate_reports(&tally, get("junit").map(|s| s.text.as_str()), get("sarif").map(|s| s.text.as_str())));
+        if let Some(leftover) = get("leftover").map(|s| s.text.trim()).filter(|t| !t.is_empty()) {
+            problems.push(format!("tracefs kprobe events left after exit: {}", leftover.replace('\n', "; ")));
+        }
     }
     if !tally.has_status {
         problems.push("no status record".to_owned());
@@ -158,5 +161,20 @@ mod tests {
         assert!(why.contains("3 events lost"), "{why}");
         assert!(judge(&s, &files(STATUS, "1"), true).unwrap_err().contains("exited 1"));
         assert!(judge(&s, &files("not json\n", "0"), true).unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn a_gate_that_leaves_tracefs_kprobes_behind_fails() {
+        let mut s = scenario("");
+        s.gate_exit = Some(0);
+        let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
+        let mut guest = files(STATUS, "0");
+        guest.insert(("s".into(), "junit".into()), sent("<testsuites><testcase name=\"clean\"/></testsuites>"));
+        guest.insert(("s".into(), "sarif".into()), sent("{\"runs\":[{\"results\":[]}]}"));
+        guest.insert(("s".into(), "leftover".into()), sent("\n"));
+        assert!(judge(&s, &guest, true).is_ok(), "{:?}", judge(&s, &guest, true));
+        guest.insert(("s".into(), "leftover".into()), sent("p:pfnaudit/e91_0 pfnaudit_test:pfnaudit_unpin_tracked\n"));
+        let why = judge(&s, &guest, true).unwrap_err();
+        assert!(why.contains("left after exit: p:pfnaudit/e91_0"), "{why}");
     }
 }

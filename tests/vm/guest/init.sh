@@ -154,8 +154,10 @@ run_gate() { # name command args...
         -- "$@" < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
     status=$?
     echo "PFNAUDIT-SCENARIO-END $name gate=$status"
+    # The tracefs kprobes the auditor armed must be gone once it exited.
+    grep pfnaudit/ /sys/kernel/tracing/kprobe_events > "/out/$name.leftover" 2>/dev/null
     send "$name" scenario 0 "/out/$name.scenario"
-    for label in ndjson stderr junit sarif; do
+    for label in ndjson stderr junit sarif leftover; do
         send "$name" $label $status "/out/$name.$label"
     done
 }
