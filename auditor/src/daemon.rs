@@ -5,6 +5,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use crate::{
     decode::{Decoder, LiveEnrich, RawRecord},
     drain::{KernelMaps, LossTracker, totals},
+    file_paths::FilePaths,
     metrics::Metrics,
     probes::{self, Attached, HookState, HookStatus, KernelFacts},
     symbols::{KernelSymbols, LoadedModules},
@@ -48,6 +49,7 @@ pub struct Session {
     /// only after a refresh.
     symbols: KernelSymbols,
     modules: LoadedModules,
+    files: FilePaths,
     decoder: Decoder,
     losses: LossTracker,
     lost_total: u64,
@@ -69,6 +71,7 @@ impl Session {
             maps,
             symbols: facts.symbols,
             modules: facts.modules,
+            files: FilePaths::default(),
             decoder,
             losses: LossTracker::default(),
             lost_total: 0,
@@ -114,7 +117,7 @@ impl Session {
         if !batch.is_empty() {
             self.follow_modules(observer);
         }
-        let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks);
+        let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks, &mut self.files);
         for bytes in batch {
             match RawRecord::parse(&bytes) {
                 Ok(raw) => {

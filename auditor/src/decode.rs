@@ -1,8 +1,8 @@
 //! Raw ring-buffer records → typed, enriched [`Event`]s.
 //!
 //! The kernel snapshot in each record is the truth; enrichment only adds names: kernel frames
-//! from kallsyms and file paths from /proc/PID/maps (which may be gone by the time we look: then
-//! the path is simply absent).
+//! from kallsyms and file paths (`file_paths.rs`: /proc/PID/maps, else the file with the recorded
+//! device and inode; absent when neither finds it).
 use std::collections::HashMap;
 
 use auditor_common::{
@@ -12,6 +12,7 @@ use auditor_common::{
 
 use crate::{
     event::{Cause, Event, EventBody, Frame, Hex, Task, Vma},
+    file_paths::FilePaths,
     symbols::{KernelSymbols, caller_of},
 };
 
@@ -88,8 +89,8 @@ impl RawRecord {
 pub trait Enrich {
     /// Kernel stack (innermost first) for a stack id from the record.
     fn stack(&mut self, stack_id: i64) -> Vec<Frame>;
-    /// Path /proc/PID/maps gives for the vma `[start, end)` of process `tgid`.
-    fn path(&mut self, tgid: u32, start: u64, end: u64) -> Option<String>;
+    /// Path of the file mapped by `vma` of process `tgid`, if it has one.
+    fn path(&mut self, tgid: u32, vma: &VmaInfo) -> Option<String>;
 }
 
 /// Decodes records into events, numbering them in reading order.
@@ -118,7 +119,7 @@ impl Decoder {
         let stack = if hdr.stack_id >= 0 { enrich.stack(hdr.stack_id) } else { Vec::new() };
         let caller = caller_of(&stack, &hook);
         let tgid = hdr.task.tgid;
-        let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v.start, v.end));
+        let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v));
         let body = match raw {
             RawRecord::PfnMap(e) => EventBody::PfnMap {
                 vma: vma(&e.vma),
@@ -198,17 +199,18 @@ fn to_vma(v: &VmaInfo, path: Option<String>) -> Vma {
     }
 }
 
-/// Live enrichment: the kernel's stack map, kallsyms and /proc.
+/// Live enrichment: the kernel's stack map, kallsyms, /proc and the file system.
 pub struct LiveEnrich<'a> {
     pub symbols: &'a KernelSymbols,
     pub stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
-    /// (tgid, start, end) → path, so per-page lookups do not re-read /proc/PID/maps.
+    files: &'a mut FilePaths,
+    /// (tgid, start, end) → path, so per-page lookups of a batch do not re-read /proc/PID/maps.
     paths: HashMap<(u32, u64, u64), Option<String>>,
 }
 
 impl<'a> LiveEnrich<'a> {
-    pub fn new(symbols: &'a KernelSymbols, stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>) -> Self {
-        Self { symbols, stacks, paths: HashMap::new() }
+    pub fn new(symbols: &'a KernelSymbols, stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>, files: &'a mut FilePaths) -> Self {
+        Self { symbols, stacks, files, paths: HashMap::new() }
     }
 }
 
@@ -220,23 +222,9 @@ impl Enrich for LiveEnrich<'_> {
         }
     }
 
-    fn path(&mut self, tgid: u32, start: u64, end: u64) -> Option<String> {
-        if start == 0 {
-            return None;
-        }
-        self.paths.entry((tgid, start, end)).or_insert_with(|| proc_maps_path(tgid, start)).clone()
-    }
-}
-
-/// Path of the mapping containing `start` in /proc/PID/maps (None if the process or the
-/// mapping is gone, or it is anonymous).
-fn proc_maps_path(tgid: u32, start: u64) -> Option<String> {
-    let maps = procfs::process::Process::new(tgid as i32).ok()?.maps().ok()?;
-    let map = maps.into_iter().find(|m| m.address.0 <= start && start < m.address.1)?;
-    match map.pathname {
-        procfs::process::MMapPath::Path(p) => Some(p.display().to_string()),
-        procfs::process::MMapPath::Anonymous => None,
-        other => Some(format!("{other:?}").to_lowercase()),
+    fn path(&mut self, tgid: u32, vma: &VmaInfo) -> Option<String> {
+        let files = &mut *self.files;
+        self.paths.entry((tgid, vma.start, vma.end)).or_insert_with(|| files.path(tgid, vma)).clone()
     }
 }
 
@@ -249,7 +237,7 @@ mod tests {
         fn stack(&mut self, _: i64) -> Vec<Frame> {
             Vec::new()
         }
-        fn path(&mut self, _: u32, _: u64, _: u64) -> Option<String> {
+        fn path(&mut self, _: u32, _: &VmaInfo) -> Option<String> {
             Some("/dev/pfnaudit".into())
         }
     }

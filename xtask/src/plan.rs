@@ -4,7 +4,7 @@
 //! [[scenario]]
 //! name = "frame-vector-kept-after-revoke"
 //! args = ["frame-vector", "--keep"]         # pfnaudit-scenario's arguments
-//! expect = [{ kind = "pin-outlived-revocation", count = 1 }]
+//! expect = [{ kind = "pin-outlived-revocation", count = 1, path = "/dev/pfnaudit" }]  # path optional
 //! max_lost = 0                              # default 0
 //! background = false                        # true: run until /tmp/scenario.ready, stop the auditor, kill
 //! kernels = ["6.1", "6.12"]                 # default: all
@@ -55,6 +55,8 @@ pub struct Scenario {
 pub struct Expect {
     pub kind: String,
     pub count: usize,
+    /// The mapping every finding of this kind must name (`pin.vma.path`), as evidence a user reads.
+    pub path: Option<String>,
 }
 
 impl Scenario {

@@ -12,6 +12,8 @@ pub const ERROR_KINDS: &[&str] = &["pin-outlived-revocation", "pin-outlived-unma
 #[derive(Debug, Default, PartialEq)]
 pub struct Tally {
     pub findings: BTreeMap<String, usize>,
+    /// The mapping path of each finding, by kind (`None`: the finding names none).
+    pub paths: BTreeMap<String, Vec<Option<String>>>,
     pub lost: u64,
     pub has_status: bool,
 }
@@ -25,6 +27,8 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
             Some("finding") => {
                 let kind = record.get("kind").and_then(Value::as_str).unwrap_or("<no kind>");
                 *tally.findings.entry(kind.to_owned()).or_default() += 1;
+                let path = record.pointer("/pin/vma/path").and_then(Value::as_str).map(str::to_owned);
+                tally.paths.entry(kind.to_owned()).or_default().push(path);
             }
             Some("lost") => tally.lost += record.get("count").and_then(Value::as_u64).unwrap_or(0),
             Some("status") => tally.has_status = true,
@@ -68,6 +72,11 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
         let got = tally.findings.get(&expect.kind).copied().unwrap_or(0);
         if got != expect.count {
             problems.push(format!("expected {} {} finding(s), got {got}", expect.count, expect.kind));
+        }
+        if let Some(want) = &expect.path {
+            for path in tally.paths.get(&expect.kind).into_iter().flatten().filter(|p| p.as_ref() != Some(want)) {
+                problems.push(format!("a {} finding names mapping {} instead of {want}", expect.kind, path.as_deref().unwrap_or("none")));
+            }
         }
     }
     for (kind, got) in &tally.findings {
@@ -161,6 +170,16 @@ mod tests {
         assert!(why.contains("3 events lost"), "{why}");
         assert!(judge(&s, &files(STATUS, "1"), true).unwrap_err().contains("exited 1"));
         assert!(judge(&s, &files("not json\n", "0"), true).unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn a_finding_without_the_expected_mapping_path_fails() {
+        let s = scenario("{ kind = \"pin-leaked\", count = 1, path = \"/dev/pfnaudit\" }");
+        let named = format!("{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"vma\":{{\"path\":\"/dev/pfnaudit\"}}}}}}\n");
+        assert!(judge(&s, &files(&named, "0"), true).is_ok());
+        let unnamed = format!("{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"vma\":{{}}}}}}\n");
+        let why = judge(&s, &files(&unnamed, "0"), true).unwrap_err();
+        assert!(why.contains("names mapping none instead of /dev/pfnaudit"), "{why}");
     }
 
     #[test]
