@@ -277,6 +277,7 @@ impl Correlator {
 
     fn finding(&self, p: &Pin, kind: FindingKind, revocation: Option<RevocationEvidence>, ts_ns: u64) -> Finding {
         let path = p.vma.as_ref().and_then(|v| v.path.clone());
+        let what = mapping_label(p);
         let release = self.release_label(p);
         let message = match &revocation {
             Some(r) => format!(
@@ -284,13 +285,13 @@ impl Correlator {
                 p.source_label(),
                 p.holder,
                 p.pages,
-                path.as_deref().unwrap_or("an unnamed mapping"),
+                what,
                 cause_label(r.cause),
                 r.hook,
                 r.task.comm,
                 r.task.tgid
             ),
-            None => format!("{} by {}: {} page(s) of {} — {}", p.source_label(), p.holder, p.pages, path.as_deref().unwrap_or("an unnamed mapping"), kind.description()),
+            None => format!("{} by {}: {} page(s) of {what} — {}", p.source_label(), p.holder, p.pages, kind.description()),
         };
         Finding {
             kind,
@@ -310,6 +311,18 @@ impl Correlator {
             Release::Policy(i) => self.policy.holders.get(i).map(|h| h.release.join(" | ")).unwrap_or_default(),
             Release::HolderExit => "none declared (ends with the holder process)".into(),
         }
+    }
+}
+
+/// What a finding message calls the pinned memory: the file's path, anonymous memory, a file
+/// whose path could not be found, or (a frame vector outside any PFN map, whose vma the kernel
+/// record does not carry) the user address.
+fn mapping_label(p: &Pin) -> String {
+    match &p.vma {
+        Some(v) if v.path.is_some() => v.path.clone().unwrap_or_default(),
+        Some(v) if v.mapping.0 == 0 => "anonymous memory".into(),
+        Some(v) => format!("a file mapping (dev {} ino {})", v.dev, v.ino),
+        None => format!("user memory at {:#x}", p.start),
     }
 }
 

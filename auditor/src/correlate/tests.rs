@@ -131,6 +131,7 @@ fn frame_vector_pin_still_held_at_munmap_is_an_error() {
     let (live, summary) = run(&Policy::default(), &s);
     assert_eq!(kinds(&live), ["pin-outlived-unmap"]);
     assert_eq!(live[0].pin.source, PinSource::FrameVector);
+    assert!(live[0].message.contains(&format!("4 page(s) of user memory at {:#x} after the user unmapped it", p.start)), "{}", live[0].message);
     assert_eq!(summary.pins_held, 0);
 }
 
