@@ -79,6 +79,10 @@ impl Observer for Reporter {
             if fixable && self.human {
                 eprintln!("pfn-auditor: {} ({}) not attached: {}", h.hook, h.symbol, h.reason.as_deref().unwrap_or(""));
             }
+            // Attached with a reason: armed for a module that is not loaded yet.
+            if let (HookState::Attached, Some(reason), true) = (h.state, &h.reason, self.human) {
+                eprintln!("pfn-auditor: {} ({}) {reason}", h.hook, h.symbol);
+            }
         }
         self.write(&Record::Status(status));
     }
