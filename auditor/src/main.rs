@@ -161,7 +161,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let command_ok = status_rx.await.unwrap_or(false);
             let s = &outcome.summary;
             if let Some(path) = junit_path {
-                write_file(&path, &junit::render(&s.findings, &fail_on))?;
+                let failing_loss = if allow_loss { 0 } else { s.lost_total };
+                write_file(&path, &junit::render(&s.findings, &fail_on, failing_loss))?;
             }
             if let Some(path) = sarif_path {
                 write_file(&path, &sarif::render(&s.findings))?;

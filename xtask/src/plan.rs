@@ -6,6 +6,7 @@
 //! args = ["frame-vector", "--keep"]         # pfnaudit-scenario's arguments
 //! expect = [{ kind = "pin-outlived-revocation", count = 1, path = "/dev/pfnaudit" }]  # path optional
 //! max_lost = 0                              # default 0
+//! expect_loss = false                       # true: records must be lost (any number)
 //! background = false                        # true: run until /tmp/scenario.ready, stop the auditor, kill
 //! kernels = ["6.1", "6.12"]                 # default: all
 //! demo = false                              # the scenario `cargo xtask demo` shows
@@ -35,6 +36,9 @@ pub struct Scenario {
     pub expect: Vec<Expect>,
     #[serde(default)]
     pub max_lost: u64,
+    /// The scenario makes the kernel lose records on purpose: some must be lost (`max_lost` ignored).
+    #[serde(default)]
+    pub expect_loss: bool,
     #[serde(default)]
     pub background: bool,
     pub kernels: Option<Vec<String>>,

@@ -60,7 +60,7 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
     let tally = tally(&ndjson.text)?;
     let mut problems = Vec::new();
     if scenario.gate_exit.is_some() {
-        problems.extend(gate_reports(&tally, get("junit").map(|s| s.text.as_str()), get("sarif").map(|s| s.text.as_str())));
+        problems.extend(gate_reports(&tally, scenario.gate_exit == Some(3), get("junit").map(|s| s.text.as_str()), get("sarif").map(|s| s.text.as_str())));
         if let Some(leftover) = get("leftover").map(|s| s.text.trim()).filter(|t| !t.is_empty()) {
             problems.push(format!("tracefs kprobe events left after exit: {}", leftover.replace('\n', "; ")));
         }
@@ -84,7 +84,10 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
             problems.push(format!("unexpected {got} {kind} finding(s)"));
         }
     }
-    if tally.lost > scenario.max_lost {
+    if scenario.expect_loss && tally.lost == 0 {
+        problems.push("no events lost, though the scenario overflows the ring buffer".to_owned());
+    }
+    if !scenario.expect_loss && tally.lost > scenario.max_lost {
         problems.push(format!("{} events lost (allowed {})", tally.lost, scenario.max_lost));
     }
     if problems.is_empty() {
@@ -95,17 +98,21 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
     }
 }
 
-/// The reports a CI system reads: JUnit has one failing case per failing finding (or a passing one
-/// when clean), SARIF one result per finding.
-fn gate_reports(tally: &Tally, junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
+/// The reports a CI system reads: JUnit has one failing case per failing finding, and one for
+/// the loss when the gate fails closed (or a passing one when clean), SARIF one result per finding.
+fn gate_reports(tally: &Tally, fails_closed: bool, junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
     let mut problems = Vec::new();
     let errors: usize = tally.findings.iter().filter(|(k, _)| ERROR_KINDS.contains(&k.as_str())).map(|(_, n)| n).sum();
     match junit {
         None => problems.push("gate wrote no JUnit report".to_owned()),
         Some(xml) => {
             let failures = xml.matches("<failure").count();
-            if (errors > 0) != (failures > 0) {
+            let loss_cases = usize::from(fails_closed);
+            if (errors > 0) != (failures > loss_cases) {
                 problems.push(format!("JUnit has {failures} failing case(s) for {errors} error finding(s)"));
+            }
+            if fails_closed && !xml.contains("type=\"events-lost\"") {
+                problems.push("JUnit has no failing events-lost case for a gate that failed closed".to_owned());
             }
         }
     }

@@ -1,11 +1,21 @@
 //! JUnit XML for CI: one test case per distinct finding (by fingerprint), failing when its
-//! severity fails the gate; a passing case when nothing was found.
+//! severity fails the gate; a failing case when records were lost and the gate fails closed (a
+//! CI page must not show green for a run that proves nothing); a passing case when nothing else.
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::correlate::{Finding, Severity};
 
-pub fn render(findings: &[Finding], fail_on: &[Severity]) -> String {
+/// `lost` is the number of records lost when that fails the gate (0 with `--allow-loss`).
+pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64) -> String {
     let mut suite = TestSuite::new("pfn-auditor");
+    if lost > 0 {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status.set_message(format!(
+            "{lost} kernel record(s) lost (ring buffer full): this run cannot show that no pin outlived a revocation; rerun with a larger --ring-buffer-mib"
+        ));
+        status.set_type("events-lost");
+        suite.add_test_case(TestCase::new("no kernel records lost", status));
+    }
     let mut seen: Vec<&str> = Vec::new();
     for f in findings {
         if seen.contains(&f.fingerprint.as_str()) {
@@ -28,10 +38,51 @@ pub fn render(findings: &[Finding], fail_on: &[Severity]) -> String {
         }
         suite.add_test_case(case);
     }
-    if findings.is_empty() {
+    if findings.is_empty() && lost == 0 {
         suite.add_test_case(TestCase::new("no pin outlived a revocation", TestCaseStatus::success()));
     }
     let mut report = Report::new("pfn-auditor");
     report.add_test_suite(suite);
     report.to_string().expect("JUnit XML of in-memory strings")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        correlate::{Correlator, synthetic::{Proc, Stream}},
+        event::Cause,
+        policy::Policy,
+    };
+
+    /// One frame-vector pin kept past a munmap: an error finding.
+    fn error_finding() -> Vec<Finding> {
+        let p = Proc::new(1);
+        let mut s = Stream::default();
+        s.frames_get(&p, 0x1000, false, 4).vma_revoke(&p, Cause::Unmap, 0..4);
+        let mut c = Correlator::new(&Policy::default());
+        s.events.iter().flat_map(|e| c.handle(e)).collect()
+    }
+
+    #[test]
+    fn a_clean_run_is_one_passing_case() {
+        let xml = render(&[], &[Severity::Error], 0);
+        assert!(xml.contains("no pin outlived a revocation") && !xml.contains("<failure"), "{xml}");
+    }
+
+    #[test]
+    fn lost_records_fail_even_without_findings() {
+        let xml = render(&[], &[Severity::Error], 7);
+        assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+        assert!(xml.contains("7 kernel record(s) lost") && xml.contains("events-lost"), "{xml}");
+        assert!(!xml.contains("name=\"no pin outlived a revocation\""), "a run that lost records proves no absence: {xml}");
+    }
+
+    #[test]
+    fn error_findings_fail_by_kind() {
+        let findings = error_finding();
+        let xml = render(&findings, &[Severity::Error], 0);
+        assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+        assert!(xml.contains("type=\"pin-outlived-unmap\""), "{xml}");
+    }
 }

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +22,14 @@
 #define PAGE 4096UL
 
 static const char *scenario;
+/* The auditor stopped by starve-auditor: continued again whatever happens. */
+static pid_t stopped_parent;
 
 static void die(const char *step)
 {
 	fprintf(stderr, "pfnaudit-scenario %s: %s failed: %s\n", scenario, step, strerror(errno));
+	if (stopped_parent)
+		kill(stopped_parent, SIGCONT);
 	exit(1);
 }
 
@@ -243,6 +248,26 @@ static void pin_loop(long n)
 	close(fd);
 }
 
+/*
+ * Run under `pfn-auditor gate`: stops the auditor (our parent) so that it cannot drain, maps and
+ * unmaps the PFN device @n times (three watched records each, no pin: no finding can come of it)
+ * until the ring buffer overflows, then lets it go on. The gate must fail closed (exit 3).
+ */
+static void starve_auditor(long n)
+{
+	int dev = open_dev();
+
+	stopped_parent = getppid();
+	if (kill(stopped_parent, SIGSTOP))
+		die("SIGSTOP the auditor");
+	for (long i = 0; i < n; i++)
+		unmap(map_dev(dev, 1), 1);
+	if (kill(stopped_parent, SIGCONT))
+		die("SIGCONT the auditor");
+	stopped_parent = 0;
+	close(dev);
+}
+
 static void timed(void (*workload)(long), long n)
 {
 	unsigned long long t0 = now_ns();
@@ -283,7 +308,9 @@ int main(int argc, char **argv)
 	else if (!strcmp(scenario, "noise")) {
 		truncate_storm(n);
 		mmap_storm(n);
-	} else if (!strcmp(scenario, "bench-truncate"))
+	} else if (!strcmp(scenario, "starve-auditor"))
+		starve_auditor(n);
+	else if (!strcmp(scenario, "bench-truncate"))
 		timed(truncate_storm, n);
 	else if (!strcmp(scenario, "bench-mmap"))
 		timed(mmap_storm, n);
