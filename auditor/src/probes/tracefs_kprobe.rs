@@ -117,3 +117,24 @@ fn open_tracepoint_with_bpf(id: u64, prog_fd: i32) -> anyhow::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_of_dead_runs_are_removed_and_live_ones_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = std::process::id();
+        let events = format!(
+            "p:pfnaudit/e999999999_0 pfnaudit_test:pfnaudit_unpin_tracked\n\
+             r:pfnaudit/e{own}_1 videobuf2_common:get_vaddr_frames\n\
+             p:kprobes/e999999999_0 someone_elses:probe\n"
+        );
+        std::fs::write(dir.path().join("kprobe_events"), &events).unwrap();
+        remove_stale_events(dir.path());
+        // A regular file stands in for tracefs: the commands written are appended to it.
+        let written = std::fs::read_to_string(dir.path().join("kprobe_events")).unwrap();
+        assert_eq!(&written[events.len()..], "-:pfnaudit/e999999999_0\n");
+    }
+}
