@@ -258,7 +258,7 @@ mod tests {
         rec.vma.vma = 0xffff_8880_1234_0000;
         rec.vma.start = 0x7f00_0000_0000;
         rec.vma.end = 0x7f00_0000_4000;
-        rec.vma.dev = (0 << 20) | 5;
+        rec.vma.dev = 5; // 0:5, devtmpfs
         rec.address = 0x7f00_0000_1000;
         rec.pfn = 0x1234;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();

@@ -9,6 +9,8 @@ use crate::{correlate::Finding, drain::HookTotals, event::Event, probes::HookSta
 /// Bumped on any incompatible change to the records.
 pub const SCHEMA_VERSION: u32 = 1;
 
+// One record is built, written and dropped at a time: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Record {

@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn newest_kernel_abi_wins() {
-        let mut abis = vec!["5.10.0-4", "5.10.0-32", "5.10.0-30"];
+        let mut abis = ["5.10.0-4", "5.10.0-32", "5.10.0-30"];
         abis.sort_by(|a, b| version_cmp(a, b));
         assert_eq!(abis.last(), Some(&"5.10.0-32"));
         assert!(version_cmp("6.12.90+deb12.1", "6.12.90+deb12").is_gt());

@@ -211,7 +211,7 @@ impl Correlator {
             .holders
             .iter()
             .enumerate()
-            .filter(|(_, h)| h.release.iter().any(|f| *f == ev.hook))
+            .filter(|(_, h)| h.release.contains(&ev.hook))
             .map(|(i, h)| (i, h.release_match))
             .collect();
         self.pins.retain(|p| {
