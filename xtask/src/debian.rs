@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// bullseye has 5.10, bookworm 6.1, bookworm-backports 6.12.
-const SUITES: &[&str] = &["bullseye", "bookworm", "bookworm-backports"];
+const SUITES: &[&str] = &["bullseye", "bookworm", "bookworm-backports", "forky"];
 const KEYRINGS: &[&str] =
     &["/usr/share/keyrings/debian-archive-keyring.gpg", "/usr/share/keyrings/debian-archive-bullseye-stable.gpg"];
 

@@ -98,14 +98,14 @@ fn run(cli: Cli) -> Result<()> {
                 "--exclude",
                 "auditor-ebpf",
             ]))?;
-            vm_test::run(kernels::SERIES, true)
+            vm_test::run(&kernels::default_series(), true)
         }
     }
 }
 
 fn selected(labels: &[String]) -> Result<Vec<kernels::Series>> {
     if labels.is_empty() {
-        return Ok(kernels::SERIES.to_vec());
+        return Ok(kernels::default_series());
     }
     labels.iter().map(|l| kernels::series(l)).collect()
 }

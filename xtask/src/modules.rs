@@ -34,6 +34,13 @@ pub fn prepare(kernel: &Kernel) -> Result<Vec<Module>> {
     Ok(ordered)
 }
 
+const GCC12_LACKS: &[&str] = &[
+    "CONFIG_CC_HAS_MIN_FUNCTION_ALIGNMENT",
+    "CONFIG_CC_HAS_COUNTED_BY",
+    "CONFIG_CC_HAS_COUNTED_BY_PTR",
+    "CONFIG_CC_HAS_MULTIDIMENSIONAL_NONSTRING",
+];
+
 fn build(kernel: &Kernel, source: &Path, copy: &Path) -> Result<Vec<PathBuf>> {
     if !source.join("Kbuild").exists() && !source.join("Makefile").exists() {
         bail!("{} has no Kbuild or Makefile: the test module is missing", source.display());
@@ -48,7 +55,10 @@ fn build(kernel: &Kernel, source: &Path, copy: &Path) -> Result<Vec<PathBuf>> {
             // built with gcc-10; gcc-12 only warns about the mismatch.
             .args(["CC=gcc-12", "HOSTCC=gcc-12", "-j2", "modules"])
             // Module BTF needs a pahole matching Debian's; the test module does not need BTF.
-            .arg("CONFIG_DEBUG_INFO_BTF_MODULES="),
+            .arg("CONFIG_DEBUG_INFO_BTF_MODULES=")
+            // Kernels built with a newer gcc (forky's 7.x: gcc-16) enable flags gcc-12 lacks; the
+            // test module does without them (kernels that do not set them are not affected).
+            .args(GCC12_LACKS.iter().map(|c| format!("{c}="))),
     )
     .with_context(|| format!("building the test module for {}", kernel.release))?;
     let mut kos: Vec<PathBuf> = std::fs::read_dir(copy)?

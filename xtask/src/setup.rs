@@ -19,6 +19,7 @@ const APT_PACKAGES: &[&str] = &[
     "zstd", // Debian ships compressed .ko files
     "libc6-dev",
     "musl-tools",
+    "patchelf", // lets newer releases' kbuild tools run with their own C library (kernels.rs)
 ];
 
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

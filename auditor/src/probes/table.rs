@@ -140,6 +140,15 @@ pub const PROBES: &[ProbeRow] = &[
         hook: Hook::ZapVmaPtes,
         attach: func("zap_vma_ptes", "zap_vma_ptes_entry", Some("zap_vma_ptes_return")),
         since: ALWAYS,
+        until: Some(v(7, 0)),
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::ZapVmaPtes,
+        // 7.1 renamed zap_vma_ptes(vma, address, size) to this, same arguments.
+        attach: func("zap_special_vma_range", "zap_vma_ptes_entry", Some("zap_vma_ptes_return")),
+        since: v(7, 1),
         until: None,
         module: None,
         outside: "",
@@ -149,6 +158,16 @@ pub const PROBES: &[ProbeRow] = &[
         // Global (the OOM reaper calls it) and under every munmap/mremap/MAP_FIXED/exit teardown.
         attach: func("unmap_page_range", "unmap_page_range_entry", None),
         since: ALWAYS,
+        until: Some(v(7, 0)),
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::UnmapPageRange,
+        // 7.1 inlined unmap_page_range() into __zap_vma_range(tlb, vma, start, end, details) (the
+        // former unmap_single_vma()), same arguments, under every teardown and revocation.
+        attach: func("__zap_vma_range", "unmap_page_range_entry", None),
+        since: v(7, 1),
         until: None,
         module: None,
         outside: "",
@@ -269,8 +288,17 @@ mod tests {
     }
 
     #[test]
+    fn kernel_7_1_renames_are_followed() {
+        let symbol = |kernel, hook| select(kernel).0.iter().find(|r| r.hook == hook).map(|r| r.attach.symbol());
+        assert_eq!(symbol(v(7, 0), Hook::ZapVmaPtes), Some("zap_vma_ptes"));
+        assert_eq!(symbol(v(7, 1), Hook::ZapVmaPtes), Some("zap_special_vma_range"));
+        assert_eq!(symbol(v(7, 0), Hook::UnmapPageRange), Some("unmap_page_range"));
+        assert_eq!(symbol(v(7, 2), Hook::UnmapPageRange), Some("__zap_vma_range"));
+    }
+
+    #[test]
     fn every_kernel_has_exactly_one_row_per_present_hook_and_all_revocation_hooks() {
-        for kernel in [v(5, 10), v(5, 15), v(6, 1), v(6, 6), v(6, 10), v(6, 12), v(6, 17)] {
+        for kernel in [v(5, 10), v(5, 15), v(6, 1), v(6, 6), v(6, 10), v(6, 12), v(6, 17), v(7, 0), v(7, 1), v(7, 2)] {
             let (rows, _) = select(kernel);
             let internal = rows.iter().filter(|r| r.hook == Hook::KernelInternal).count();
             assert!(internal >= 3, "kernel-internal markers on {kernel}");

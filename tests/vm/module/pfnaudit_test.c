@@ -235,7 +235,11 @@ static long pfnaudit_zap(struct pfnaudit_req *req)
 	mmap_read_lock(mm);
 	vma = find_vma(mm, req->addr);
 	if (vma && vma->vm_start <= req->addr && (vma->vm_flags & VM_PFNMAP)) {
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 1, 0)
+		zap_special_vma_range(vma, req->addr, req->npages * PAGE_SIZE);
+#else
 		zap_vma_ptes(vma, req->addr, req->npages * PAGE_SIZE);
+#endif
 		ret = req->npages;
 	}
 	mmap_read_unlock(mm);
