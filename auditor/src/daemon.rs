@@ -95,7 +95,6 @@ impl Session {
                     self.handle_batch(batch, observer);
                 }
                 _ = tick.tick() => {
-                    self.follow_modules(observer);
                     let batch = self.maps.drain_now();
                     self.handle_batch(batch, observer);
                     self.poll_counters(observer);
@@ -112,11 +111,10 @@ impl Session {
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
-        // These records were written before this check: a module whose code they point into is
-        // in /proc/modules by now (unless already unloaded again).
-        if !batch.is_empty() {
-            self.follow_modules(observer);
-        }
+        // Also on the tick's empty batches: a module load is followed within one tick even when
+        // nothing is recorded. And these records were written before this check, so a module
+        // their stacks point into is in /proc/modules by now (unless already unloaded again).
+        self.follow_modules(observer);
         let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks, &mut self.files);
         for bytes in batch {
             match RawRecord::parse(&bytes) {

@@ -319,7 +319,7 @@ impl Correlator {
 /// record does not carry) the user address.
 fn mapping_label(p: &Pin) -> String {
     match &p.vma {
-        Some(v) if v.path.is_some() => v.path.clone().unwrap_or_default(),
+        Some(crate::event::Vma { path: Some(path), .. }) => path.clone(),
         Some(v) if v.mapping.0 == 0 => "anonymous memory".into(),
         Some(v) => format!("a file mapping (dev {} ino {})", v.dev, v.ino),
         None => format!("user memory at {:#x}", p.start),

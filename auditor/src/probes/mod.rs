@@ -20,7 +20,9 @@ use crate::{
 };
 use kernel_version::KernelVersion;
 use layout::{KernelBtf, kernel_layout};
-use module_hooks::{BTF_MODULES, ModuleHook, module_not_loaded, not_in_kallsyms, release_not_loaded, write_frame_vector_layout};
+use module_hooks::{
+    BTF_MODULES, ModuleHook, armed_until_loaded, module_not_loaded, not_in_kallsyms, release_not_loaded, write_frame_vector_layout,
+};
 use table::{Attach, ProbeRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -180,7 +182,7 @@ pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<H
         let func = &release.name;
         let (state, reason) = match (facts.symbols.has_function(func), &release.module) {
             (true, _) => (HookState::Available, None),
-            (false, Some(module)) => (HookState::Available, Some(format!("armed on {module}:{func} until {module} is loaded"))),
+            (false, Some(module)) => (HookState::Available, Some(armed_until_loaded(module, func))),
             (false, None) => (HookState::Absent, Some(release_not_loaded(func))),
         };
         statuses.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
@@ -296,12 +298,17 @@ fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
 }
 
 fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> anyhow::Result<KProbeLinkId> {
+    loaded_kprobe(ebpf, program)?.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))
+}
+
+/// The kprobe program `program`, loaded into the kernel. One program may serve several symbols
+/// (the kernel-internal markers, a hook re-attached after a module reload): it is loaded once.
+fn loaded_kprobe<'a>(ebpf: &'a mut Ebpf, program: &str) -> anyhow::Result<&'a mut KProbe> {
     let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
-    // One program may serve several symbols (the kernel-internal markers): load it once.
     if prog.fd().is_err() {
         prog.load().with_context(|| format!("verifier rejected {program}"))?;
     }
-    prog.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))
+    Ok(prog)
 }
 
 fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {

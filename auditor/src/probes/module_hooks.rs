@@ -18,7 +18,7 @@ use aya::{
 };
 
 use super::{
-    HookState, HookStatus, attach_kprobe, failure_reason,
+    HookState, HookStatus, attach_kprobe, failure_reason, loaded_kprobe,
     kernel_version::KernelVersion,
     layout::{KernelBtf, frame_vector_layout},
     table::{Attach, ProbeRow},
@@ -37,6 +37,15 @@ enum Target {
     Release { slot: usize, function: String, module: Option<String> },
 }
 
+/// A hook armed through tracefs on `module:function`.
+struct Armed {
+    module: String,
+    /// Removed from tracefs when dropped.
+    _probes: Vec<TracefsKprobe>,
+    /// The status last reported for it.
+    reported: HookStatus,
+}
+
 /// One hook that follows its function's module.
 pub struct ModuleHook {
     target: Target,
@@ -46,9 +55,7 @@ pub struct ModuleHook {
     attached_at: Option<u64>,
     links: Vec<(String, KProbeLinkId)>,
     /// Set when armed through tracefs: the kernel follows the module from then on.
-    armed: Vec<TracefsKprobe>,
-    /// The module it is armed on, and the status last reported for it.
-    armed_on: Option<(String, HookStatus)>,
+    armed: Option<Armed>,
     /// Attaching failed for a reason a module load does not change: not retried.
     failed: bool,
 }
@@ -63,7 +70,7 @@ impl ModuleHook {
     }
 
     fn new(target: Target, status: usize) -> Self {
-        Self { target, status, attached_at: None, links: Vec::new(), armed: Vec::new(), armed_on: None, failed: false }
+        Self { target, status, attached_at: None, links: Vec::new(), armed: None, failed: false }
     }
 
     fn symbol(&self) -> &str {
@@ -97,9 +104,9 @@ impl ModuleHook {
     pub fn arm(&mut self, ebpf: &mut Ebpf, symbols: &KernelSymbols, version: KernelVersion, tracefs: Option<&Path>) -> HookStatus {
         if let (Some(tracefs), Some(module)) = (tracefs, self.module(symbols)) {
             match self.arm_tracefs(ebpf, tracefs, &module) {
-                Ok(()) => {
+                Ok(probes) => {
                     let status = self.armed_status(&module, symbols);
-                    self.armed_on = Some((module, status.clone()));
+                    self.armed = Some(Armed { module, _probes: probes, reported: status.clone() });
                     return status;
                 }
                 Err(e) => log::debug!("tracefs kprobe on {module}:{} failed, using a perf kprobe: {e:#}", self.symbol()),
@@ -108,32 +115,29 @@ impl ModuleHook {
         self.follow(ebpf, symbols, version).unwrap_or_else(|| self.not_loaded_status(symbols, version))
     }
 
-    fn arm_tracefs(&mut self, ebpf: &mut Ebpf, tracefs: &Path, module: &str) -> anyhow::Result<()> {
-        let symbol = self.symbol().to_string();
-        for (program, is_return) in self.programs()? {
-            let prog: &mut KProbe = ebpf.program_mut(&program).ok_or_else(|| anyhow::anyhow!("eBPF object has no program {program}"))?.try_into()?;
-            // On error, the probes armed so far are dropped (removed) with `self.armed` cleared.
-            match TracefsKprobe::attach(tracefs, prog, &program, module, &symbol, is_return) {
-                Ok(probe) => self.armed.push(probe),
-                Err(e) => {
-                    self.armed.clear();
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
+    /// On error, the probes armed so far are dropped, which removes them.
+    fn arm_tracefs(&self, ebpf: &mut Ebpf, tracefs: &Path, module: &str) -> anyhow::Result<Vec<TracefsKprobe>> {
+        self.programs()?
+            .into_iter()
+            .map(|(program, is_return)| {
+                let prog = loaded_kprobe(ebpf, &program)?;
+                TracefsKprobe::attach(tracefs, prog, &program, module, self.symbol(), is_return)
+            })
+            .collect()
     }
 
     /// Brings the hook in line with `symbols` (freshly read). A perf-kprobe hook is detached when its
     /// function is gone or moved and attached when the function is there; one armed through tracefs
     /// is the kernel's to follow, only its status changes. Returns the new status when it changed.
     pub fn follow(&mut self, ebpf: &mut Ebpf, symbols: &KernelSymbols, version: KernelVersion) -> Option<HookStatus> {
-        if let Some((module, last)) = &self.armed_on {
-            let now = self.armed_status(module, symbols);
-            if &now == last {
+        if let Some(armed) = &self.armed {
+            let now = self.armed_status(&armed.module, symbols);
+            if now == armed.reported {
                 return None;
             }
-            self.armed_on = Some((module.clone(), now.clone()));
+            if let Some(armed) = &mut self.armed {
+                armed.reported = now.clone();
+            }
             return Some(now);
         }
         let now_at = symbols.address_of(self.symbol());
@@ -164,7 +168,7 @@ impl ModuleHook {
     fn armed_status(&self, module: &str, symbols: &KernelSymbols) -> HookStatus {
         let symbol = self.symbol();
         if !symbols.has_module(module) {
-            self.status(HookState::Attached, Some(format!("armed on {module}:{symbol}, which the kernel enables when {module} is loaded")))
+            self.status(HookState::Attached, Some(armed_until_loaded(module, symbol)))
         } else if symbols.module_of(symbol) != Some(Some(module)) {
             self.status(HookState::Failed, Some(format!("{module} is loaded but has no function {symbol} in /proc/kallsyms")))
         } else {
@@ -233,6 +237,10 @@ impl ModuleHook {
         }
         self.attached_at = None;
     }
+}
+
+pub fn armed_until_loaded(module: &str, symbol: &str) -> String {
+    format!("armed on {module}:{symbol}, which the kernel enables when {module} is loaded")
 }
 
 pub fn module_not_loaded(symbol: &str, module: &str, version: KernelVersion) -> String {

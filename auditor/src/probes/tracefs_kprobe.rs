@@ -38,12 +38,9 @@ pub fn tracefs_root() -> Option<PathBuf> {
 }
 
 impl TracefsKprobe {
-    /// Attaches `prog` (loaded here if needed) to `module:function`, at its entry or, with
-    /// `is_return`, its return.
-    pub fn attach(tracefs: &Path, prog: &mut KProbe, program_name: &str, module: &str, function: &str, is_return: bool) -> anyhow::Result<Self> {
-        if prog.fd().is_err() {
-            prog.load().with_context(|| format!("verifier rejected {program_name}"))?;
-        }
+    /// Attaches `prog` (already loaded) to `module:function`, at its entry or, with `is_return`,
+    /// its return.
+    pub fn attach(tracefs: &Path, prog: &KProbe, program_name: &str, module: &str, function: &str, is_return: bool) -> anyhow::Result<Self> {
         let name = format!("e{}_{}", std::process::id(), NEXT_EVENT.fetch_add(1, Ordering::Relaxed));
         let kind = if is_return { 'r' } else { 'p' };
         write_kprobe_events(tracefs, &format!("{kind}:{GROUP}/{name} {module}:{function}"))
