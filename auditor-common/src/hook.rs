@@ -21,8 +21,12 @@ pub enum Hook {
     /// `track_pfn_copy`, `follow_phys`, ptrace's `generic_access_phys`): lookups nested in them
     /// are not pins and are never recorded.
     KernelInternal = 13,
+    /// A PFN inserted into a vma at fault time (`vmf_insert_pfn_prot()`, the huge-fault
+    /// `vmf_insert_pfn_pmd/pud*()`): a PFN map that `remap_pfn_range()` never sees (vfio-pci
+    /// BARs on 6.12+, DRM TTM VRAM). Reported once per vma.
+    InsertPfn = 14,
     /// Policy release hooks occupy `Release0 .. Release0 + RELEASE_SLOTS`.
-    Release0 = 14,
+    Release0 = 15,
 }
 
 /// Size of the counter array: fixed hooks plus release slots.
@@ -30,7 +34,7 @@ pub const HOOK_COUNT: usize = Hook::Release0 as usize + crate::RELEASE_SLOTS;
 
 impl Hook {
     /// Every fixed hook (release slots excluded), in id order.
-    pub const FIXED: [Hook; 14] = [
+    pub const FIXED: [Hook; 15] = [
         Hook::RemapPfnRange,
         Hook::FollowPfn,
         Hook::FollowPte,
@@ -45,6 +49,7 @@ impl Hook {
         Hook::VmAreaFree,
         Hook::TaskExit,
         Hook::KernelInternal,
+        Hook::InsertPfn,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -68,6 +73,7 @@ impl Hook {
             Hook::VmAreaFree => "vm_area_free",
             Hook::TaskExit => "sched_process_exit",
             Hook::KernelInternal => "kernel_internal_lookup",
+            Hook::InsertPfn => "vmf_insert_pfn",
             Hook::Release0 => "release",
         }
     }

@@ -21,7 +21,8 @@ pub const RELEASE_SLOTS: usize = 8;
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
-    /// `remap_pfn_range()` succeeded: a PFN map exists.
+    /// `remap_pfn_range()` succeeded, or a PFN was first inserted into a vma at fault time
+    /// (`vmf_insert_pfn*()`): a PFN map exists.
     PfnMap = 1,
     /// `follow_pfn()` / `follow_pte()` / `follow_pfnmap_start()` returned 0.
     RawLookup = 2,
@@ -37,6 +38,9 @@ pub enum EventKind {
     ReleaseCall = 7,
     /// A watched task (thread group leader) exited.
     TaskExit = 8,
+    /// The name of the file a newly watched vma maps, taken from its dentries (sent once per vma,
+    /// before the record that watches it).
+    FileName = 9,
 }
 
 impl EventKind {
@@ -50,6 +54,7 @@ impl EventKind {
             6 => Self::VmaFree,
             7 => Self::ReleaseCall,
             8 => Self::TaskExit,
+            9 => Self::FileName,
             _ => return None,
         })
     }
@@ -144,10 +149,15 @@ pub struct PfnMapEvent {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RawLookupEvent {
     pub hdr: Header,
-    /// For `follow_pte(mm, ...)` kernels only `vma.mm` is set.
+    /// For `follow_pte(mm, ...)` kernels the vma is found in the kernel (find_vma); only
+    /// `vma.mm` is set when none contains the address.
     pub vma: VmaInfo,
     pub address: u64,
     pub pfn: u64,
+    /// 1 when the PFN has a `struct page` that is not `PG_reserved`: ordinary RAM, which holders
+    /// such as vfio refuse (they take only MMIO and reserved PFNs from a PFN map).
+    pub ram: u8,
+    pub _pad: [u8; 7],
 }
 
 #[repr(C)]
@@ -215,6 +225,31 @@ pub struct TaskExitEvent {
     pub hdr: Header,
 }
 
+/// Dentry levels a [`FileNameEvent`] carries: the file and up to 7 parents below its filesystem's
+/// root (/sys/devices/pci0000:00/0000:00:05.0/resource0 needs 4).
+pub const FILE_NAME_DEPTH: usize = 8;
+/// Bytes per dentry name (longer names are cut; PCI and device names are far shorter).
+pub const FILE_NAME_LEN: usize = 48;
+
+/// The file behind a vma, named in the kernel at the moment it became interesting, so the path
+/// does not depend on whether the process still exists when the daemon reads the record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileNameEvent {
+    pub hdr: Header,
+    /// The vma (`struct vm_area_struct *`) the name belongs to.
+    pub vma: u64,
+    /// `inode->i_sb->s_dev` of the file (kernel encoding), to find the filesystem's mount.
+    pub dev: u32,
+    /// Valid entries of `names`.
+    pub depth: u32,
+    /// `sb->s_type->name` (`sysfs`, `devtmpfs`, `anon_inodefs`…), NUL-terminated.
+    pub fs_type: [u8; 16],
+    /// Dentry names, the file's own first, then its parents up to (not including) the root;
+    /// NUL-terminated.
+    pub names: [[u8; FILE_NAME_LEN]; FILE_NAME_DEPTH],
+}
+
 /// Per-hook counters kept in a per-CPU array indexed by [`Hook`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -228,7 +263,9 @@ pub struct HookCounters {
 }
 
 /// Struct layout of the running kernel, read from its BTF by the loader and handed to the eBPF
-/// programs as one global (aya has no CO-RE relocations). `u32::MAX` marks "absent".
+/// programs as one global (aya has no CO-RE relocations). `u32::MAX` marks "absent". Only `u32`
+/// fields after the first `u64`, an even number of them: no implicit padding (the struct is
+/// copied byte-wise into the eBPF object).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct KernelLayout {
@@ -256,40 +293,88 @@ pub struct KernelLayout {
     pub struct_page_size: u32,
     /// 1 when `follow_pte()` takes a vma (6.10+), 0 when it takes an mm.
     pub follow_pte_takes_vma: u32,
-    /// Keeps the struct free of implicit padding (it is copied byte-wise into the eBPF object).
+    // find_vma() in the kernel, for lookups that carry only the mm (follow_pte(mm, ..) to 6.9):
+    // the vma rbtree to 6.0, the maple tree from 6.1 (include/linux/mm_types.h, maple_tree.h).
+    /// `mm_struct::mm_rb.rb_node` (to 6.0).
+    pub mm_rb_node: u32,
+    /// `vm_area_struct::vm_rb` (to 6.0).
+    pub vma_vm_rb: u32,
+    /// `rb_node::rb_right`, `rb_node::rb_left`.
+    pub rb_right: u32,
+    pub rb_left: u32,
+    /// `mm_struct::mm_mt.ma_root` (6.1+).
+    pub mm_mt_root: u32,
+    /// `maple_range_64::pivot`, `::slot`; `maple_arange_64::pivot`, `::slot` (6.1+).
+    pub maple_range64_pivot: u32,
+    pub maple_range64_slot: u32,
+    pub maple_arange64_pivot: u32,
+    pub maple_arange64_slot: u32,
+    /// Bit of `PG_reserved` in `page->flags` (`enum pageflags`): PFNs of ordinary RAM are told
+    /// from reserved pages and MMIO.
+    pub pg_reserved_bit: u32,
+    /// `vm_fault::vma` and `vm_fault::address`, for PFN insertion at fault time (huge faults).
+    pub vm_fault_vma: u32,
+    pub vm_fault_address: u32,
+    /// `file::f_path.dentry`, `dentry::d_name.name`, `dentry::d_parent`, `super_block::s_type`,
+    /// `file_system_type::name`: the mapped file's name, taken in the kernel ([`FileNameEvent`]).
+    pub file_dentry: u32,
+    pub dentry_name: u32,
+    pub dentry_parent: u32,
+    pub sb_s_type: u32,
+    pub fs_type_name: u32,
     pub _pad: u32,
 }
 
 impl KernelLayout {
     pub const ABSENT: u32 = u32::MAX;
+
+    /// Every field absent: what the eBPF object holds until the loader overrides it.
+    pub const EMPTY: KernelLayout = KernelLayout {
+        vmemmap_base_addr: 0,
+        vma_vm_start: Self::ABSENT,
+        vma_vm_end: Self::ABSENT,
+        vma_vm_mm: Self::ABSENT,
+        vma_vm_flags: Self::ABSENT,
+        vma_vm_pgoff: Self::ABSENT,
+        vma_vm_file: Self::ABSENT,
+        file_f_mapping: Self::ABSENT,
+        file_f_inode: Self::ABSENT,
+        inode_i_ino: Self::ABSENT,
+        inode_i_sb: Self::ABSENT,
+        sb_s_dev: Self::ABSENT,
+        task_tgid: Self::ABSENT,
+        task_start_time: Self::ABSENT,
+        task_group_leader: Self::ABSENT,
+        task_mm: Self::ABSENT,
+        pfnmap_args_vma: Self::ABSENT,
+        pfnmap_args_address: Self::ABSENT,
+        pfnmap_args_pfn: Self::ABSENT,
+        struct_page_size: 64,
+        follow_pte_takes_vma: 0,
+        mm_rb_node: Self::ABSENT,
+        vma_vm_rb: Self::ABSENT,
+        rb_right: Self::ABSENT,
+        rb_left: Self::ABSENT,
+        mm_mt_root: Self::ABSENT,
+        maple_range64_pivot: Self::ABSENT,
+        maple_range64_slot: Self::ABSENT,
+        maple_arange64_pivot: Self::ABSENT,
+        maple_arange64_slot: Self::ABSENT,
+        pg_reserved_bit: Self::ABSENT,
+        vm_fault_vma: Self::ABSENT,
+        vm_fault_address: Self::ABSENT,
+        file_dentry: Self::ABSENT,
+        dentry_name: Self::ABSENT,
+        dentry_parent: Self::ABSENT,
+        sb_s_type: Self::ABSENT,
+        fs_type_name: Self::ABSENT,
+        _pad: 0,
+    };
 }
 
 impl Default for KernelLayout {
     fn default() -> Self {
-        Self {
-            vmemmap_base_addr: 0,
-            vma_vm_start: Self::ABSENT,
-            vma_vm_end: Self::ABSENT,
-            vma_vm_mm: Self::ABSENT,
-            vma_vm_flags: Self::ABSENT,
-            vma_vm_pgoff: Self::ABSENT,
-            vma_vm_file: Self::ABSENT,
-            file_f_mapping: Self::ABSENT,
-            file_f_inode: Self::ABSENT,
-            inode_i_ino: Self::ABSENT,
-            inode_i_sb: Self::ABSENT,
-            sb_s_dev: Self::ABSENT,
-            task_tgid: Self::ABSENT,
-            task_start_time: Self::ABSENT,
-            task_group_leader: Self::ABSENT,
-            task_mm: Self::ABSENT,
-            pfnmap_args_vma: Self::ABSENT,
-            pfnmap_args_address: Self::ABSENT,
-            pfnmap_args_pfn: Self::ABSENT,
-            struct_page_size: 64,
-            follow_pte_takes_vma: 0,
-            _pad: 0,
-        }
+        Self::EMPTY
     }
 }
 

@@ -10,7 +10,7 @@ mod kernel;
 mod maps;
 
 use auditor_common::{
-    EventKind, FramesGetEvent, FramesPutEvent, Hook, KernelLayout, MAX_FRAMES, PfnMapEvent,
+    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Hook, KernelLayout, MAX_FRAMES, PfnMapEvent,
     RawLookupEvent, ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, VM_IO, VM_PFNMAP,
     VmaFreeEvent,
 };
@@ -21,7 +21,7 @@ use aya_ebpf::{
 };
 
 use emit::{count_hit, emit, stack_id};
-use kernel::{current_mm, fill_vma, layout, page_to_pfn, pte_pfn, read_field, vma_mm};
+use kernel::{current_mm, fill_file_name, fill_vma, find_vma, layout, page_to_pfn, pfn_is_ram, pte_pfn, read_field, vma_mm};
 use maps::{
     ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
     WATCHED_VECS, WATCHED_VMAS, frame_vector_layout, live_flag,
@@ -93,6 +93,22 @@ fn watch_vma(vma: u64, mapping: u64) {
     }
 }
 
+/// Before the first record that watches `vma`: names the file it maps, in the kernel, once
+/// (counted on the `hook` whose record follows).
+#[inline(always)]
+fn name_new_vma(l: &KernelLayout, hook: Hook, vma: u64) {
+    if vma == 0 || WATCHED_VMAS.get_ptr(&vma).is_some() || l.file_dentry == KernelLayout::ABSENT {
+        return;
+    }
+    let file: u64 = read_field(vma, l.vma_vm_file);
+    if file == 0 {
+        return;
+    }
+    emit::<FileNameEvent>(l, EventKind::FileName, hook as u32, -1, 0, |ev| {
+        fill_file_name(l, vma, ev);
+    });
+}
+
 #[inline(always)]
 fn unwatch_vma(vma: u64) -> Option<u64> {
     let mapping = unsafe { WATCHED_VMAS.get(&vma) }.copied()?;
@@ -145,6 +161,7 @@ pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
     }
     let l = layout();
     let [vma, addr, pfn, size] = e.args;
+    name_new_vma(&l, Hook::RemapPfnRange, vma);
     emit::<PfnMapEvent>(&l, EventKind::PfnMap, Hook::RemapPfnRange as u32, e.stack_id, e.ts_ns, |ev| {
         fill_vma(&l, vma, &mut ev.vma);
         ev.addr = addr;
@@ -153,6 +170,65 @@ pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
         watch_vma(vma, ev.vma.mapping);
     });
     0
+}
+
+/// A PFN inserted into `vma` at fault time: the first insertion into a vma not yet watched makes
+/// it a PFN map (one record per vma, not per fault).
+#[inline(always)]
+fn emit_inserted_pfn(ctx: &ProbeContext, vma: u64, addr: u64, pfn: u64, size: u64) {
+    count_hit(Hook::InsertPfn as u32);
+    if vma == 0 || WATCHED_VMAS.get_ptr(&vma).is_some() {
+        return;
+    }
+    let l = layout();
+    let flags: u64 = read_field(vma, l.vma_vm_flags);
+    if flags & VM_PFNMAP == 0 {
+        return;
+    }
+    name_new_vma(&l, Hook::InsertPfn, vma);
+    emit::<PfnMapEvent>(&l, EventKind::PfnMap, Hook::InsertPfn as u32, stack_id(ctx), 0, |ev| {
+        fill_vma(&l, vma, &mut ev.vma);
+        ev.addr = addr;
+        ev.pfn = pfn;
+        ev.size = size;
+        watch_vma(vma, ev.vma.mapping);
+    });
+}
+
+// vmf_insert_pfn_prot(struct vm_area_struct *vma, unsigned long addr, unsigned long pfn, pgprot_t)
+// (vmf_insert_pfn() calls it), 5.10 .. 7.x.
+#[kprobe]
+#[inline(always)]
+pub fn insert_pfn_entry(ctx: ProbeContext) -> u32 {
+    emit_inserted_pfn(&ctx, arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), 4096);
+    0
+}
+
+/// `pfn_t` keeps flags in its top 12 bits (include/linux/pfn_t.h, to 6.16); a plain PFN has none.
+const PFN_T_PFN_MASK: u64 = (1 << 52) - 1;
+
+// vmf_insert_pfn_pmd(_prot)(struct vm_fault *vmf, pfn_t pfn, ..) and the pud variants: the huge
+// faults of vfio-pci BARs (6.12+) and DAX. `size` is the pmd (2 MiB) or pud (1 GiB).
+#[inline(always)]
+fn inserted_huge_pfn(ctx: &ProbeContext, size: u64) -> u32 {
+    let l = layout();
+    let vmf = arg(ctx, 0);
+    let vma: u64 = read_field(vmf, l.vm_fault_vma);
+    let address: u64 = read_field(vmf, l.vm_fault_address);
+    emit_inserted_pfn(ctx, vma, address & !(size - 1), arg(ctx, 1) & PFN_T_PFN_MASK, size);
+    0
+}
+
+#[kprobe]
+#[inline(always)]
+pub fn insert_pfn_pmd_entry(ctx: ProbeContext) -> u32 {
+    inserted_huge_pfn(&ctx, 2 << 20)
+}
+
+#[kprobe]
+#[inline(always)]
+pub fn insert_pfn_pud_entry(ctx: ProbeContext) -> u32 {
+    inserted_huge_pfn(&ctx, 1 << 30)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,16 +271,19 @@ pub fn kernel_internal_return(_ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// Emits a successful raw lookup and watches what it came from. `vma` may be 0 when the hook only
-/// knows the mm (follow_pte before 6.10).
+/// Emits a successful raw lookup and watches what it came from. Where the hook only knows the mm
+/// (follow_pte before 6.10), the vma containing the address is looked up in the mm's tree; `vma`
+/// stays 0 in the record only when none contains it.
 #[inline(always)]
 fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u64, address: u64, pfn: u64) {
+    let vma = if vma == 0 { find_vma(l, mm, address) } else { vma };
     if vma != 0 {
         let flags: u64 = read_field(vma, l.vma_vm_flags);
         if flags & (VM_IO | VM_PFNMAP) == 0 {
             return; // a lookup of ordinary memory is not a raw-PFN pin
         }
     }
+    name_new_vma(l, hook, vma);
     emit::<RawLookupEvent>(l, EventKind::RawLookup, hook as u32, e.stack_id, e.ts_ns, |ev| {
         if vma != 0 {
             fill_vma(l, vma, &mut ev.vma);
@@ -213,6 +292,7 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
         }
         ev.address = address;
         ev.pfn = pfn;
+        ev.ram = pfn_is_ram(l, pfn) as u8;
         watch_vma(vma, ev.vma.mapping);
         watch_pinner(ev.vma.mm);
     });

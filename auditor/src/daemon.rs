@@ -5,6 +5,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use crate::{
     decode::{Decoder, LiveEnrich, RawRecord},
     drain::{KernelMaps, LossTracker, totals},
+    file_names::{KernelFileNames, Mounts},
     file_paths::FilePaths,
     metrics::Metrics,
     probes::{self, Attached, HookState, HookStatus, KernelFacts},
@@ -49,6 +50,7 @@ pub struct Session {
     /// only after a refresh.
     symbols: KernelSymbols,
     modules: LoadedModules,
+    names: KernelFileNames,
     files: FilePaths,
     decoder: Decoder,
     losses: LossTracker,
@@ -71,6 +73,7 @@ impl Session {
             maps,
             symbols: facts.symbols,
             modules: facts.modules,
+            names: KernelFileNames::new(Mounts::read()),
             files: FilePaths::default(),
             decoder,
             losses: LossTracker::default(),
@@ -115,14 +118,15 @@ impl Session {
         // nothing is recorded. And these records were written before this check, so a module
         // their stacks point into is in /proc/modules by now (unless already unloaded again).
         self.follow_modules(observer);
-        let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks, &mut self.files);
+        let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks, &mut self.names, &mut self.files);
         for bytes in batch {
             match RawRecord::parse(&bytes) {
                 Ok(raw) => {
-                    let event = self.decoder.decode(&raw, &mut enrich);
-                    self.events += 1;
-                    self.metrics.event();
-                    observer.event(&event);
+                    if let Some(event) = self.decoder.decode(&raw, &mut enrich) {
+                        self.events += 1;
+                        self.metrics.event();
+                        observer.event(&event);
+                    }
                 }
                 Err(e) => observer.undecodable(&e),
             }

@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 
 use auditor_common::{
-    EventKind, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent,
+    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent,
     ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
 };
 
 use crate::{
     event::{Cause, Event, EventBody, Frame, Hex, Task, Vma},
+    file_names::KernelFileNames,
     file_paths::FilePaths,
     symbols::{KernelSymbols, caller_of},
 };
@@ -50,6 +51,7 @@ pub enum RawRecord {
     VmaFree(VmaFreeEvent),
     ReleaseCall(ReleaseCallEvent),
     TaskExit(TaskExitEvent),
+    FileName(FileNameEvent),
 }
 
 impl RawRecord {
@@ -68,6 +70,7 @@ impl RawRecord {
             EventKind::VmaFree => Self::VmaFree(read(bytes, kind)?),
             EventKind::ReleaseCall => Self::ReleaseCall(read(bytes, kind)?),
             EventKind::TaskExit => Self::TaskExit(read(bytes, kind)?),
+            EventKind::FileName => Self::FileName(read(bytes, kind)?),
         })
     }
 
@@ -81,6 +84,7 @@ impl RawRecord {
             Self::VmaFree(e) => &e.hdr,
             Self::ReleaseCall(e) => &e.hdr,
             Self::TaskExit(e) => &e.hdr,
+            Self::FileName(e) => &e.hdr,
         }
     }
 }
@@ -91,6 +95,10 @@ pub trait Enrich {
     fn stack(&mut self, stack_id: i64) -> Vec<Frame>;
     /// Path of the file mapped by `vma` of process `tgid`, if it has one.
     fn path(&mut self, tgid: u32, vma: &VmaInfo) -> Option<String>;
+    /// The kernel named the file of a vma about to be watched.
+    fn file_name(&mut self, _name: &FileNameEvent) {}
+    /// A watched vma was freed: its pointer may name another file from now on.
+    fn vma_freed(&mut self, _vma: u64) {}
 }
 
 /// Decodes records into events, numbering them in reading order.
@@ -113,7 +121,12 @@ impl Decoder {
             .unwrap_or_else(|| Hook::from_u32(hook).map(|h| h.name().to_string()).unwrap_or_else(|| format!("hook{hook}")))
     }
 
-    pub fn decode(&mut self, raw: &RawRecord, enrich: &mut dyn Enrich) -> Event {
+    /// The event a record stands for; `None` for records that only inform enrichment (file names).
+    pub fn decode(&mut self, raw: &RawRecord, enrich: &mut dyn Enrich) -> Option<Event> {
+        if let RawRecord::FileName(name) = raw {
+            enrich.file_name(name);
+            return None;
+        }
         let hdr = raw.header();
         let hook = self.hook_name(hdr.hook);
         let stack = if hdr.stack_id >= 0 { enrich.stack(hdr.stack_id) } else { Vec::new() };
@@ -127,7 +140,9 @@ impl Decoder {
                 pfn: e.pfn,
                 pages: e.size.div_ceil(4096),
             },
-            RawRecord::RawLookup(e) => EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn },
+            RawRecord::RawLookup(e) => {
+                EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn, ram: e.ram != 0 }
+            }
             RawRecord::FramesGet(e) => EventBody::FramesGet {
                 vec: Hex(e.vec),
                 start: Hex(e.start),
@@ -140,12 +155,16 @@ impl Decoder {
             RawRecord::FramesPut(e) => EventBody::FramesPut { vec: Hex(e.vec) },
             RawRecord::Revoke(e) => revoke_body(e, &mut vma),
             RawRecord::VmaFree(e) => EventBody::VmaFree { vma: to_vma(&e.vma, None) },
+            RawRecord::FileName(_) => unreachable!("handled above"),
             RawRecord::ReleaseCall(e) => EventBody::ReleaseCall { args: e.args.iter().map(|a| Hex(*a)).collect() },
             RawRecord::TaskExit(_) => EventBody::TaskExit {},
         };
+        if let RawRecord::VmaFree(e) = raw {
+            enrich.vma_freed(e.vma.vma);
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
-        Event { seq, ts_ns: hdr.ts_ns, hook, task: to_task(&hdr.task), caller, stack, body }
+        Some(Event { seq, ts_ns: hdr.ts_ns, hook, task: to_task(&hdr.task), caller, stack, body })
     }
 }
 
@@ -199,18 +218,25 @@ fn to_vma(v: &VmaInfo, path: Option<String>) -> Vma {
     }
 }
 
-/// Live enrichment: the kernel's stack map, kallsyms, /proc and the file system.
+/// Live enrichment: the kernel's stack map, kallsyms, the file names the kernel sent, /proc and
+/// the file system.
 pub struct LiveEnrich<'a> {
     pub symbols: &'a KernelSymbols,
     pub stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
+    names: &'a mut KernelFileNames,
     files: &'a mut FilePaths,
     /// (tgid, start, end) → path, so per-page lookups of a batch do not re-read /proc/PID/maps.
     paths: HashMap<(u32, u64, u64), Option<String>>,
 }
 
 impl<'a> LiveEnrich<'a> {
-    pub fn new(symbols: &'a KernelSymbols, stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>, files: &'a mut FilePaths) -> Self {
-        Self { symbols, stacks, files, paths: HashMap::new() }
+    pub fn new(
+        symbols: &'a KernelSymbols,
+        stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
+        names: &'a mut KernelFileNames,
+        files: &'a mut FilePaths,
+    ) -> Self {
+        Self { symbols, stacks, names, files, paths: HashMap::new() }
     }
 }
 
@@ -222,9 +248,21 @@ impl Enrich for LiveEnrich<'_> {
         }
     }
 
+    /// The kernel's name for the vma's file first: it does not depend on the process being alive.
     fn path(&mut self, tgid: u32, vma: &VmaInfo) -> Option<String> {
+        if let Some(name) = self.names.get(vma.vma) {
+            return Some(name.to_owned());
+        }
         let files = &mut *self.files;
         self.paths.entry((tgid, vma.start, vma.end)).or_insert_with(|| files.path(tgid, vma)).clone()
+    }
+
+    fn file_name(&mut self, name: &FileNameEvent) {
+        self.names.learn(name);
+    }
+
+    fn vma_freed(&mut self, vma: u64) {
+        self.names.forget(vma);
     }
 }
 
@@ -262,10 +300,10 @@ mod tests {
         rec.address = 0x7f00_0000_1000;
         rec.pfn = 0x1234;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
-        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich);
+        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
         assert_eq!(ev.hook, "follow_pfn");
         assert_eq!(ev.task.comm, "demo");
-        let EventBody::RawLookup { vma, pfn, address } = ev.body else { panic!("wrong body") };
+        let EventBody::RawLookup { vma, pfn, address, .. } = ev.body else { panic!("wrong body") };
         assert_eq!(pfn, 0x1234);
         assert_eq!(address, Hex(0x7f00_0000_1000));
         assert_eq!(vma.path.as_deref(), Some("/dev/pfnaudit"));
@@ -291,7 +329,7 @@ mod tests {
         rec.mapping = 0xffff_8880_0000_1000;
         rec.nr_pages = u64::MAX;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
-        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich);
+        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
         let EventBody::Revoke { cause, nr_pages, mapping, vma, .. } = ev.body else { panic!() };
         assert_eq!(cause, Cause::OwnerRevoke);
         assert_eq!(nr_pages, None);

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod doctor;
 pub mod drain;
 pub mod event;
+pub mod file_names;
 pub mod file_paths;
 pub mod gate_outcome;
 pub mod live;

@@ -121,9 +121,11 @@ impl LoadedModules {
 }
 
 /// The first frame that is not inside the hooked function: the kernel code that called it.
-/// Frame 0 of a kprobe stack is the probed function itself.
+/// Frame 0 of a kprobe stack is the probed function itself. The caller is the first frame
+/// outside the hooked function and its same-named variants (a hook named
+/// `vmf_insert_pfn` is attached to `vmf_insert_pfn_prot`, reached through `vmf_insert_pfn`).
 pub fn caller_of(stack: &[Frame], hooked: &str) -> Option<Frame> {
-    stack.iter().find(|f| f.function.as_deref() != Some(hooked)).cloned()
+    stack.iter().find(|f| !f.function.as_deref().is_some_and(|name| name.starts_with(hooked))).cloned()
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ impl Correlator {
                 self.pfnmaps.remove(&vma.vma.0);
                 Vec::new()
             }
-            EventBody::RawLookup { vma, address, pfn } => {
+            EventBody::RawLookup { vma, address, pfn, .. } => {
                 self.raw_lookup(ev, vma, address.0, *pfn);
                 Vec::new()
             }

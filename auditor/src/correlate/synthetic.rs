@@ -83,7 +83,7 @@ impl Stream {
     /// One `follow_pfn()` per page from `holder` in `module`.
     pub fn lookups(&mut self, p: &Proc, holder: &str, module: &str, pages: std::ops::Range<u64>) -> &mut Self {
         for i in pages {
-            let body = EventBody::RawLookup { vma: p.vma(), address: Hex(p.start + i * 4096), pfn: p.first_pfn + i };
+            let body = EventBody::RawLookup { vma: p.vma(), address: Hex(p.start + i * 4096), pfn: p.first_pfn + i, ram: false };
             self.push("follow_pfn", p.task(), Some(frame(holder, Some(module))), body);
         }
         self

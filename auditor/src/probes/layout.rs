@@ -58,6 +58,16 @@ impl KernelBtf {
         member_offset(btf, &s, field).map(|bits| bits / 8)
     }
 
+    /// Value of `enumerator` in `enum name`.
+    pub fn enum_value(&self, name: &str, enumerator: &str) -> Option<u32> {
+        self.all().find_map(|btf| {
+            btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
+                Type::Enum(e) => e.members.iter().find(|m| btf.resolve_name(*m).is_ok_and(|n| n == enumerator)).map(|m| m.val()),
+                _ => None,
+            })
+        })
+    }
+
     pub fn struct_size(&self, name: &str) -> Option<u32> {
         self.find_struct(name).map(|(_, s)| s.size() as u32)
     }
@@ -124,6 +134,11 @@ pub fn kernel_layout(btf: &KernelBtf, kernel: KernelVersion, vmemmap_base_addr: 
         btf.field_offset(s, f).with_context(|| format!("kernel BTF has no field {s}::{f}"))
     };
     let optional = |s: &str, f: &str| btf.field_offset(s, f).unwrap_or(KernelLayout::ABSENT);
+    // `outer.field.inner` where `field` is a struct `inner_struct` embedded by value.
+    let nested = |outer: &str, field: &str, inner_struct: &str, inner: &str| match (btf.field_offset(outer, field), btf.field_offset(inner_struct, inner)) {
+        (Some(a), Some(b)) => a + b,
+        _ => KernelLayout::ABSENT,
+    };
     Ok(KernelLayout {
         vmemmap_base_addr,
         vma_vm_start: required("vm_area_struct", "vm_start")?,
@@ -146,6 +161,23 @@ pub fn kernel_layout(btf: &KernelBtf, kernel: KernelVersion, vmemmap_base_addr: 
         pfnmap_args_pfn: optional("follow_pfnmap_args", "pfn"),
         struct_page_size: btf.struct_size("page").unwrap_or(64),
         follow_pte_takes_vma: follow_pte_takes_vma(btf, kernel) as u32,
+        mm_rb_node: nested("mm_struct", "mm_rb", "rb_root", "rb_node"),
+        vma_vm_rb: optional("vm_area_struct", "vm_rb"),
+        rb_right: optional("rb_node", "rb_right"),
+        rb_left: optional("rb_node", "rb_left"),
+        mm_mt_root: nested("mm_struct", "mm_mt", "maple_tree", "ma_root"),
+        maple_range64_pivot: optional("maple_range_64", "pivot"),
+        maple_range64_slot: optional("maple_range_64", "slot"),
+        maple_arange64_pivot: optional("maple_arange_64", "pivot"),
+        maple_arange64_slot: optional("maple_arange_64", "slot"),
+        pg_reserved_bit: btf.enum_value("pageflags", "PG_reserved").unwrap_or(KernelLayout::ABSENT),
+        vm_fault_vma: optional("vm_fault", "vma"),
+        vm_fault_address: optional("vm_fault", "address"),
+        file_dentry: nested("file", "f_path", "path", "dentry"),
+        dentry_name: nested("dentry", "d_name", "qstr", "name"),
+        dentry_parent: optional("dentry", "d_parent"),
+        sb_s_type: optional("super_block", "s_type"),
+        fs_type_name: optional("file_system_type", "name"),
         _pad: 0,
     })
 }

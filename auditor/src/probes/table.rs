@@ -61,6 +61,51 @@ pub const PROBES: &[ProbeRow] = &[
         // outside remap_pfn_range() are kernel-internal.
         outside: "",
     },
+    // PFN maps made at fault time (mm/memory.c, mm/huge_memory.c): the first insertion into a
+    // VM_PFNMAP vma is recorded. Optional rows: the huge variants were `vmf_insert_pfn_pmd_prot()`
+    // / `_pud_prot()` (5.8+, with inline `vmf_insert_pfn_pmd()` wrappers) and later plain
+    // exported `vmf_insert_pfn_pmd()` / `_pud()`; whichever name the kernel has is attached, the
+    // other is reported absent. A vma is recorded once, so a kernel with both costs nothing more.
+    ProbeRow {
+        hook: Hook::InsertPfn,
+        attach: func("vmf_insert_pfn_prot", "insert_pfn_entry", None),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::InsertPfn,
+        attach: func("vmf_insert_pfn_pmd_prot", "insert_pfn_pmd_entry", None),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::InsertPfn,
+        attach: func("vmf_insert_pfn_pmd", "insert_pfn_pmd_entry", None),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::InsertPfn,
+        attach: func("vmf_insert_pfn_pud_prot", "insert_pfn_pud_entry", None),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
+    ProbeRow {
+        hook: Hook::InsertPfn,
+        attach: func("vmf_insert_pfn_pud", "insert_pfn_pud_entry", None),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+    },
     ProbeRow {
         hook: Hook::FollowPfn,
         attach: func("follow_pfn", "follow_pfn_entry", Some("follow_pfn_return")),
