@@ -127,7 +127,7 @@ impl Decoder {
                 pfn: e.pfn,
                 pages: e.size.div_ceil(4096),
             },
-            RawRecord::RawLookup(e) => EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn },
+            RawRecord::RawLookup(e) => EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn, ram: false },
             RawRecord::FramesGet(e) => EventBody::FramesGet {
                 vec: Hex(e.vec),
                 start: Hex(e.start),
@@ -265,7 +265,7 @@ mod tests {
         let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich);
         assert_eq!(ev.hook, "follow_pfn");
         assert_eq!(ev.task.comm, "demo");
-        let EventBody::RawLookup { vma, pfn, address } = ev.body else { panic!("wrong body") };
+        let EventBody::RawLookup { vma, pfn, address, .. } = ev.body else { panic!("wrong body") };
         assert_eq!(pfn, 0x1234);
         assert_eq!(address, Hex(0x7f00_0000_1000));
         assert_eq!(vma.path.as_deref(), Some("/dev/pfnaudit"));

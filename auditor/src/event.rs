@@ -138,7 +138,14 @@ pub enum EventBody {
     /// `remap_pfn_range()` succeeded.
     PfnMap { vma: Vma, addr: Hex, pfn: u64, pages: u64 },
     /// A raw PFN lookup (`follow_pfn` / `follow_pte` / `follow_pfnmap_start`) returned 0.
-    RawLookup { vma: Vma, address: Hex, pfn: u64 },
+    RawLookup {
+        vma: Vma,
+        address: Hex,
+        pfn: u64,
+        /// The PFN has a struct page that is not PG_reserved (ordinary RAM).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ram: bool,
+    },
     /// `get_vaddr_frames()` returned `nr_frames > 0`.
     FramesGet {
         vec: Hex,

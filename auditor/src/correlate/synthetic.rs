@@ -83,14 +83,19 @@ impl Stream {
     /// One `follow_pfn()` per page from `holder` in `module`.
     pub fn lookups(&mut self, p: &Proc, holder: &str, module: &str, pages: std::ops::Range<u64>) -> &mut Self {
         for i in pages {
-            let body = EventBody::RawLookup { vma: p.vma(), address: Hex(p.start + i * 4096), pfn: p.first_pfn + i };
+            let body = EventBody::RawLookup { vma: p.vma(), address: Hex(p.start + i * 4096), pfn: p.first_pfn + i, ram: false };
             self.push("follow_pfn", p.task(), Some(frame(holder, Some(module))), body);
         }
         self
     }
 
     pub fn release(&mut self, p: &Proc, function: &str, arg0: u64) -> &mut Self {
-        let body = EventBody::ReleaseCall { args: vec![Hex(arg0), Hex(0), Hex(0), Hex(0), Hex(0), Hex(0)] };
+        self.release_args(p, function, [arg0, 0, 0, 0, 0, 0])
+    }
+
+    /// A call of release hook `function` with these six arguments.
+    pub fn release_args(&mut self, p: &Proc, function: &str, args: [u64; 6]) -> &mut Self {
+        let body = EventBody::ReleaseCall { args: args.into_iter().map(Hex).collect() };
         self.push(function, p.task(), Some(frame("pfnaudit_ioctl", Some("pfnaudit_test"))), body)
     }
 
