@@ -92,3 +92,30 @@ pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
         rules: policy.rules(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rules_in_force_are_listed_with_their_source() {
+        let user = Policy::parse("[[holder]]\nmodule = \"drv\"\nrelease = [\"drv_unpin\"]\n", "my.toml").unwrap();
+        let d = Diagnosis {
+            kernel_release: "6.1.0-50-amd64".into(),
+            kernel_version: "6.1.0".into(),
+            btf: Ok("/sys/kernel/btf/vmlinux".into()),
+            root: false,
+            attached_for_real: false,
+            hooks: Vec::new(),
+            rules: user.over(&crate::catalog::catalog()).unwrap().rules(),
+        };
+        let text = d.render();
+        let rules: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("rules")).skip(2).take_while(|l| l.starts_with("  ")).collect();
+        assert!(rules[0].contains("[drv]") && rules[0].contains("drv_unpin") && rules[0].contains("my.toml"), "{text}");
+        assert!(rules[1].contains("[vfio_iommu_type1]") && rules[1].contains("vfio_unpin_pages_remote") && rules[1].contains("catalog.toml"), "{text}");
+        assert!(rules[1].contains("arg3 pages from the PFN in arg2"), "{text}");
+        assert!(rules.iter().any(|r| r.starts_with("  suppress") && r.contains("kvm") && r.contains("MMU notifier")), "{text}");
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["rules"][1]["source"], "catalog.toml");
+    }
+}
