@@ -2,7 +2,7 @@
 use std::{fmt::Write as _, path::Path};
 
 use crate::{
-    policy::ReleaseFunction,
+    policy::{Policy, RuleStatus},
     probes::{self, HookState, HookStatus, KernelFacts},
 };
 
@@ -16,6 +16,8 @@ pub struct Diagnosis {
     /// True when the hooks below were really attached (root), false when only planned.
     pub attached_for_real: bool,
     pub hooks: Vec<HookStatus>,
+    /// Holder and suppression rules in force: policy file first, then the built-in catalog.
+    pub rules: Vec<RuleStatus>,
 }
 
 impl Diagnosis {
@@ -46,12 +48,18 @@ impl Diagnosis {
         for h in &self.hooks {
             let _ = writeln!(out, "  {:<22} {:<24} {:<18} {}", h.hook, h.symbol, h.state.name(), h.reason.as_deref().unwrap_or(""));
         }
+        let _ = writeln!(out, "rules       {}", if self.rules.is_empty() { "none (no policy, --no-catalog)" } else { "matched in this order" });
+        let _ = writeln!(out, "  {:<8} {:<32} {:<26} {:<22} effect", "rule", "holder", "release", "source");
+        for r in &self.rules {
+            let _ = writeln!(out, "  {:<8} {:<32} {:<26} {:<22} {}", r.rule, r.holder, r.release.join(", "), r.source, r.effect);
+        }
         let _ = writeln!(out, "ready       {}", yes_no(self.ready()));
         out
     }
 }
 
-pub fn diagnose(release_functions: &[ReleaseFunction]) -> anyhow::Result<Diagnosis> {
+pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
+    let release_functions = &policy.release_functions();
     let facts = KernelFacts::read()?;
     let btf_path = Path::new("/sys/kernel/btf/vmlinux");
     let btf = if btf_path.exists() {
@@ -81,5 +89,33 @@ pub fn diagnose(release_functions: &[ReleaseFunction]) -> anyhow::Result<Diagnos
         root,
         attached_for_real,
         hooks,
+        rules: policy.rules(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rules_in_force_are_listed_with_their_source() {
+        let user = Policy::parse("[[holder]]\nmodule = \"drv\"\nrelease = [\"drv_unpin\"]\n", "my.toml").unwrap();
+        let d = Diagnosis {
+            kernel_release: "6.1.0-50-amd64".into(),
+            kernel_version: "6.1.0".into(),
+            btf: Ok("/sys/kernel/btf/vmlinux".into()),
+            root: false,
+            attached_for_real: false,
+            hooks: Vec::new(),
+            rules: user.over(&crate::catalog::catalog()).unwrap().rules(),
+        };
+        let text = d.render();
+        let rules: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("rules")).skip(2).take_while(|l| l.starts_with("  ")).collect();
+        assert!(rules[0].contains("[drv]") && rules[0].contains("drv_unpin") && rules[0].contains("my.toml"), "{text}");
+        assert!(rules[1].contains("[vfio_iommu_type1]") && rules[1].contains("vfio_unpin_pages_remote") && rules[1].contains("catalog.toml"), "{text}");
+        assert!(rules[1].contains("arg3 pages from the PFN in arg2"), "{text}");
+        assert!(rules.iter().any(|r| r.starts_with("  suppress") && r.contains("kvm") && r.contains("MMU notifier")), "{text}");
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["rules"][1]["source"], "catalog.toml");
+    }
 }

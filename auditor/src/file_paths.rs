@@ -3,6 +3,9 @@
 //! for milliseconds). Then the file is found by identity, the device and inode the kernel recorded,
 //! among the places PFN maps come from: device nodes under /dev and PCI BAR files under
 //! /sys/bus/pci/devices. Never by name alone: a path is given only for the very same inode.
+//! A BAR file is named as /proc names it, by its canonical path (`/sys/devices/pci0000:00/…`,
+//! not the `/sys/bus/pci/devices/…` symlink), so findings and their fingerprints agree whichever
+//! way the path was found.
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
@@ -90,7 +93,7 @@ fn find_by_inode(roots: &SearchRoots, kdev: u32, ino: u64) -> Option<String> {
             .map(|f| f.path())
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("resource")))
             .find(|p| wanted(p))
-            .map(|p| p.display().to_string())
+            .map(|p| std::fs::canonicalize(&p).unwrap_or(p).display().to_string())
     })
 }
 
@@ -144,6 +147,24 @@ mod tests {
         assert_eq!(paths.path(u32::MAX, &vma_of(&node)), Some(node.display().to_string()));
     }
 
+    /// /sys/bus/pci/devices/<bdf> is a symlink into /sys/devices; /proc/PID/maps names the BAR by
+    /// the real path, and so must the inode search.
+    #[test]
+    fn a_pci_bar_found_through_the_bus_symlink_is_named_by_its_canonical_path() {
+        let root = tempfile::tempdir().unwrap();
+        let device = root.path().join("devices/pci0000:00/0000:00:05.0");
+        std::fs::create_dir_all(&device).unwrap();
+        let bar = device.join("resource0");
+        std::fs::write(&bar, b"").unwrap();
+        let bus = root.path().join("bus/pci/devices");
+        std::fs::create_dir_all(&bus).unwrap();
+        std::os::unix::fs::symlink("../../../devices/pci0000:00/0000:00:05.0", bus.join("0000:00:05.0")).unwrap();
+        let mut paths = FilePaths::with_roots(SearchRoots { dev: root.path().join("none"), pci_devices: bus });
+        let found = paths.path(u32::MAX, &vma_of(&bar)).unwrap();
+        assert_eq!(found, std::fs::canonicalize(&bar).unwrap().display().to_string());
+        assert!(found.ends_with("/devices/pci0000:00/0000:00:05.0/resource0"), "{found}");
+    }
+
     #[test]
     fn pci_bar_files_are_searched_and_anonymous_or_unknown_inodes_have_no_path() {
         let root = tempfile::tempdir().unwrap();
@@ -154,7 +175,8 @@ mod tests {
         let config = bdf.join("config");
         std::fs::write(&config, b"").unwrap();
         let mut paths = FilePaths::with_roots(SearchRoots { dev: root.path().join("none"), pci_devices: root.path().join("pci") });
-        assert_eq!(paths.path(u32::MAX, &vma_of(&bar)), Some(bar.display().to_string()));
+        let canonical = std::fs::canonicalize(&bar).unwrap();
+        assert_eq!(paths.path(u32::MAX, &vma_of(&bar)), Some(canonical.display().to_string()));
         assert_eq!(paths.path(u32::MAX, &vma_of(&config)), None, "only resource files are PCI BARs");
         let anonymous = VmaInfo { mapping: 0, ..vma_of(&bar) };
         assert_eq!(paths.path(u32::MAX, &anonymous), None);

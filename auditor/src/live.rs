@@ -32,6 +32,7 @@ struct Reporter {
     human: bool,
     metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
     policy_path: Option<String>,
+    rules: Vec<crate::policy::RuleStatus>,
     write_error: Option<std::io::Error>,
     undecodable: u64,
     /// Findings already reported live (the summary's first `reported` entries).
@@ -71,6 +72,7 @@ impl Observer for Reporter {
             policy: self.policy_path.clone(),
             events: self.events,
             hooks: attached.hooks.clone(),
+            rules: self.rules.clone(),
         };
         for h in &attached.hooks {
             // Hooks absent by design on this kernel are in `status`; say which ones wait for a
@@ -140,6 +142,7 @@ where
         human: opts.human,
         metrics: None,
         policy_path: opts.policy_path.as_ref().map(|p| p.display().to_string()),
+        rules: opts.policy.rules(),
         write_error: None,
         undecodable: 0,
         reported: 0,
@@ -157,11 +160,18 @@ where
     // Findings made at the end (leaks) are reported like live ones, then the summary repeats all.
     let late: Vec<Finding> = result.findings[reporter.reported..].to_vec();
     reporter.report(late);
+    if reporter.human {
+        for note in result.notes() {
+            eprintln!("pfn-auditor: {note}");
+        }
+    }
     let summary = RunSummary {
         findings: result.findings,
         counts: result.counts,
         suppressed: result.suppressed,
+        suppressed_by: result.suppressed_by,
         pins_held: result.pins_held,
+        pins_without_vma: result.pins_without_vma,
         events: end.events,
         lost_total: end.lost_total,
         hooks: end.hooks,

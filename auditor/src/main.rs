@@ -33,6 +33,9 @@ struct Common {
     /// Policy file: holders' release functions, suppressions, gate severities (docs/policy.md)
     #[arg(long)]
     policy: Option<PathBuf>,
+    /// Do not apply the built-in holder catalog (vfio, KVM, kernel-internal lookups) under the policy
+    #[arg(long)]
+    no_catalog: bool,
     /// Ring buffer size in MiB (power of two)
     #[arg(long, default_value_t = 4)]
     ring_buffer_mib: u32,
@@ -86,11 +89,17 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Do not apply the built-in holder catalog under the policy
+        #[arg(long)]
+        no_catalog: bool,
     },
     /// Check kernel, BTF, privileges and which hook carries which role on this kernel
     Doctor {
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Do not apply the built-in holder catalog under the policy
+        #[arg(long)]
+        no_catalog: bool,
         /// Print the diagnosis as JSON
         #[arg(long)]
         json: bool,
@@ -112,9 +121,9 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Doctor { policy, json } => {
-            let policy = load_policy(policy.as_deref())?;
-            let d = doctor::diagnose(&policy.release_functions())?;
+        Command::Doctor { policy, no_catalog, json } => {
+            let policy = Policy::load(policy.as_deref(), !no_catalog)?;
+            let d = doctor::diagnose(&policy)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
@@ -122,8 +131,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
-        Command::Replay { file, policy } => {
-            let policy = load_policy(policy.as_deref())?;
+        Command::Replay { file, policy, no_catalog } => {
+            let policy = Policy::load(policy.as_deref(), !no_catalog)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
             let (live, summary) = replay(reader, &name, &policy)?;
@@ -132,17 +141,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             for f in live.iter().chain(&summary.findings[live.len()..]) {
                 out.write(&Record::Finding(f.clone()))?;
             }
+            for note in summary.notes() {
+                eprintln!("pfn-auditor: {note}");
+            }
             Ok(code::CLEAN)
         }
         Command::Run { output, events, duration, quiet, common } => {
-            let policy = load_policy(common.policy.as_deref())?;
+            let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let out = open_output(&output)?;
             let opts = live_options(&common, policy, events, !quiet);
             run_live(opts, Some(out), || Ok(stop_signal(duration))).await?;
             Ok(code::CLEAN)
         }
         Command::Gate { output, junit: junit_path, sarif: sarif_path, allow_loss, common, cmd } => {
-            let policy = load_policy(common.policy.as_deref())?;
+            let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let fail_on = policy.fail_on.clone();
             let out = output.as_ref().map(|p| open_output(p)).transpose()?;
             let opts = live_options(&common, policy, out.is_some(), true);
@@ -189,13 +201,6 @@ fn live_options(common: &Common, policy: Policy, events: bool, human: bool) -> L
         human,
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
         metrics: common.metrics,
-    }
-}
-
-fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
-    match path {
-        Some(p) => Ok(Policy::from_file(p)?),
-        None => Ok(Policy::default()),
     }
 }
 

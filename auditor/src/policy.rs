@@ -1,21 +1,35 @@
 //! The policy file (TOML): per holder, how its raw-lookup pins are released; suppressions; which
 //! severities fail `gate`. See docs/policy.md. A bad policy is refused at start with
-//! `FILE:LINE: reason`.
+//! `FILE:LINE: reason`. The built-in catalog (`catalog.toml`) is written in the same format and
+//! layered under the user's file ([`Policy::load`]).
 use std::{fmt, path::Path};
 
 use auditor_common::RELEASE_SLOTS;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::correlate::finding::{FindingKind, Severity};
+use crate::correlate::finding::{FindingKind, Severity, base_name};
 
 /// How a release-hook call finds the pins it releases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReleaseMatch {
     /// Every pin of the holder taken by the calling process.
     Tgid,
-    /// Pins whose PFN (or user address) equals argument `n` of the call.
-    Arg { index: usize, is: ArgMeaning },
+    /// The pages from the PFN (or user address) in argument `index`: `count` pages when `count`
+    /// names the argument holding the page count, else the one page. Each page is taken from the
+    /// oldest pin of the holder that holds it.
+    Arg { index: usize, is: ArgMeaning, count: Option<usize> },
+}
+
+/// What a holder does with a lookup that returned a PFN of ordinary RAM (`ram_pfns`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RamPfns {
+    /// Keeps it like any other PFN: a pin.
+    #[default]
+    Pinned,
+    /// Refuses it (vfio: `vaddr_get_pfns` returns -EFAULT): not a pin.
+    Refused,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -40,14 +54,51 @@ pub struct HolderRule {
     pub function: Option<String>,
     pub release: Vec<String>,
     pub release_match: ReleaseMatch,
+    pub ram_pfns: RamPfns,
+    /// The kernel looking PFNs up for its own bookkeeping: never a pin.
+    pub kernel_internal: bool,
+    /// The file the rule was read from (`catalog.toml` for the built-in catalog).
+    pub source: String,
+}
+
+/// Same function, compiler clones included: `vaddr_get_pfns.constprop.0` is `vaddr_get_pfns`.
+pub fn same_function(a: &str, b: &str) -> bool {
+    base_name(a) == base_name(b)
 }
 
 impl HolderRule {
     /// Does a lookup made from `function` in `module` belong to this holder?
     pub fn matches(&self, function: Option<&str>, module: Option<&str>) -> bool {
         let module_ok = self.module.as_deref().is_none_or(|m| Some(m) == module);
-        let function_ok = self.function.as_deref().is_none_or(|f| Some(f) == function);
+        let function_ok = self.function.as_deref().is_none_or(|f| function.is_some_and(|g| same_function(f, g)));
         module_ok && function_ok
+    }
+
+    /// Is `hook` (a hooked release function) one of this holder's releases?
+    pub fn released_by(&self, hook: &str) -> bool {
+        self.release.iter().any(|r| same_function(r, hook))
+    }
+
+    /// One sentence on what the rule does, for `doctor` and the `status` record.
+    pub fn describe(&self) -> String {
+        if self.kernel_internal {
+            return "kernel-internal: its lookups are not pins".into();
+        }
+        let mut out = match (self.release.is_empty(), self.release_match) {
+            (true, _) => "no release declared: a lookup lives as long as the holder process".to_string(),
+            (false, ReleaseMatch::Tgid) => "a release call ends the holder's pins in the calling process".to_string(),
+            (false, ReleaseMatch::Arg { index, is, count }) => {
+                let what = if is == ArgMeaning::Pfn { "PFN" } else { "user address" };
+                match count {
+                    Some(c) => format!("a release call ends arg{c} pages from the {what} in arg{index}"),
+                    None => format!("a release call ends the page at the {what} in arg{index}"),
+                }
+            }
+        };
+        if self.ram_pfns == RamPfns::Refused {
+            out.push_str("; lookups of RAM PFNs are refused, not pins");
+        }
+        out
     }
 
     /// `module:function` as shown in findings and errors.
@@ -64,10 +115,34 @@ impl HolderRule {
 /// One `[[suppress]]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Suppression {
-    /// Holder function or module name.
+    /// Holder function (clone suffixes ignored) or module name.
     pub holder: String,
     pub kind: FindingKind,
     pub reason: String,
+    /// The file the suppression was read from (`catalog.toml` for the built-in catalog).
+    pub source: String,
+}
+
+impl Suppression {
+    fn matches(&self, function: Option<&str>, module: Option<&str>, kind: FindingKind) -> bool {
+        self.kind == kind && (function.is_some_and(|f| same_function(&self.holder, f)) || Some(self.holder.as_str()) == module)
+    }
+}
+
+/// One active rule, as `doctor` and the `status` record list them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RuleStatus {
+    /// `holder` or `suppress`.
+    pub rule: String,
+    /// `function [module]` of a holder; the function or module name a suppression names.
+    pub holder: String,
+    /// Release functions (hooked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<String>,
+    /// What the rule does, in one sentence.
+    pub effect: String,
+    /// The policy file it comes from, or `catalog.toml` for the built-in catalog.
+    pub source: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +195,10 @@ struct RawHolder {
     release: Vec<String>,
     release_match: Option<Spanned<String>>,
     release_arg_is: Option<ArgMeaning>,
+    release_count: Option<Spanned<String>>,
+    ram_pfns: Option<RamPfns>,
+    #[serde(default)]
+    kernel_internal: bool,
 }
 
 #[derive(Deserialize)]
@@ -167,11 +246,26 @@ impl Policy {
             if matches!(release_match, ReleaseMatch::Tgid) && h.release_arg_is.is_some() {
                 return Err(err(at, "`release_arg_is` needs `release_match = \"argN\"`".into()));
             }
+            let release_match = match (&h.release_count, release_match) {
+                (None, m) => m,
+                (Some(c), ReleaseMatch::Arg { index, is, .. }) => {
+                    let count = parse_arg(c.get_ref()).ok_or_else(|| err(c.span().start, format!("release_count must be \"arg0\"..\"arg5\", not {:?}", c.get_ref())))?;
+                    ReleaseMatch::Arg { index, is, count: Some(count) }
+                }
+                (Some(c), ReleaseMatch::Tgid) => return Err(err(c.span().start, "`release_count` needs `release_match = \"argN\"`".into())),
+            };
+            let releases = !h.release.is_empty() || h.release_match.is_some() || h.ram_pfns.is_some();
+            if h.kernel_internal && releases {
+                return Err(err(at, "a `kernel_internal` holder takes no pins: it has no release, release_match or ram_pfns".into()));
+            }
             holders.push(HolderRule {
                 module: h.module.clone(),
                 function: h.function.clone(),
                 release: h.release.clone(),
                 release_match,
+                ram_pfns: h.ram_pfns.unwrap_or_default(),
+                kernel_internal: h.kernel_internal,
+                source: file.to_string(),
             });
         }
 
@@ -180,7 +274,7 @@ impl Policy {
             let s = s.get_ref();
             let kind = FindingKind::from_name(s.kind.get_ref())
                 .ok_or_else(|| err(s.kind.span().start, format!("unknown finding kind {:?} (known: {})", s.kind.get_ref(), FindingKind::names().join(", "))))?;
-            suppressions.push(Suppression { holder: s.holder.clone(), kind, reason: s.reason.clone() });
+            suppressions.push(Suppression { holder: s.holder.clone(), kind, reason: s.reason.clone(), source: file.to_string() });
         }
 
         let fail_on = match &raw.gate {
@@ -194,12 +288,61 @@ impl Policy {
         };
 
         let policy = Self { holders, suppressions, fail_on };
-        let releases = policy.release_functions();
-        if releases.len() > RELEASE_SLOTS {
+        if let Err(reason) = policy.check_release_slots() {
             let at = raw.holder.last().map(|h| h.span().start).unwrap_or(0);
-            return Err(err(at, format!("{} distinct release functions; at most {RELEASE_SLOTS} can be hooked", releases.len())));
+            return Err(err(at, reason));
         }
         Ok(policy)
+    }
+
+    /// The user's policy file (or none) over the built-in catalog (or not, `--no-catalog`).
+    pub fn load(path: Option<&Path>, catalog: bool) -> Result<Self, PolicyError> {
+        let user = match path {
+            Some(p) => Self::from_file(p)?,
+            None => Self::default(),
+        };
+        if !catalog {
+            return Ok(user);
+        }
+        let file = path.map(|p| p.display().to_string()).unwrap_or_else(|| crate::catalog::FILE.to_string());
+        user.over(&crate::catalog::catalog()).map_err(|reason| PolicyError { file, line: 0, reason })
+    }
+
+    /// This policy layered over `under`: its holder rules first (the first match wins, so they
+    /// override `under`'s for the same holder), then `under`'s; the suppressions of both; this
+    /// policy's `[gate]`.
+    pub fn over(mut self, under: &Policy) -> Result<Self, String> {
+        self.holders.extend(under.holders.iter().cloned());
+        self.suppressions.extend(under.suppressions.iter().cloned());
+        self.check_release_slots().map_err(|reason| format!("{reason} with the built-in catalog's (run with --no-catalog)"))?;
+        Ok(self)
+    }
+
+    fn check_release_slots(&self) -> Result<(), String> {
+        let n = self.release_functions().len();
+        if n > RELEASE_SLOTS {
+            return Err(format!("{n} distinct release functions; at most {RELEASE_SLOTS} can be hooked"));
+        }
+        Ok(())
+    }
+
+    /// Every active rule, holders in matching order, then suppressions.
+    pub fn rules(&self) -> Vec<RuleStatus> {
+        let holders = self.holders.iter().map(|h| RuleStatus {
+            rule: "holder".into(),
+            holder: h.label(),
+            release: h.release.clone(),
+            effect: h.describe(),
+            source: h.source.clone(),
+        });
+        let suppressions = self.suppressions.iter().map(|s| RuleStatus {
+            rule: "suppress".into(),
+            holder: s.holder.clone(),
+            release: Vec::new(),
+            effect: format!("{} suppressed: {}", s.kind.name(), s.reason),
+            source: s.source.clone(),
+        });
+        holders.chain(suppressions).collect()
     }
 
     /// Distinct release functions in order of appearance: what the loader attaches kprobes to,
@@ -222,23 +365,22 @@ impl Policy {
     }
 
     pub fn suppression_for(&self, function: Option<&str>, module: Option<&str>, kind: FindingKind) -> Option<&Suppression> {
-        self.suppressions
-            .iter()
-            .find(|s| s.kind == kind && (Some(s.holder.as_str()) == function || Some(s.holder.as_str()) == module))
+        self.suppressions.iter().find(|s| s.matches(function, module, kind))
     }
+}
+
+/// `argN`, N counted from 0 (the function's first parameter is `arg0`).
+fn parse_arg(text: &str) -> Option<usize> {
+    text.strip_prefix("arg").and_then(|n| n.parse::<usize>().ok()).filter(|n| *n < auditor_common::RELEASE_ARGS)
 }
 
 fn parse_match(text: &str, arg_is: Option<ArgMeaning>) -> Result<ReleaseMatch, String> {
     if text == "tgid" {
         return Ok(ReleaseMatch::Tgid);
     }
-    let index = text
-        .strip_prefix("arg")
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|n| *n < auditor_common::RELEASE_ARGS)
-        .ok_or_else(|| format!("release_match must be \"tgid\" or \"arg0\"..\"arg5\", not {text:?}"))?;
+    let index = parse_arg(text).ok_or_else(|| format!("release_match must be \"tgid\" or \"arg0\"..\"arg5\", not {text:?}"))?;
     let is = arg_is.ok_or_else(|| format!("release_match = {text:?} needs release_arg_is = \"pfn\" or \"address\""))?;
-    Ok(ReleaseMatch::Arg { index, is })
+    Ok(ReleaseMatch::Arg { index, is, count: None })
 }
 
 #[cfg(test)]
@@ -272,7 +414,7 @@ fail_on = ["error", "warning"]
         let names: Vec<String> = p.release_functions().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["pfnaudit_unpin_tracked", "vfio_unpin_pages"]);
         assert_eq!(p.release_functions()[0].module.as_deref(), Some("pfnaudit_test"));
-        assert_eq!(p.holders[1].release_match, ReleaseMatch::Arg { index: 1, is: ArgMeaning::Pfn });
+        assert_eq!(p.holders[1].release_match, ReleaseMatch::Arg { index: 1, is: ArgMeaning::Pfn, count: None });
         assert_eq!(p.fail_on, vec![Severity::Error, Severity::Warning]);
         assert!(p.holder_for(Some("pfnaudit_pin_tracked"), Some("pfnaudit_test")).is_some());
         assert!(p.holder_for(Some("other"), Some("pfnaudit_test")).is_none());
@@ -313,6 +455,55 @@ fail_on = ["error", "warning"]
         let text = format!("[[holder]]\nmodule = \"m\"\nrelease = [{}]\n", funcs.join(", "));
         let e = Policy::parse(&text, "p.toml").unwrap_err();
         assert!(e.reason.contains("at most 8"), "{e}");
+    }
+
+    #[test]
+    fn release_count_ram_pfns_and_kernel_internal_parse_and_are_checked() {
+        let text = "[[holder]]\nmodule = \"m\"\nrelease = [\"f\"]\nrelease_match = \"arg2\"\nrelease_arg_is = \"pfn\"\nrelease_count = \"arg3\"\nram_pfns = \"refused\"\n\n[[holder]]\nfunction = \"g\"\nkernel_internal = true\n";
+        let p = Policy::parse(text, "p.toml").unwrap();
+        assert_eq!(p.holders[0].release_match, ReleaseMatch::Arg { index: 2, is: ArgMeaning::Pfn, count: Some(3) });
+        assert_eq!(p.holders[0].ram_pfns, RamPfns::Refused);
+        assert_eq!((p.holders[1].kernel_internal, p.holders[1].ram_pfns), (true, RamPfns::Pinned));
+        let e = Policy::parse("[[holder]]\nmodule = \"m\"\nrelease = [\"f\"]\nrelease_count = \"arg3\"\n", "p.toml").unwrap_err();
+        assert_eq!((e.line, e.reason.as_str()), (4, "`release_count` needs `release_match = \"argN\"`"));
+        let e = Policy::parse("[[holder]]\nmodule = \"m\"\nrelease_match = \"arg0\"\nrelease_arg_is = \"pfn\"\nrelease_count = \"3\"\n", "p.toml").unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.reason.starts_with("release_count must be \"arg0\""), "{e}");
+        let e = Policy::parse("[[holder]]\nfunction = \"g\"\nkernel_internal = true\nrelease = [\"f\"]\n", "p.toml").unwrap_err();
+        assert!(e.reason.contains("takes no pins"), "{e}");
+        let e = Policy::parse("[[holder]]\nfunction = \"g\"\nram_pfns = \"sometimes\"\n", "p.toml").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn functions_match_their_compiler_clones() {
+        let p = Policy::parse(GOOD, "p.toml").unwrap();
+        for clone in ["pfnaudit_pin_tracked.constprop.0", "pfnaudit_pin_tracked.isra.0.cold", "pfnaudit_pin_tracked.part.2", "pfnaudit_pin_tracked.llvm.99"] {
+            assert_eq!(p.holder_for(Some(clone), Some("pfnaudit_test")).map(|(i, _)| i), Some(0), "{clone}");
+        }
+        assert!(p.holder_for(Some("pfnaudit_pin_tracked_more"), Some("pfnaudit_test")).is_none());
+        assert!(p.holders[0].released_by("pfnaudit_unpin_tracked.isra.0"));
+        let s = Policy::parse("[[suppress]]\nholder = \"hva_to_pfn\"\nkind = \"lookup-revoked\"\nreason = \"r\"\n", "p.toml").unwrap();
+        assert!(s.suppression_for(Some("hva_to_pfn.constprop.0"), None, FindingKind::LookupRevoked).is_some());
+    }
+
+    #[test]
+    fn a_policy_over_another_comes_first_and_keeps_its_gate() {
+        let user = Policy::parse("[[holder]]\nmodule = \"m\"\n\n[gate]\nfail_on = [\"warning\"]\n", "user.toml").unwrap();
+        let under = Policy::parse(GOOD, "under.toml").unwrap();
+        let p = user.over(&under).unwrap();
+        let sources: Vec<&str> = p.holders.iter().map(|h| h.source.as_str()).collect();
+        assert_eq!(sources, ["user.toml", "under.toml", "under.toml"]);
+        assert_eq!(p.fail_on, vec![Severity::Warning]);
+        let rules = p.rules();
+        assert_eq!(rules.len(), 4);
+        assert_eq!(rules[3].rule, "suppress");
+        assert_eq!(rules[3].effect, "lookup-revoked suppressed: KVM holds an mmu notifier");
+        assert_eq!(rules[2].effect, "a release call ends the page at the PFN in arg1");
+        let funcs: Vec<String> = (0..RELEASE_SLOTS).map(|i| format!("\"f{i}\"")).collect();
+        let full = Policy::parse(&format!("[[holder]]\nmodule = \"m\"\nrelease = [{}]\n", funcs.join(", ")), "full.toml").unwrap();
+        let e = full.over(&under).unwrap_err();
+        assert!(e.contains("--no-catalog"), "{e}");
     }
 
     #[test]

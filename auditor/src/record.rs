@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{correlate::Finding, drain::HookTotals, event::Event, probes::HookStatus};
+use crate::{correlate::Finding, drain::HookTotals, event::Event, policy::RuleStatus, probes::HookStatus};
 
 /// Bumped on any incompatible change to the records.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -34,6 +34,10 @@ pub struct Status {
     /// Whether raw `event` records follow (`--events`).
     pub events: bool,
     pub hooks: Vec<HookStatus>,
+    /// The active holder and suppression rules, from the policy file and the built-in catalog,
+    /// in matching order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleStatus>,
 }
 
 /// A hook attached or detached after `status`: its module was loaded, unloaded or reloaded.
@@ -58,7 +62,13 @@ pub struct RunSummary {
     pub findings: Vec<Finding>,
     pub counts: BTreeMap<String, u64>,
     pub suppressed: u64,
+    /// Suppressed findings per suppression reason.
+    #[serde(default)]
+    pub suppressed_by: BTreeMap<String, u64>,
     pub pins_held: u64,
+    /// Raw-lookup pins whose vma stayed unknown: owner revocations cannot be matched to them.
+    #[serde(default)]
+    pub pins_without_vma: u64,
     pub events: u64,
     pub lost_total: u64,
     pub hooks: Vec<HookTotals>,

@@ -42,6 +42,7 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
             HookStatus { hook: "follow_pfn".into(), symbol: "follow_pfn".into(), state: HookState::Attached, reason: None },
             HookStatus { hook: "follow_pfnmap_start".into(), symbol: "follow_pfnmap_start".into(), state: HookState::Absent, reason: Some("appeared in 6.12".into()) },
         ],
+        rules: policy.clone().over(&auditor::catalog::catalog()).unwrap().rules(),
     };
     let mut lines = vec![serde_json::to_string(&Record::Status(status)).unwrap()];
     // The driver's module loaded after the start: its release hook attaches then.
@@ -68,7 +69,9 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         findings: summary.findings,
         counts: summary.counts,
         suppressed: summary.suppressed,
+        suppressed_by: summary.suppressed_by,
         pins_held: summary.pins_held,
+        pins_without_vma: summary.pins_without_vma,
         events: s.events.len() as u64,
         lost_total: 3,
         hooks: vec![HookTotals { hook: "follow_pfn".into(), hits: 9, emitted: 6, dropped: 3 }],

@@ -107,6 +107,12 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// The function as written in the source: the symbol without its compiler clone suffix
+    /// (see [`base_name`]).
+    pub fn base_function(&self) -> Option<&str> {
+        self.function.as_deref().map(base_name)
+    }
+
     pub fn from_frame(frame: Option<&Frame>) -> Self {
         match frame {
             Some(f) => Holder { function: f.function.clone(), module: f.module.clone(), offset: f.offset },
@@ -184,10 +190,20 @@ pub struct Finding {
     pub age_ns: u64,
 }
 
-/// FNV-1a 64: tiny, stable across Rust versions and platforms (unlike `DefaultHasher`).
+/// A kernel function symbol without the suffix the compiler gave a clone of it
+/// (`vaddr_get_pfns.constprop.0`, `foo.isra.0.cold`, `bar.part.1`, `baz.llvm.123456`): C identifiers
+/// have no `.`, so everything from the first `.` on is a suffix. The same source function is
+/// `vaddr_get_pfns.constprop.0` on one kernel build and `vaddr_get_pfns` on the next.
+pub fn base_name(symbol: &str) -> &str {
+    symbol.split_once('.').map_or(symbol, |(base, _)| base)
+}
+
+/// FNV-1a 64: tiny, stable across Rust versions and platforms (unlike `DefaultHasher`). The holder
+/// function is hashed without its clone suffix, so a finding keeps its fingerprint across kernel
+/// builds that clone the function differently.
 pub fn fingerprint(holder: &Holder, kind: FindingKind, path: Option<&str>) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let parts = [holder.function.as_deref().unwrap_or(""), holder.module.as_deref().unwrap_or(""), kind.name(), path.unwrap_or("")];
+    let parts = [holder.base_function().unwrap_or(""), holder.module.as_deref().unwrap_or(""), kind.name(), path.unwrap_or("")];
     for part in parts {
         for byte in part.bytes().chain(std::iter::once(0)) {
             hash ^= byte as u64;
@@ -218,6 +234,19 @@ mod tests {
     fn fingerprint_algorithm_is_pinned() {
         let h = Holder { function: Some("f".into()), module: Some("m".into()), offset: 0 };
         assert_eq!(fingerprint(&h, FindingKind::PinLeaked, Some("/p")), "35ebeebd90938f2f");
+    }
+
+    #[test]
+    fn clone_suffixes_are_not_part_of_the_fingerprint() {
+        let plain = Holder { function: Some("vaddr_get_pfns".into()), module: Some("vfio_iommu_type1".into()), offset: 221 };
+        let want = fingerprint(&plain, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0"));
+        for clone in ["vaddr_get_pfns.constprop.0", "vaddr_get_pfns.isra.0", "vaddr_get_pfns.part.3", "vaddr_get_pfns.cold", "vaddr_get_pfns.isra.0.cold", "vaddr_get_pfns.llvm.8412657"] {
+            let h = Holder { function: Some(clone.into()), ..plain.clone() };
+            assert_eq!(h.base_function(), Some("vaddr_get_pfns"), "{clone}");
+            assert_eq!(fingerprint(&h, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0")), want, "{clone}");
+        }
+        let other = Holder { function: Some("vaddr_get_pfn".into()), ..plain };
+        assert_ne!(want, fingerprint(&other, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0")), "another function");
     }
 
     #[test]

@@ -12,28 +12,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     event::{Cause, Event, EventBody, Hex, Vma},
-    policy::{ArgMeaning, Policy, ReleaseMatch},
+    policy::{ArgMeaning, Policy, RamPfns, ReleaseMatch, same_function},
 };
 pub use finding::{Finding, FindingKind, Holder, PinSource, Severity};
 use finding::{RevocationEvidence, fingerprint};
-use pin::{Pin, Release};
+use pin::{Pin, Release, subtract};
 
 const PAGE: u64 = 4096;
 
-/// Callers that look PFNs up for the kernel's own bookkeeping: never pins. The eBPF side already
-/// drops lookups nested in these; this list covers recordings from other sources and kernels
-/// where a marker could not be attached.
-/// `get_vaddr_frames` is listed because its lookups belong to the frame-vector pin it reports.
-pub const KERNEL_INTERNAL_CALLERS: &[&str] = &[
-    "follow_phys",
-    "untrack_pfn",
-    "track_pfn_copy",
-    "get_pat_info",
-    "generic_access_phys",
-    "follow_pfn",
-    "follow_pte",
-    "get_vaddr_frames",
-];
+/// Callers whose lookups belong to another hooked call: `follow_pte()` inside `follow_pfn()`
+/// (6.1) is the `follow_pfn` lookup, and `get_vaddr_frames()`'s lookups are the frame-vector pin
+/// it reports. The eBPF side already drops them; this covers recordings from other sources.
+/// Kernel code that looks PFNs up for its own bookkeeping (x86 PAT, ptrace) is in the catalog
+/// (`kernel_internal` holders).
+pub const NESTED_HOOK_CALLERS: &[&str] = &["follow_pfn", "follow_pte", "get_vaddr_frames"];
 
 /// End-of-run summary of the correlator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -42,8 +34,29 @@ pub struct Summary {
     /// Findings per kind name.
     pub counts: BTreeMap<String, u64>,
     pub suppressed: u64,
+    /// Suppressed findings per suppression reason.
+    #[serde(default)]
+    pub suppressed_by: BTreeMap<String, u64>,
     /// Pins still held when the run ended.
     pub pins_held: u64,
+    /// Raw-lookup pins whose vma stayed unknown (the lookup carried only the mm and no PFN map
+    /// of the run contained the address): an owner revocation cannot be matched to them.
+    #[serde(default)]
+    pub pins_without_vma: u64,
+}
+
+impl Summary {
+    /// End-of-run lines for humans: suppressions per reason, pins whose vma stayed unknown.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.suppressed_by.iter().map(|(reason, n)| format!("suppressed: {reason}: {n}")).collect();
+        if self.pins_without_vma > 0 {
+            notes.push(format!(
+                "{} pin(s) without a known vma (no PFN map of the run contains their address): an owner revocation of their file cannot be matched to them",
+                self.pins_without_vma
+            ));
+        }
+        notes
+    }
 }
 
 pub struct Correlator {
@@ -54,7 +67,8 @@ pub struct Correlator {
     next_pin_id: u64,
     exited: HashSet<u32>,
     findings: Vec<Finding>,
-    suppressed: u64,
+    suppressed_by: BTreeMap<String, u64>,
+    pins_without_vma: u64,
     last_ts: u64,
 }
 
@@ -67,7 +81,8 @@ impl Correlator {
             next_pin_id: 1,
             exited: HashSet::new(),
             findings: Vec::new(),
-            suppressed: 0,
+            suppressed_by: BTreeMap::new(),
+            pins_without_vma: 0,
             last_ts: 0,
         }
     }
@@ -84,8 +99,8 @@ impl Correlator {
                 self.pfnmaps.remove(&vma.vma.0);
                 Vec::new()
             }
-            EventBody::RawLookup { vma, address, pfn, .. } => {
-                self.raw_lookup(ev, vma, address.0, *pfn);
+            EventBody::RawLookup { vma, address, pfn, ram } => {
+                self.raw_lookup(ev, vma, address.0, *pfn, *ram);
                 Vec::new()
             }
             EventBody::FramesGet { vec, start, mm, nr_frames, is_pfns, pfns, .. } => {
@@ -126,7 +141,14 @@ impl Correlator {
         for f in &self.findings {
             *counts.entry(f.kind.name().to_string()).or_insert(0) += 1;
         }
-        Summary { findings: self.findings.clone(), counts, suppressed: self.suppressed, pins_held: self.pins.len() as u64 }
+        Summary {
+            findings: self.findings.clone(),
+            counts,
+            suppressed: self.suppressed_by.values().sum(),
+            suppressed_by: self.suppressed_by.clone(),
+            pins_held: self.pins.len() as u64,
+            pins_without_vma: self.pins_without_vma,
+        }
     }
 
     /// Pins currently held (for tests and metrics).
@@ -138,8 +160,8 @@ impl Correlator {
     fn keep(&mut self, found: Vec<Finding>) -> Vec<Finding> {
         let mut kept = Vec::new();
         for f in found {
-            if self.policy.suppression_for(f.pin.holder.function.as_deref(), f.pin.holder.module.as_deref(), f.kind).is_some() {
-                self.suppressed += 1;
+            if let Some(s) = self.policy.suppression_for(f.pin.holder.function.as_deref(), f.pin.holder.module.as_deref(), f.kind) {
+                *self.suppressed_by.entry(s.reason.clone()).or_insert(0) += 1;
             } else {
                 kept.push(f);
             }
@@ -167,27 +189,37 @@ impl Correlator {
         hits.first().map(|m| (*m).clone())
     }
 
-    fn raw_lookup(&mut self, ev: &Event, vma: &Vma, address: u64, pfn: u64) {
-        let caller = ev.caller.as_ref();
-        if caller.and_then(|c| c.function.as_deref()).is_some_and(|f| KERNEL_INTERNAL_CALLERS.contains(&f)) {
+    fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
+        let holder = Holder::from_frame(ev.caller.as_ref());
+        if holder.function.as_deref().is_some_and(|f| NESTED_HOOK_CALLERS.iter().any(|n| same_function(n, f))) {
             return;
         }
-        let holder = Holder::from_frame(caller);
         let release = match self.policy.holder_for(holder.function.as_deref(), holder.module.as_deref()) {
+            Some((_, rule)) if rule.kernel_internal => return,
+            Some((_, rule)) if ram && rule.ram_pfns == RamPfns::Refused => return,
             Some((index, rule)) if !rule.release.is_empty() => Release::Policy(index),
             _ => Release::HolderExit,
         };
         let page = address & !(PAGE - 1);
-        let vma = self.resolve_vma(vma, page);
-        let mm = vma.as_ref().map(|v| v.mm.0).unwrap_or(0);
+        let vma = self.resolve_vma(recorded, page);
+        // Without its vma the pin still has the lookup's mm: munmap and exit find it.
+        let mm = vma.as_ref().map_or(recorded.mm.0, |v| v.mm.0);
         let vma_ptr = vma.as_ref().map(|v| v.vma.0).unwrap_or(0);
         // vfio and friends look up one page at a time: extend the holder's pin when this page
-        // continues it (or is already in it).
-        if let Some(p) = self.pins.iter_mut().find(|p| {
-            p.source == PinSource::RawLookup && p.holder.function == holder.function && p.holder.module == holder.module && p.task.tgid == ev.task.tgid && p.vma_ptr() == vma_ptr
-        }) && p.absorb(page, pfn)
-        {
+        // continues one of its runs (or is already in it).
+        if self.pins.iter_mut().any(|p| {
+            p.source == PinSource::RawLookup
+                && p.holder.function == holder.function
+                && p.holder.module == holder.module
+                && p.task.tgid == ev.task.tgid
+                && p.vma_ptr() == vma_ptr
+                && p.mm == mm
+                && p.absorb(page, pfn)
+        }) {
             return;
+        }
+        if vma.is_none() {
+            self.pins_without_vma += 1;
         }
         let pin = Pin::raw(self.next_pin_id, ev, holder, vma, mm, page, pfn, release);
         self.next_pin_id += 1;
@@ -206,31 +238,30 @@ impl Correlator {
     }
 
     fn release_call(&mut self, ev: &Event, args: &[Hex]) {
-        let rules: Vec<(usize, ReleaseMatch)> = self
-            .policy
-            .holders
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| h.release.contains(&ev.hook))
-            .map(|(i, h)| (i, h.release_match))
-            .collect();
-        self.pins.retain(|p| {
-            let Release::Policy(index) = p.release else { return true };
-            let released = rules.iter().any(|(rule, how)| {
-                *rule == index
-                    && match how {
-                        ReleaseMatch::Tgid => p.task.tgid == ev.task.tgid,
-                        ReleaseMatch::Arg { index, is } => {
-                            let value = args.get(*index).map(|h| h.0).unwrap_or(u64::MAX);
-                            match is {
-                                ArgMeaning::Pfn => p.has_pfn(value),
-                                ArgMeaning::Address => p.start <= value && value < p.end,
-                            }
+        let arg = |i: usize| args.get(i).map(|h| h.0);
+        for (rule, how) in self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match)) {
+            let of_rule = |p: &Pin| p.release == Release::Policy(rule);
+            match how {
+                ReleaseMatch::Tgid => self.pins.retain(|p| !(of_rule(p) && p.task.tgid == ev.task.tgid)),
+                ReleaseMatch::Arg { index, is, count } => {
+                    let Some(value) = arg(index) else { continue };
+                    let first = match is {
+                        ArgMeaning::Pfn => value,
+                        ArgMeaning::Address => value / PAGE,
+                    };
+                    let pages = count.map_or(Some(1), arg).unwrap_or(1);
+                    // Each page given back leaves the oldest pin holding it; the rest stay held.
+                    let mut left = vec![(first, first.saturating_add(pages))];
+                    for p in self.pins.iter_mut().filter(|p| of_rule(p)) {
+                        left = left.into_iter().flat_map(|(lo, hi)| subtract(lo, hi, p.give_back(is, lo, hi))).collect();
+                        if left.is_empty() {
+                            break;
                         }
                     }
-            });
-            !released
-        });
+                    self.pins.retain(|p| !p.is_empty());
+                }
+            }
+        }
     }
 
     fn revoke(&mut self, ev: &Event, scope: &Scope) -> Vec<Finding> {
@@ -284,14 +315,14 @@ impl Correlator {
                 "{} by {} kept {} page(s) of {} after {} ({}) by {}[{}]",
                 p.source_label(),
                 p.holder,
-                p.pages,
+                p.pages(),
                 what,
                 cause_label(r.cause),
                 r.hook,
                 r.task.comm,
                 r.task.tgid
             ),
-            None => format!("{} by {}: {} page(s) of {what} — {}", p.source_label(), p.holder, p.pages, kind.description()),
+            None => format!("{} by {}: {} page(s) of {what} — {}", p.source_label(), p.holder, p.pages(), kind.description()),
         };
         Finding {
             kind,
@@ -322,7 +353,7 @@ fn mapping_label(p: &Pin) -> String {
         Some(crate::event::Vma { path: Some(path), .. }) => path.clone(),
         Some(v) if v.mapping.0 == 0 => "anonymous memory".into(),
         Some(v) => format!("a file mapping (dev {} ino {})", v.dev, v.ino),
-        None => format!("user memory at {:#x}", p.start),
+        None => format!("user memory at {:#x}", p.start()),
     }
 }
 
@@ -355,16 +386,18 @@ impl Scope<'_> {
                 if vma.mapping != mapping {
                     return false;
                 }
-                // File page offsets of the pin: vm_pgoff + page index inside the vma.
-                let first = vma.pgoff + p.start.saturating_sub(vma.start.0) / PAGE;
-                let last = first + p.pages.max(1) - 1;
                 let revoke_last = self.nr_pages.map(|n| self.first_pgoff.saturating_add(n.max(1) - 1)).unwrap_or(u64::MAX);
-                first <= revoke_last && self.first_pgoff <= last
+                p.runs.iter().any(|r| {
+                    // File page offsets of the run: vm_pgoff + page index inside the vma.
+                    let first = vma.pgoff + r.start.saturating_sub(vma.start.0) / PAGE;
+                    let last = first + r.pages.max(1) - 1;
+                    first <= revoke_last && self.first_pgoff <= last
+                })
             }
             Cause::Zap | Cause::Unmap => {
                 let same_vma = self.vma.is_some_and(|v| v.vma.0 != 0 && p.vma_ptr() == v.vma.0);
                 let same_mm = self.mm != 0 && p.mm == self.mm;
-                (same_vma || same_mm) && p.start < self.end && self.start < p.end
+                (same_vma || same_mm) && p.runs.iter().any(|r| r.start < self.end && self.start < r.end())
             }
             Cause::Exit => self.mm != 0 && p.mm == self.mm,
         }

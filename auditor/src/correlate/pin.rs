@@ -1,5 +1,9 @@
-//! A held pin and how it grows (per-page lookups coalesce into one range).
-use crate::event::{Event, Hex, Task, Vma};
+//! A held pin: a set of page runs. Per-page lookups coalesce into runs; a release by PFN or
+//! address takes exactly the pages it gives back out of them, so a pin can shrink or split.
+use crate::{
+    event::{Event, Hex, Task, Vma},
+    policy::ArgMeaning,
+};
 
 use super::{
     PAGE,
@@ -17,6 +21,38 @@ pub enum Release {
     HolderExit,
 }
 
+/// `pages` pages from user address `start`; for raw lookups their PFNs run from `pfn` (a frame
+/// vector's PFNs are not contiguous and only partly known: `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub start: u64,
+    pub pages: u64,
+    pub pfn: Option<u64>,
+}
+
+impl Run {
+    pub fn end(&self) -> u64 {
+        self.start + self.pages * PAGE
+    }
+
+    /// First page of the run as a release argument names it: its PFN, or its user page number.
+    fn key(&self, is: ArgMeaning) -> Option<u64> {
+        match is {
+            ArgMeaning::Pfn => self.pfn,
+            ArgMeaning::Address => Some(self.start / PAGE),
+        }
+    }
+
+    /// `pages` pages from page `offset` of the run.
+    fn slice(&self, offset: u64, pages: u64) -> Run {
+        Run { start: self.start + offset * PAGE, pages, pfn: self.pfn.map(|p| p + offset) }
+    }
+
+    fn holds(&self, page: u64, pfn: u64) -> bool {
+        self.start <= page && page < self.end() && self.pfn.is_some_and(|p| p + (page - self.start) / PAGE == pfn)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Pin {
     pub id: u64,
@@ -26,11 +62,10 @@ pub struct Pin {
     pub task: Task,
     pub vma: Option<Vma>,
     pub mm: u64,
-    /// User address range [start, end).
-    pub start: u64,
-    pub end: u64,
-    pub pfns: Vec<PfnRange>,
-    pub pages: u64,
+    /// The pages held, by user address, in address order; never empty.
+    pub runs: Vec<Run>,
+    /// Frame vectors: the PFNs the kernel record carried (the first frames).
+    frame_pfns: Vec<PfnRange>,
     pub vec: Option<Hex>,
     pub release: Release,
     pub ts_ns: u64,
@@ -50,10 +85,8 @@ impl Pin {
             task: ev.task.clone(),
             vma,
             mm,
-            start: page,
-            end: page + PAGE,
-            pfns: vec![PfnRange { first: pfn, count: 1 }],
-            pages: 1,
+            runs: vec![Run { start: page, pages: 1, pfn: Some(pfn) }],
+            frame_pfns: Vec::new(),
             vec: None,
             release,
             ts_ns: ev.ts_ns,
@@ -79,10 +112,8 @@ impl Pin {
             task: ev.task.clone(),
             vma,
             mm,
-            start,
-            end: start + nr_frames as u64 * PAGE,
-            pfns: ranges,
-            pages: nr_frames as u64,
+            runs: vec![Run { start, pages: nr_frames as u64, pfn: None }],
+            frame_pfns: ranges,
             vec: Some(vec),
             release: Release::FrameVector,
             ts_ns: ev.ts_ns,
@@ -95,35 +126,90 @@ impl Pin {
         self.vma.as_ref().map(|v| v.vma.0).unwrap_or(0)
     }
 
-    pub fn has_pfn(&self, pfn: u64) -> bool {
-        self.pfns.iter().any(|r| r.first <= pfn && pfn < r.first + r.count)
+    /// Lowest user address held.
+    pub fn start(&self) -> u64 {
+        self.runs.first().map_or(0, |r| r.start)
     }
 
-    /// Takes the page at `page` with `pfn` into this pin if it is already in it or continues it
-    /// at either end. A pin that was already reported is not grown: the new lookup is a new pin.
+    /// End of the highest page held.
+    pub fn end(&self) -> u64 {
+        self.runs.last().map_or(0, Run::end)
+    }
+
+    /// Pages held.
+    pub fn pages(&self) -> u64 {
+        self.runs.iter().map(|r| r.pages).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+
+    /// Takes the page at `page` with `pfn` into this pin if it already holds it or it continues
+    /// one of its runs at either end. A pin that was already reported is not grown: the new
+    /// lookup is a new pin.
     pub fn absorb(&mut self, page: u64, pfn: u64) -> bool {
-        if self.start <= page && page < self.end && self.has_pfn(pfn) {
+        if self.runs.iter().any(|r| r.holds(page, pfn)) {
             return true;
         }
-        if !self.reported.is_empty() {
+        if !self.reported.is_empty() || self.runs.iter().any(|r| r.start <= page && page < r.end()) {
             return false;
         }
-        let last = self.pfns.last_mut().expect("a pin has PFNs");
-        if page == self.end && pfn == last.first + last.count {
-            last.count += 1;
-            self.end += PAGE;
-            self.pages += 1;
-            return true;
+        let grown = self.runs.iter_mut().find_map(|r| {
+            let first = r.pfn?;
+            if page == r.end() && pfn == first + r.pages {
+                r.pages += 1;
+            } else if page + PAGE == r.start && pfn + 1 == first {
+                *r = Run { start: page, pages: r.pages + 1, pfn: Some(pfn) };
+            } else {
+                return None;
+            }
+            Some(())
+        });
+        if grown.is_some() {
+            self.merge_runs();
         }
-        let first = self.pfns.first_mut().expect("a pin has PFNs");
-        if page + PAGE == self.start && pfn + 1 == first.first {
-            first.first = pfn;
-            first.count += 1;
-            self.start = page;
-            self.pages += 1;
-            return true;
+        grown.is_some()
+    }
+
+    /// Joins runs that became contiguous in address and PFN.
+    fn merge_runs(&mut self) {
+        let mut merged: Vec<Run> = Vec::with_capacity(self.runs.len());
+        for run in self.runs.drain(..) {
+            match merged.last_mut() {
+                Some(last) if last.end() == run.start && last.pfn.zip(run.pfn).is_some_and(|(a, b)| a + last.pages == b) => last.pages += run.pages,
+                _ => merged.push(run),
+            }
         }
-        false
+        self.runs = merged;
+    }
+
+    /// Gives back the pages whose PFN (or user page number) is in `[lo, hi)`; returns those
+    /// taken, as ranges of the same keys. What stays held stays in the pin, split if need be.
+    pub fn give_back(&mut self, is: ArgMeaning, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        let mut taken = Vec::new();
+        let mut kept = Vec::with_capacity(self.runs.len() + 1);
+        for run in &self.runs {
+            let Some(first) = run.key(is) else {
+                kept.push(*run);
+                continue;
+            };
+            let last = first + run.pages;
+            let (a, b) = (first.max(lo), last.min(hi));
+            if a >= b {
+                kept.push(*run);
+                continue;
+            }
+            taken.push((a, b));
+            if first < a {
+                kept.push(run.slice(0, a - first));
+            }
+            if b < last {
+                kept.push(run.slice(b - first, last - b));
+            }
+        }
+        self.runs = kept;
+        taken
     }
 
     pub fn source_label(&self) -> &'static str {
@@ -134,6 +220,10 @@ impl Pin {
     }
 
     pub fn evidence(&self, release: String) -> PinEvidence {
+        let pfns = match self.source {
+            PinSource::FrameVector => self.frame_pfns.clone(),
+            PinSource::RawLookup => self.runs.iter().filter_map(|r| Some(PfnRange { first: r.pfn?, count: r.pages })).collect(),
+        };
         PinEvidence {
             id: self.id,
             source: self.source,
@@ -141,14 +231,31 @@ impl Pin {
             holder: self.holder.clone(),
             task: self.task.clone(),
             vma: self.vma.clone(),
-            start: Hex(self.start),
-            end: Hex(self.end),
-            pfns: self.pfns.clone(),
-            pages: self.pages,
+            start: Hex(self.start()),
+            end: Hex(self.end()),
+            pfns,
+            pages: self.pages(),
             vec: self.vec,
             release,
             ts_ns: self.ts_ns,
             stack: self.stack.clone(),
         }
     }
+}
+
+/// `[lo, hi)` without the sub-ranges in `taken`.
+pub fn subtract(lo: u64, hi: u64, mut taken: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    taken.sort_unstable();
+    let mut left = Vec::new();
+    let mut at = lo;
+    for (a, b) in taken {
+        if at < a {
+            left.push((at, a.min(hi)));
+        }
+        at = at.max(b);
+    }
+    if at < hi {
+        left.push((at, hi));
+    }
+    left
 }

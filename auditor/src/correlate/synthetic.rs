@@ -90,7 +90,12 @@ impl Stream {
     }
 
     pub fn release(&mut self, p: &Proc, function: &str, arg0: u64) -> &mut Self {
-        let body = EventBody::ReleaseCall { args: vec![Hex(arg0), Hex(0), Hex(0), Hex(0), Hex(0), Hex(0)] };
+        self.release_args(p, function, [arg0, 0, 0, 0, 0, 0])
+    }
+
+    /// A call of release hook `function` with these six arguments.
+    pub fn release_args(&mut self, p: &Proc, function: &str, args: [u64; 6]) -> &mut Self {
+        let body = EventBody::ReleaseCall { args: args.into_iter().map(Hex).collect() };
         self.push(function, p.task(), Some(frame("pfnaudit_ioctl", Some("pfnaudit_test"))), body)
     }
 
