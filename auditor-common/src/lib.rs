@@ -322,7 +322,8 @@ pub struct KernelLayout {
     pub dentry_parent: u32,
     pub sb_s_type: u32,
     pub fs_type_name: u32,
-    pub _pad: u32,
+    /// `mmap_action::remap` (7.x mmap_prepare): `{ start, start_pfn, size, pgprot }` at +0, +8, +16.
+    pub mmap_action_remap: u32,
 }
 
 impl KernelLayout {
@@ -368,7 +369,7 @@ impl KernelLayout {
         dentry_parent: Self::ABSENT,
         sb_s_type: Self::ABSENT,
         fs_type_name: Self::ABSENT,
-        _pad: 0,
+        mmap_action_remap: Self::ABSENT,
     };
 }
 

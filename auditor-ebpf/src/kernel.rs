@@ -105,8 +105,10 @@ const RB_MAX_DEPTH: usize = 40;
 /// Height bound of the maple tree walk: 6 levels of 10..16-way nodes hold far more vmas than an
 /// mm can have.
 const MAPLE_MAX_HEIGHT: usize = 6;
-/// `enum maple_type` (include/linux/maple_tree.h, 6.1+): `maple_arange_64` nodes hold 10 slots,
+/// `enum maple_type` (include/linux/maple_tree.h, 6.1+: dense 0, leaf_64 1, range_64 2,
+/// arange_64 3): types below `maple_range_64` are leaves; `maple_arange_64` nodes hold 10 slots,
 /// the others 16.
+const MAPLE_RANGE_64: u64 = 2;
 const MAPLE_ARANGE_64: u64 = 3;
 
 /// The vma of `mm` that contains `addr`, or 0: the kernel's `find_vma()` + containment check, for
@@ -153,22 +155,26 @@ fn rb_find(l: &KernelLayout, mm: u64, addr: u64) -> u64 {
 
 /// mt_find() of 6.1 (lib/maple_tree.c), reduced to a walk down to the slot holding `addr`: in
 /// each node the first pivot at or above `addr` names the slot (the last slot's pivot is
-/// implicit). An encoded node pointer has bit 1 set, bit 0 clear and is above 4096 (xa_is_node);
-/// bits 3..6 carry the node type; the node is 256-byte aligned.
+/// implicit). The root pointer of a tree with nodes is tagged `MAPLE_ROOT_NODE` (bit 1, and above
+/// 4096: xa_is_node); every encoded node pointer carries its type in bits 3..6 and the node is
+/// 256-byte aligned. Slots of range/arange nodes hold encoded child nodes, slots of leaf nodes
+/// (`maple_leaf_64`, `maple_dense`) the entries: the vmas.
 #[inline(always)]
 fn maple_find(l: &KernelLayout, mm: u64, addr: u64) -> u64 {
-    let mut entry: u64 = read_field(mm, l.mm_mt_root);
+    let root: u64 = read_field(mm, l.mm_mt_root);
+    if root & 3 != 2 || root <= 4096 {
+        return 0; // empty, or a single entry at index 0: no vma of a user address
+    }
+    let mut enode = root;
     for _ in 0..MAPLE_MAX_HEIGHT {
-        if entry & 3 != 2 || entry <= 4096 {
-            break; // a leaf entry: the vma, or NULL for a gap
-        }
-        let node = entry & !0xff;
-        let (pivots, slots, nr_slots) = if (entry >> 3) & 0xf == MAPLE_ARANGE_64 {
+        let node = enode & !0xff;
+        let node_type = (enode >> 3) & 0xf;
+        let (pivots, slots, nr_slots) = if node_type == MAPLE_ARANGE_64 {
             (l.maple_arange64_pivot, l.maple_arange64_slot, 10u64)
         } else {
             (l.maple_range64_pivot, l.maple_range64_slot, 16u64)
         };
-        if pivots == KernelLayout::ABSENT || slots == KernelLayout::ABSENT {
+        if pivots == KernelLayout::ABSENT || slots == KernelLayout::ABSENT || node == 0 {
             return 0;
         }
         let mut offset = nr_slots - 1;
@@ -182,9 +188,13 @@ fn maple_find(l: &KernelLayout, mm: u64, addr: u64) -> u64 {
                 break;
             }
         }
-        entry = read_field(node, slots + 8 * offset as u32);
+        let slot: u64 = read_field(node, slots + 8 * offset as u32);
+        if node_type < MAPLE_RANGE_64 {
+            return slot; // a leaf: the entry is the vma (or NULL in a gap)
+        }
+        enode = slot;
     }
-    if entry & 3 == 0 { entry } else { 0 }
+    0
 }
 
 /// Is `pfn` ordinary RAM: it has a `struct page` (the vmemmap entry is readable) and the page is

@@ -152,6 +152,21 @@ pub fn remap_pfn_range_entry(ctx: ProbeContext) -> u32 {
     0
 }
 
+// remap_pfn_range_complete(struct vm_area_struct *vma, struct mmap_action *action) — 7.x: the
+// PFN remap a driver's mmap_prepare asked for (action->remap), done once the vma exists.
+#[kprobe]
+#[inline(always)]
+pub fn remap_pfn_range_complete_entry(ctx: ProbeContext) -> u32 {
+    let l = layout();
+    if l.mmap_action_remap == KernelLayout::ABSENT {
+        return 0;
+    }
+    let remap = arg(&ctx, 1) + l.mmap_action_remap as u64;
+    let (start, pfn, size): (u64, u64, u64) = (read_field(remap, 0), read_field(remap, 8), read_field(remap, 16));
+    save_entry(&ctx, Hook::RemapPfnRange, [arg(&ctx, 0), start, pfn, size]);
+    0
+}
+
 #[kretprobe]
 #[inline(always)]
 pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {

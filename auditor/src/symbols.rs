@@ -193,4 +193,11 @@ ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
         let caller = caller_of(&stack, "follow_pfn").unwrap();
         assert_eq!(caller.function.as_deref(), Some("pfnaudit_pin_tracked"));
     }
+    #[test]
+    fn caller_skips_wrappers_named_after_the_hook() {
+        let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
+        let stack = [frame("vmf_insert_pfn_prot"), frame("vmf_insert_pfn"), frame("vfio_pci_mmap_huge_fault"), frame("__handle_mm_fault")];
+        assert_eq!(caller_of(&stack, "vmf_insert_pfn").unwrap().function.as_deref(), Some("vfio_pci_mmap_huge_fault"));
+    }
+
 }

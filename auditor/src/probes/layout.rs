@@ -102,10 +102,12 @@ fn member_offset(btf: &Btf, s: &btf_rs::Struct, field: &str) -> Option<u32> {
             return Some(m.bit_offset());
         }
         if name.is_empty() {
-            let inner = match btf.resolve_chained_type(m).ok()? {
-                Type::Struct(inner) | Type::Union(inner) => inner,
-                _ => continue,
-            };
+            // Through qualifiers: `struct vm_fault` starts with a `const struct { .. }` (5.13+).
+            let inner = btf.chained_type_iter(m).find_map(|t| match t {
+                Type::Struct(inner) | Type::Union(inner) => Some(inner),
+                _ => None,
+            });
+            let Some(inner) = inner else { continue };
             if let Some(off) = member_offset(btf, &inner, field) {
                 return Some(m.bit_offset() + off);
             }
@@ -178,7 +180,7 @@ pub fn kernel_layout(btf: &KernelBtf, kernel: KernelVersion, vmemmap_base_addr: 
         dentry_parent: optional("dentry", "d_parent"),
         sb_s_type: optional("super_block", "s_type"),
         fs_type_name: optional("file_system_type", "name"),
-        _pad: 0,
+        mmap_action_remap: optional("mmap_action", "remap"),
     })
 }
 
@@ -246,6 +248,14 @@ mod tests {
         assert_eq!(sorted.len(), offsets.len(), "two vma fields share an offset: {offsets:?}");
         assert_eq!(layout.vma_vm_start, 0, "vm_start is the first field of vm_area_struct");
         assert_eq!(layout.struct_page_size, 64);
+        // find_vma() in the kernel needs one of the two vma trees, whole.
+        let rbtree = [layout.mm_rb_node, layout.vma_vm_rb, layout.rb_left, layout.rb_right];
+        let maple = [layout.mm_mt_root, layout.maple_range64_pivot, layout.maple_range64_slot, layout.maple_arange64_pivot, layout.maple_arange64_slot];
+        let complete = |fields: &[u32]| fields.iter().all(|f| *f != KernelLayout::ABSENT);
+        assert!(complete(&rbtree) || complete(&maple), "neither vma tree resolves: {layout:?}");
+        assert!(layout.pg_reserved_bit < 64, "PG_reserved bit {}", layout.pg_reserved_bit);
+        assert!(complete(&[layout.file_dentry, layout.dentry_name, layout.dentry_parent, layout.sb_s_type, layout.fs_type_name]));
+        assert!(complete(&[layout.vm_fault_vma, layout.vm_fault_address]));
     }
 
     #[test]

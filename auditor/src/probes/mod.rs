@@ -143,17 +143,17 @@ fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
     None
 }
 
-/// A symbol whose prototype is not the one the eBPF program reads (old 5.10 follow_pte).
+/// A symbol whose prototype is not the one the eBPF program reads (the table's `arity`; e.g. old
+/// 5.10s have a static 6-argument `follow_pte` helper, not the exported lookup).
 fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
-    if row.hook != Hook::FollowPte {
-        return None;
-    }
-    let params = btf.func_params("follow_pte")?;
-    (params.len() != 4).then(|| HookStatus {
+    let arity = row.arity?;
+    let symbol = row.attach.symbol();
+    let params = btf.func_params(symbol)?;
+    (params.len() != arity).then(|| HookStatus {
         hook: row.hook.name().into(),
-        symbol: "follow_pte".into(),
+        symbol: symbol.into(),
         state: HookState::Absent,
-        reason: Some(format!("follow_pte here is the old {}-argument helper, not the exported lookup; follow_pfn covers it", params.len())),
+        reason: Some(format!("{symbol} here takes {} arguments, not the {arity} the probe reads; not hooked", params.len())),
     })
 }
 

@@ -37,6 +37,9 @@ pub struct ProbeRow {
     pub module: Option<&'static str>,
     /// Said by `doctor` when the running kernel is outside the range.
     pub outside: &'static str,
+    /// Number of parameters the program reads the function with, checked against the kernel's
+    /// BTF where it has the function: a symbol of that name with another prototype is not hooked.
+    pub arity: Option<usize>,
 }
 
 const fn v(major: u32, minor: u32) -> KernelVersion {
@@ -60,6 +63,7 @@ pub const PROBES: &[ProbeRow] = &[
         // 6.1+ remap_pfn_range() wraps remap_pfn_range_internal()/_notrack(), whose callers
         // outside remap_pfn_range() are kernel-internal.
         outside: "",
+        arity: None,
     },
     // PFN maps made at fault time (mm/memory.c, mm/huge_memory.c): the first insertion into a
     // VM_PFNMAP vma is recorded. Optional rows: the huge variants were `vmf_insert_pfn_pmd_prot()`
@@ -73,6 +77,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::InsertPfn,
@@ -81,6 +86,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::InsertPfn,
@@ -89,6 +95,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::InsertPfn,
@@ -97,6 +104,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::InsertPfn,
@@ -105,6 +113,20 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
+    },
+    ProbeRow {
+        hook: Hook::RemapPfnRange,
+        // 7.x drivers that describe their mapping in `mmap_prepare` (/dev/mem) ask for a PFN remap
+        // with mmap_action_remap(); the core performs it once the vma exists, in
+        // remap_pfn_range_complete(vma, action) (checked in forky's 7.2.12 BTF), reading
+        // action->remap.{start, start_pfn, size}. Absent before the mmap_prepare series.
+        attach: func("remap_pfn_range_complete", "remap_pfn_range_complete_entry", Some("remap_pfn_range_return")),
+        since: ALWAYS,
+        until: None,
+        module: None,
+        outside: "",
+        arity: Some(2),
     },
     ProbeRow {
         hook: Hook::FollowPfn,
@@ -113,6 +135,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: Some(v(6, 9)),
         module: None,
         outside: "follow_pfn was removed in 6.10; follow_pte (6.10-6.11) or follow_pfnmap_start (6.12+) is hooked instead",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::FollowPte,
@@ -124,6 +147,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: Some(v(6, 11)),
         module: None,
         outside: "follow_pte was replaced by follow_pfnmap_start in 6.12, which is hooked instead",
+        arity: Some(4),
     },
     ProbeRow {
         hook: Hook::FollowPfnmapStart,
@@ -132,6 +156,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "follow_pfnmap_start appeared in 6.12; follow_pfn/follow_pte are hooked instead",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::GetVaddrFrames,
@@ -140,6 +165,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: Some(v(5, 11)),
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::GetVaddrFrames,
@@ -148,6 +174,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: Some("videobuf2_common"),
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::PutVaddrFrames,
@@ -156,6 +183,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: Some(v(5, 11)),
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::PutVaddrFrames,
@@ -164,6 +192,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: Some("videobuf2_common"),
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::UnmapMappingRange,
@@ -172,6 +201,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::UnmapMappingPages,
@@ -180,6 +210,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::ZapVmaPtes,
@@ -188,6 +219,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: Some(v(7, 0)),
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::ZapVmaPtes,
@@ -197,6 +229,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::UnmapPageRange,
@@ -206,6 +239,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: Some(v(7, 0)),
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::UnmapPageRange,
@@ -216,6 +250,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::ExitMmap,
@@ -224,6 +259,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::VmAreaFree,
@@ -232,6 +268,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::TaskExit,
@@ -240,6 +277,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     // Kernel-internal PFN users: lookups nested in them are bookkeeping, not pins. Any of them
     // may be missing (no PAT, renamed); the rows are optional.
@@ -250,6 +288,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::KernelInternal,
@@ -258,6 +297,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::KernelInternal,
@@ -266,6 +306,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
     ProbeRow {
         hook: Hook::KernelInternal,
@@ -274,6 +315,7 @@ pub const PROBES: &[ProbeRow] = &[
         until: None,
         module: None,
         outside: "",
+        arity: None,
     },
 ];
 
@@ -330,6 +372,18 @@ mod tests {
         let follow_pfn = missing.iter().find(|m| m.hook == Hook::FollowPfn).expect("follow_pfn reported absent");
         assert!(follow_pfn.reason.contains("removed in 6.10"));
         assert!(missing.iter().any(|m| m.hook == Hook::FollowPte));
+    }
+
+    #[test]
+    fn pfn_maps_made_at_fault_time_and_by_mmap_prepare_are_hooked_on_every_kernel() {
+        for kernel in [v(5, 10), v(6, 1), v(6, 12), v(7, 2)] {
+            let (rows, _) = select(kernel);
+            let symbols: Vec<&str> = rows.iter().filter(|r| r.hook == Hook::InsertPfn).map(|r| r.attach.symbol()).collect();
+            assert!(symbols.contains(&"vmf_insert_pfn_prot"), "{kernel}: {symbols:?}");
+            assert!(symbols.iter().any(|s| s.starts_with("vmf_insert_pfn_pmd")), "{kernel}: {symbols:?}");
+            let complete = rows.iter().find(|r| r.attach.symbol() == "remap_pfn_range_complete").expect("mmap_prepare row");
+            assert_eq!((complete.hook, complete.arity), (Hook::RemapPfnRange, Some(2)));
+        }
     }
 
     #[test]
