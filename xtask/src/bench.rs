@@ -11,7 +11,7 @@ const WORKLOADS: &[&str] = &["bench-truncate", "bench-mmap", "bench-pin"];
 
 pub fn run(kernels: &[Series], iterations: u64) -> Result<()> {
     let guest = Guest::prepare(true)?;
-    let plan: String = WORKLOADS.iter().map(|w| format!("{w} bench {w} {iterations}\n")).collect();
+    let plan: String = WORKLOADS.iter().map(|w| format!("{w} bench pfnaudit-scenario {w} {iterations}\n")).collect();
     println!("{:<6} {:<16} {:>14} {:>14} {:>7}", "kernel", "workload", "bare ns", "attached ns", "ratio");
     for &series in kernels {
         let (_, finished) = guest.boot(series, &plan)?;

@@ -18,7 +18,7 @@ pub fn run() -> Result<()> {
     println!("--- pfn-auditor said (stderr) ---");
     print!("{}", stderr.map_or("(nothing was sent back)\n", |s| s.text.as_str()));
     println!("--- NDJSON: {} ---", dir.join(format!("{}.ndjson", demo.name)).display());
-    match verdict::judge(demo, &finished.files, true) {
+    match verdict::judge(demo, "6.1", &finished.files, true) {
         Ok(what) => {
             println!("caught: {what}");
             Ok(())
@@ -31,5 +31,5 @@ fn pick(scenarios: &[Scenario]) -> Option<&Scenario> {
     let on_61 = || scenarios.iter().filter(|s| s.runs_on("6.1"));
     on_61()
         .find(|s| s.demo)
-        .or_else(|| on_61().find(|s| s.expect.iter().any(|e| verdict::ERROR_KINDS.contains(&e.kind.as_str()))))
+        .or_else(|| on_61().find(|s| s.expect_for("6.1").iter().any(|e| verdict::ERROR_KINDS.contains(&e.kind.as_str()))))
 }

@@ -1,8 +1,8 @@
-//! The guest's initramfs: busybox, the init script, pfn-auditor, the scenario program, the test
-//! module with its dependencies, the policy and the plan.
+//! The guest's initramfs: busybox, the init script, pfn-auditor, the scenario programs, the test
+//! module with its dependencies, Debian's modules for the in-tree scenarios, the policy and the plan.
 
 use crate::initramfs::Cpio;
-use crate::modules::Module;
+use crate::modules::{InTree, Module};
 use crate::setup::ensure_static;
 use crate::sh::{self, vm_sources_dir, vm_target_dir, workspace_root};
 use anyhow::{Context, Result, bail};
@@ -16,18 +16,32 @@ pub struct Contents<'a> {
     /// None: the guest only loads the module and runs the scenarios (to test the rig itself).
     pub auditor: Option<&'a Path>,
     pub scenario_program: &'a Path,
+    /// tests/vm/intree/pfnaudit-intree (in-tree drivers only).
+    pub intree_program: &'a Path,
     pub modules: &'a [Module],
+    pub in_tree: &'a InTree,
     pub plan: &'a str,
 }
 
 /// Compiles tests/vm/scenario/pfnaudit-scenario.c statically (the guest has no libc).
 pub fn build_scenario_program() -> Result<PathBuf> {
+    build_program("scenario/pfnaudit-scenario.c", "the scenario program drives the test module")
+}
+
+/// Compiles tests/vm/intree/pfnaudit-intree.c statically, against this machine's UAPI headers
+/// (linux/vfio.h, linux/kvm.h, linux/dma-heap.h).
+pub fn build_intree_program() -> Result<PathBuf> {
+    build_program("intree/pfnaudit-intree.c", "the in-tree scenarios drive vfio, e1000 and KVM with it")
+}
+
+fn build_program(relative: &str, what_for: &str) -> Result<PathBuf> {
     let sources = vm_sources_dir();
-    let source = sources.join("scenario/pfnaudit-scenario.c");
+    let source = sources.join(relative);
     if !source.exists() {
-        bail!("{} is missing: the scenario program drives the test module", source.display());
+        bail!("{} is missing: {what_for}", source.display());
     }
-    let out = vm_target_dir().join("pfnaudit-scenario");
+    let stem = source.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let out = vm_target_dir().join(stem);
     std::fs::create_dir_all(vm_target_dir())?;
     sh::run(
         Command::new("gcc-12")
@@ -66,6 +80,8 @@ pub fn write(path: &Path, contents: &Contents) -> Result<()> {
     }
     ensure_static(contents.scenario_program)?;
     cpio.file("bin/pfnaudit-scenario", 0o755, &std::fs::read(contents.scenario_program)?)?;
+    ensure_static(contents.intree_program)?;
+    cpio.file("bin/pfnaudit-intree", 0o755, &std::fs::read(contents.intree_program)?)?;
 
     let mut order = String::new();
     for module in contents.modules {
@@ -74,6 +90,18 @@ pub fn write(path: &Path, contents: &Contents) -> Result<()> {
         order.push('\n');
     }
     cpio.file("modules/order", 0o644, order.as_bytes())?;
+    // In-tree modules: their own directory and list, so the gate-late scenarios' unloading of
+    // modules/order leaves vfio and kvm alone.
+    cpio.dir("modules/intree")?;
+    let mut boot = String::new();
+    for module in contents.in_tree.boot.iter().chain(&contents.in_tree.late) {
+        cpio.file(&format!("modules/intree/{}.ko", module.name), 0o644, &std::fs::read(&module.file)?)?;
+    }
+    for module in &contents.in_tree.boot {
+        boot.push_str(&module.name);
+        boot.push('\n');
+    }
+    cpio.file("modules/intree/boot", 0o644, boot.as_bytes())?;
 
     let policy = vm_sources_dir().join("policy.toml");
     if policy.exists() {

@@ -49,6 +49,10 @@ enum Cmd {
         /// Test the rig only: load the module and run the scenarios without pfn-auditor
         #[arg(long)]
         no_auditor: bool,
+        /// Run only the scenarios whose name starts with PREFIX (repeatable), e.g. `--only intree-`
+        /// to iterate on the in-tree scenarios; all when omitted
+        #[arg(long = "only", value_name = "PREFIX")]
+        only: Vec<String>,
     },
     /// Boot 6.1, run the misbehaving-driver scenario and show what pfn-auditor reports
     Demo,
@@ -85,7 +89,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::VmTest { kernels, no_auditor } => vm_test::run(&selected(&kernels)?, !no_auditor),
+        Cmd::VmTest { kernels, no_auditor, only } => vm_test::run(&selected(&kernels)?, !no_auditor, &only),
         Cmd::Demo => demo::run(),
         Cmd::Bench { kernels, iterations } => bench::run(&selected(&kernels)?, iterations),
         Cmd::Test => {
@@ -98,7 +102,7 @@ fn run(cli: Cli) -> Result<()> {
                 "--exclude",
                 "auditor-ebpf",
             ]))?;
-            vm_test::run(&kernels::default_series(), true)
+            vm_test::run(&kernels::default_series(), true, &[])
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The test kernel module, built against each kernel's unpacked headers, plus the in-tree modules it
-//! needs (e.g. videobuf2-common for get_vaddr_frames on >= 5.12), in the order insmod needs them.
+//! needs (e.g. videobuf2-common for get_vaddr_frames on >= 5.12), in the order insmod needs them;
+//! and the Debian modules the in-tree scenarios (tests/vm/intree) use: vfio-pci, vfio's type1 IOMMU
+//! driver, kvm_amd, and e1000 (loaded by the scenario program itself, as the driver's claim).
 
 use crate::kernels::Kernel;
 use crate::sh::{self, vm_sources_dir, vm_target_dir};
@@ -32,6 +34,50 @@ pub fn prepare(kernel: &Kernel) -> Result<Vec<Module>> {
         add_with_deps(&name, ko, &index, &unpacked, &mut ordered)?;
     }
     Ok(ordered)
+}
+
+/// Debian's modules for tests/vm/intree, each with what modinfo says it depends on.
+pub struct InTree {
+    /// Loaded by the guest's init at boot, dependencies first (vfio_pci_core exists from 6.1 on).
+    pub boot: Vec<Module>,
+    /// Only packed (as /modules/intree/<name>.ko): the scenario program loads them.
+    pub late: Vec<Module>,
+}
+
+/// Loaded at boot: the guest binds QEMU's edu to vfio-pci and needs /dev/kvm.
+const INTREE_BOOT: &[&str] = &["vfio_pci", "vfio_iommu_type1", "kvm_amd"];
+/// Loaded by the scenario program (their dependencies, if any, at boot).
+const INTREE_LATE: &[&str] = &["e1000"];
+
+/// The in-tree modules of `kernel` for tests/vm/intree. A module built into the kernel
+/// (modules.builtin) is skipped.
+pub fn in_tree(kernel: &Kernel) -> Result<InTree> {
+    let index = in_tree_index(&kernel.modules_dir)?;
+    let builtin = std::fs::read_to_string(kernel.modules_dir.join("modules.builtin")).unwrap_or_default();
+    let builtin: Vec<String> = builtin.lines().map(|l| module_name(Path::new(l))).collect();
+    let unpacked = vm_target_dir().join(kernel.label).join("modules");
+    std::fs::create_dir_all(&unpacked)?;
+    let mut boot = Vec::new();
+    let mut late = Vec::new();
+    for (names, late_too) in [(INTREE_BOOT, false), (INTREE_LATE, true)] {
+        for name in names.iter().copied() {
+            if builtin.iter().any(|b| b == name) {
+                continue;
+            }
+            let file = index.get(name).with_context(|| format!("{name} is not in {}", kernel.modules_dir.display()))?;
+            let mut ordered = Vec::new();
+            add_with_deps(name, file.clone(), &index, &unpacked, &mut ordered)?;
+            if late_too {
+                late.extend(ordered.pop());
+            }
+            for module in ordered {
+                if !boot.iter().any(|m: &Module| m.name == module.name) {
+                    boot.push(module);
+                }
+            }
+        }
+    }
+    Ok(InTree { boot, late })
 }
 
 const GCC12_LACKS: &[&str] = &[

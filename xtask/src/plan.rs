@@ -3,8 +3,17 @@
 //! ```toml
 //! [[scenario]]
 //! name = "frame-vector-kept-after-revoke"
-//! args = ["frame-vector", "--keep"]         # pfnaudit-scenario's arguments
-//! expect = [{ kind = "pin-outlived-revocation", count = 1, path = "/dev/pfnaudit" }]  # path optional
+//! program = "scenario"                      # default; "intree": tests/vm/intree/pfnaudit-intree
+//! args = ["frame-vector", "--keep"]         # the program's arguments
+//! expect = [{ kind = "pin-outlived-revocation", count = 1, path = "/dev/pfnaudit" }]
+//! # Optional per expectation, each checked on every finding of that kind:
+//! #   path = "/dev/pfnaudit"                  pin.vma.path
+//! #   holder_module = "vfio_iommu_type1"      pin.holder.module
+//! #   hook = "zap_vma_ptes"                   revocation.hook
+//! #   caller = "vfio_pci_zap_and_vma_lock"    revocation.caller.function (clone suffixes such as
+//! #                                           .constprop.0 / .isra.0 ignored on both sides)
+//! expect_on = { "5.10" = [] }               # replaces `expect` on these kernels
+//! min_suppressed = 1                        # summary.suppressed must be at least this
 //! max_lost = 0                              # default 0
 //! expect_loss = false                       # true: records must be lost (any number)
 //! background = false                        # true: run until /tmp/scenario.ready, stop the auditor, kill
@@ -17,6 +26,7 @@
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Deserialize)]
@@ -30,10 +40,19 @@ struct File {
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
+    /// Which scenario program runs it: `scenario` (pfnaudit-scenario, the test module; default) or
+    /// `intree` (pfnaudit-intree, Debian's own drivers).
+    #[serde(default = "default_program")]
+    pub program: String,
     #[serde(default)]
     pub args: Vec<String>,
     #[serde(default)]
     pub expect: Vec<Expect>,
+    /// Per kernel label: the expectations there, instead of `expect`.
+    #[serde(default)]
+    pub expect_on: BTreeMap<String, Vec<Expect>>,
+    /// The summary record's `suppressed` count must be at least this.
+    pub min_suppressed: Option<u64>,
     #[serde(default)]
     pub max_lost: u64,
     /// The scenario makes the kernel lose records on purpose: some must be lost (`max_lost` ignored).
@@ -61,6 +80,26 @@ pub struct Expect {
     pub count: usize,
     /// The mapping every finding of this kind must name (`pin.vma.path`), as evidence a user reads.
     pub path: Option<String>,
+    /// The holder's module every finding of this kind must name (`pin.holder.module`).
+    pub holder_module: Option<String>,
+    /// The revoking hook every finding of this kind must name (`revocation.hook`).
+    pub hook: Option<String>,
+    /// The function that called the revoking hook (`revocation.caller.function`), compared
+    /// without compiler clone suffixes.
+    pub caller: Option<String>,
+}
+
+/// The programs a scenario can name, and their binary in the guest's /bin.
+pub const PROGRAMS: &[(&str, &str)] = &[("scenario", "pfnaudit-scenario"), ("intree", "pfnaudit-intree")];
+
+fn default_program() -> String {
+    "scenario".into()
+}
+
+/// A function name without the suffixes of compiler-made clones (`.constprop.0`, `.isra.0`,
+/// `.part.0`, `.cold`): `zap.constprop.0` and `zap` are the same function to a reader.
+pub fn function_base(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
 }
 
 impl Scenario {
@@ -68,7 +107,17 @@ impl Scenario {
         self.kernels.as_ref().is_none_or(|ks| ks.iter().any(|k| k == kernel_label))
     }
 
-    /// The guest plan line: `<name> <mode> <args...>` (see tests/vm/guest/init.sh).
+    /// What the auditor must report on this kernel.
+    pub fn expect_for(&self, kernel_label: &str) -> &[Expect] {
+        self.expect_on.get(kernel_label).unwrap_or(&self.expect)
+    }
+
+    /// The program's binary name in the guest.
+    pub fn binary(&self) -> &'static str {
+        PROGRAMS.iter().find(|(key, _)| *key == self.program).map_or("pfnaudit-scenario", |(_, bin)| bin)
+    }
+
+    /// The guest plan line: `<name> <mode> <program> <args...>` (see tests/vm/guest/init.sh).
     pub fn plan_line(&self) -> String {
         let mode = match (self.gate_exit, self.background) {
             (Some(_), _) if self.modules_loaded_by_command => "gate-late",
@@ -76,7 +125,8 @@ impl Scenario {
             (None, true) => "background",
             (None, false) => "run",
         };
-        format!("{} {mode} {}\n", self.name, self.args.join(" "))
+        let words: Vec<&str> = std::iter::once(self.binary()).chain(self.args.iter().map(String::as_str)).collect();
+        format!("{} {mode} {}\n", self.name, words.join(" "))
     }
 }
 
@@ -92,6 +142,15 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
         let words = std::iter::once(&s.name).chain(&s.args);
         if let Some(bad) = words.into_iter().find(|w| w.is_empty() || w.contains(char::is_whitespace)) {
             bail!("scenario `{}`: `{bad}` is empty or contains whitespace", s.name);
+        }
+        if !PROGRAMS.iter().any(|(key, _)| *key == s.program) {
+            let known: Vec<&str> = PROGRAMS.iter().map(|(key, _)| *key).collect();
+            bail!("scenario `{}`: unknown program `{}` (one of {})", s.name, s.program, known.join(", "));
+        }
+        if let Some(kernels) = &s.kernels {
+            if let Some(label) = s.expect_on.keys().find(|k| !kernels.contains(k)) {
+                bail!("scenario `{}`: expect_on names kernel {label}, which it does not run on", s.name);
+            }
         }
         if s.modules_loaded_by_command && s.gate_exit.is_none() {
             bail!("scenario `{}`: modules_loaded_by_command needs gate_exit (only gated commands load modules)", s.name);
@@ -124,7 +183,7 @@ mod tests {
         assert_eq!(list.len(), 2);
         assert!(list[0].runs_on("6.1") && !list[0].runs_on("5.10"));
         assert!(list[1].runs_on("5.10") && list[1].expect.is_empty() && list[1].max_lost == 0);
-        assert_eq!(list[0].plan_line(), "keep run frame-vector --keep\n");
+        assert_eq!(list[0].plan_line(), "keep run pfnaudit-scenario frame-vector --keep\n");
     }
 
     #[test]
@@ -136,6 +195,43 @@ mod tests {
         let ungated = "[[scenario]]\nname = \"a\"\nmodules_loaded_by_command = true\n";
         assert!(parse(ungated).unwrap_err().to_string().contains("needs gate_exit"));
         let late = "[[scenario]]\nname = \"a\"\nargs = [\"x\"]\ngate_exit = 0\nmodules_loaded_by_command = true\n";
-        assert_eq!(parse(late).unwrap()[0].plan_line(), "a gate-late x\n");
+        assert_eq!(parse(late).unwrap()[0].plan_line(), "a gate-late pfnaudit-scenario x\n");
+    }
+
+    #[test]
+    fn program_per_kernel_expectations_and_evidence_keys_parse() {
+        let list = parse(
+            r#"
+            [[scenario]]
+            name = "claim"
+            program = "intree"
+            args = ["iomem-claim-keep"]
+            kernels = ["5.10", "6.1"]
+            expect = [{ kind = "pin-outlived-revocation", count = 1, holder_module = "vfio_iommu_type1", hook = "unmap_mapping_range", caller = "__request_region" }]
+            expect_on = { "5.10" = [] }
+            min_suppressed = 1
+            "#,
+        )
+        .unwrap();
+        let s = &list[0];
+        assert_eq!(s.plan_line(), "claim run pfnaudit-intree iomem-claim-keep\n");
+        assert!(s.expect_for("5.10").is_empty());
+        let e = &s.expect_for("6.1")[0];
+        assert_eq!(
+            (e.holder_module.as_deref(), e.hook.as_deref(), e.caller.as_deref()),
+            (Some("vfio_iommu_type1"), Some("unmap_mapping_range"), Some("__request_region"))
+        );
+        assert_eq!(s.min_suppressed, Some(1));
+        let bad = "[[scenario]]\nname = \"a\"\nprogram = \"nope\"\n";
+        assert!(parse(bad).unwrap_err().to_string().contains("unknown program `nope`"));
+        let elsewhere = "[[scenario]]\nname = \"a\"\nkernels = [\"6.1\"]\nexpect_on = { \"5.10\" = [] }\n";
+        assert!(parse(elsewhere).unwrap_err().to_string().contains("does not run on"));
+    }
+
+    #[test]
+    fn clone_suffixes_are_ignored_in_function_names() {
+        assert_eq!(function_base("vfio_pci_zap_and_vma_lock.constprop.0"), "vfio_pci_zap_and_vma_lock");
+        assert_eq!(function_base("revoke_iomem.isra.0"), "revoke_iomem");
+        assert_eq!(function_base("__request_region"), "__request_region");
     }
 }

@@ -113,13 +113,18 @@ impl Boot<'_> {
 
     fn command(&self, serial_log: &Path) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-cpu", "max,-cx16", "-m", "1G", "-smp", "1"])
+        // q35 with an emulated VT-d (interrupt remapping on: vfio's type1 refuses a container
+        // without it unless allow_unsafe_interrupts is set), QEMU's `edu` test device for vfio-pci,
+        // an e1000 whose driver the in-tree scenarios load themselves (no default NIC), and a CPU
+        // with SVM + nested paging so kvm_amd runs inside the TCG guest.
+        cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "qemu64,+svm,+npt", "-m", "1G", "-smp", "1"])
+            .args(["-device", "intel-iommu,intremap=on", "-device", "edu", "-nic", "none", "-device", "e1000"])
             .args(["-nographic", "-no-reboot"])
             .arg("-kernel")
             .arg(&self.kernel.vmlinuz)
             .arg("-initrd")
             .arg(self.initrd)
-            .args(["-append", "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 loglevel=4 tsc=reliable"])
+            .args(["-append", "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 loglevel=4 tsc=reliable intel_iommu=on"])
             .args(["-serial", "mon:stdio", "-serial"])
             .arg(format!("file:{}", serial_log.display()))
             .stdin(Stdio::null())

@@ -1,6 +1,6 @@
 //! Judges one scenario's run against its expectations in scenarios.toml.
 
-use crate::plan::Scenario;
+use crate::plan::{Expect, Scenario, function_base};
 use crate::qemu::GuestFiles;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -12,10 +12,60 @@ pub const ERROR_KINDS: &[&str] = &["pin-outlived-revocation", "pin-outlived-unma
 #[derive(Debug, Default, PartialEq)]
 pub struct Tally {
     pub findings: BTreeMap<String, usize>,
-    /// The mapping path of each finding, by kind (`None`: the finding names none).
-    pub paths: BTreeMap<String, Vec<Option<String>>>,
+    /// The evidence of each finding, by kind.
+    pub evidence: BTreeMap<String, Vec<Evidence>>,
     pub lost: u64,
     pub has_status: bool,
+    /// The summary record's `suppressed` (None: no summary record).
+    pub suppressed: Option<u64>,
+}
+
+/// What a finding names, as far as the expectations check it (`None`: the finding names none).
+#[derive(Debug, Default, PartialEq)]
+pub struct Evidence {
+    /// `pin.vma.path`
+    pub path: Option<String>,
+    /// `pin.holder.module`
+    pub holder_module: Option<String>,
+    /// `revocation.hook`
+    pub hook: Option<String>,
+    /// `revocation.caller.function`
+    pub caller: Option<String>,
+}
+
+impl Evidence {
+    fn of(finding: &Value) -> Self {
+        let text = |pointer: &str| finding.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+        Evidence {
+            path: text("/pin/vma/path"),
+            holder_module: text("/pin/holder/module"),
+            hook: text("/revocation/hook"),
+            caller: text("/revocation/caller/function"),
+        }
+    }
+
+    /// Each way this finding differs from what `expect` asks of every finding of its kind.
+    fn mismatches(&self, expect: &Expect) -> Vec<String> {
+        let checks = [
+            ("mapping", &expect.path, &self.path, false),
+            ("holder module", &expect.holder_module, &self.holder_module, false),
+            ("revoking hook", &expect.hook, &self.hook, false),
+            ("revocation caller", &expect.caller, &self.caller, true),
+        ];
+        let mut out = Vec::new();
+        for (what, want, got, is_function) in checks {
+            let Some(want) = want else { continue };
+            let same = match got {
+                Some(got) if is_function => function_base(got) == function_base(want),
+                Some(got) => got == want,
+                None => false,
+            };
+            if !same {
+                out.push(format!("a {} finding names {what} {} instead of {want}", expect.kind, got.as_deref().unwrap_or("none")));
+            }
+        }
+        out
+    }
 }
 
 /// Counts `finding` records by kind (not the summary) and adds up `lost` records' counts.
@@ -27,9 +77,9 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
             Some("finding") => {
                 let kind = record.get("kind").and_then(Value::as_str).unwrap_or("<no kind>");
                 *tally.findings.entry(kind.to_owned()).or_default() += 1;
-                let path = record.pointer("/pin/vma/path").and_then(Value::as_str).map(str::to_owned);
-                tally.paths.entry(kind.to_owned()).or_default().push(path);
+                tally.evidence.entry(kind.to_owned()).or_default().push(Evidence::of(&record));
             }
+            Some("summary") => tally.suppressed = record.get("suppressed").and_then(Value::as_u64),
             Some("lost") => tally.lost += record.get("count").and_then(Value::as_u64).unwrap_or(0),
             Some("status") => tally.has_status = true,
             Some(_) => {}
@@ -40,13 +90,14 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
 }
 
 /// Ok(summary) on PASS, Err(reason) on FAIL. Without an auditor only the scenario program is judged.
-pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Result<String, String> {
+/// `kernel` is the series label (the scenario's expectations may differ per kernel).
+pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor: bool) -> Result<String, String> {
     let get = |label: &str| files.get(&(scenario.name.clone(), label.to_owned()));
     let program = get("scenario").ok_or("the guest sent no result (did the VM stop early?)")?;
     // A background scenario is killed on purpose; it only fails by never getting ready.
     let program_failed = if scenario.background { program.status == "not-ready" } else { program.status != "0" };
     if program_failed {
-        return Err(format!("pfnaudit-scenario exited {}: {}", program.status, last_line(&program.text)));
+        return Err(format!("{} exited {}: {}", scenario.binary(), program.status, last_line(&program.text)));
     }
     if !with_auditor {
         return Ok(format!("scenario ran (exit {}), auditor not attached", program.status));
@@ -68,20 +119,26 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
     if !tally.has_status {
         problems.push("no status record".to_owned());
     }
-    for expect in &scenario.expect {
+    let expected = scenario.expect_for(kernel);
+    for expect in expected {
         let got = tally.findings.get(&expect.kind).copied().unwrap_or(0);
         if got != expect.count {
             problems.push(format!("expected {} {} finding(s), got {got}", expect.count, expect.kind));
         }
-        if let Some(want) = &expect.path {
-            for path in tally.paths.get(&expect.kind).into_iter().flatten().filter(|p| p.as_ref() != Some(want)) {
-                problems.push(format!("a {} finding names mapping {} instead of {want}", expect.kind, path.as_deref().unwrap_or("none")));
-            }
+        for evidence in tally.evidence.get(&expect.kind).into_iter().flatten() {
+            problems.extend(evidence.mismatches(expect));
         }
     }
     for (kind, got) in &tally.findings {
-        if !scenario.expect.iter().any(|e| &e.kind == kind) {
+        if !expected.iter().any(|e| &e.kind == kind) {
             problems.push(format!("unexpected {got} {kind} finding(s)"));
+        }
+    }
+    if let Some(min) = scenario.min_suppressed {
+        match tally.suppressed {
+            None => problems.push("no summary record (its suppressed count is expected)".to_owned()),
+            Some(n) if n < min => problems.push(format!("summary.suppressed is {n}, expected at least {min}")),
+            Some(_) => {}
         }
     }
     if scenario.expect_loss && tally.lost == 0 {
@@ -91,8 +148,15 @@ pub fn judge(scenario: &Scenario, files: &GuestFiles, with_auditor: bool) -> Res
         problems.push(format!("{} events lost (allowed {})", tally.lost, scenario.max_lost));
     }
     if problems.is_empty() {
-        let found: Vec<String> = tally.findings.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        Ok(if found.is_empty() { "no findings, as expected".into() } else { found.join(", ") })
+        let mut found: Vec<String> = tally.findings.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let suppressed = match tally.suppressed {
+            Some(n) if n > 0 => format!(" ({n} suppressed)"),
+            _ => String::new(),
+        };
+        if found.is_empty() {
+            found.push("no findings, as expected".into());
+        }
+        Ok(format!("{}{suppressed}", found.join(", ")))
     } else {
         Err(problems.join("; "))
     }
@@ -162,7 +226,7 @@ mod tests {
             "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-outlived-revocation\",\"severity\":\"error\"}}\n\
              {{\"type\":\"summary\",\"findings\":[{{\"kind\":\"pin-outlived-revocation\"}}]}}\n"
         );
-        assert_eq!(judge(&s, &files(&stream, "0"), true), Ok("1 pin-outlived-revocation".into()));
+        assert_eq!(judge(&s, "6.1", &files(&stream, "0"), true), Ok("1 pin-outlived-revocation".into()));
     }
 
     #[test]
@@ -171,22 +235,57 @@ mod tests {
         let stream = format!(
             "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\"}}\n{{\"type\":\"lost\",\"count\":3}}\n"
         );
-        let why = judge(&s, &files(&stream, "0"), true).unwrap_err();
+        let why = judge(&s, "6.1", &files(&stream, "0"), true).unwrap_err();
         assert!(why.contains("expected 1 pin-outlived-revocation finding(s), got 0"), "{why}");
         assert!(why.contains("unexpected 1 pin-leaked"), "{why}");
         assert!(why.contains("3 events lost"), "{why}");
-        assert!(judge(&s, &files(STATUS, "1"), true).unwrap_err().contains("exited 1"));
-        assert!(judge(&s, &files("not json\n", "0"), true).unwrap_err().contains("not JSON"));
+        assert!(judge(&s, "6.1", &files(STATUS, "1"), true).unwrap_err().contains("exited 1"));
+        assert!(judge(&s, "6.1", &files("not json\n", "0"), true).unwrap_err().contains("not JSON"));
     }
 
     #[test]
     fn a_finding_without_the_expected_mapping_path_fails() {
         let s = scenario("{ kind = \"pin-leaked\", count = 1, path = \"/dev/pfnaudit\" }");
         let named = format!("{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"vma\":{{\"path\":\"/dev/pfnaudit\"}}}}}}\n");
-        assert!(judge(&s, &files(&named, "0"), true).is_ok());
+        assert!(judge(&s, "6.1", &files(&named, "0"), true).is_ok());
         let unnamed = format!("{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"vma\":{{}}}}}}\n");
-        let why = judge(&s, &files(&unnamed, "0"), true).unwrap_err();
+        let why = judge(&s, "6.1", &files(&unnamed, "0"), true).unwrap_err();
         assert!(why.contains("names mapping none instead of /dev/pfnaudit"), "{why}");
+    }
+
+    #[test]
+    fn holder_module_hook_and_caller_are_checked_on_every_finding_ignoring_clone_suffixes() {
+        let s = scenario(
+            "{ kind = \"pin-outlived-revocation\", count = 1, holder_module = \"vfio_iommu_type1\", hook = \"zap_vma_ptes\", caller = \"vfio_pci_zap_and_vma_lock\" }",
+        );
+        let finding = |module: &str, hook: &str, caller: &str| {
+            format!(
+                "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-outlived-revocation\",\"pin\":{{\"holder\":{{\"function\":\"vfio_pin_pages_remote\",\"module\":\"{module}\"}}}},\
+                 \"revocation\":{{\"hook\":\"{hook}\",\"caller\":{{\"function\":\"{caller}\"}}}}}}\n"
+            )
+        };
+        let good = finding("vfio_iommu_type1", "zap_vma_ptes", "vfio_pci_zap_and_vma_lock.constprop.0");
+        assert_eq!(judge(&s, "6.1", &files(&good, "0"), true), Ok("1 pin-outlived-revocation".into()));
+        let bad = finding("kvm", "unmap_mapping_range", "revoke_iomem.isra.0");
+        let why = judge(&s, "6.1", &files(&bad, "0"), true).unwrap_err();
+        assert!(why.contains("names holder module kvm instead of vfio_iommu_type1"), "{why}");
+        assert!(why.contains("names revoking hook unmap_mapping_range instead of zap_vma_ptes"), "{why}");
+        assert!(why.contains("names revocation caller revoke_iomem.isra.0 instead of vfio_pci_zap_and_vma_lock"), "{why}");
+    }
+
+    #[test]
+    fn per_kernel_expectations_and_the_suppressed_count_are_judged() {
+        let toml = "[[scenario]]\nname = \"s\"\nexpect = [{ kind = \"pin-outlived-revocation\", count = 1 }]\n\
+                    expect_on = { \"5.10\" = [] }\nmin_suppressed = 1\n";
+        let file: BTreeMap<String, Vec<Scenario>> = toml::from_str(toml).unwrap();
+        let s = &file["scenario"][0];
+        let summary = |n: u64| format!("{STATUS}{{\"type\":\"summary\",\"findings\":[],\"suppressed\":{n}}}\n");
+        assert_eq!(judge(s, "5.10", &files(&summary(2), "0"), true), Ok("no findings, as expected (2 suppressed)".into()));
+        let why = judge(s, "5.10", &files(&summary(0), "0"), true).unwrap_err();
+        assert!(why.contains("summary.suppressed is 0, expected at least 1"), "{why}");
+        assert!(judge(s, "5.10", &files(STATUS, "0"), true).unwrap_err().contains("no summary record"));
+        let why = judge(s, "6.1", &files(&summary(1), "0"), true).unwrap_err();
+        assert!(why.contains("expected 1 pin-outlived-revocation finding(s), got 0"), "{why}");
     }
 
     #[test]
@@ -198,9 +297,9 @@ mod tests {
         guest.insert(("s".into(), "junit".into()), sent("<testsuites><testcase name=\"clean\"/></testsuites>"));
         guest.insert(("s".into(), "sarif".into()), sent("{\"runs\":[{\"results\":[]}]}"));
         guest.insert(("s".into(), "leftover".into()), sent("\n"));
-        assert!(judge(&s, &guest, true).is_ok(), "{:?}", judge(&s, &guest, true));
+        assert!(judge(&s, "6.1", &guest, true).is_ok(), "{:?}", judge(&s, "6.1", &guest, true));
         guest.insert(("s".into(), "leftover".into()), sent("p:pfnaudit/e91_0 pfnaudit_test:pfnaudit_unpin_tracked\n"));
-        let why = judge(&s, &guest, true).unwrap_err();
+        let why = judge(&s, "6.1", &guest, true).unwrap_err();
         assert!(why.contains("left after exit: p:pfnaudit/e91_0"), "{why}");
     }
 }

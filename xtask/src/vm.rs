@@ -14,17 +14,19 @@ use std::time::Duration;
 pub struct Guest {
     pub auditor: Option<PathBuf>,
     pub scenario_program: PathBuf,
+    pub intree_program: PathBuf,
     apt: PrivateApt,
 }
 
 impl Guest {
     /// Installs tools, builds the static auditor (release, as CI does) unless `with_auditor` is false,
-    /// and the static scenario program.
+    /// and the static scenario programs.
     pub fn prepare(with_auditor: bool) -> Result<Self> {
         setup::install_tools()?;
         let auditor = if with_auditor { Some(setup::build_auditor(true)?) } else { None };
         let scenario_program = image::build_scenario_program()?;
-        Ok(Guest { auditor, scenario_program, apt: PrivateApt::open()? })
+        let intree_program = image::build_intree_program()?;
+        Ok(Guest { auditor, scenario_program, intree_program, apt: PrivateApt::open()? })
     }
 
     /// Boots `series` with `plan` (one line per item, see tests/vm/guest/init.sh). Result files are
@@ -32,13 +34,16 @@ impl Guest {
     pub fn boot(&self, series: Series, plan: &str) -> Result<(PathBuf, Finished)> {
         let kernel = kernels::fetch(&self.apt, series)?;
         let modules = modules::prepare(&kernel)?;
+        let in_tree = modules::in_tree(&kernel)?;
         let dir = vm_target_dir().join(series.label);
         std::fs::create_dir_all(&dir)?;
         let initrd = dir.join("initramfs.cpio");
         let contents = image::Contents {
             auditor: self.auditor.as_deref(),
             scenario_program: &self.scenario_program,
+            intree_program: &self.intree_program,
             modules: &modules,
+            in_tree: &in_tree,
             plan,
         };
         image::write(&initrd, &contents)?;

@@ -9,8 +9,16 @@ use crate::replay_check;
 use crate::vm::Guest;
 use anyhow::{Result, bail};
 
-pub fn run(kernels: &[Series], with_auditor: bool) -> Result<()> {
-    let scenarios = plan::load(&vm_sources_dir().join("scenarios.toml"))?;
+/// `only`: name prefixes; when not empty, only the scenarios whose name starts with one of them run.
+pub fn run(kernels: &[Series], with_auditor: bool, only: &[String]) -> Result<()> {
+    let mut scenarios = plan::load(&vm_sources_dir().join("scenarios.toml"))?;
+    if !only.is_empty() {
+        scenarios.retain(|s| only.iter().any(|prefix| s.name.starts_with(prefix.as_str())));
+    }
+    if !with_auditor {
+        // The guest runs gated scenarios only under the auditor's gate: nothing to judge without it.
+        scenarios.retain(|s| s.gate_exit.is_none());
+    }
     let guest = Guest::prepare(with_auditor)?;
     let (mut passed, mut failed) = (0, 0);
     for &series in kernels {
@@ -24,7 +32,7 @@ pub fn run(kernels: &[Series], with_auditor: bool) -> Result<()> {
                 selected
                     .iter()
                     .map(|s| {
-                        let what = verdict::judge(s, &finished.files, with_auditor)?;
+                        let what = verdict::judge(s, series.label, &finished.files, with_auditor)?;
                         match &guest.auditor {
                             Some(auditor) => {
                                 let recording = dir.join(format!("{}.ndjson", s.name));

@@ -6,11 +6,13 @@
 #   PFNAUDIT-END <scenario> <file>
 # The console (ttyS0) carries progress and the final PFNAUDIT-DONE line the host waits for.
 #
-# /plan has one scenario a line: `<name> <mode> <pfnaudit-scenario args...>` where mode is
+# /plan has one scenario a line: `<name> <mode> <program> <args...>` where program is
+# pfnaudit-scenario (drives the test module) or pfnaudit-intree (Debian's own drivers: vfio-pci on
+# QEMU's edu device, e1000, KVM), and mode is
 #   run        auditor attached, scenario in the foreground
 #   background auditor attached, scenario in the background until /tmp/scenario.ready; the auditor
 #              is stopped first, then the scenario is killed (its pins stay held past the run)
-#   gate       `pfn-auditor gate -- pfnaudit-scenario args...` (CI use): its exit code, NDJSON, JUnit
+#   gate       `pfn-auditor gate -- <program> args...` (CI use): its exit code, NDJSON, JUnit
 #              and SARIF reports are sent back
 #   gate-late  the same, but the modules are unloaded first and loaded by the gated command, as a
 #              driver's test script does: the auditor starts before the driver is there
@@ -49,13 +51,28 @@ for m in $(cat /modules/order); do
     insmod "/modules/$m.ko" || { echo "PFNAUDIT-ERROR insmod $m failed"; finish modules-failed; }
 done
 
-# The gated command of gate-late scenarios: loads the modules, then runs the scenario.
+# Debian's modules for the in-tree scenarios (vfio, vfio-pci, type1, kvm, kvm_amd and what they
+# need; e1000 is left to the scenario program), then QEMU's edu device (1234:11e8) bound to vfio-pci.
+for m in $(cat /modules/intree/boot); do
+    insmod "/modules/intree/$m.ko" || { echo "PFNAUDIT-ERROR insmod $m (in-tree) failed"; finish modules-failed; }
+done
+for dev in /sys/bus/pci/devices/*; do
+    [ "$(cat $dev/vendor)" = 0x1234 ] && [ "$(cat $dev/device)" = 0x11e8 ] || continue
+    bdf=${dev##*/}
+    echo vfio-pci > $dev/driver_override
+    echo $bdf > /sys/bus/pci/drivers_probe
+    [ -e $dev/driver ] && [ "$(basename $(readlink $dev/driver))" = vfio-pci ] ||
+        { echo "PFNAUDIT-ERROR edu $bdf: not bound to vfio-pci"; finish vfio-failed; }
+    echo "PFNAUDIT-VFIO edu $bdf bound to vfio-pci, iommu group $(basename $(readlink $dev/iommu_group))"
+done
+
+# The gated command of gate-late scenarios: loads the modules, then runs the scenario program.
 cat > /tmp/load-modules-and-run <<'EOF'
 #!/bin/sh
 for m in $(cat /modules/order); do
     insmod "/modules/$m.ko" || { echo "insmod $m failed" >&2; exit 97; }
 done
-exec pfnaudit-scenario "$@"
+exec "$@"
 EOF
 chmod +x /tmp/load-modules-and-run
 
@@ -103,11 +120,11 @@ stop_auditor() {
     kill $watchdog 2>/dev/null
 }
 
-run_scenario() { # name mode args...
+run_scenario() { # name mode program args...
     name=$1
     mode=$2
     shift 2
-    echo "PFNAUDIT-SCENARIO $name ($mode): pfnaudit-scenario $*"
+    echo "PFNAUDIT-SCENARIO $name ($mode): $*"
     AUDITOR_STATUS=none
     if [ $HAVE_AUDITOR = 1 ]; then
         if ! start_auditor "$name" --events; then
@@ -117,7 +134,7 @@ run_scenario() { # name mode args...
         fi
     fi
     if [ "$mode" = background ]; then
-        pfnaudit-scenario "$@" < /dev/null > "/out/$name.scenario" 2>&1 &
+        "$@" < /dev/null > "/out/$name.scenario" 2>&1 &
         scenario=$!
         i=0
         while [ ! -e /tmp/scenario.ready ] && [ $i -lt 60 ] && kill -0 $scenario 2>/dev/null; do
@@ -133,7 +150,7 @@ run_scenario() { # name mode args...
         [ -e /tmp/scenario.ready ] || scenario_status=not-ready
         rm -f /tmp/scenario.ready
     else
-        pfnaudit-scenario "$@" < /dev/null > "/out/$name.scenario" 2>&1
+        "$@" < /dev/null > "/out/$name.scenario" 2>&1
         scenario_status=$?
         [ "$AUDITOR_STATUS" = none ] && [ $HAVE_AUDITOR = 1 ] && stop_auditor
     fi
@@ -163,19 +180,19 @@ run_gate() { # name command args...
 }
 
 # Three runs each way, appended to one file: the host keeps the fastest (TCG timing is noisy).
-run_bench() { # name args...
+run_bench() { # name program args...
     name=$1
     shift
-    echo "PFNAUDIT-BENCH $name: pfnaudit-scenario $*"
+    echo "PFNAUDIT-BENCH $name: $*"
     status=0
     for i in 1 2 3; do
-        pfnaudit-scenario "$@" < /dev/null >> "/out/$name.bare" 2>&1 || status=$?
+        "$@" < /dev/null >> "/out/$name.bare" 2>&1 || status=$?
     done
     send "$name" bare $status "/out/$name.bare"
     if [ $HAVE_AUDITOR = 1 ] && start_auditor "$name"; then
         status=0
         for i in 1 2 3; do
-            pfnaudit-scenario "$@" < /dev/null >> "/out/$name.attached" 2>&1 || status=$?
+            "$@" < /dev/null >> "/out/$name.attached" 2>&1 || status=$?
         done
         stop_auditor
         send "$name" attached $status "/out/$name.attached"
@@ -187,7 +204,7 @@ while read -r name mode args; do
     [ -z "$name" ] && continue
     case "$mode" in
         bench) run_bench "$name" $args ;;
-        gate) [ $HAVE_AUDITOR = 1 ] && run_gate "$name" pfnaudit-scenario $args ;;
+        gate) [ $HAVE_AUDITOR = 1 ] && run_gate "$name" $args ;;
         gate-late) [ $HAVE_AUDITOR = 1 ] && unload_modules && run_gate "$name" /tmp/load-modules-and-run $args ;;
         *) run_scenario "$name" "$mode" $args ;;
     esac
