@@ -229,6 +229,12 @@ mod tests {
     }
 
     #[test]
+    fn the_checked_in_scenario_list_parses() {
+        let list = load(&crate::sh::workspace_root().join("tests/vm/scenarios.toml")).unwrap();
+        assert!(list.iter().any(|s| s.program == "intree"), "the in-tree scenarios are listed");
+    }
+
+    #[test]
     fn clone_suffixes_are_ignored_in_function_names() {
         assert_eq!(function_base("vfio_pci_zap_and_vma_lock.constprop.0"), "vfio_pci_zap_and_vma_lock");
         assert_eq!(function_base("revoke_iomem.isra.0"), "revoke_iomem");

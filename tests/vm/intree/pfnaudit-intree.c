@@ -241,12 +241,14 @@ static void e1000_load(void)
 /* mmap of /sys/bus/pci/devices/<bdf>/resource0 (a VM_IO|VM_PFNMAP mapping by io_remap_pfn_range). */
 static void *map_resource0(const char *bdf, size_t *size)
 {
-	char path[PATH_MAX];
+	char link[PATH_MAX], path[PATH_MAX];
 	struct stat st;
 	void *p;
 	int fd;
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/resource0", bdf);
+	/* The canonical path (/sys/devices/pci.../resource0), the one /proc/PID/maps shows. */
+	snprintf(link, sizeof(link), "/sys/bus/pci/devices/%s/resource0", bdf);
+	CHECK(realpath(link, path), "realpath %s: %s", link, strerror(errno));
 	fd = open(path, O_RDWR | O_SYNC | O_CLOEXEC);
 	CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
 	CHECK(!fstat(fd, &st) && st.st_size >= (off_t)(DMA_PAGES * PAGE), "%s is too small", path);
