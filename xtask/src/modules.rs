@@ -1,7 +1,7 @@
 //! The test kernel module, built against each kernel's unpacked headers, plus the in-tree modules it
 //! needs (e.g. videobuf2-common for get_vaddr_frames on >= 5.12), in the order insmod needs them;
 //! and the Debian modules the in-tree scenarios (tests/vm/intree) use: vfio-pci, vfio's type1 IOMMU
-//! driver, kvm_amd, and e1000 (loaded by the scenario program itself, as the driver's claim).
+//! driver, kvm_amd, vgem, and e1000 (loaded by the scenario program itself, as the driver's claim).
 
 use crate::kernels::Kernel;
 use crate::sh::{self, vm_sources_dir, vm_target_dir};
@@ -44,8 +44,9 @@ pub struct InTree {
     pub late: Vec<Module>,
 }
 
-/// Loaded at boot: the guest binds QEMU's edu to vfio-pci and needs /dev/kvm.
-const INTREE_BOOT: &[&str] = &["vfio_pci", "vfio_iommu_type1", "kvm_amd"];
+/// Loaded at boot: the guest binds QEMU's edu to vfio-pci and needs /dev/kvm; vgem's dumb buffers
+/// are RAM behind a PFN map on 6.1+ (drm_gem_shmem).
+const INTREE_BOOT: &[&str] = &["vfio_pci", "vfio_iommu_type1", "kvm_amd", "vgem"];
 /// Loaded by the scenario program (their dependencies, if any, at boot).
 const INTREE_LATE: &[&str] = &["e1000"];
 

@@ -65,6 +65,9 @@ for dev in /sys/bus/pci/devices/*; do
         { echo "PFNAUDIT-ERROR edu $bdf: not bound to vfio-pci"; finish vfio-failed; }
     echo "PFNAUDIT-VFIO edu $bdf bound to vfio-pci, iommu group $(basename $(readlink $dev/iommu_group))"
 done
+for card in /sys/class/drm/card*; do
+    [ -e "$card" ] && echo "PFNAUDIT-DRM ${card##*/} -> $(readlink $card/device)"
+done
 
 # The gated command of gate-late scenarios: loads the modules, then runs the scenario program.
 cat > /tmp/load-modules-and-run <<'EOF'

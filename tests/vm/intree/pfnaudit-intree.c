@@ -35,6 +35,19 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
+/* The two DRM ioctls used on vgem, as in include/uapi/drm/drm_mode.h (the build host has no DRM
+ * UAPI headers). */
+struct drm_mode_create_dumb {
+	uint32_t height, width, bpp, flags, handle, pitch;
+	uint64_t size;
+};
+struct drm_mode_map_dumb {
+	uint32_t handle, pad;
+	uint64_t offset;
+};
+#define DRM_IOCTL_MODE_CREATE_DUMB _IOWR('d', 0xB2, struct drm_mode_create_dumb)
+#define DRM_IOCTL_MODE_MAP_DUMB _IOWR('d', 0xB3, struct drm_mode_map_dumb)
+
 #define PAGE 4096UL
 /* Pages of a BAR mapped for DMA: enough for several lookups, few enough for TCG. */
 #define DMA_PAGES 16
@@ -412,28 +425,96 @@ static void iomem_claim(int unmap_first)
 	vfio_close(&v);
 }
 
-/* c: RAM behind a PFN map (the system dma-heap maps its pages with remap_pfn_range): vfio's type1
- * looks the PFNs up (follow_fault_pfn), sees they are ordinary RAM and refuses with EFAULT. */
-static void ram_pfnmap_refused(void)
+/* The VmFlags of the mapping at @addr (/proc/self/smaps), e.g. "rd wr sh mr mw me ms pf dd". */
+static void vm_flags(void *addr, char *out, size_t len)
 {
-	struct dma_heap_allocation_data alloc = { .len = DMA_PAGES * PAGE, .fd_flags = O_RDWR | O_CLOEXEC };
+	char line[512], want[32];
+	FILE *f = fopen("/proc/self/smaps", "r");
+	int found = 0;
+
+	CHECK(f, "open /proc/self/smaps: %s", strerror(errno));
+	snprintf(want, sizeof(want), "%lx-", (unsigned long)addr);
+	out[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, want, strlen(want)))
+			found = 1;
+		else if (found && !strncmp(line, "VmFlags:", 8)) {
+			snprintf(out, len, "%s", line + 9);
+			out[strcspn(out, "\n")] = 0;
+			break;
+		}
+	}
+	fclose(f);
+	CHECK(out[0], "no VmFlags for the mapping at %p in /proc/self/smaps", addr);
+}
+
+/* RAM behind a PFN map: the system dma-heap (remap_pfn_range of its pages at mmap, 6.12) or a vgem
+ * dumb buffer (drm_gem_shmem: vmf_insert_pfn at fault time, 6.1+). */
+static void *map_ram_pfnmap(const char *source, size_t len)
+{
+	void *buf;
+	int fd;
+
+	if (!strcmp(source, "dma-heap")) {
+		struct dma_heap_allocation_data alloc = { .len = len, .fd_flags = O_RDWR | O_CLOEXEC };
+		int heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+
+		CHECK(heap >= 0, "open /dev/dma_heap/system: %s", strerror(errno));
+		CHECK(!ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &alloc), "DMA_HEAP_IOCTL_ALLOC: %s", strerror(errno));
+		close(heap);
+		fd = alloc.fd;
+		buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	} else if (!strcmp(source, "vgem")) {
+		struct drm_mode_create_dumb create = { .height = len / PAGE, .width = PAGE / 4, .bpp = 32 };
+		struct drm_mode_map_dumb map = { 0 };
+		char path[64], link[PATH_MAX];
+		int card;
+
+		/* vgem's card hangs off a platform device named "vgem" (with no driver bound). */
+		for (card = 0; card < 8; card++) {
+			ssize_t n;
+
+			snprintf(path, sizeof(path), "/sys/class/drm/card%d/device", card);
+			n = readlink(path, link, sizeof(link) - 1);
+			if (n > 0 && (link[n] = 0, !strncmp(strrchr(link, '/') + 1, "vgem", 4)))
+				break;
+		}
+		CHECK(card < 8, "no vgem DRM card in /sys/class/drm (is vgem loaded?)");
+		snprintf(path, sizeof(path), "/dev/dri/card%d", card);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+		CHECK(!ioctl(fd, DRM_IOCTL_MODE_CREATE_DUMB, &create), "DRM_IOCTL_MODE_CREATE_DUMB: %s", strerror(errno));
+		CHECK(create.size >= len, "vgem dumb buffer of %llu bytes", (unsigned long long)create.size);
+		map.handle = create.handle;
+		CHECK(!ioctl(fd, DRM_IOCTL_MODE_MAP_DUMB, &map), "DRM_IOCTL_MODE_MAP_DUMB: %s", strerror(errno));
+		buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, map.offset);
+	} else {
+		rig("unknown RAM PFN map source %s (dma-heap or vgem)", source);
+	}
+	CHECK(buf != MAP_FAILED, "mmap of the %s buffer: %s", source, strerror(errno));
+	close(fd);
+	return buf;
+}
+
+/* c: RAM behind a PFN map: vfio's type1 looks the PFNs up (follow_fault_pfn), sees they are
+ * ordinary RAM and refuses with EFAULT. */
+static void ram_pfnmap_refused(const char *source)
+{
+	size_t len = DMA_PAGES * PAGE;
+	char flags[512];
 	struct vfio v;
 	void *buf;
-	int heap, ret;
+	int ret;
 
-	heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
-	CHECK(heap >= 0, "open /dev/dma_heap/system: %s", strerror(errno));
-	CHECK(!ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &alloc), "DMA_HEAP_IOCTL_ALLOC: %s", strerror(errno));
-	buf = mmap(NULL, alloc.len, PROT_READ | PROT_WRITE, MAP_SHARED, alloc.fd, 0);
-	CHECK(buf != MAP_FAILED, "mmap of the dma-buf: %s", strerror(errno));
-	memset(buf, 0x5a, alloc.len);
-	step("dma-heap system: %llu bytes mapped at %p (remap_pfn_range of RAM pages)", (unsigned long long)alloc.len, buf);
+	buf = map_ram_pfnmap(source, len);
+	memset(buf, 0x5a, len);
+	vm_flags(buf, flags, sizeof(flags));
+	step("%s: %zu bytes of RAM mapped at %p, VmFlags %s", source, len, buf, flags);
+	CHECK(strstr(flags, " pf") || !strncmp(flags, "pf", 2), "the %s mapping is not VM_PFNMAP (no \"pf\" in VmFlags)", source);
 	vfio_open(&v, 0);
-	ret = map_dma(&v, buf, alloc.len);
+	ret = map_dma(&v, buf, len);
 	CHECK(ret == -EFAULT, "MAP_DMA of RAM behind a PFN map returned %s, expected EFAULT", ret ? strerror(-ret) : "success");
-	CHECK(!munmap(buf, alloc.len), "munmap: %s", strerror(errno));
-	close(alloc.fd);
-	close(heap);
+	CHECK(!munmap(buf, len), "munmap: %s", strerror(errno));
 	vfio_close(&v);
 }
 
@@ -517,7 +598,8 @@ static long proc_mem_read(pid_t pid, void *addr, uint32_t *value)
 }
 
 /* e: kernel-internal lookups of a PFN map (ptrace access, fork's PAT copy, exit's untrack) on
- * e1000's sysfs resource0, across the revocation by e1000's claim (5.12+). */
+ * e1000's sysfs resource0, across the revocation by e1000's claim (5.12+): the forked child holds
+ * the mapping through the revocation and exits after it. */
 static void kernel_internal(void)
 {
 	int ready[2], go[2];
@@ -545,16 +627,15 @@ static void kernel_internal(void)
 			_exit(3);
 		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
 			_exit(4);
+		/* After the revocation: the inherited mapping is revoked too (5.12+). */
+		if (probe_read(res, &w) != sysfs_resources_revocable())
+			_exit(5);
 		_exit(0); /* exit_mmap of the inherited PFN map */
 	}
 	CHECK(read(ready[0], &c, 1) == 1, "the child did not get ready (it could not read the inherited mapping)");
 	n = proc_mem_read(child, res, &v);
 	CHECK(n == 4, "/proc/%d/mem read of the child's PFN map: %s", child, n < 0 ? strerror(-n) : "short");
 	step("fork: child %d read the inherited PFN map; /proc/%d/mem read: 0x%08x", child, child, v);
-	CHECK(write(go[1], &c, 1) == 1, "write: %s", strerror(errno));
-	CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	      "the child exited with status 0x%x", status);
-	step("child exited");
 	e1000_load();
 	n = proc_mem_read(getpid(), res, &v);
 	if (sysfs_resources_revocable()) {
@@ -565,6 +646,12 @@ static void kernel_internal(void)
 		expect_readable(res, "e1000 BAR0 through sysfs after the claim (< 5.12: not revoked)");
 		CHECK(n == 4, "/proc/self/mem read after the claim: %s", n < 0 ? strerror(-n) : "short");
 	}
+	CHECK(write(go[1], &c, 1) == 1, "write: %s", strerror(errno));
+	CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status), "the child died (status 0x%x)", status);
+	CHECK(WEXITSTATUS(status) == 0, "the child exited %d (5: its inherited mapping %s after the claim)",
+	      WEXITSTATUS(status), sysfs_resources_revocable() ? "still read" : "faulted");
+	step("child %d saw its inherited mapping %s after the claim and exited holding it", child,
+	     sysfs_resources_revocable() ? "revoked" : "still live");
 	CHECK(!munmap(res, size), "munmap: %s", strerror(errno));
 }
 
@@ -572,7 +659,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr, "usage: pfnaudit-intree vfio-zap-keep|vfio-zap-unmap-first|iomem-claim-keep|"
-				"iomem-claim-unmap-first|ram-pfnmap-refused|kvm-memslot|kernel-internal\n");
+				"iomem-claim-unmap-first|ram-pfnmap-refused dma-heap|vgem|kvm-memslot|kernel-internal\n");
 		return 2;
 	}
 	scenario = argv[1];
@@ -587,7 +674,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(scenario, "iomem-claim-unmap-first"))
 		iomem_claim(1);
 	else if (!strcmp(scenario, "ram-pfnmap-refused"))
-		ram_pfnmap_refused();
+		ram_pfnmap_refused(argc > 2 ? argv[2] : "dma-heap");
 	else if (!strcmp(scenario, "kvm-memslot"))
 		kvm_memslot();
 	else if (!strcmp(scenario, "kernel-internal"))
