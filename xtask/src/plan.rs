@@ -147,10 +147,10 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
             let known: Vec<&str> = PROGRAMS.iter().map(|(key, _)| *key).collect();
             bail!("scenario `{}`: unknown program `{}` (one of {})", s.name, s.program, known.join(", "));
         }
-        if let Some(kernels) = &s.kernels {
-            if let Some(label) = s.expect_on.keys().find(|k| !kernels.contains(k)) {
-                bail!("scenario `{}`: expect_on names kernel {label}, which it does not run on", s.name);
-            }
+        if let Some(kernels) = &s.kernels
+            && let Some(label) = s.expect_on.keys().find(|k| !kernels.contains(k))
+        {
+            bail!("scenario `{}`: expect_on names kernel {label}, which it does not run on", s.name);
         }
         if s.modules_loaded_by_command && s.gate_exit.is_none() {
             bail!("scenario `{}`: modules_loaded_by_command needs gate_exit (only gated commands load modules)", s.name);
