@@ -231,15 +231,21 @@ pub fn fill_file_name(l: &KernelLayout, vma: u64, out: &mut FileNameEvent) -> bo
     }
     let mut dentry: u64 = read_field(file, l.file_dentry);
     for i in 0..FILE_NAME_DEPTH {
+        // A dentry that is its own parent is a root: the filesystem's ("/", not named), or the
+        // file's own when it is a pseudo file (anon_inode_getfile(), vfio's device files):
+        // d_alloc_pseudo() makes those their own parent, and their name is all there is.
         let parent: u64 = read_field(dentry, l.dentry_parent);
-        if dentry == 0 || parent == dentry {
-            break; // the filesystem's root: its name is "/"
+        if dentry == 0 || (parent == dentry && i > 0) {
+            break;
         }
         let name: u64 = read_field(dentry, l.dentry_name);
         if name != 0 {
             read_str(name, &mut out.names[i]);
         }
         out.depth = i as u32 + 1;
+        if parent == dentry {
+            break;
+        }
         dentry = parent;
     }
     true

@@ -18,6 +18,9 @@ pub struct Tally {
     pub has_status: bool,
     /// The summary record's `suppressed` (None: no summary record).
     pub suppressed: Option<u64>,
+    /// `raw-lookup` events whose vma the kernel side did not find (every pin must know its vma:
+    /// mm-only lookups are resolved in the kernel).
+    pub lookups_without_vma: usize,
 }
 
 /// What a finding names, as far as the expectations check it (`None`: the finding names none).
@@ -80,6 +83,11 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
                 tally.evidence.entry(kind.to_owned()).or_default().push(Evidence::of(&record));
             }
             Some("summary") => tally.suppressed = record.get("suppressed").and_then(Value::as_u64),
+            Some("event") if record.get("kind").and_then(Value::as_str) == Some("raw-lookup") => {
+                if record.pointer("/vma/vma").and_then(Value::as_str).is_none_or(|vma| vma == "0x0") {
+                    tally.lookups_without_vma += 1;
+                }
+            }
             Some("lost") => tally.lost += record.get("count").and_then(Value::as_u64).unwrap_or(0),
             Some("status") => tally.has_status = true,
             Some(_) => {}
@@ -118,6 +126,9 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     }
     if !tally.has_status {
         problems.push("no status record".to_owned());
+    }
+    if tally.lookups_without_vma > 0 {
+        problems.push(format!("{} raw-lookup event(s) carry no vma", tally.lookups_without_vma));
     }
     let expected = scenario.expect_for(kernel);
     for expect in expected {
@@ -241,6 +252,16 @@ mod tests {
         assert!(why.contains("3 events lost"), "{why}");
         assert!(judge(&s, "6.1", &files(STATUS, "1"), true).unwrap_err().contains("exited 1"));
         assert!(judge(&s, "6.1", &files("not json\n", "0"), true).unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn a_raw_lookup_without_its_vma_fails_the_scenario() {
+        let s = scenario("{ kind = \"pin-leaked\", count = 0 }");
+        let lookup = |vma: &str| format!("{{\"type\":\"event\",\"kind\":\"raw-lookup\",\"vma\":{{\"vma\":\"{vma}\"}}}}\n");
+        let resolved = format!("{STATUS}{}", lookup("0xffff8881000a0000"));
+        assert!(judge(&s, "6.1", &files(&resolved, "0"), true).is_ok());
+        let unresolved = format!("{STATUS}{}{}", lookup("0xffff8881000a0000"), lookup("0x0"));
+        assert!(judge(&s, "6.1", &files(&unresolved, "0"), true).unwrap_err().contains("1 raw-lookup event(s) carry no vma"));
     }
 
     #[test]
