@@ -9,6 +9,7 @@ use crate::{
     file_paths::FilePaths,
     metrics::Metrics,
     probes::{self, Attached, HookState, HookStatus, KernelFacts},
+    record::Lost,
     symbols::{KernelSymbols, LoadedModules},
 };
 
@@ -16,18 +17,19 @@ use crate::{
 /// revocations and backlogs) and counters are polled for losses.
 const COUNTER_POLL: Duration = Duration::from_millis(100);
 
-/// What a session reports to its sinks, in order. The caller turns these into records.
+/// What a session reports, in order; `live.rs` turns these into records for the pipeline.
 pub trait Observer {
     /// Probes attached; `status` is ready to be written.
     fn attached(&mut self, attached: &Attached);
     /// One decoded event.
     fn event(&mut self, event: &crate::event::Event);
-    /// `count` records of `hook` were lost since the last report.
-    fn lost(&mut self, hook: &str, count: u64, ts_ns: u64);
-    /// A record could not be decoded (version skew between eBPF object and daemon).
-    fn undecodable(&mut self, error: &crate::decode::DecodeError);
+    /// Records of a hook lost since the last report: the ring buffer was full, or they could not
+    /// be decoded (version skew between eBPF object and daemon).
+    fn lost(&mut self, lost: &Lost);
     /// A hook in a module was attached, or detached, after `attached` (module loaded or unloaded).
     fn hook_changed(&mut self, status: &HookStatus, ts_ns: u64);
+    /// An output failed: the session stops at once.
+    fn failed(&self) -> bool;
 }
 
 pub struct SessionOptions {
@@ -38,8 +40,6 @@ pub struct SessionOptions {
 /// What the session saw, for the summary.
 pub struct SessionEnd {
     pub hooks: Vec<crate::drain::HookTotals>,
-    pub lost_total: u64,
-    pub events: u64,
 }
 
 /// An attached session, ready to run.
@@ -54,14 +54,15 @@ pub struct Session {
     files: FilePaths,
     decoder: Decoder,
     losses: LossTracker,
-    lost_total: u64,
-    events: u64,
-    pub metrics: Arc<Metrics>,
+    /// Records that did not parse since the last counter poll, per hook name.
+    undecodable: std::collections::BTreeMap<String, u64>,
+    metrics: Arc<Metrics>,
 }
 
 impl Session {
     /// Attaches everything. Fails (setup error) when the kernel lacks what auditing needs.
-    pub fn start(opts: &SessionOptions, observer: &mut dyn Observer) -> anyhow::Result<Self> {
+    /// `metrics` gets the kernel's per-hook counters at every poll.
+    pub fn start(opts: &SessionOptions, metrics: Arc<Metrics>, observer: &mut dyn Observer) -> anyhow::Result<Self> {
         let facts = KernelFacts::read()?;
         let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes)?;
         require_essential_hooks(&attached)?;
@@ -77,9 +78,8 @@ impl Session {
             files: FilePaths::default(),
             decoder,
             losses: LossTracker::default(),
-            lost_total: 0,
-            events: 0,
-            metrics: Arc::new(Metrics::default()),
+            undecodable: Default::default(),
+            metrics,
         })
     }
 
@@ -87,7 +87,8 @@ impl Session {
         &self.attached.kernel_release
     }
 
-    /// Runs until `stop` completes, then drains what is left and returns the totals.
+    /// Runs until `stop` completes, then drains what is left and returns the totals. Stops early,
+    /// without the final drain, when the observer's outputs failed.
     pub async fn run(mut self, stop: impl Future<Output = ()>, observer: &mut dyn Observer) -> anyhow::Result<SessionEnd> {
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(COUNTER_POLL);
@@ -104,13 +105,16 @@ impl Session {
                 }
                 _ = &mut stop => break,
             }
+            if observer.failed() {
+                return Ok(SessionEnd { hooks: totals(&self.maps.read_counters(), &self.attached.counter_names) });
+            }
         }
         // Records written just before the stop are still in the ring: read them all.
         let rest = self.maps.drain_now();
         self.handle_batch(rest, observer);
         self.poll_counters(observer);
         let counters = self.maps.read_counters();
-        Ok(SessionEnd { hooks: totals(&counters, &self.attached.counter_names), lost_total: self.lost_total, events: self.events })
+        Ok(SessionEnd { hooks: totals(&counters, &self.attached.counter_names) })
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
@@ -120,15 +124,22 @@ impl Session {
         self.follow_modules(observer);
         let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks, &mut self.names, &mut self.files);
         for bytes in batch {
+            if observer.failed() {
+                return;
+            }
             match RawRecord::parse(&bytes) {
                 Ok(raw) => {
                     if let Some(event) = self.decoder.decode(&raw, &mut enrich) {
-                        self.events += 1;
-                        self.metrics.event();
                         observer.event(&event);
                     }
                 }
-                Err(e) => observer.undecodable(&e),
+                Err(e) => {
+                    let hook = RawRecord::hook_slot(&bytes).map_or_else(|| "unknown".to_string(), |slot| self.decoder.hook_name(slot));
+                    if self.undecodable.is_empty() {
+                        log::warn!("undecodable record of {hook} (eBPF object and daemon disagree?): {e}");
+                    }
+                    *self.undecodable.entry(hook).or_default() += 1;
+                }
             }
         }
     }
@@ -162,9 +173,11 @@ impl Session {
         let counters = self.maps.read_counters();
         let now = monotonic_ns();
         for (slot, count) in self.losses.new_losses(&counters) {
-            self.lost_total += count;
             let name = self.attached.counter_names.get(slot).cloned().unwrap_or_default();
-            observer.lost(&name, count, now);
+            observer.lost(&Lost::ring_full(&name, count, now));
+        }
+        for (hook, count) in std::mem::take(&mut self.undecodable) {
+            observer.lost(&Lost::undecodable(&hook, count, now));
         }
         self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names));
     }

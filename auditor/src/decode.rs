@@ -76,6 +76,12 @@ impl RawRecord {
         })
     }
 
+    /// The hook slot a record names, if it is long enough to have one (for counting a record that
+    /// does not parse as a loss of its hook).
+    pub fn hook_slot(bytes: &[u8]) -> Option<u32> {
+        Some(u32::from_ne_bytes(bytes.get(4..8)?.try_into().ok()?))
+    }
+
     pub fn header(&self) -> &Header {
         match self {
             Self::PfnMap(e) => &e.hdr,
@@ -115,7 +121,8 @@ impl Decoder {
         Self { next_seq: 0, slot_names }
     }
 
-    fn hook_name(&self, hook: u32) -> String {
+    /// The name of a hook slot (a release slot carries the policy's function name).
+    pub fn hook_name(&self, hook: u32) -> String {
         self.slot_names
             .get(hook as usize)
             .filter(|n| !n.is_empty())
@@ -315,6 +322,8 @@ mod tests {
     #[test]
     fn truncated_and_unknown_records_are_errors_not_panics() {
         assert_eq!(RawRecord::parse(&[0u8; 8]).unwrap_err(), DecodeError::Short(8));
+        assert_eq!(RawRecord::hook_slot(&[0, 0, 0, 0, 7, 0, 0, 0]), Some(7), "the hook of a record too short to parse");
+        assert_eq!(RawRecord::hook_slot(&[0; 6]), None);
         let mut hdr = Header { kind: 99, ..Header::default() };
         assert_eq!(RawRecord::parse(&bytes_of(&hdr)).unwrap_err(), DecodeError::UnknownKind(99));
         hdr.kind = EventKind::Revoke as u32;

@@ -12,6 +12,9 @@ pub mod code {
     pub const EVENTS_LOST: u8 = 3;
     /// The command under test failed and there were no failing findings.
     pub const COMMAND_FAILED: u8 = 4;
+    /// An output (NDJSON, JUnit, SARIF, human text) could not be created, written, flushed or
+    /// synced: the run stopped, its records are incomplete.
+    pub const OUTPUT: u8 = 5;
 }
 
 /// Precedence: failing findings, then lost events (fail closed), then the command's own failure.

@@ -58,7 +58,8 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
             lines.push(line);
         }
     }
-    lines.push(serde_json::to_string(&Record::Lost(Lost { hook: "follow_pfn".into(), count: 3, ts_ns: 99 })).unwrap());
+    lines.push(serde_json::to_string(&Record::Lost(Lost::ring_full("follow_pfn", 3, 99))).unwrap());
+    lines.push(serde_json::to_string(&Record::Lost(Lost::undecodable("zap_vma_ptes", 1, 100))).unwrap());
     let summary = correlator.finish();
     for f in &summary.findings[finding_lines.len()..] {
         let line = serde_json::to_string(&Record::Finding(f.clone())).unwrap();
@@ -73,7 +74,8 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         pins_held: summary.pins_held,
         pins_without_vma: summary.pins_without_vma,
         events: s.events.len() as u64,
-        lost_total: 3,
+        lost_total: 4,
+        undecodable: [("zap_vma_ptes".to_string(), 1)].into(),
         hooks: vec![HookTotals { hook: "follow_pfn".into(), hits: 9, emitted: 6, dropped: 3 }],
         duration_ms: 12,
     };
@@ -124,10 +126,11 @@ fn replay_prints_the_same_findings_as_live() {
     let (lines, live_findings) = recorded_run();
     let text = lines.join("\n") + "\n";
     let policy = Policy::parse(POLICY, "policy.toml").unwrap();
-    let (live, summary) = replay(text.as_bytes(), "run.ndjson", &policy).unwrap();
-    let replayed: Vec<String> = live
+    let summary = replay(text.as_bytes(), "run.ndjson", &policy, Vec::new()).unwrap();
+    // The summary lists the findings in the order they were made: live ones, then end-of-run ones.
+    let replayed: Vec<String> = summary
+        .findings
         .iter()
-        .chain(&summary.findings[live.len()..])
         .map(|f| serde_json::to_string(&Record::Finding(f.clone())).unwrap())
         .collect();
     assert_eq!(replayed, live_findings);
@@ -137,7 +140,7 @@ fn replay_prints_the_same_findings_as_live() {
 fn corrupt_replay_file_names_the_line() {
     let (mut lines, _) = recorded_run();
     lines.insert(3, "{\"type\": \"event\", \"kind\": \"raw-lookup\"".into());
-    let err = replay(lines.join("\n").as_bytes(), "run.ndjson", &Policy::default()).unwrap_err();
+    let err = replay(lines.join("\n").as_bytes(), "run.ndjson", &Policy::default(), Vec::new()).unwrap_err();
     assert!(matches!(err, ReplayError::Corrupt { line: 4, .. }), "{err}");
     assert!(err.to_string().starts_with("run.ndjson:4: not a pfn-auditor record"), "{err}");
 }
@@ -147,7 +150,7 @@ fn replay_of_a_run_recorded_without_events_says_how_to_record_one() {
     let (lines, _) = recorded_run();
     let without: Vec<String> =
         lines.iter().filter(|l| !l.contains("\"type\":\"event\"")).map(|l| l.replace("\"events\":true", "\"events\":false")).collect();
-    let err = replay(without.join("\n").as_bytes(), "f.ndjson", &Policy::default()).unwrap_err();
+    let err = replay(without.join("\n").as_bytes(), "f.ndjson", &Policy::default(), Vec::new()).unwrap_err();
     assert!(err.to_string().contains("--events"), "{err}");
 }
 
@@ -156,6 +159,6 @@ fn replay_of_an_events_recording_that_saw_nothing_has_no_findings() {
     let (lines, _) = recorded_run();
     let quiet: Vec<&String> = lines.iter().filter(|l| l.contains("\"type\":\"status\"")).collect();
     let text = quiet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
-    let (live, summary) = replay(text.as_bytes(), "f.ndjson", &Policy::default()).unwrap();
-    assert!(live.is_empty() && summary.findings.is_empty());
+    let summary = replay(text.as_bytes(), "f.ndjson", &Policy::default(), Vec::new()).unwrap();
+    assert!(summary.findings.is_empty());
 }

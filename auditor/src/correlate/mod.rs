@@ -48,15 +48,19 @@ pub struct Summary {
 impl Summary {
     /// End-of-run lines for humans: suppressions per reason, pins whose vma stayed unknown.
     pub fn notes(&self) -> Vec<String> {
-        let mut notes: Vec<String> = self.suppressed_by.iter().map(|(reason, n)| format!("suppressed: {reason}: {n}")).collect();
-        if self.pins_without_vma > 0 {
-            notes.push(format!(
-                "{} pin(s) without a known vma (no PFN map of the run contains their address): an owner revocation of their file cannot be matched to them",
-                self.pins_without_vma
-            ));
-        }
-        notes
+        notes(&self.suppressed_by, self.pins_without_vma)
     }
+}
+
+/// End-of-run lines for humans, from a summary's suppressions and pins without a vma.
+pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64) -> Vec<String> {
+    let mut notes: Vec<String> = suppressed_by.iter().map(|(reason, n)| format!("suppressed: {reason}: {n}")).collect();
+    if pins_without_vma > 0 {
+        notes.push(format!(
+            "{pins_without_vma} pin(s) without a known vma (no PFN map of the run contains their address): an owner revocation of their file cannot be matched to them"
+        ));
+    }
+    notes
 }
 
 pub struct Correlator {
