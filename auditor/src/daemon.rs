@@ -2,13 +2,18 @@
 //! `run` stops on SIGINT/SIGTERM or `--duration`; `gate` stops when its command exits.
 use std::{future::Future, sync::Arc, time::Duration};
 
+use auditor_common::Hook;
+
 use crate::{
     decode::{Decoder, LiveEnrich, RawRecord},
     drain::{KernelMaps, LossTracker, totals},
     file_names::{KernelFileNames, Mounts},
     file_paths::FilePaths,
     metrics::Metrics,
-    probes::{self, Attached, HookState, HookStatus, KernelFacts},
+    probes::{
+        self, Attached, HookState, HookStatus, KernelFacts,
+        table::{MissingEssential, missing_essential},
+    },
     record::Lost,
     symbols::{KernelSymbols, LoadedModules},
 };
@@ -68,7 +73,7 @@ impl Session {
         require_essential_hooks(&attached)?;
         let maps = KernelMaps::take(&mut attached.ebpf)?;
         observer.attached(&attached);
-        let decoder = Decoder::new(attached.counter_names.clone());
+        let decoder = Decoder::new(attached.counter_names.clone(), attached.symbols_by_slot());
         Ok(Self {
             attached,
             maps,
@@ -186,17 +191,15 @@ impl Session {
 /// Without a raw-lookup hook or the revocation hooks the run would report nothing and look clean:
 /// refuse to start instead.
 fn require_essential_hooks(attached: &Attached) -> anyhow::Result<()> {
-    let attached_hook = |name: &str| attached.hooks.iter().any(|h| h.hook == name && h.state == HookState::Attached);
-    if !["follow_pfn", "follow_pte", "follow_pfnmap_start"].iter().any(|h| attached_hook(h)) {
-        anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)");
-    }
-    for hook in ["unmap_mapping_range", "zap_vma_ptes", "unmap_page_range", "exit_mmap"] {
-        if !attached_hook(hook) {
-            let why = attached.hooks.iter().find(|h| h.hook == hook).and_then(|h| h.reason.clone()).unwrap_or_default();
-            anyhow::bail!("revocation hook {hook} could not be attached: {why} (run `pfn-auditor doctor`)");
+    let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook.name() && h.state == HookState::Attached);
+    match missing_essential(attached_hook) {
+        None => Ok(()),
+        Some(MissingEssential::RawLookup) => anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)"),
+        Some(MissingEssential::Revocation(hook)) => {
+            let why = attached.hooks.iter().find(|h| h.hook == hook.name()).and_then(|h| h.reason.clone()).unwrap_or_default();
+            anyhow::bail!("revocation hook {} could not be attached: {why} (run `pfn-auditor doctor`)", hook.name())
         }
     }
-    Ok(())
 }
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns()` stamps events with.

@@ -114,11 +114,13 @@ pub struct Decoder {
     next_seq: u64,
     /// Hook names of the counter slots (release slots carry the policy's function names).
     slot_names: Vec<String>,
+    /// Per slot, the kernel symbols its probes are attached to (`Attached::symbols_by_slot`).
+    slot_symbols: Vec<Vec<String>>,
 }
 
 impl Decoder {
-    pub fn new(slot_names: Vec<String>) -> Self {
-        Self { next_seq: 0, slot_names }
+    pub fn new(slot_names: Vec<String>, slot_symbols: Vec<Vec<String>>) -> Self {
+        Self { next_seq: 0, slot_names, slot_symbols }
     }
 
     /// The name of a hook slot (a release slot carries the policy's function name).
@@ -139,7 +141,8 @@ impl Decoder {
         let hdr = raw.header();
         let hook = self.hook_name(hdr.hook);
         let stack = if hdr.stack_id >= 0 { enrich.stack(hdr.stack_id) } else { Vec::new() };
-        let caller = caller_of(&stack, &hook);
+        let attached = self.slot_symbols.get(hdr.hook as usize).map(Vec::as_slice).unwrap_or_default();
+        let caller = caller_of(&stack, &hook, attached);
         let tgid = hdr.task.tgid;
         let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v));
         let body = match raw {
@@ -309,7 +312,7 @@ mod tests {
         rec.address = 0x7f00_0000_1000;
         rec.pfn = 0x1234;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
-        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
+        let ev = Decoder::new(Vec::new(), Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
         assert_eq!(ev.hook, "follow_pfn");
         assert_eq!(ev.task.comm, "demo");
         let EventBody::RawLookup { vma, pfn, address, .. } = ev.body else { panic!("wrong body") };
@@ -330,6 +333,36 @@ mod tests {
         assert!(matches!(RawRecord::parse(&bytes_of(&hdr)), Err(DecodeError::Size { .. })));
     }
 
+    /// A stack as kallsyms names it on 7.1+, where the `zap_vma_ptes` hook is attached to
+    /// `zap_special_vma_range`.
+    struct ZapStack;
+    impl Enrich for ZapStack {
+        fn stack(&mut self, _: i64) -> Vec<Frame> {
+            ["zap_special_vma_range", "pfnaudit_ioctl", "__x64_sys_ioctl"]
+                .iter()
+                .map(|f| Frame { function: Some(f.to_string()), ..Frame::default() })
+                .collect()
+        }
+        fn path(&mut self, _: u32, _: &VmaInfo) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_zap_on_7_1_is_caused_by_the_driver_outside_the_renamed_symbol() {
+        let mut rec = RevokeEvent::default();
+        rec.hdr.kind = EventKind::Revoke as u32;
+        rec.hdr.hook = Hook::ZapVmaPtes as u32;
+        rec.hdr.stack_id = 3;
+        rec.cause = RevokeCause::Zap as u32;
+        let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
+        let mut symbols = vec![Vec::new(); auditor_common::HOOK_COUNT];
+        symbols[Hook::ZapVmaPtes as usize] = vec!["zap_special_vma_range".to_string()];
+        let ev = Decoder::new(Vec::new(), symbols).decode(&raw, &mut ZapStack).expect("an event");
+        assert_eq!(ev.hook, "zap_vma_ptes", "the record keeps the hook's name");
+        assert_eq!(ev.caller.and_then(|c| c.function).as_deref(), Some("pfnaudit_ioctl"));
+    }
+
     #[test]
     fn owner_revoke_to_end_of_file_has_no_page_count() {
         let mut rec = RevokeEvent::default();
@@ -340,7 +373,7 @@ mod tests {
         rec.mapping = 0xffff_8880_0000_1000;
         rec.nr_pages = u64::MAX;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
-        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
+        let ev = Decoder::new(Vec::new(), Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
         let EventBody::Revoke { cause, nr_pages, mapping, vma, .. } = ev.body else { panic!() };
         assert_eq!(cause, Cause::OwnerRevoke);
         assert_eq!(nr_pages, None);

@@ -23,14 +23,12 @@ pub struct Diagnosis {
 impl Diagnosis {
     /// Ready to audit: root, BTF, a raw-lookup hook and every revocation hook attached or attachable.
     pub fn ready(&self) -> bool {
-        let ok = |name: &str| {
+        let ok = |hook: auditor_common::Hook| {
             self.hooks
                 .iter()
-                .any(|h| h.hook == name && matches!(h.state, HookState::Attached | HookState::Available))
+                .any(|h| h.hook == hook.name() && matches!(h.state, HookState::Attached | HookState::Available))
         };
-        let lookup = ["follow_pfn", "follow_pte", "follow_pfnmap_start"].iter().any(|h| ok(h));
-        let revocations = ["unmap_mapping_range", "zap_vma_ptes", "unmap_page_range", "exit_mmap"].iter().all(|h| ok(h));
-        self.root && self.btf.is_ok() && lookup && revocations
+        self.root && self.btf.is_ok() && crate::probes::table::missing_essential(ok).is_none()
     }
 
     pub fn render(&self) -> String {

@@ -18,14 +18,10 @@ pub use finding::{Finding, FindingKind, Holder, PinSource, Severity};
 use finding::{RevocationEvidence, fingerprint};
 use pin::{Pin, Release, subtract};
 
+use crate::probes::table::NESTING_HOOKS;
+
 const PAGE: u64 = 4096;
 
-/// Callers whose lookups belong to another hooked call: `follow_pte()` inside `follow_pfn()`
-/// (6.1) is the `follow_pfn` lookup, and `get_vaddr_frames()`'s lookups are the frame-vector pin
-/// it reports. The eBPF side already drops them; this covers recordings from other sources.
-/// Kernel code that looks PFNs up for its own bookkeeping (x86 PAT, ptrace) is in the catalog
-/// (`kernel_internal` holders).
-pub const NESTED_HOOK_CALLERS: &[&str] = &["follow_pfn", "follow_pte", "get_vaddr_frames"];
 
 /// End-of-run summary of the correlator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -195,7 +191,11 @@ impl Correlator {
 
     fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
         let holder = Holder::from_frame(ev.caller.as_ref());
-        if holder.function.as_deref().is_some_and(|f| NESTED_HOOK_CALLERS.iter().any(|n| same_function(n, f))) {
+        // Callers whose lookups belong to another hooked call (the probe table's nesting hooks).
+        // The eBPF side already drops them; this covers recordings from other sources. Kernel
+        // code that looks PFNs up for its own bookkeeping (x86 PAT, ptrace) is in the catalog
+        // (`kernel_internal` holders).
+        if holder.function.as_deref().is_some_and(|f| NESTING_HOOKS.iter().any(|n| same_function(n.name(), f))) {
             return;
         }
         let release = match self.policy.holder_for(holder.function.as_deref(), holder.module.as_deref()) {

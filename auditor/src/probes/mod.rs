@@ -79,6 +79,18 @@ pub struct Attached {
 }
 
 impl Attached {
+    /// Per counter slot, the kernel symbols that slot's probes are attached to on this kernel
+    /// (the decoder finds an event's caller outside them).
+    pub fn symbols_by_slot(&self) -> Vec<Vec<String>> {
+        let mut slots = vec![Vec::new(); HOOK_COUNT];
+        for h in self.hooks.iter().filter(|h| h.state == HookState::Attached) {
+            if let Some(hook) = Hook::FIXED.iter().find(|k| k.name() == h.hook) {
+                slots[*hook as usize].push(h.symbol.clone());
+            }
+        }
+        slots
+    }
+
     /// After a module was loaded, unloaded or reloaded (`symbols` read since): re-reads the BTF of
     /// a module the layouts come from, and attaches, detaches and re-attaches the perf-kprobe
     /// hooks that live in modules. Returns the hooks whose state changed.
