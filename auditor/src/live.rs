@@ -17,7 +17,10 @@ pub struct LiveOptions {
     /// Whether the NDJSON output carries raw `event` records (for `replay`): said in `status`.
     pub events: bool,
     pub ring_buffer_bytes: u32,
-    pub metrics: Option<std::net::SocketAddr>,
+    /// `--metrics`: where to serve `metrics` (which a `MetricsSink` among the sinks also feeds).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Gets the kernel's per-hook counters at every poll.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Session callbacks → records → pipeline.
@@ -61,15 +64,11 @@ impl Observer for LiveSource {
 /// Attaches, runs until `stop` resolves (after calling `started` once attached), and hands the
 /// summary to the sinks. Errors before attaching are setup errors; an output that cannot be
 /// written ends the run with an [`OutputError`] (exit code 5).
-pub async fn run_live<S, F>(opts: LiveOptions, mut sinks: Vec<Box<dyn Sink>>, started: S) -> anyhow::Result<RunSummary>
+pub async fn run_live<S, F>(opts: LiveOptions, sinks: Vec<Box<dyn Sink>>, started: S) -> anyhow::Result<RunSummary>
 where
     S: FnOnce() -> anyhow::Result<F>,
     F: Future<Output = ()>,
 {
-    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-    if opts.metrics.is_some() {
-        sinks.push(Box::new(crate::sink::metrics::MetricsSink(metrics.clone())));
-    }
     let mut source = LiveSource {
         pipeline: Pipeline::new(&opts.policy, sinks),
         events: opts.events,
@@ -77,9 +76,9 @@ where
         rules: opts.policy.rules(),
     };
     let session_opts = SessionOptions { release_functions: opts.policy.release_functions(), ring_buffer_bytes: opts.ring_buffer_bytes };
-    let session = Session::start(&session_opts, metrics.clone(), &mut source)?;
-    if let Some(addr) = opts.metrics {
-        crate::metrics::serve(addr, metrics).await?;
+    let session = Session::start(&session_opts, opts.metrics.clone(), &mut source)?;
+    if let Some(addr) = opts.metrics_addr {
+        crate::metrics::serve(addr, opts.metrics).await?;
     }
     let began = Instant::now();
     let end = if source.failed() {

@@ -5,6 +5,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::Arc,
     time::Duration,
 };
 
@@ -16,12 +17,14 @@ use auditor::{
     gate_outcome::{code, exit_code},
     correlate::Severity,
     live::{LiveOptions, run_live},
+    metrics::Metrics,
     pipeline::{OutputError, Sink},
     policy::Policy,
     replay::{ReplayError, replay},
     sink::{
         human::HumanSink,
         junit::JunitSink,
+        metrics::MetricsSink,
         ndjson::{NdjsonRecords, NdjsonSink},
         sarif::SarifSink,
     },
@@ -163,7 +166,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 Some(path) => ndjson_sink(path, NdjsonRecords::All { events: true })?,
                 None => ndjson_sink(Path::new("-"), NdjsonRecords::Findings)?,
             };
-            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on)?;
+            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None);
             match replay(reader, &name, &policy, sinks) {
                 Ok(_) => Ok(code::CLEAN),
                 Err(ReplayError::Output(e)) => Err(e.into()),
@@ -173,8 +176,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run { output, events, duration, quiet, common } => {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let ndjson = ndjson_sink(&output, NdjsonRecords::All { events })?;
-            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &policy.fail_on)?;
             let opts = live_options(&common, policy, events);
+            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts));
             run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
             Ok(code::CLEAN)
         }
@@ -182,8 +185,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let fail_on = policy.fail_on.clone();
             let ndjson = output.as_ref().map(|p| ndjson_sink(p, NdjsonRecords::All { events: true })).transpose()?;
-            let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on)?;
             let opts = live_options(&common, policy, output.is_some());
+            let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on, live_metrics(&opts));
             let (status_tx, status_rx) = tokio::sync::oneshot::channel();
             let s = run_live(opts, sinks, || {
                 let mut child = tokio::process::Command::new(&cmd[0])
@@ -220,16 +223,25 @@ impl Reports {
 }
 
 /// The outputs of a run, in the order they see each record. A new output is one line here.
-fn pick_sinks(ndjson: Option<Box<dyn Sink>>, human: HumanSink, reports: &Reports, fail_on: &[Severity]) -> Result<Vec<Box<dyn Sink>>, OutputError> {
+fn pick_sinks(
+    ndjson: Option<Box<dyn Sink>>,
+    human: HumanSink,
+    reports: &Reports,
+    fail_on: &[Severity],
+    metrics: Option<Arc<Metrics>>,
+) -> Vec<Box<dyn Sink>> {
     let mut sinks: Vec<Box<dyn Sink>> = ndjson.into_iter().collect();
     sinks.push(Box::new(human));
+    if let Some(metrics) = metrics {
+        sinks.push(Box::new(MetricsSink(metrics)));
+    }
     if let Some(path) = &reports.junit {
         sinks.push(Box::new(JunitSink { path: path.clone(), fail_on: fail_on.to_vec(), allow_loss: reports.allow_loss }));
     }
     if let Some(path) = &reports.sarif {
         sinks.push(Box::new(SarifSink::new(path.clone())));
     }
-    Ok(sinks)
+    sinks
 }
 
 fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
@@ -238,8 +250,14 @@ fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
         policy_path: common.policy.clone(),
         events,
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
-        metrics: common.metrics,
+        metrics_addr: common.metrics,
+        metrics: Arc::new(Metrics::default()),
     }
+}
+
+/// The registry `--metrics` serves, when it is asked for.
+fn live_metrics(opts: &LiveOptions) -> Option<Arc<Metrics>> {
+    opts.metrics_addr.map(|_| opts.metrics.clone())
 }
 
 /// SIGINT, SIGTERM or the duration: whichever comes first.
