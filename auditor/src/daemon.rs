@@ -194,7 +194,9 @@ fn require_essential_hooks(attached: &Attached) -> anyhow::Result<()> {
     let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook.name() && h.state == HookState::Attached);
     match missing_essential(attached_hook) {
         None => Ok(()),
-        Some(MissingEssential::RawLookup) => anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)"),
+        Some(MissingEssential::RawLookup) => {
+            anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)")
+        }
         Some(MissingEssential::Revocation(hook)) => {
             let why = attached.hooks.iter().find(|h| h.hook == hook.name()).and_then(|h| h.reason.clone()).unwrap_or_default();
             anyhow::bail!("revocation hook {} could not be attached: {why} (run `pfn-auditor doctor`)", hook.name())

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use auditor_common::{
-    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent,
-    ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
+    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent, ReleaseCallEvent,
+    RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
 };
 
 use crate::{
@@ -146,15 +146,8 @@ impl Decoder {
         let tgid = hdr.task.tgid;
         let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v));
         let body = match raw {
-            RawRecord::PfnMap(e) => EventBody::PfnMap {
-                vma: vma(&e.vma),
-                addr: Hex(e.addr),
-                pfn: e.pfn,
-                pages: e.size.div_ceil(4096),
-            },
-            RawRecord::RawLookup(e) => {
-                EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn, ram: e.ram != 0 }
-            }
+            RawRecord::PfnMap(e) => EventBody::PfnMap { vma: vma(&e.vma), addr: Hex(e.addr), pfn: e.pfn, pages: e.size.div_ceil(4096) },
+            RawRecord::RawLookup(e) => EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn, ram: e.ram != 0 },
             RawRecord::FramesGet(e) => EventBody::FramesGet {
                 vec: Hex(e.vec),
                 start: Hex(e.start),
@@ -202,12 +195,7 @@ fn revoke_body(e: &RevokeEvent, vma: &mut dyn FnMut(&VmaInfo) -> Vma) -> EventBo
 
 fn to_task(t: &TaskInfo) -> Task {
     let len = t.comm.iter().position(|&b| b == 0).unwrap_or(t.comm.len());
-    Task {
-        tgid: t.tgid,
-        pid: t.pid,
-        start_time_ns: t.start_time_ns,
-        comm: String::from_utf8_lossy(&t.comm[..len]).into_owned(),
-    }
+    Task { tgid: t.tgid, pid: t.pid, start_time_ns: t.start_time_ns, comm: String::from_utf8_lossy(&t.comm[..len]).into_owned() }
 }
 
 /// `dev_t` as the kernel stores it in `s_dev`: major in the top 12 bits of 32, minor in the low 20.

@@ -34,7 +34,10 @@ pub fn exit_code(findings: &[Finding], fail_on: &[Severity], lost_total: u64, al
 mod tests {
     use super::*;
     use crate::{
-        correlate::{Correlator, synthetic::{Proc, Stream}},
+        correlate::{
+            Correlator,
+            synthetic::{Proc, Stream},
+        },
         policy::Policy,
     };
 

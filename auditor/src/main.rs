@@ -13,9 +13,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use auditor::{
+    correlate::Severity,
     doctor,
     gate_outcome::{code, exit_code},
-    correlate::Severity,
     live::{LiveOptions, run_live},
     metrics::Metrics,
     pipeline::{OutputError, Sink},
@@ -177,7 +177,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let ndjson = ndjson_sink(&output, NdjsonRecords::All { events })?;
             let opts = live_options(&common, policy, events);
-            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts));
+            let sinks =
+                pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts));
             run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
             Ok(code::CLEAN)
         }
@@ -284,7 +285,11 @@ fn ndjson_sink(path: &Path, records: NdjsonRecords) -> Result<Box<dyn Sink>, Out
     }
     let name = path.display().to_string();
     let file = std::fs::File::create(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?;
-    let sink = NdjsonSink::new(BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?), &name, records);
+    let sink = NdjsonSink::new(
+        BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?),
+        &name,
+        records,
+    );
     // Only a regular file can be synced (fsync of a pipe or /dev/full is EINVAL).
     let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
     Ok(Box::new(if regular { sink.sync_at_end(file) } else { sink }))

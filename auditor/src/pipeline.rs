@@ -76,7 +76,15 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Self {
-        Self { correlator: Correlator::new(policy), sinks, reported: 0, events: 0, lost: BTreeMap::new(), undecodable: BTreeMap::new(), error: None }
+        Self {
+            correlator: Correlator::new(policy),
+            sinks,
+            reported: 0,
+            events: 0,
+            lost: BTreeMap::new(),
+            undecodable: BTreeMap::new(),
+            error: None,
+        }
     }
 
     /// Whether an output failed: the source should stop feeding records.

@@ -24,8 +24,7 @@ pub struct KernelSymbols {
 
 impl KernelSymbols {
     pub fn load() -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string("/proc/kallsyms")
-            .map_err(|e| anyhow::anyhow!("cannot read /proc/kallsyms: {e}"))?;
+        let text = std::fs::read_to_string("/proc/kallsyms").map_err(|e| anyhow::anyhow!("cannot read /proc/kallsyms: {e}"))?;
         Ok(Self::parse(&text))
     }
 
@@ -81,12 +80,9 @@ impl KernelSymbols {
     pub fn frame(&self, addr: u64) -> Frame {
         let idx = self.text.partition_point(|s| s.addr <= addr);
         match idx.checked_sub(1).map(|i| &self.text[i]) {
-            Some(sym) if sym.addr != 0 => Frame {
-                addr: Hex(addr),
-                function: Some(sym.name.clone()),
-                offset: addr - sym.addr,
-                module: sym.module.clone(),
-            },
+            Some(sym) if sym.addr != 0 => {
+                Frame { addr: Hex(addr), function: Some(sym.name.clone()), offset: addr - sym.addr, module: sym.module.clone() }
+            }
             _ => Frame { addr: Hex(addr), ..Frame::default() },
         }
     }
@@ -217,5 +213,4 @@ ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
         let attached = ["__zap_vma_range".to_string()];
         assert_eq!(caller_of(&stack, "unmap_page_range", &attached).unwrap().function.as_deref(), Some("unmap_vmas"));
     }
-
 }

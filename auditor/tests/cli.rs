@@ -57,10 +57,8 @@ fn replay_prints_finding_records_of_a_recording() {
     let out = auditor().arg("replay").arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let kinds: Vec<String> = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
-        .collect();
+    let kinds: Vec<String> =
+        stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string()).collect();
     assert_eq!(kinds, ["pfnmap-frame-vector", "pin-leaked"]);
 }
 
@@ -140,9 +138,10 @@ fn no_catalog_replays_without_the_built_in_holders() {
 /// A KVM lookup revoked: suppressed by the catalog, and the end of the replay says why.
 #[test]
 fn replay_counts_suppressed_findings_per_reason_on_stderr() {
-    let kvm = std::fs::read_to_string(repro("constprop.ndjson"))
-        .unwrap()
-        .replace("\"function\":\"vaddr_get_pfns.constprop.0\",\"offset\":221,\"module\":\"vfio_iommu_type1\"", "\"function\":\"hva_to_pfn_remapped\",\"offset\":90,\"module\":\"kvm\"");
+    let kvm = std::fs::read_to_string(repro("constprop.ndjson")).unwrap().replace(
+        "\"function\":\"vaddr_get_pfns.constprop.0\",\"offset\":221,\"module\":\"vfio_iommu_type1\"",
+        "\"function\":\"hva_to_pfn_remapped\",\"offset\":90,\"module\":\"kvm\"",
+    );
     let file = temp_file("kvm.ndjson", &kvm);
     let out = auditor().arg("replay").arg(&file).output().unwrap();
     assert!(out.status.success());
@@ -168,13 +167,7 @@ fn replay_gate() -> Command {
 fn replay_of_a_recorded_gate_run_writes_the_junit_and_sarif_the_gate_wrote() {
     let dir = temp_file("unused", "").parent().unwrap().to_path_buf();
     let (junit, sarif) = (dir.join("replayed.junit"), dir.join("replayed.sarif"));
-    let out = replay_gate()
-        .arg("--junit")
-        .arg(&junit)
-        .arg("--sarif")
-        .arg(&sarif)
-        .output()
-        .unwrap();
+    let out = replay_gate().arg("--junit").arg(&junit).arg("--sarif").arg(&sarif).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&junit).unwrap(), std::fs::read_to_string(gate_fixture("gate-catches-revoke.junit")).unwrap());
     assert_eq!(std::fs::read_to_string(&sarif).unwrap(), std::fs::read_to_string(gate_fixture("gate-catches-revoke.sarif")).unwrap());
@@ -186,10 +179,7 @@ fn replay_of_a_recorded_gate_run_writes_the_junit_and_sarif_the_gate_wrote() {
 
 #[test]
 fn replay_with_human_output_prints_the_findings_the_gate_printed() {
-    let out = replay_gate()
-        .arg("--human")
-        .output()
-        .unwrap();
+    let out = replay_gate().arg("--human").output().unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     let gate = std::fs::read_to_string(gate_fixture("gate-catches-revoke.stderr")).unwrap();
@@ -201,11 +191,7 @@ fn replay_with_human_output_prints_the_findings_the_gate_printed() {
 
 /// `replay FILE ARGS` whose output cannot be written: exit code 5 and one line naming the output.
 fn replay_failing(args: &[&str], stdout: std::process::Stdio) -> String {
-    let out = replay_gate()
-        .args(args)
-        .stdout(stdout)
-        .output()
-        .unwrap();
+    let out = replay_gate().args(args).stdout(stdout).output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -244,11 +230,7 @@ fn an_output_that_cannot_be_created_is_exit_5() {
 fn replay_output_rewrites_the_recording_s_records() {
     let dir = temp_file("unused", "").parent().unwrap().to_path_buf();
     let path = dir.join("rewritten.ndjson");
-    let out = replay_gate()
-        .arg("--output")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = replay_gate().arg("--output").arg(&path).output().unwrap();
     assert!(out.status.success() && out.stdout.is_empty());
     let recorded = std::fs::read_to_string(gate_fixture("gate-catches-revoke.ndjson")).unwrap();
     let rewritten = std::fs::read_to_string(&path).unwrap();

@@ -22,7 +22,6 @@ use crate::probes::table::NESTING_HOOKS;
 
 const PAGE: u64 = 4096;
 
-
 /// End-of-run summary of the correlator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -115,7 +114,16 @@ impl Correlator {
                 Vec::new()
             }
             EventBody::Revoke { cause, mapping, first_pgoff, nr_pages, vma, start, end, mm } => {
-                let scope = Scope { cause: *cause, mapping: *mapping, first_pgoff: *first_pgoff, nr_pages: *nr_pages, vma: vma.as_ref(), start: start.0, end: end.0, mm: mm.0 };
+                let scope = Scope {
+                    cause: *cause,
+                    mapping: *mapping,
+                    first_pgoff: *first_pgoff,
+                    nr_pages: *nr_pages,
+                    vma: vma.as_ref(),
+                    start: start.0,
+                    end: end.0,
+                    mm: mm.0,
+                };
                 self.revoke(ev, &scope)
             }
             EventBody::TaskExit {} => {
@@ -243,7 +251,9 @@ impl Correlator {
 
     fn release_call(&mut self, ev: &Event, args: &[Hex]) {
         let arg = |i: usize| args.get(i).map(|h| h.0);
-        for (rule, how) in self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match)) {
+        for (rule, how) in
+            self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match))
+        {
             let of_rule = |p: &Pin| p.release == Release::Policy(rule);
             match how {
                 ReleaseMatch::Tgid => self.pins.retain(|p| !(of_rule(p) && p.task.tgid == ev.task.tgid)),

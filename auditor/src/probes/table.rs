@@ -441,10 +441,7 @@ mod tests {
             for hook in [Hook::UnmapMappingRange, Hook::ZapVmaPtes, Hook::UnmapPageRange, Hook::ExitMmap, Hook::VmAreaFree] {
                 assert_eq!(rows.iter().filter(|r| r.hook == hook).count(), 1, "{hook:?} on {kernel}");
             }
-            let lookups = rows
-                .iter()
-                .filter(|r| matches!(r.hook, Hook::FollowPfn | Hook::FollowPte | Hook::FollowPfnmapStart))
-                .count();
+            let lookups = rows.iter().filter(|r| matches!(r.hook, Hook::FollowPfn | Hook::FollowPte | Hook::FollowPfnmapStart)).count();
             assert!(lookups >= 1, "no raw lookup hook on {kernel}");
         }
     }

@@ -36,7 +36,8 @@ impl Sink for HumanSink {
         for h in &status.hooks {
             // Hooks absent by design on this kernel are in `status`; say which ones wait for a
             // module or failed (release hooks always wait for their driver's module).
-            let fixable = matches!(h.state, HookState::ModuleNotLoaded | HookState::Failed) || (h.hook == "release" && h.state == HookState::Absent);
+            let fixable =
+                matches!(h.state, HookState::ModuleNotLoaded | HookState::Failed) || (h.hook == "release" && h.state == HookState::Absent);
             if fixable {
                 self.line(&format!("pfn-auditor: {} ({}) not attached: {}\n", h.hook, h.symbol, h.reason.as_deref().unwrap_or("")))?;
             }
@@ -103,12 +104,21 @@ pub fn render(f: &Finding) -> String {
             v.ino
         );
     }
-    let pfns: Vec<String> = p.pfns.iter().map(|r| if r.count == 1 { format!("{:#x}", r.first) } else { format!("{:#x}+{}", r.first, r.count) }).collect();
+    let pfns: Vec<String> =
+        p.pfns.iter().map(|r| if r.count == 1 { format!("{:#x}", r.first) } else { format!("{:#x}+{}", r.first, r.count) }).collect();
     let _ = writeln!(out, "  pin       {} via {}: {} page(s) at {:#x}, pfn {}", source(f), p.hook, p.pages, p.start.0, pfns.join(", "));
     let _ = writeln!(out, "  release   {}", p.release);
     if let Some(r) = &f.revocation {
         let caller = r.caller.as_ref().map(Frame::to_string).unwrap_or_else(|| "?".into());
-        let _ = writeln!(out, "  revoked   {} from {} in {}[{}], {:.3} ms after the pin", r.hook, caller, r.task.comm, r.task.tgid, f.age_ns as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "  revoked   {} from {} in {}[{}], {:.3} ms after the pin",
+            r.hook,
+            caller,
+            r.task.comm,
+            r.task.tgid,
+            f.age_ns as f64 / 1e6
+        );
     }
     let _ = writeln!(out, "  pinned at");
     for frame in p.stack.iter().take(STACK_LINES) {

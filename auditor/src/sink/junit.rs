@@ -76,7 +76,10 @@ pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64) -> String {
 mod tests {
     use super::*;
     use crate::{
-        correlate::{Correlator, synthetic::{Proc, Stream}},
+        correlate::{
+            Correlator,
+            synthetic::{Proc, Stream},
+        },
         event::Cause,
         policy::Policy,
     };
