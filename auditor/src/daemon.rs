@@ -6,7 +6,7 @@ use auditor_common::Hook;
 
 use crate::{
     decode::{Decoder, LiveEnrich, RawRecord},
-    drain::{KernelMaps, LossTracker, totals},
+    drain::{KernelMaps, LossTracker, Undecodable, totals},
     file_names::{KernelFileNames, Mounts},
     file_paths::FilePaths,
     metrics::Metrics,
@@ -60,7 +60,7 @@ pub struct Session {
     decoder: Decoder,
     losses: LossTracker,
     /// Records that did not parse since the last counter poll, per hook name.
-    undecodable: std::collections::BTreeMap<String, u64>,
+    undecodable: Undecodable,
     metrics: Arc<Metrics>,
 }
 
@@ -83,7 +83,7 @@ impl Session {
             files: FilePaths::default(),
             decoder,
             losses: LossTracker::default(),
-            undecodable: Default::default(),
+            undecodable: Undecodable::default(),
             metrics,
         })
     }
@@ -140,10 +140,9 @@ impl Session {
                 }
                 Err(e) => {
                     let hook = RawRecord::hook_slot(&bytes).map_or_else(|| "unknown".to_string(), |slot| self.decoder.hook_name(slot));
-                    if self.undecodable.is_empty() {
+                    if self.undecodable.count(&hook) {
                         log::warn!("undecodable record of {hook} (eBPF object and daemon disagree?): {e}");
                     }
-                    *self.undecodable.entry(hook).or_default() += 1;
                 }
             }
         }
@@ -181,8 +180,8 @@ impl Session {
             let name = self.attached.counter_names.get(slot).cloned().unwrap_or_default();
             observer.lost(&Lost::ring_full(&name, count, now));
         }
-        for (hook, count) in std::mem::take(&mut self.undecodable) {
-            observer.lost(&Lost::undecodable(&hook, count, now));
+        for lost in self.undecodable.take(now) {
+            observer.lost(&lost);
         }
         self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names));
     }
