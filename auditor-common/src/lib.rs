@@ -6,7 +6,7 @@
 #![no_std]
 
 pub mod hook;
-pub use hook::{Hook, HOOK_COUNT};
+pub use hook::{HOOK_COUNT, Hook};
 
 /// Length of `task_struct::comm`.
 pub const TASK_COMM_LEN: usize = 16;

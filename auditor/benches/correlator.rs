@@ -1,7 +1,10 @@
 //! Correlator throughput (`cargo bench -p auditor --bench correlator`): a vfio-like stream of
 //! single-page lookups that coalesce into one pin, and a noise stream of unrelated truncates.
 use auditor::{
-    correlate::{Correlator, synthetic::{Proc, Stream}},
+    correlate::{
+        Correlator,
+        synthetic::{Proc, Stream},
+    },
     policy::Policy,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -2,13 +2,19 @@
 //! `run` stops on SIGINT/SIGTERM or `--duration`; `gate` stops when its command exits.
 use std::{future::Future, sync::Arc, time::Duration};
 
+use auditor_common::Hook;
+
 use crate::{
     decode::{Decoder, LiveEnrich, RawRecord},
-    drain::{KernelMaps, LossTracker, totals},
+    drain::{KernelMaps, LossTracker, Undecodable, totals},
     file_names::{KernelFileNames, Mounts},
     file_paths::FilePaths,
     metrics::Metrics,
-    probes::{self, Attached, HookState, HookStatus, KernelFacts},
+    probes::{
+        self, Attached, HookState, HookStatus, KernelFacts,
+        table::{MissingEssential, missing_essential},
+    },
+    record::Lost,
     symbols::{KernelSymbols, LoadedModules},
 };
 
@@ -16,18 +22,19 @@ use crate::{
 /// revocations and backlogs) and counters are polled for losses.
 const COUNTER_POLL: Duration = Duration::from_millis(100);
 
-/// What a session reports to its sinks, in order. The caller turns these into records.
+/// What a session reports, in order; `live.rs` turns these into records for the pipeline.
 pub trait Observer {
     /// Probes attached; `status` is ready to be written.
     fn attached(&mut self, attached: &Attached);
     /// One decoded event.
     fn event(&mut self, event: &crate::event::Event);
-    /// `count` records of `hook` were lost since the last report.
-    fn lost(&mut self, hook: &str, count: u64, ts_ns: u64);
-    /// A record could not be decoded (version skew between eBPF object and daemon).
-    fn undecodable(&mut self, error: &crate::decode::DecodeError);
+    /// Records of a hook lost since the last report: the ring buffer was full, or they could not
+    /// be decoded (version skew between eBPF object and daemon).
+    fn lost(&mut self, lost: &Lost);
     /// A hook in a module was attached, or detached, after `attached` (module loaded or unloaded).
     fn hook_changed(&mut self, status: &HookStatus, ts_ns: u64);
+    /// An output failed: the session stops at once.
+    fn failed(&self) -> bool;
 }
 
 pub struct SessionOptions {
@@ -38,8 +45,6 @@ pub struct SessionOptions {
 /// What the session saw, for the summary.
 pub struct SessionEnd {
     pub hooks: Vec<crate::drain::HookTotals>,
-    pub lost_total: u64,
-    pub events: u64,
 }
 
 /// An attached session, ready to run.
@@ -54,20 +59,21 @@ pub struct Session {
     files: FilePaths,
     decoder: Decoder,
     losses: LossTracker,
-    lost_total: u64,
-    events: u64,
-    pub metrics: Arc<Metrics>,
+    /// Records that did not parse since the last counter poll, per hook name.
+    undecodable: Undecodable,
+    metrics: Arc<Metrics>,
 }
 
 impl Session {
     /// Attaches everything. Fails (setup error) when the kernel lacks what auditing needs.
-    pub fn start(opts: &SessionOptions, observer: &mut dyn Observer) -> anyhow::Result<Self> {
+    /// `metrics` gets the kernel's per-hook counters at every poll.
+    pub fn start(opts: &SessionOptions, metrics: Arc<Metrics>, observer: &mut dyn Observer) -> anyhow::Result<Self> {
         let facts = KernelFacts::read()?;
         let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes)?;
         require_essential_hooks(&attached)?;
         let maps = KernelMaps::take(&mut attached.ebpf)?;
         observer.attached(&attached);
-        let decoder = Decoder::new(attached.counter_names.clone());
+        let decoder = Decoder::new(attached.counter_names.clone(), attached.symbols_by_slot());
         Ok(Self {
             attached,
             maps,
@@ -77,9 +83,8 @@ impl Session {
             files: FilePaths::default(),
             decoder,
             losses: LossTracker::default(),
-            lost_total: 0,
-            events: 0,
-            metrics: Arc::new(Metrics::default()),
+            undecodable: Undecodable::default(),
+            metrics,
         })
     }
 
@@ -87,7 +92,8 @@ impl Session {
         &self.attached.kernel_release
     }
 
-    /// Runs until `stop` completes, then drains what is left and returns the totals.
+    /// Runs until `stop` completes, then drains what is left and returns the totals. Stops early,
+    /// without the final drain, when the observer's outputs failed.
     pub async fn run(mut self, stop: impl Future<Output = ()>, observer: &mut dyn Observer) -> anyhow::Result<SessionEnd> {
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(COUNTER_POLL);
@@ -104,13 +110,16 @@ impl Session {
                 }
                 _ = &mut stop => break,
             }
+            if observer.failed() {
+                return Ok(SessionEnd { hooks: totals(&self.maps.read_counters(), &self.attached.counter_names) });
+            }
         }
         // Records written just before the stop are still in the ring: read them all.
         let rest = self.maps.drain_now();
         self.handle_batch(rest, observer);
         self.poll_counters(observer);
         let counters = self.maps.read_counters();
-        Ok(SessionEnd { hooks: totals(&counters, &self.attached.counter_names), lost_total: self.lost_total, events: self.events })
+        Ok(SessionEnd { hooks: totals(&counters, &self.attached.counter_names) })
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
@@ -120,15 +129,21 @@ impl Session {
         self.follow_modules(observer);
         let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks, &mut self.names, &mut self.files);
         for bytes in batch {
+            if observer.failed() {
+                return;
+            }
             match RawRecord::parse(&bytes) {
                 Ok(raw) => {
                     if let Some(event) = self.decoder.decode(&raw, &mut enrich) {
-                        self.events += 1;
-                        self.metrics.event();
                         observer.event(&event);
                     }
                 }
-                Err(e) => observer.undecodable(&e),
+                Err(e) => {
+                    let hook = RawRecord::hook_slot(&bytes).map_or_else(|| "unknown".to_string(), |slot| self.decoder.hook_name(slot));
+                    if self.undecodable.count(&hook) {
+                        log::warn!("undecodable record of {hook} (eBPF object and daemon disagree?): {e}");
+                    }
+                }
             }
         }
     }
@@ -162,9 +177,11 @@ impl Session {
         let counters = self.maps.read_counters();
         let now = monotonic_ns();
         for (slot, count) in self.losses.new_losses(&counters) {
-            self.lost_total += count;
             let name = self.attached.counter_names.get(slot).cloned().unwrap_or_default();
-            observer.lost(&name, count, now);
+            observer.lost(&Lost::ring_full(&name, count, now));
+        }
+        for lost in self.undecodable.take(now) {
+            observer.lost(&lost);
         }
         self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names));
     }
@@ -173,17 +190,17 @@ impl Session {
 /// Without a raw-lookup hook or the revocation hooks the run would report nothing and look clean:
 /// refuse to start instead.
 fn require_essential_hooks(attached: &Attached) -> anyhow::Result<()> {
-    let attached_hook = |name: &str| attached.hooks.iter().any(|h| h.hook == name && h.state == HookState::Attached);
-    if !["follow_pfn", "follow_pte", "follow_pfnmap_start"].iter().any(|h| attached_hook(h)) {
-        anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)");
-    }
-    for hook in ["unmap_mapping_range", "zap_vma_ptes", "unmap_page_range", "exit_mmap"] {
-        if !attached_hook(hook) {
-            let why = attached.hooks.iter().find(|h| h.hook == hook).and_then(|h| h.reason.clone()).unwrap_or_default();
-            anyhow::bail!("revocation hook {hook} could not be attached: {why} (run `pfn-auditor doctor`)");
+    let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook.name() && h.state == HookState::Attached);
+    match missing_essential(attached_hook) {
+        None => Ok(()),
+        Some(MissingEssential::RawLookup) => {
+            anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)")
+        }
+        Some(MissingEssential::Revocation(hook)) => {
+            let why = attached.hooks.iter().find(|h| h.hook == hook.name()).and_then(|h| h.reason.clone()).unwrap_or_default();
+            anyhow::bail!("revocation hook {} could not be attached: {why} (run `pfn-auditor doctor`)", hook.name())
         }
     }
-    Ok(())
 }
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns()` stamps events with.

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use auditor_common::{
-    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent,
-    ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
+    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent, ReleaseCallEvent,
+    RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
 };
 
 use crate::{
@@ -76,6 +76,12 @@ impl RawRecord {
         })
     }
 
+    /// The hook slot a record names, if it is long enough to have one (for counting a record that
+    /// does not parse as a loss of its hook).
+    pub fn hook_slot(bytes: &[u8]) -> Option<u32> {
+        Some(u32::from_ne_bytes(bytes.get(4..8)?.try_into().ok()?))
+    }
+
     pub fn header(&self) -> &Header {
         match self {
             Self::PfnMap(e) => &e.hdr,
@@ -108,14 +114,17 @@ pub struct Decoder {
     next_seq: u64,
     /// Hook names of the counter slots (release slots carry the policy's function names).
     slot_names: Vec<String>,
+    /// Per slot, the kernel symbols its probes are attached to (`Attached::symbols_by_slot`).
+    slot_symbols: Vec<Vec<String>>,
 }
 
 impl Decoder {
-    pub fn new(slot_names: Vec<String>) -> Self {
-        Self { next_seq: 0, slot_names }
+    pub fn new(slot_names: Vec<String>, slot_symbols: Vec<Vec<String>>) -> Self {
+        Self { next_seq: 0, slot_names, slot_symbols }
     }
 
-    fn hook_name(&self, hook: u32) -> String {
+    /// The name of a hook slot (a release slot carries the policy's function name).
+    pub fn hook_name(&self, hook: u32) -> String {
         self.slot_names
             .get(hook as usize)
             .filter(|n| !n.is_empty())
@@ -132,19 +141,13 @@ impl Decoder {
         let hdr = raw.header();
         let hook = self.hook_name(hdr.hook);
         let stack = if hdr.stack_id >= 0 { enrich.stack(hdr.stack_id) } else { Vec::new() };
-        let caller = caller_of(&stack, &hook);
+        let attached = self.slot_symbols.get(hdr.hook as usize).map(Vec::as_slice).unwrap_or_default();
+        let caller = caller_of(&stack, &hook, attached);
         let tgid = hdr.task.tgid;
         let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v));
         let body = match raw {
-            RawRecord::PfnMap(e) => EventBody::PfnMap {
-                vma: vma(&e.vma),
-                addr: Hex(e.addr),
-                pfn: e.pfn,
-                pages: e.size.div_ceil(4096),
-            },
-            RawRecord::RawLookup(e) => {
-                EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn, ram: e.ram != 0 }
-            }
+            RawRecord::PfnMap(e) => EventBody::PfnMap { vma: vma(&e.vma), addr: Hex(e.addr), pfn: e.pfn, pages: e.size.div_ceil(4096) },
+            RawRecord::RawLookup(e) => EventBody::RawLookup { vma: vma(&e.vma), address: Hex(e.address), pfn: e.pfn, ram: e.ram != 0 },
             RawRecord::FramesGet(e) => EventBody::FramesGet {
                 vec: Hex(e.vec),
                 start: Hex(e.start),
@@ -192,12 +195,7 @@ fn revoke_body(e: &RevokeEvent, vma: &mut dyn FnMut(&VmaInfo) -> Vma) -> EventBo
 
 fn to_task(t: &TaskInfo) -> Task {
     let len = t.comm.iter().position(|&b| b == 0).unwrap_or(t.comm.len());
-    Task {
-        tgid: t.tgid,
-        pid: t.pid,
-        start_time_ns: t.start_time_ns,
-        comm: String::from_utf8_lossy(&t.comm[..len]).into_owned(),
-    }
+    Task { tgid: t.tgid, pid: t.pid, start_time_ns: t.start_time_ns, comm: String::from_utf8_lossy(&t.comm[..len]).into_owned() }
 }
 
 /// `dev_t` as the kernel stores it in `s_dev`: major in the top 12 bits of 32, minor in the low 20.
@@ -302,7 +300,7 @@ mod tests {
         rec.address = 0x7f00_0000_1000;
         rec.pfn = 0x1234;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
-        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
+        let ev = Decoder::new(Vec::new(), Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
         assert_eq!(ev.hook, "follow_pfn");
         assert_eq!(ev.task.comm, "demo");
         let EventBody::RawLookup { vma, pfn, address, .. } = ev.body else { panic!("wrong body") };
@@ -315,10 +313,42 @@ mod tests {
     #[test]
     fn truncated_and_unknown_records_are_errors_not_panics() {
         assert_eq!(RawRecord::parse(&[0u8; 8]).unwrap_err(), DecodeError::Short(8));
+        assert_eq!(RawRecord::hook_slot(&[0, 0, 0, 0, 7, 0, 0, 0]), Some(7), "the hook of a record too short to parse");
+        assert_eq!(RawRecord::hook_slot(&[0; 6]), None);
         let mut hdr = Header { kind: 99, ..Header::default() };
         assert_eq!(RawRecord::parse(&bytes_of(&hdr)).unwrap_err(), DecodeError::UnknownKind(99));
         hdr.kind = EventKind::Revoke as u32;
         assert!(matches!(RawRecord::parse(&bytes_of(&hdr)), Err(DecodeError::Size { .. })));
+    }
+
+    /// A stack as kallsyms names it on 7.1+, where the `zap_vma_ptes` hook is attached to
+    /// `zap_special_vma_range`.
+    struct ZapStack;
+    impl Enrich for ZapStack {
+        fn stack(&mut self, _: i64) -> Vec<Frame> {
+            ["zap_special_vma_range", "pfnaudit_ioctl", "__x64_sys_ioctl"]
+                .iter()
+                .map(|f| Frame { function: Some(f.to_string()), ..Frame::default() })
+                .collect()
+        }
+        fn path(&mut self, _: u32, _: &VmaInfo) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn a_zap_on_7_1_is_caused_by_the_driver_outside_the_renamed_symbol() {
+        let mut rec = RevokeEvent::default();
+        rec.hdr.kind = EventKind::Revoke as u32;
+        rec.hdr.hook = Hook::ZapVmaPtes as u32;
+        rec.hdr.stack_id = 3;
+        rec.cause = RevokeCause::Zap as u32;
+        let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
+        let mut symbols = vec![Vec::new(); auditor_common::HOOK_COUNT];
+        symbols[Hook::ZapVmaPtes as usize] = vec!["zap_special_vma_range".to_string()];
+        let ev = Decoder::new(Vec::new(), symbols).decode(&raw, &mut ZapStack).expect("an event");
+        assert_eq!(ev.hook, "zap_vma_ptes", "the record keeps the hook's name");
+        assert_eq!(ev.caller.and_then(|c| c.function).as_deref(), Some("pfnaudit_ioctl"));
     }
 
     #[test]
@@ -331,7 +361,7 @@ mod tests {
         rec.mapping = 0xffff_8880_0000_1000;
         rec.nr_pages = u64::MAX;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
-        let ev = Decoder::new(Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
+        let ev = Decoder::new(Vec::new(), Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
         let EventBody::Revoke { cause, nr_pages, mapping, vma, .. } = ev.body else { panic!() };
         assert_eq!(cause, Cause::OwnerRevoke);
         assert_eq!(nr_pages, None);

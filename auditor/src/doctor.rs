@@ -23,14 +23,10 @@ pub struct Diagnosis {
 impl Diagnosis {
     /// Ready to audit: root, BTF, a raw-lookup hook and every revocation hook attached or attachable.
     pub fn ready(&self) -> bool {
-        let ok = |name: &str| {
-            self.hooks
-                .iter()
-                .any(|h| h.hook == name && matches!(h.state, HookState::Attached | HookState::Available))
+        let ok = |hook: auditor_common::Hook| {
+            self.hooks.iter().any(|h| h.hook == hook.name() && matches!(h.state, HookState::Attached | HookState::Available))
         };
-        let lookup = ["follow_pfn", "follow_pte", "follow_pfnmap_start"].iter().any(|h| ok(h));
-        let revocations = ["unmap_mapping_range", "zap_vma_ptes", "unmap_page_range", "exit_mmap"].iter().all(|h| ok(h));
-        self.root && self.btf.is_ok() && lookup && revocations
+        self.root && self.btf.is_ok() && crate::probes::table::missing_essential(ok).is_none()
     }
 
     pub fn render(&self) -> String {
@@ -48,7 +44,8 @@ impl Diagnosis {
         for h in &self.hooks {
             let _ = writeln!(out, "  {:<22} {:<24} {:<18} {}", h.hook, h.symbol, h.state.name(), h.reason.as_deref().unwrap_or(""));
         }
-        let _ = writeln!(out, "rules       {}", if self.rules.is_empty() { "none (no policy, --no-catalog)" } else { "matched in this order" });
+        let _ =
+            writeln!(out, "rules       {}", if self.rules.is_empty() { "none (no policy, --no-catalog)" } else { "matched in this order" });
         let _ = writeln!(out, "  {:<8} {:<32} {:<26} {:<22} effect", "rule", "holder", "release", "source");
         for r in &self.rules {
             let _ = writeln!(out, "  {:<8} {:<32} {:<26} {:<22} {}", r.rule, r.holder, r.release.join(", "), r.source, r.effect);
@@ -75,7 +72,12 @@ pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
             Ok(attached) => (attached.hooks, true),
             Err(e) => {
                 let mut planned = probes::plan(&facts, release_functions);
-                planned.push(HookStatus { hook: "load".into(), symbol: "-".into(), state: HookState::Failed, reason: Some(format!("{e:#}")) });
+                planned.push(HookStatus {
+                    hook: "load".into(),
+                    symbol: "-".into(),
+                    state: HookState::Failed,
+                    reason: Some(format!("{e:#}")),
+                });
                 (planned, false)
             }
         }
@@ -112,7 +114,10 @@ mod tests {
         let text = d.render();
         let rules: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("rules")).skip(2).take_while(|l| l.starts_with("  ")).collect();
         assert!(rules[0].contains("[drv]") && rules[0].contains("drv_unpin") && rules[0].contains("my.toml"), "{text}");
-        assert!(rules[1].contains("[vfio_iommu_type1]") && rules[1].contains("vfio_unpin_pages_remote") && rules[1].contains("catalog.toml"), "{text}");
+        assert!(
+            rules[1].contains("[vfio_iommu_type1]") && rules[1].contains("vfio_unpin_pages_remote") && rules[1].contains("catalog.toml"),
+            "{text}"
+        );
         assert!(rules[1].contains("arg3 pages from the PFN in arg2"), "{text}");
         assert!(rules.iter().any(|r| r.starts_with("  suppress") && r.contains("kvm") && r.contains("MMU notifier")), "{text}");
         let json = serde_json::to_value(&d).unwrap();

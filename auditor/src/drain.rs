@@ -96,6 +96,25 @@ impl LossTracker {
     }
 }
 
+/// Records that did not parse, per hook name, until the next counter poll reports them as
+/// `lost` records with `reason: undecodable`.
+#[derive(Default)]
+pub struct Undecodable(std::collections::BTreeMap<String, u64>);
+
+impl Undecodable {
+    /// Counts one record of `hook`; true for the first one since the last report (worth a log line).
+    pub fn count(&mut self, hook: &str) -> bool {
+        let first = self.0.is_empty();
+        *self.0.entry(hook.to_string()).or_default() += 1;
+        first
+    }
+
+    /// One `lost` record per hook counted since the last call.
+    pub fn take(&mut self, ts_ns: u64) -> Vec<crate::record::Lost> {
+        std::mem::take(&mut self.0).into_iter().map(|(hook, count)| crate::record::Lost::undecodable(&hook, count, ts_ns)).collect()
+    }
+}
+
 /// Named totals for the hooks that ran at all.
 pub fn totals(counters: &[HookCounters], names: &[String]) -> Vec<HookTotals> {
     counters
@@ -120,6 +139,18 @@ mod tests {
         assert_eq!(t.new_losses(&[dropped(0), dropped(3)]), vec![(1, 3)]);
         assert_eq!(t.new_losses(&[dropped(0), dropped(3)]), vec![]);
         assert_eq!(t.new_losses(&[dropped(2), dropped(5)]), vec![(0, 2), (1, 2)]);
+    }
+
+    #[test]
+    fn undecodable_records_become_one_loss_per_hook_per_poll() {
+        let mut u = Undecodable::default();
+        assert!(u.count("zap_vma_ptes"), "the first one is logged");
+        assert!(!u.count("zap_vma_ptes"));
+        assert!(!u.count("unknown"));
+        let lost = u.take(7);
+        assert_eq!(lost, [crate::record::Lost::undecodable("unknown", 1, 7), crate::record::Lost::undecodable("zap_vma_ptes", 2, 7)]);
+        assert!(u.take(8).is_empty(), "reported once");
+        assert!(u.count("follow_pfn"), "logged again after a report");
     }
 
     #[test]

@@ -33,12 +33,8 @@ impl Serialize for Hex {
 impl<'de> Deserialize<'de> for Hex {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let digits = s
-            .strip_prefix("0x")
-            .ok_or_else(|| serde::de::Error::custom(format!("expected 0x-prefixed hex, got {s:?}")))?;
-        u64::from_str_radix(digits, 16)
-            .map(Hex)
-            .map_err(|e| serde::de::Error::custom(format!("bad hex {s:?}: {e}")))
+        let digits = s.strip_prefix("0x").ok_or_else(|| serde::de::Error::custom(format!("expected 0x-prefixed hex, got {s:?}")))?;
+        u64::from_str_radix(digits, 16).map(Hex).map_err(|e| serde::de::Error::custom(format!("bad hex {s:?}: {e}")))
     }
 }
 

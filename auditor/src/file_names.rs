@@ -114,7 +114,14 @@ mod tests {
     use auditor_common::{FILE_NAME_LEN, Header};
 
     fn record(dev: u32, fs: &str, names_leaf_first: &[&str]) -> FileNameEvent {
-        let mut e = FileNameEvent { hdr: Header::default(), vma: 0x1000, dev, depth: names_leaf_first.len() as u32, fs_type: [0; 16], names: [[0; FILE_NAME_LEN]; FILE_NAME_DEPTH] };
+        let mut e = FileNameEvent {
+            hdr: Header::default(),
+            vma: 0x1000,
+            dev,
+            depth: names_leaf_first.len() as u32,
+            fs_type: [0; 16],
+            names: [[0; FILE_NAME_LEN]; FILE_NAME_DEPTH],
+        };
         e.fs_type[..fs.len()].copy_from_slice(fs.as_bytes());
         for (slot, name) in e.names.iter_mut().zip(names_leaf_first) {
             slot[..name.len()].copy_from_slice(name.as_bytes());

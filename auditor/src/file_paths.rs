@@ -131,7 +131,14 @@ mod tests {
     fn vma_of(file: &Path) -> VmaInfo {
         let meta = std::fs::metadata(file).unwrap();
         // A start no process maps: /proc/PID/maps has no entry, the inode search must answer.
-        VmaInfo { start: 0x1000, end: 0x2000, mapping: 0xffff_8880_0000_1000, ino: meta.ino(), dev: kernel_dev(meta.dev()), ..Default::default() }
+        VmaInfo {
+            start: 0x1000,
+            end: 0x2000,
+            mapping: 0xffff_8880_0000_1000,
+            ino: meta.ino(),
+            dev: kernel_dev(meta.dev()),
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub mod code {
     pub const EVENTS_LOST: u8 = 3;
     /// The command under test failed and there were no failing findings.
     pub const COMMAND_FAILED: u8 = 4;
+    /// An output (NDJSON, JUnit, SARIF, human text) could not be created, written, flushed or
+    /// synced: the run stopped, its records are incomplete.
+    pub const OUTPUT: u8 = 5;
 }
 
 /// Precedence: failing findings, then lost events (fail closed), then the command's own failure.
@@ -31,7 +34,10 @@ pub fn exit_code(findings: &[Finding], fail_on: &[Severity], lost_total: u64, al
 mod tests {
     use super::*;
     use crate::{
-        correlate::{Correlator, synthetic::{Proc, Stream}},
+        correlate::{
+            Correlator,
+            synthetic::{Proc, Stream},
+        },
         policy::Policy,
     };
 

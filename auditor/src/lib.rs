@@ -12,6 +12,7 @@ pub mod file_paths;
 pub mod gate_outcome;
 pub mod live;
 pub mod metrics;
+pub mod pipeline;
 pub mod policy;
 pub mod probes;
 pub mod record;

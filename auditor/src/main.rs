@@ -1,10 +1,11 @@
 //! `pfn-auditor`: finds kernel code that keeps raw PFNs after their mapping was revoked.
 //! The CLI only wires the library's stages together; exit codes are in docs/exit-codes.md.
 use std::{
-    io::{BufReader, Write},
+    io::{BufReader, BufWriter},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
+    sync::Arc,
     time::Duration,
 };
 
@@ -12,13 +13,21 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use auditor::{
+    correlate::Severity,
     doctor,
     gate_outcome::{code, exit_code},
     live::{LiveOptions, run_live},
+    metrics::Metrics,
+    pipeline::{OutputError, Sink},
     policy::Policy,
-    record::Record,
-    replay::replay,
-    sink::{junit, ndjson::NdjsonSink, sarif},
+    replay::{ReplayError, replay},
+    sink::{
+        human::HumanSink,
+        junit::JunitSink,
+        metrics::MetricsSink,
+        ndjson::{NdjsonRecords, NdjsonSink},
+        sarif::SarifSink,
+    },
 };
 
 #[derive(Parser)]
@@ -42,6 +51,21 @@ struct Common {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9477)
     #[arg(long)]
     metrics: Option<SocketAddr>,
+}
+
+/// The reports `gate` and `replay` write at the end of a run.
+#[derive(Args)]
+struct Reports {
+    /// JUnit XML report
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// SARIF 2.1.0 report
+    #[arg(long)]
+    sarif: Option<PathBuf>,
+    /// Do not fail when events were lost (`gate`: exit code 3 otherwise; both: no failing
+    /// `events-lost` JUnit case)
+    #[arg(long)]
+    allow_loss: bool,
 }
 
 #[derive(Subcommand)]
@@ -69,24 +93,27 @@ enum Command {
         /// NDJSON records of the run (with raw events, so it can be replayed)
         #[arg(long)]
         output: Option<PathBuf>,
-        /// JUnit XML report
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// SARIF 2.1.0 report
-        #[arg(long)]
-        sarif: Option<PathBuf>,
-        /// Do not fail when events were lost (exit code 3 otherwise)
-        #[arg(long)]
-        allow_loss: bool,
+        #[command(flatten)]
+        reports: Reports,
         #[command(flatten)]
         common: Common,
         /// The command to run under audit
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
-    /// Re-correlate a recorded run (`run --events` / `gate --output`) and print its findings
+    /// Re-correlate a recorded run (`run --events` / `gate --output`): its finding records on
+    /// stdout, or the whole run's records in --output, and the same reports `gate` writes
     Replay {
         file: PathBuf,
+        /// NDJSON records of the replayed run (status, events, findings, losses, summary) instead
+        /// of the finding records on stdout ("-" = all of them on stdout)
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Also print findings for humans on stderr (as `run` and `gate` do)
+        #[arg(long)]
+        human: bool,
+        #[command(flatten)]
+        reports: Reports,
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Do not apply the built-in holder catalog under the policy
@@ -114,7 +141,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("pfn-auditor: {e:#}");
-            ExitCode::from(code::SETUP)
+            ExitCode::from(if e.downcast_ref::<OutputError>().is_some() { code::OUTPUT } else { code::SETUP })
         }
     }
 }
@@ -131,37 +158,42 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
-        Command::Replay { file, policy, no_catalog } => {
+        Command::Replay { file, output, human, reports, policy, no_catalog } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
-            let (live, summary) = replay(reader, &name, &policy)?;
-            let mut out = NdjsonSink::new(std::io::stdout().lock());
-            // The same records a live run writes for its findings: live ones, then end-of-run ones.
-            for f in live.iter().chain(&summary.findings[live.len()..]) {
-                out.write(&Record::Finding(f.clone()))?;
+            let ndjson = match &output {
+                Some(path) => ndjson_sink(path, NdjsonRecords::All { events: true })?,
+                None => ndjson_sink(Path::new("-"), NdjsonRecords::Findings)?,
+            };
+            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None);
+            match replay(reader, &name, &policy, sinks) {
+                Ok(_) => Ok(code::CLEAN),
+                Err(ReplayError::Output(e)) => Err(e.into()),
+                Err(e) => Err(e.into()),
             }
-            for note in summary.notes() {
-                eprintln!("pfn-auditor: {note}");
-            }
-            Ok(code::CLEAN)
         }
         Command::Run { output, events, duration, quiet, common } => {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
-            let out = open_output(&output)?;
-            let opts = live_options(&common, policy, events, !quiet);
-            run_live(opts, Some(out), || Ok(stop_signal(duration))).await?;
+            let ndjson = ndjson_sink(&output, NdjsonRecords::All { events })?;
+            let opts = live_options(&common, policy, events);
+            let sinks =
+                pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts));
+            run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
             Ok(code::CLEAN)
         }
-        Command::Gate { output, junit: junit_path, sarif: sarif_path, allow_loss, common, cmd } => {
+        Command::Gate { output, reports, common, cmd } => {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let fail_on = policy.fail_on.clone();
-            let out = output.as_ref().map(|p| open_output(p)).transpose()?;
-            let opts = live_options(&common, policy, out.is_some(), true);
+            let ndjson = output.as_ref().map(|p| ndjson_sink(p, NdjsonRecords::All { events: true })).transpose()?;
+            let opts = live_options(&common, policy, output.is_some());
+            let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on, live_metrics(&opts));
             let (status_tx, status_rx) = tokio::sync::oneshot::channel();
-            let outcome = run_live(opts, out, || {
+            let s = run_live(opts, sinks, || {
                 let mut child = tokio::process::Command::new(&cmd[0])
                     .args(&cmd[1..])
+                    // An output that fails ends the run: the command does not outlive it.
+                    .kill_on_drop(true)
                     .spawn()
                     .with_context(|| format!("cannot start {:?}", cmd[0]))?;
                 Ok(async move {
@@ -171,15 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             })
             .await?;
             let command_ok = status_rx.await.unwrap_or(false);
-            let s = &outcome.summary;
-            if let Some(path) = junit_path {
-                let failing_loss = if allow_loss { 0 } else { s.lost_total };
-                write_file(&path, &junit::render(&s.findings, &fail_on, failing_loss))?;
-            }
-            if let Some(path) = sarif_path {
-                write_file(&path, &sarif::render(&s.findings))?;
-            }
-            let exit = exit_code(&s.findings, &fail_on, s.lost_total, allow_loss, command_ok);
+            let exit = exit_code(&s.findings, &fail_on, s.lost_total, reports.allow_loss, command_ok);
             eprintln!(
                 "pfn-auditor gate: {} finding(s) {:?}, {} event(s), {} lost, command {} → exit {exit}",
                 s.findings.len(),
@@ -193,15 +217,48 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn live_options(common: &Common, policy: Policy, events: bool, human: bool) -> LiveOptions {
+impl Reports {
+    fn none() -> Self {
+        Self { junit: None, sarif: None, allow_loss: false }
+    }
+}
+
+/// The outputs of a run, in the order they see each record. A new output is one line here.
+fn pick_sinks(
+    ndjson: Option<Box<dyn Sink>>,
+    human: HumanSink,
+    reports: &Reports,
+    fail_on: &[Severity],
+    metrics: Option<Arc<Metrics>>,
+) -> Vec<Box<dyn Sink>> {
+    let mut sinks: Vec<Box<dyn Sink>> = ndjson.into_iter().collect();
+    sinks.push(Box::new(human));
+    if let Some(metrics) = metrics {
+        sinks.push(Box::new(MetricsSink(metrics)));
+    }
+    if let Some(path) = &reports.junit {
+        sinks.push(Box::new(JunitSink { path: path.clone(), fail_on: fail_on.to_vec(), allow_loss: reports.allow_loss }));
+    }
+    if let Some(path) = &reports.sarif {
+        sinks.push(Box::new(SarifSink::new(path.clone())));
+    }
+    sinks
+}
+
+fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
     LiveOptions {
         policy,
         policy_path: common.policy.clone(),
         events,
-        human,
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
-        metrics: common.metrics,
+        metrics_addr: common.metrics,
+        metrics: Arc::new(Metrics::default()),
     }
+}
+
+/// The registry `--metrics` serves, when it is asked for.
+fn live_metrics(opts: &LiveOptions) -> Option<Arc<Metrics>> {
+    opts.metrics_addr.map(|_| opts.metrics.clone())
 }
 
 /// SIGINT, SIGTERM or the duration: whichever comes first.
@@ -221,14 +278,19 @@ async fn stop_signal(duration: Option<u64>) {
     }
 }
 
-fn open_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
+/// NDJSON to a file ("-" = stdout). A file that cannot be created is an output error.
+fn ndjson_sink(path: &Path, records: NdjsonRecords) -> Result<Box<dyn Sink>, OutputError> {
     if path.as_os_str() == "-" {
-        return Ok(Box::new(std::io::stdout()));
+        return Ok(Box::new(NdjsonSink::new(BufWriter::new(std::io::stdout()), "stdout", records)));
     }
-    let f = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(Box::new(std::io::LineWriter::new(f)))
-}
-
-fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    let name = path.display().to_string();
+    let file = std::fs::File::create(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?;
+    let sink = NdjsonSink::new(
+        BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?),
+        &name,
+        records,
+    );
+    // Only a regular file can be synced (fsync of a pipe or /dev/full is EINVAL).
+    let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+    Ok(Box::new(if regular { sink.sync_at_end(file) } else { sink }))
 }

@@ -23,6 +23,7 @@ pub struct Metrics {
     hook_emitted: Family<Labels, U64Gauge>,
     hook_dropped: Family<Labels, U64Gauge>,
     findings: Family<Labels, Counter>,
+    lost: Family<Labels, Counter>,
     events: Counter,
 }
 
@@ -33,13 +34,15 @@ impl Default for Metrics {
         let hook_emitted = Family::<Labels, U64Gauge>::default();
         let hook_dropped = Family::<Labels, U64Gauge>::default();
         let findings = Family::<Labels, Counter>::default();
+        let lost = Family::<Labels, Counter>::default();
         let events = Counter::default();
         registry.register("hook_hits", "Times each probe ran (kernel counter)", hook_hits.clone());
         registry.register("hook_emitted", "Records each probe wrote to the ring buffer", hook_emitted.clone());
         registry.register("hook_dropped", "Records lost because the ring buffer was full", hook_dropped.clone());
         registry.register("findings", "Findings reported, by kind and severity", findings.clone());
+        registry.register("lost", "Records lost, by hook and reason (ring-full, undecodable)", lost.clone());
         registry.register("events", "Events decoded", events.clone());
-        Self { registry, hook_hits, hook_emitted, hook_dropped, findings, events }
+        Self { registry, hook_hits, hook_emitted, hook_dropped, findings, lost, events }
     }
 }
 
@@ -56,6 +59,15 @@ impl Metrics {
     pub fn finding(&self, kind: &str, severity: &str) {
         let labels = vec![("kind".to_string(), kind.to_string()), ("severity".to_string(), severity.to_string())];
         self.findings.get_or_create(&labels).inc();
+    }
+
+    pub fn lost(&self, lost: &crate::record::Lost) {
+        let reason = match lost.reason {
+            None => "ring-full",
+            Some(crate::record::LossReason::Undecodable) => "undecodable",
+        };
+        let labels = vec![("hook".to_string(), lost.hook.clone()), ("reason".to_string(), reason.to_string())];
+        self.lost.get_or_create(&labels).inc_by(lost.count);
     }
 
     pub fn event(&self) {
@@ -101,7 +113,9 @@ mod tests {
         let m = Metrics::default();
         m.set_hooks(&[HookTotals { hook: "follow_pfn".into(), hits: 7, emitted: 6, dropped: 1 }]);
         m.finding("pin-outlived-revocation", "error");
+        m.lost(&crate::record::Lost::undecodable("zap_vma_ptes", 2, 5));
         let text = m.render();
+        assert!(text.contains(r#"pfn_auditor_lost_total{hook="zap_vma_ptes",reason="undecodable"} 2"#), "{text}");
         assert!(text.contains(r#"pfn_auditor_hook_dropped{hook="follow_pfn"} 1"#), "{text}");
         assert!(text.contains(r#"pfn_auditor_findings_total{kind="pin-outlived-revocation",severity="error"} 1"#), "{text}");
     }

@@ -218,8 +218,11 @@ struct RawGate {
 impl Policy {
     pub fn from_file(path: &Path) -> Result<Self, PolicyError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| PolicyError { file: file.clone(), line: 0, reason: format!("cannot read policy: {e}") })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            file: file.clone(),
+            line: 0,
+            reason: format!("cannot read policy: {e}"),
+        })?;
         Self::parse(&text, &file)
     }
 
@@ -249,10 +252,13 @@ impl Policy {
             let release_match = match (&h.release_count, release_match) {
                 (None, m) => m,
                 (Some(c), ReleaseMatch::Arg { index, is, .. }) => {
-                    let count = parse_arg(c.get_ref()).ok_or_else(|| err(c.span().start, format!("release_count must be \"arg0\"..\"arg5\", not {:?}", c.get_ref())))?;
+                    let count = parse_arg(c.get_ref())
+                        .ok_or_else(|| err(c.span().start, format!("release_count must be \"arg0\"..\"arg5\", not {:?}", c.get_ref())))?;
                     ReleaseMatch::Arg { index, is, count: Some(count) }
                 }
-                (Some(c), ReleaseMatch::Tgid) => return Err(err(c.span().start, "`release_count` needs `release_match = \"argN\"`".into())),
+                (Some(c), ReleaseMatch::Tgid) => {
+                    return Err(err(c.span().start, "`release_count` needs `release_match = \"argN\"`".into()));
+                }
             };
             let releases = !h.release.is_empty() || h.release_match.is_some() || h.ram_pfns.is_some();
             if h.kernel_internal && releases {
@@ -272,8 +278,12 @@ impl Policy {
         let mut suppressions = Vec::new();
         for s in &raw.suppress {
             let s = s.get_ref();
-            let kind = FindingKind::from_name(s.kind.get_ref())
-                .ok_or_else(|| err(s.kind.span().start, format!("unknown finding kind {:?} (known: {})", s.kind.get_ref(), FindingKind::names().join(", "))))?;
+            let kind = FindingKind::from_name(s.kind.get_ref()).ok_or_else(|| {
+                err(
+                    s.kind.span().start,
+                    format!("unknown finding kind {:?} (known: {})", s.kind.get_ref(), FindingKind::names().join(", ")),
+                )
+            })?;
             suppressions.push(Suppression { holder: s.holder.clone(), kind, reason: s.reason.clone(), source: file.to_string() });
         }
 
@@ -283,7 +293,10 @@ impl Policy {
                 .fail_on
                 .get_ref()
                 .iter()
-                .map(|s| Severity::from_name(s).ok_or_else(|| err(g.fail_on.span().start, format!("unknown severity {s:?} (known: error, warning)"))))
+                .map(|s| {
+                    Severity::from_name(s)
+                        .ok_or_else(|| err(g.fail_on.span().start, format!("unknown severity {s:?} (known: error, warning)")))
+                })
                 .collect::<Result<_, _>>()?,
         };
 
@@ -466,7 +479,11 @@ fail_on = ["error", "warning"]
         assert_eq!((p.holders[1].kernel_internal, p.holders[1].ram_pfns), (true, RamPfns::Pinned));
         let e = Policy::parse("[[holder]]\nmodule = \"m\"\nrelease = [\"f\"]\nrelease_count = \"arg3\"\n", "p.toml").unwrap_err();
         assert_eq!((e.line, e.reason.as_str()), (4, "`release_count` needs `release_match = \"argN\"`"));
-        let e = Policy::parse("[[holder]]\nmodule = \"m\"\nrelease_match = \"arg0\"\nrelease_arg_is = \"pfn\"\nrelease_count = \"3\"\n", "p.toml").unwrap_err();
+        let e = Policy::parse(
+            "[[holder]]\nmodule = \"m\"\nrelease_match = \"arg0\"\nrelease_arg_is = \"pfn\"\nrelease_count = \"3\"\n",
+            "p.toml",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 5, "{e}");
         assert!(e.reason.starts_with("release_count must be \"arg0\""), "{e}");
         let e = Policy::parse("[[holder]]\nfunction = \"g\"\nkernel_internal = true\nrelease = [\"f\"]\n", "p.toml").unwrap_err();
@@ -478,7 +495,12 @@ fail_on = ["error", "warning"]
     #[test]
     fn functions_match_their_compiler_clones() {
         let p = Policy::parse(GOOD, "p.toml").unwrap();
-        for clone in ["pfnaudit_pin_tracked.constprop.0", "pfnaudit_pin_tracked.isra.0.cold", "pfnaudit_pin_tracked.part.2", "pfnaudit_pin_tracked.llvm.99"] {
+        for clone in [
+            "pfnaudit_pin_tracked.constprop.0",
+            "pfnaudit_pin_tracked.isra.0.cold",
+            "pfnaudit_pin_tracked.part.2",
+            "pfnaudit_pin_tracked.llvm.99",
+        ] {
             assert_eq!(p.holder_for(Some(clone), Some("pfnaudit_test")).map(|(i, _)| i), Some(0), "{clone}");
         }
         assert!(p.holder_for(Some("pfnaudit_pin_tracked_more"), Some("pfnaudit_test")).is_none());

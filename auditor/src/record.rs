@@ -48,12 +48,34 @@ pub struct HookChange {
     pub ts_ns: u64,
 }
 
-/// Records of `hook` the kernel could not hand over (ring buffer full) since the last `lost`.
+/// Records of `hook` lost since the last `lost`: the kernel could not hand them over (ring buffer
+/// full), or the daemon could not decode them (`reason: undecodable`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lost {
     pub hook: String,
     pub count: u64,
     pub ts_ns: u64,
+    /// Absent: the ring buffer was full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<LossReason>,
+}
+
+/// Why records were lost, when it is not a full ring buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossReason {
+    /// The eBPF object and the daemon disagree on a record's layout (version skew).
+    Undecodable,
+}
+
+impl Lost {
+    pub fn ring_full(hook: &str, count: u64, ts_ns: u64) -> Self {
+        Self { hook: hook.into(), count, ts_ns, reason: None }
+    }
+
+    pub fn undecodable(hook: &str, count: u64, ts_ns: u64) -> Self {
+        Self { hook: hook.into(), count, ts_ns, reason: Some(LossReason::Undecodable) }
+    }
 }
 
 /// Last record of a run.
@@ -70,7 +92,18 @@ pub struct RunSummary {
     #[serde(default)]
     pub pins_without_vma: u64,
     pub events: u64,
+    /// Records lost: ring buffer full, plus records that could not be decoded (`undecodable`).
     pub lost_total: u64,
+    /// Of `lost_total`, the records per hook the daemon could not decode.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub undecodable: BTreeMap<String, u64>,
     pub hooks: Vec<HookTotals>,
     pub duration_ms: u64,
+}
+
+impl RunSummary {
+    /// End-of-run lines for humans: suppressions per reason, pins whose vma stayed unknown.
+    pub fn notes(&self) -> Vec<String> {
+        crate::correlate::notes(&self.suppressed_by, self.pins_without_vma)
+    }
 }

@@ -1,11 +1,15 @@
-//! `pfn-auditor replay FILE`: re-correlates the `event` records of a recorded run
-//! (`run --events`). Same correlator, same policy → the same finding records, byte for byte.
+//! The recording source (`pfn-auditor replay FILE`): the records of a recorded run
+//! (`run --events`, `gate --output`) fed to the same [`Pipeline`] a live run uses. Same correlator,
+//! same policy → the same finding records, byte for byte, and the same reports.
+//!
+//! Recorded `finding` and `summary` records are not replayed (findings are made again); the
+//! summary's kernel counters and duration are carried over, so reports that show them match.
 use std::io::BufRead;
 
 use crate::{
-    correlate::{Correlator, Finding, Summary},
+    pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
-    record::Record,
+    record::{Record, RunSummary},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -16,12 +20,14 @@ pub enum ReplayError {
     Io { file: String, source: std::io::Error },
     #[error("{file}: was not recorded with events (record the run with `pfn-auditor run --events`)")]
     NoEvents { file: String },
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
-/// Findings as they were emitted live (in order), and the end-of-run summary.
-pub fn replay(reader: impl BufRead, file: &str, policy: &Policy) -> Result<(Vec<Finding>, Summary), ReplayError> {
-    let mut correlator = Correlator::new(policy);
-    let mut live = Vec::new();
+/// Replays a recording into `sinks`; returns the run's summary.
+pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Result<RunSummary, ReplayError> {
+    let mut pipeline = Pipeline::new(policy, sinks);
+    let mut end = RunEnd::default();
     let mut events = 0usize;
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.
     let mut recorded_events = false;
@@ -30,19 +36,34 @@ pub fn replay(reader: impl BufRead, file: &str, policy: &Policy) -> Result<(Vec<
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(&line)
-            .map_err(|e| ReplayError::Corrupt { file: file.to_string(), line: index + 1, reason: e.to_string() })?;
+        let record: Record = serde_json::from_str(&line).map_err(|e| ReplayError::Corrupt {
+            file: file.to_string(),
+            line: index + 1,
+            reason: e.to_string(),
+        })?;
         match record {
+            Record::Status(status) => {
+                recorded_events |= status.events;
+                pipeline.status(&status);
+            }
+            Record::Hook(change) => pipeline.hook_changed(&change),
             Record::Event(event) => {
                 events += 1;
-                live.extend(correlator.handle(&event));
+                pipeline.event(&event);
             }
-            Record::Status(status) => recorded_events |= status.events,
-            _ => {}
+            Record::Lost(lost) => pipeline.lost(&lost),
+            Record::Finding(_) => {}
+            Record::Summary(summary) => end = RunEnd { hooks: summary.hooks, duration_ms: summary.duration_ms },
+        }
+        if pipeline.failed() {
+            break;
         }
     }
-    if events == 0 && !recorded_events {
+    if events == 0 && !recorded_events && !pipeline.failed() {
         return Err(ReplayError::NoEvents { file: file.to_string() });
     }
-    Ok((live, correlator.finish()))
+    match pipeline.finish(end) {
+        (_, Some(error)) => Err(error.into()),
+        (summary, None) => Ok(summary),
+    }
 }

@@ -24,8 +24,7 @@ pub struct KernelSymbols {
 
 impl KernelSymbols {
     pub fn load() -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string("/proc/kallsyms")
-            .map_err(|e| anyhow::anyhow!("cannot read /proc/kallsyms: {e}"))?;
+        let text = std::fs::read_to_string("/proc/kallsyms").map_err(|e| anyhow::anyhow!("cannot read /proc/kallsyms: {e}"))?;
         Ok(Self::parse(&text))
     }
 
@@ -81,12 +80,9 @@ impl KernelSymbols {
     pub fn frame(&self, addr: u64) -> Frame {
         let idx = self.text.partition_point(|s| s.addr <= addr);
         match idx.checked_sub(1).map(|i| &self.text[i]) {
-            Some(sym) if sym.addr != 0 => Frame {
-                addr: Hex(addr),
-                function: Some(sym.name.clone()),
-                offset: addr - sym.addr,
-                module: sym.module.clone(),
-            },
+            Some(sym) if sym.addr != 0 => {
+                Frame { addr: Hex(addr), function: Some(sym.name.clone()), offset: addr - sym.addr, module: sym.module.clone() }
+            }
             _ => Frame { addr: Hex(addr), ..Frame::default() },
         }
     }
@@ -122,10 +118,13 @@ impl LoadedModules {
 
 /// The first frame that is not inside the hooked function: the kernel code that called it.
 /// Frame 0 of a kprobe stack is the probed function itself. The caller is the first frame
-/// outside the hooked function and its same-named variants (a hook named
-/// `vmf_insert_pfn` is attached to `vmf_insert_pfn_prot`, reached through `vmf_insert_pfn`).
-pub fn caller_of(stack: &[Frame], hooked: &str) -> Option<Frame> {
-    stack.iter().find(|f| !f.function.as_deref().is_some_and(|name| name.starts_with(hooked))).cloned()
+/// outside the symbols `attached` (the ones the hook's probes are attached to on this kernel, and
+/// their compiler clones: `zap_vma_ptes` is attached to `zap_special_vma_range` on 7.1+) and
+/// outside wrappers named like the hook (a hook named `vmf_insert_pfn` is attached to
+/// `vmf_insert_pfn_prot`, reached through `vmf_insert_pfn`).
+pub fn caller_of(stack: &[Frame], hook: &str, attached: &[String]) -> Option<Frame> {
+    let inside = |name: &str| name.starts_with(hook) || attached.iter().any(|symbol| crate::policy::same_function(symbol, name));
+    stack.iter().find(|f| !f.function.as_deref().is_some_and(inside)).cloned()
 }
 
 #[cfg(test)]
@@ -190,14 +189,28 @@ ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
     fn caller_skips_the_hooked_function_frames() {
         let syms = KernelSymbols::parse(SAMPLE);
         let stack = vec![syms.frame(0xffffffff812a0004), syms.frame(0xffffffffc0a00031)];
-        let caller = caller_of(&stack, "follow_pfn").unwrap();
+        let caller = caller_of(&stack, "follow_pfn", &["follow_pfn".into()]).unwrap();
         assert_eq!(caller.function.as_deref(), Some("pfnaudit_pin_tracked"));
     }
     #[test]
     fn caller_skips_wrappers_named_after_the_hook() {
         let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
         let stack = [frame("vmf_insert_pfn_prot"), frame("vmf_insert_pfn"), frame("vfio_pci_mmap_huge_fault"), frame("__handle_mm_fault")];
-        assert_eq!(caller_of(&stack, "vmf_insert_pfn").unwrap().function.as_deref(), Some("vfio_pci_mmap_huge_fault"));
+        let attached = ["vmf_insert_pfn_prot".to_string()];
+        assert_eq!(caller_of(&stack, "vmf_insert_pfn", &attached).unwrap().function.as_deref(), Some("vfio_pci_mmap_huge_fault"));
     }
 
+    /// 7.1+ attaches the `zap_vma_ptes` hook to `zap_special_vma_range` (renamed): the caller is
+    /// the driver that zapped, not the attached function.
+    #[test]
+    fn caller_is_outside_the_attached_symbol_of_a_renamed_hook() {
+        let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
+        let stack = [frame("zap_special_vma_range"), frame("pfnaudit_ioctl"), frame("__x64_sys_ioctl")];
+        let attached = ["zap_special_vma_range".to_string()];
+        assert_eq!(caller_of(&stack, "zap_vma_ptes", &attached).unwrap().function.as_deref(), Some("pfnaudit_ioctl"));
+        // A compiler clone of the attached symbol is the same function.
+        let stack = [frame("__zap_vma_range.isra.0"), frame("unmap_vmas"), frame("exit_mmap")];
+        let attached = ["__zap_vma_range".to_string()];
+        assert_eq!(caller_of(&stack, "unmap_page_range", &attached).unwrap().function.as_deref(), Some("unmap_vmas"));
+    }
 }

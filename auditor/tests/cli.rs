@@ -57,10 +57,8 @@ fn replay_prints_finding_records_of_a_recording() {
     let out = auditor().arg("replay").arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let kinds: Vec<String> = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
-        .collect();
+    let kinds: Vec<String> =
+        stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string()).collect();
     assert_eq!(kinds, ["pfnmap-frame-vector", "pin-leaked"]);
 }
 
@@ -140,13 +138,104 @@ fn no_catalog_replays_without_the_built_in_holders() {
 /// A KVM lookup revoked: suppressed by the catalog, and the end of the replay says why.
 #[test]
 fn replay_counts_suppressed_findings_per_reason_on_stderr() {
-    let kvm = std::fs::read_to_string(repro("constprop.ndjson"))
-        .unwrap()
-        .replace("\"function\":\"vaddr_get_pfns.constprop.0\",\"offset\":221,\"module\":\"vfio_iommu_type1\"", "\"function\":\"hva_to_pfn_remapped\",\"offset\":90,\"module\":\"kvm\"");
+    let kvm = std::fs::read_to_string(repro("constprop.ndjson")).unwrap().replace(
+        "\"function\":\"vaddr_get_pfns.constprop.0\",\"offset\":221,\"module\":\"vfio_iommu_type1\"",
+        "\"function\":\"hva_to_pfn_remapped\",\"offset\":90,\"module\":\"kvm\"",
+    );
     let file = temp_file("kvm.ndjson", &kvm);
     let out = auditor().arg("replay").arg(&file).output().unwrap();
     assert!(out.status.success());
     assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr, "pfn-auditor: suppressed: KVM re-validates its PFNs through its MMU notifier: 1\n");
+}
+
+/// A real gate run (tests/fixtures/gate: `gate-catches-revoke` of the 6.1 VM scenarios, recorded
+/// with `gate --output --junit --sarif` and tests/vm/policy.toml, copied from target/vm-test/6.1).
+fn gate_fixture(file: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gate").join(file)
+}
+
+/// `pfn-auditor replay` of the recorded gate run, with the gate's policy.
+fn replay_gate() -> Command {
+    let mut cmd = auditor();
+    cmd.arg("replay").arg(gate_fixture("gate-catches-revoke.ndjson")).arg("--policy").arg(gate_fixture("policy.toml"));
+    cmd
+}
+
+#[test]
+fn replay_of_a_recorded_gate_run_writes_the_junit_and_sarif_the_gate_wrote() {
+    let dir = temp_file("unused", "").parent().unwrap().to_path_buf();
+    let (junit, sarif) = (dir.join("replayed.junit"), dir.join("replayed.sarif"));
+    let out = replay_gate().arg("--junit").arg(&junit).arg("--sarif").arg(&sarif).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&junit).unwrap(), std::fs::read_to_string(gate_fixture("gate-catches-revoke.junit")).unwrap());
+    assert_eq!(std::fs::read_to_string(&sarif).unwrap(), std::fs::read_to_string(gate_fixture("gate-catches-revoke.sarif")).unwrap());
+    // And the finding lines on stdout are the gate's, byte for byte.
+    let recorded = std::fs::read_to_string(gate_fixture("gate-catches-revoke.ndjson")).unwrap();
+    let live: Vec<&str> = recorded.lines().filter(|l| l.starts_with("{\"type\":\"finding\"")).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().collect::<Vec<_>>(), live);
+}
+
+#[test]
+fn replay_with_human_output_prints_the_findings_the_gate_printed() {
+    let out = replay_gate().arg("--human").output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let gate = std::fs::read_to_string(gate_fixture("gate-catches-revoke.stderr")).unwrap();
+    // The gate's stderr minus its closing verdict line (replay gives no verdict).
+    let gate: String = gate.lines().filter(|l| !l.starts_with("pfn-auditor gate:")).map(|l| format!("{l}\n")).collect();
+    assert!(gate.contains("ERROR[pin-outlived-revocation]"), "{gate}");
+    assert_eq!(stderr, gate);
+}
+
+/// `replay FILE ARGS` whose output cannot be written: exit code 5 and one line naming the output.
+fn replay_failing(args: &[&str], stdout: std::process::Stdio) -> String {
+    let out = replay_gate().args(args).stdout(stdout).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn an_ndjson_output_on_a_full_disk_stops_replay_with_exit_5() {
+    let stderr = replay_failing(&["--output", "/dev/full"], std::process::Stdio::null());
+    assert!(stderr.starts_with("pfn-auditor: cannot write the NDJSON output /dev/full: No space left on device"), "{stderr}");
+}
+
+#[test]
+fn junit_and_sarif_reports_on_a_full_disk_stop_replay_with_exit_5() {
+    let stderr = replay_failing(&["--junit", "/dev/full"], std::process::Stdio::null());
+    assert!(stderr.starts_with("pfn-auditor: cannot write the JUnit report /dev/full: "), "{stderr}");
+    let stderr = replay_failing(&["--sarif", "/dev/full"], std::process::Stdio::null());
+    assert!(stderr.starts_with("pfn-auditor: cannot write the SARIF report /dev/full: "), "{stderr}");
+}
+
+#[test]
+fn a_closed_stdout_pipe_stops_replay_with_exit_5() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let stderr = replay_failing(&[], writer.into());
+    assert!(stderr.starts_with("pfn-auditor: cannot write the NDJSON output stdout: Broken pipe"), "{stderr}");
+}
+
+#[test]
+fn an_output_that_cannot_be_created_is_exit_5() {
+    let stderr = replay_failing(&["--output", "/nonexistent-dir/run.ndjson"], std::process::Stdio::null());
+    assert!(stderr.starts_with("pfn-auditor: cannot write the NDJSON output /nonexistent-dir/run.ndjson: "), "{stderr}");
+}
+
+#[test]
+fn replay_output_rewrites_the_recording_s_records() {
+    let dir = temp_file("unused", "").parent().unwrap().to_path_buf();
+    let path = dir.join("rewritten.ndjson");
+    let out = replay_gate().arg("--output").arg(&path).output().unwrap();
+    assert!(out.status.success() && out.stdout.is_empty());
+    let recorded = std::fs::read_to_string(gate_fixture("gate-catches-revoke.ndjson")).unwrap();
+    let rewritten = std::fs::read_to_string(&path).unwrap();
+    // Status, events and findings are the recording's bytes; the summary is the replay's.
+    let not_summary = |t: &str| t.lines().filter(|l| !l.starts_with("{\"type\":\"summary\"")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(not_summary(&rewritten), not_summary(&recorded));
+    assert!(rewritten.lines().last().unwrap().starts_with("{\"type\":\"summary\""));
 }

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use auditor::{
-    correlate::{Correlator, synthetic::{Proc, Stream}},
+    correlate::{
+        Correlator,
+        synthetic::{Proc, Stream},
+    },
     drain::HookTotals,
     event::Cause,
     policy::Policy,
@@ -20,14 +23,19 @@ fn generated_schema() -> String {
     serde_json::to_string_pretty(&schemars::schema_for!(Record)).unwrap() + "\n"
 }
 
-const POLICY: &str = "[[holder]]\nmodule = \"pfnaudit_test\"\nfunction = \"pfnaudit_pin_tracked\"\nrelease = [\"pfnaudit_unpin_tracked\"]\n";
+const POLICY: &str =
+    "[[holder]]\nmodule = \"pfnaudit_test\"\nfunction = \"pfnaudit_pin_tracked\"\nrelease = [\"pfnaudit_unpin_tracked\"]\n";
 
 /// A run that produces every finding kind, written as a live run writes it.
 fn recorded_run() -> (Vec<String>, Vec<String>) {
     let policy = Policy::parse(POLICY, "policy.toml").unwrap();
     let (a, b, c, d) = (Proc::new(1), Proc::new(2), Proc::new(3), Proc::new(4));
     let mut s = Stream::default();
-    s.pfn_map(&a).lookups(&a, "pfnaudit_pin_tracked", "pfnaudit_test", 0..4).owner_revoke(&a, 0, None).release(&a, "pfnaudit_unpin_tracked", 0);
+    s.pfn_map(&a).lookups(&a, "pfnaudit_pin_tracked", "pfnaudit_test", 0..4).owner_revoke(&a, 0, None).release(
+        &a,
+        "pfnaudit_unpin_tracked",
+        0,
+    );
     s.pfn_map(&b).lookups(&b, "pfnaudit_pin_tracked", "pfnaudit_test", 0..1).vma_revoke(&b, Cause::Unmap, 0..4).exit(&b);
     s.pfn_map(&c).lookups(&c, "pfnaudit_lookup_untracked", "pfnaudit_test", 0..2).owner_revoke(&c, 0, None);
     s.pfn_map(&d).frames_get(&d, 0xffff_8880_1111_0000, true, 2).lookups(&d, "pfnaudit_pin_tracked", "pfnaudit_test", 0..1);
@@ -40,13 +48,19 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         events: true,
         hooks: vec![
             HookStatus { hook: "follow_pfn".into(), symbol: "follow_pfn".into(), state: HookState::Attached, reason: None },
-            HookStatus { hook: "follow_pfnmap_start".into(), symbol: "follow_pfnmap_start".into(), state: HookState::Absent, reason: Some("appeared in 6.12".into()) },
+            HookStatus {
+                hook: "follow_pfnmap_start".into(),
+                symbol: "follow_pfnmap_start".into(),
+                state: HookState::Absent,
+                reason: Some("appeared in 6.12".into()),
+            },
         ],
         rules: policy.clone().over(&auditor::catalog::catalog()).unwrap().rules(),
     };
     let mut lines = vec![serde_json::to_string(&Record::Status(status)).unwrap()];
     // The driver's module loaded after the start: its release hook attaches then.
-    let release_attached = HookStatus { hook: "release".into(), symbol: "pfnaudit_unpin_tracked".into(), state: HookState::Attached, reason: None };
+    let release_attached =
+        HookStatus { hook: "release".into(), symbol: "pfnaudit_unpin_tracked".into(), state: HookState::Attached, reason: None };
     lines.push(serde_json::to_string(&Record::Hook(HookChange { status: release_attached, ts_ns: 5 })).unwrap());
     let mut finding_lines = Vec::new();
     let mut correlator = Correlator::new(&policy);
@@ -58,7 +72,8 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
             lines.push(line);
         }
     }
-    lines.push(serde_json::to_string(&Record::Lost(Lost { hook: "follow_pfn".into(), count: 3, ts_ns: 99 })).unwrap());
+    lines.push(serde_json::to_string(&Record::Lost(Lost::ring_full("follow_pfn", 3, 99))).unwrap());
+    lines.push(serde_json::to_string(&Record::Lost(Lost::undecodable("zap_vma_ptes", 1, 100))).unwrap());
     let summary = correlator.finish();
     for f in &summary.findings[finding_lines.len()..] {
         let line = serde_json::to_string(&Record::Finding(f.clone())).unwrap();
@@ -73,7 +88,8 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         pins_held: summary.pins_held,
         pins_without_vma: summary.pins_without_vma,
         events: s.events.len() as u64,
-        lost_total: 3,
+        lost_total: 4,
+        undecodable: [("zap_vma_ptes".to_string(), 1)].into(),
         hooks: vec![HookTotals { hook: "follow_pfn".into(), hits: 9, emitted: 6, dropped: 3 }],
         duration_ms: 12,
     };
@@ -87,7 +103,8 @@ fn checked_in_schema_is_the_generated_one() {
     if std::env::var_os("PFN_AUDITOR_BLESS").is_some() {
         std::fs::write(schema_path(), &generated).unwrap();
     }
-    let on_disk = std::fs::read_to_string(schema_path()).expect("docs/schema/pfn-auditor.schema.json (regenerate: PFN_AUDITOR_BLESS=1 cargo test -p auditor --test records)");
+    let on_disk = std::fs::read_to_string(schema_path())
+        .expect("docs/schema/pfn-auditor.schema.json (regenerate: PFN_AUDITOR_BLESS=1 cargo test -p auditor --test records)");
     assert_eq!(on_disk, generated, "the records changed: bump SCHEMA_VERSION if incompatible, then regenerate with PFN_AUDITOR_BLESS=1");
 }
 
@@ -124,12 +141,9 @@ fn replay_prints_the_same_findings_as_live() {
     let (lines, live_findings) = recorded_run();
     let text = lines.join("\n") + "\n";
     let policy = Policy::parse(POLICY, "policy.toml").unwrap();
-    let (live, summary) = replay(text.as_bytes(), "run.ndjson", &policy).unwrap();
-    let replayed: Vec<String> = live
-        .iter()
-        .chain(&summary.findings[live.len()..])
-        .map(|f| serde_json::to_string(&Record::Finding(f.clone())).unwrap())
-        .collect();
+    let summary = replay(text.as_bytes(), "run.ndjson", &policy, Vec::new()).unwrap();
+    // The summary lists the findings in the order they were made: live ones, then end-of-run ones.
+    let replayed: Vec<String> = summary.findings.iter().map(|f| serde_json::to_string(&Record::Finding(f.clone())).unwrap()).collect();
     assert_eq!(replayed, live_findings);
 }
 
@@ -137,7 +151,7 @@ fn replay_prints_the_same_findings_as_live() {
 fn corrupt_replay_file_names_the_line() {
     let (mut lines, _) = recorded_run();
     lines.insert(3, "{\"type\": \"event\", \"kind\": \"raw-lookup\"".into());
-    let err = replay(lines.join("\n").as_bytes(), "run.ndjson", &Policy::default()).unwrap_err();
+    let err = replay(lines.join("\n").as_bytes(), "run.ndjson", &Policy::default(), Vec::new()).unwrap_err();
     assert!(matches!(err, ReplayError::Corrupt { line: 4, .. }), "{err}");
     assert!(err.to_string().starts_with("run.ndjson:4: not a pfn-auditor record"), "{err}");
 }
@@ -147,7 +161,7 @@ fn replay_of_a_run_recorded_without_events_says_how_to_record_one() {
     let (lines, _) = recorded_run();
     let without: Vec<String> =
         lines.iter().filter(|l| !l.contains("\"type\":\"event\"")).map(|l| l.replace("\"events\":true", "\"events\":false")).collect();
-    let err = replay(without.join("\n").as_bytes(), "f.ndjson", &Policy::default()).unwrap_err();
+    let err = replay(without.join("\n").as_bytes(), "f.ndjson", &Policy::default(), Vec::new()).unwrap_err();
     assert!(err.to_string().contains("--events"), "{err}");
 }
 
@@ -156,6 +170,6 @@ fn replay_of_an_events_recording_that_saw_nothing_has_no_findings() {
     let (lines, _) = recorded_run();
     let quiet: Vec<&String> = lines.iter().filter(|l| l.contains("\"type\":\"status\"")).collect();
     let text = quiet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
-    let (live, summary) = replay(text.as_bytes(), "f.ndjson", &Policy::default()).unwrap();
-    assert!(live.is_empty() && summary.findings.is_empty());
+    let summary = replay(text.as_bytes(), "f.ndjson", &Policy::default(), Vec::new()).unwrap();
+    assert!(summary.findings.is_empty());
 }

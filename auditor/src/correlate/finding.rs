@@ -58,12 +58,18 @@ impl FindingKind {
             FindingKind::PinOutlivedRevocation => {
                 "A pinned PFN was still held when the owner of the mapping revoked it (unmap_mapping_range) or the driver zapped its ptes: the holder may DMA to or read memory that now belongs to someone else."
             }
-            FindingKind::PinOutlivedUnmap => "A pinned PFN was still held when the user unmapped the range it came from (munmap/mremap/MAP_FIXED).",
+            FindingKind::PinOutlivedUnmap => {
+                "A pinned PFN was still held when the user unmapped the range it came from (munmap/mremap/MAP_FIXED)."
+            }
             FindingKind::LookupRevoked => {
                 "A raw PFN lookup by code with no declared release was revoked while the holder was alive: a possible use-after-revoke that cannot be proven (declare the holder's release in the policy)."
             }
-            FindingKind::PinOutlivedExit => "A pinned PFN was still held when the process that mapped it exited and its address space was torn down.",
-            FindingKind::PfnmapFrameVector => "get_vaddr_frames() returned raw PFNs of a VM_IO/VM_PFNMAP mapping: nothing holds a reference to them.",
+            FindingKind::PinOutlivedExit => {
+                "A pinned PFN was still held when the process that mapped it exited and its address space was torn down."
+            }
+            FindingKind::PfnmapFrameVector => {
+                "get_vaddr_frames() returned raw PFNs of a VM_IO/VM_PFNMAP mapping: nothing holds a reference to them."
+            }
             FindingKind::PinLeaked => "A pin with a release function was still held when the run ended.",
         }
     }
@@ -240,13 +246,28 @@ mod tests {
     fn clone_suffixes_are_not_part_of_the_fingerprint() {
         let plain = Holder { function: Some("vaddr_get_pfns".into()), module: Some("vfio_iommu_type1".into()), offset: 221 };
         let want = fingerprint(&plain, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0"));
-        for clone in ["vaddr_get_pfns.constprop.0", "vaddr_get_pfns.isra.0", "vaddr_get_pfns.part.3", "vaddr_get_pfns.cold", "vaddr_get_pfns.isra.0.cold", "vaddr_get_pfns.llvm.8412657"] {
+        for clone in [
+            "vaddr_get_pfns.constprop.0",
+            "vaddr_get_pfns.isra.0",
+            "vaddr_get_pfns.part.3",
+            "vaddr_get_pfns.cold",
+            "vaddr_get_pfns.isra.0.cold",
+            "vaddr_get_pfns.llvm.8412657",
+        ] {
             let h = Holder { function: Some(clone.into()), ..plain.clone() };
             assert_eq!(h.base_function(), Some("vaddr_get_pfns"), "{clone}");
-            assert_eq!(fingerprint(&h, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0")), want, "{clone}");
+            assert_eq!(
+                fingerprint(&h, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0")),
+                want,
+                "{clone}"
+            );
         }
         let other = Holder { function: Some("vaddr_get_pfn".into()), ..plain };
-        assert_ne!(want, fingerprint(&other, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0")), "another function");
+        assert_ne!(
+            want,
+            fingerprint(&other, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0")),
+            "another function"
+        );
     }
 
     #[test]

@@ -18,14 +18,9 @@ pub use finding::{Finding, FindingKind, Holder, PinSource, Severity};
 use finding::{RevocationEvidence, fingerprint};
 use pin::{Pin, Release, subtract};
 
-const PAGE: u64 = 4096;
+use crate::probes::table::NESTING_HOOKS;
 
-/// Callers whose lookups belong to another hooked call: `follow_pte()` inside `follow_pfn()`
-/// (6.1) is the `follow_pfn` lookup, and `get_vaddr_frames()`'s lookups are the frame-vector pin
-/// it reports. The eBPF side already drops them; this covers recordings from other sources.
-/// Kernel code that looks PFNs up for its own bookkeeping (x86 PAT, ptrace) is in the catalog
-/// (`kernel_internal` holders).
-pub const NESTED_HOOK_CALLERS: &[&str] = &["follow_pfn", "follow_pte", "get_vaddr_frames"];
+const PAGE: u64 = 4096;
 
 /// End-of-run summary of the correlator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -48,15 +43,19 @@ pub struct Summary {
 impl Summary {
     /// End-of-run lines for humans: suppressions per reason, pins whose vma stayed unknown.
     pub fn notes(&self) -> Vec<String> {
-        let mut notes: Vec<String> = self.suppressed_by.iter().map(|(reason, n)| format!("suppressed: {reason}: {n}")).collect();
-        if self.pins_without_vma > 0 {
-            notes.push(format!(
-                "{} pin(s) without a known vma (no PFN map of the run contains their address): an owner revocation of their file cannot be matched to them",
-                self.pins_without_vma
-            ));
-        }
-        notes
+        notes(&self.suppressed_by, self.pins_without_vma)
     }
+}
+
+/// End-of-run lines for humans, from a summary's suppressions and pins without a vma.
+pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64) -> Vec<String> {
+    let mut notes: Vec<String> = suppressed_by.iter().map(|(reason, n)| format!("suppressed: {reason}: {n}")).collect();
+    if pins_without_vma > 0 {
+        notes.push(format!(
+            "{pins_without_vma} pin(s) without a known vma (no PFN map of the run contains their address): an owner revocation of their file cannot be matched to them"
+        ));
+    }
+    notes
 }
 
 pub struct Correlator {
@@ -115,7 +114,16 @@ impl Correlator {
                 Vec::new()
             }
             EventBody::Revoke { cause, mapping, first_pgoff, nr_pages, vma, start, end, mm } => {
-                let scope = Scope { cause: *cause, mapping: *mapping, first_pgoff: *first_pgoff, nr_pages: *nr_pages, vma: vma.as_ref(), start: start.0, end: end.0, mm: mm.0 };
+                let scope = Scope {
+                    cause: *cause,
+                    mapping: *mapping,
+                    first_pgoff: *first_pgoff,
+                    nr_pages: *nr_pages,
+                    vma: vma.as_ref(),
+                    start: start.0,
+                    end: end.0,
+                    mm: mm.0,
+                };
                 self.revoke(ev, &scope)
             }
             EventBody::TaskExit {} => {
@@ -191,7 +199,11 @@ impl Correlator {
 
     fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
         let holder = Holder::from_frame(ev.caller.as_ref());
-        if holder.function.as_deref().is_some_and(|f| NESTED_HOOK_CALLERS.iter().any(|n| same_function(n, f))) {
+        // Callers whose lookups belong to another hooked call (the probe table's nesting hooks).
+        // The eBPF side already drops them; this covers recordings from other sources. Kernel
+        // code that looks PFNs up for its own bookkeeping (x86 PAT, ptrace) is in the catalog
+        // (`kernel_internal` holders).
+        if holder.function.as_deref().is_some_and(|f| NESTING_HOOKS.iter().any(|n| same_function(n.name(), f))) {
             return;
         }
         let release = match self.policy.holder_for(holder.function.as_deref(), holder.module.as_deref()) {
@@ -239,7 +251,9 @@ impl Correlator {
 
     fn release_call(&mut self, ev: &Event, args: &[Hex]) {
         let arg = |i: usize| args.get(i).map(|h| h.0);
-        for (rule, how) in self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match)) {
+        for (rule, how) in
+            self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match))
+        {
             let of_rule = |p: &Pin| p.release == Release::Policy(rule);
             match how {
                 ReleaseMatch::Tgid => self.pins.retain(|p| !(of_rule(p) && p.task.tgid == ev.task.tgid)),

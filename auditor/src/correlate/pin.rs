@@ -177,7 +177,9 @@ impl Pin {
         let mut merged: Vec<Run> = Vec::with_capacity(self.runs.len());
         for run in self.runs.drain(..) {
             match merged.last_mut() {
-                Some(last) if last.end() == run.start && last.pfn.zip(run.pfn).is_some_and(|(a, b)| a + last.pages == b) => last.pages += run.pages,
+                Some(last) if last.end() == run.start && last.pfn.zip(run.pfn).is_some_and(|(a, b)| a + last.pages == b) => {
+                    last.pages += run.pages
+                }
                 _ => merged.push(run),
             }
         }

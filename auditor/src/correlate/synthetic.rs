@@ -130,7 +130,16 @@ impl Stream {
     }
 
     pub fn exit(&mut self, p: &Proc) -> &mut Self {
-        let body = EventBody::Revoke { cause: Cause::Exit, mapping: None, first_pgoff: 0, nr_pages: None, vma: None, start: Hex(0), end: Hex(0), mm: Hex(p.mm) };
+        let body = EventBody::Revoke {
+            cause: Cause::Exit,
+            mapping: None,
+            first_pgoff: 0,
+            nr_pages: None,
+            vma: None,
+            start: Hex(0),
+            end: Hex(0),
+            mm: Hex(p.mm),
+        };
         self.push("exit_mmap", p.task(), Some(frame("__mmput", None)), body);
         self.push("sched_process_exit", p.task(), None, EventBody::TaskExit {})
     }
@@ -149,7 +158,12 @@ impl Stream {
     }
 
     pub fn frames_put(&mut self, p: &Proc, vec: u64) -> &mut Self {
-        self.push("put_vaddr_frames", p.task(), Some(frame("pfnaudit_unpin_frames", Some("pfnaudit_test"))), EventBody::FramesPut { vec: Hex(vec) })
+        self.push(
+            "put_vaddr_frames",
+            p.task(),
+            Some(frame("pfnaudit_unpin_frames", Some("pfnaudit_test"))),
+            EventBody::FramesPut { vec: Hex(vec) },
+        )
     }
 
     /// A truncate of an unrelated file: revocations of a mapping nobody pinned.

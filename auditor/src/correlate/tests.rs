@@ -6,11 +6,7 @@ const MODULE: &str = "pfnaudit_test";
 const RELEASE: &str = "pfnaudit_unpin_tracked";
 
 fn policy() -> Policy {
-    Policy::parse(
-        &format!("[[holder]]\nmodule = \"{MODULE}\"\nfunction = \"{HOLDER}\"\nrelease = [\"{RELEASE}\"]\n"),
-        "test.toml",
-    )
-    .unwrap()
+    Policy::parse(&format!("[[holder]]\nmodule = \"{MODULE}\"\nfunction = \"{HOLDER}\"\nrelease = [\"{RELEASE}\"]\n"), "test.toml").unwrap()
 }
 
 /// The test holder, without a module, released by RELEASE, with these more holder keys.
@@ -136,7 +132,11 @@ fn frame_vector_pin_still_held_at_munmap_is_an_error() {
     let (live, summary) = run(&Policy::default(), &s);
     assert_eq!(kinds(&live), ["pin-outlived-unmap"]);
     assert_eq!(live[0].pin.source, PinSource::FrameVector);
-    assert!(live[0].message.contains(&format!("4 page(s) of user memory at {:#x} after the user unmapped it", p.start)), "{}", live[0].message);
+    assert!(
+        live[0].message.contains(&format!("4 page(s) of user memory at {:#x} after the user unmapped it", p.start)),
+        "{}",
+        live[0].message
+    );
     assert_eq!(summary.pins_held, 0);
 }
 
@@ -177,11 +177,8 @@ fn release_matched_by_pfn_argument_releases_only_that_pin() {
 
 #[test]
 fn suppressed_findings_are_counted_not_reported() {
-    let policy = Policy::parse(
-        &format!("[[suppress]]\nholder = \"{MODULE}\"\nkind = \"lookup-revoked\"\nreason = \"test\"\n"),
-        "t.toml",
-    )
-    .unwrap();
+    let policy =
+        Policy::parse(&format!("[[suppress]]\nholder = \"{MODULE}\"\nkind = \"lookup-revoked\"\nreason = \"test\"\n"), "t.toml").unwrap();
     let p = Proc::new(20);
     let mut s = Stream::default();
     s.pfn_map(&p).lookups(&p, HOLDER, MODULE, 0..1).owner_revoke(&p, 0, None);
@@ -225,7 +222,11 @@ fn unrelated_truncates_never_touch_pins() {
 fn a_pin_is_reported_once_per_kind() {
     let p = Proc::new(23);
     let mut s = Stream::default();
-    s.pfn_map(&p).lookups(&p, HOLDER, MODULE, 0..1).owner_revoke(&p, 0, None).vma_revoke(&p, Cause::Zap, 0..1).vma_revoke(&p, Cause::Unmap, 0..1);
+    s.pfn_map(&p).lookups(&p, HOLDER, MODULE, 0..1).owner_revoke(&p, 0, None).vma_revoke(&p, Cause::Zap, 0..1).vma_revoke(
+        &p,
+        Cause::Unmap,
+        0..1,
+    );
     let (live, summary) = run(&policy(), &s);
     assert_eq!(kinds(&live), ["pin-outlived-revocation", "pin-outlived-unmap"]);
     assert_eq!(kinds(&summary.findings), ["pin-outlived-revocation", "pin-outlived-unmap", "pin-leaked"]);
@@ -258,7 +259,11 @@ fn a_release_in_the_middle_of_a_pin_splits_it_and_the_rest_stays_held() {
 fn a_revocation_of_only_released_pages_is_not_a_finding() {
     let p = Proc::new(41);
     let mut s = Stream::default();
-    s.pfn_map(&p).lookups(&p, HOLDER, MODULE, 0..4).release_args(&p, RELEASE, [p.first_pfn + 1, 2, 0, 0, 0, 0]).vma_revoke(&p, Cause::Zap, 1..3);
+    s.pfn_map(&p).lookups(&p, HOLDER, MODULE, 0..4).release_args(&p, RELEASE, [p.first_pfn + 1, 2, 0, 0, 0, 0]).vma_revoke(
+        &p,
+        Cause::Zap,
+        1..3,
+    );
     let (live, _) = run(&counted_policy(), &s);
     assert!(live.is_empty(), "{:?}", kinds(&live));
 }
@@ -304,7 +309,11 @@ fn two_pins_of_one_pfn_a_release_of_one_page_ends_the_oldest_only() {
     let a = Proc::new(45);
     let b = Proc { first_pfn: a.first_pfn, ..Proc::new(46) };
     let mut s = Stream::default();
-    s.pfn_map(&a).pfn_map(&b).lookups(&a, HOLDER, MODULE, 0..1).lookups(&b, HOLDER, MODULE, 0..1).release_args(&b, RELEASE, [a.first_pfn, 1, 0, 0, 0, 0]);
+    s.pfn_map(&a).pfn_map(&b).lookups(&a, HOLDER, MODULE, 0..1).lookups(&b, HOLDER, MODULE, 0..1).release_args(
+        &b,
+        RELEASE,
+        [a.first_pfn, 1, 0, 0, 0, 0],
+    );
     let (_, summary) = run(&counted_policy(), &s);
     assert_eq!(kinds(&summary.findings), ["pin-leaked"]);
     assert_eq!(summary.findings[0].pin.task.tgid, b.tgid, "the older pin (a's) was given back");
@@ -314,7 +323,12 @@ fn two_pins_of_one_pfn_a_release_of_one_page_ends_the_oldest_only() {
 fn a_page_looked_up_again_after_its_release_joins_the_pin_again() {
     let p = Proc::new(47);
     let mut s = Stream::default();
-    s.pfn_map(&p).lookups(&p, HOLDER, MODULE, 0..3).release_args(&p, RELEASE, [p.first_pfn + 1, 1, 0, 0, 0, 0]).lookups(&p, HOLDER, MODULE, 1..2);
+    s.pfn_map(&p).lookups(&p, HOLDER, MODULE, 0..3).release_args(&p, RELEASE, [p.first_pfn + 1, 1, 0, 0, 0, 0]).lookups(
+        &p,
+        HOLDER,
+        MODULE,
+        1..2,
+    );
     let mut c = Correlator::new(&counted_policy());
     for e in &s.events {
         c.handle(e);
@@ -339,7 +353,8 @@ fn holder_rules_suppressions_and_release_hooks_ignore_clone_suffixes() {
         assert_eq!(live[0].pin.holder.function.as_deref(), Some(caller.as_str()), "evidence keeps the kernel's symbol");
         assert_eq!(summary.pins_held, 0, "{RELEASE}{clone} released it");
         // A suppression naming the source function covers the clone.
-        let suppress = Policy::parse(&format!("[[suppress]]\nholder = \"{HOLDER}\"\nkind = \"pin-leaked\"\nreason = \"r\"\n"), "s.toml").unwrap();
+        let suppress =
+            Policy::parse(&format!("[[suppress]]\nholder = \"{HOLDER}\"\nkind = \"pin-leaked\"\nreason = \"r\"\n"), "s.toml").unwrap();
         let policy = policy().over(&suppress).unwrap();
         let mut s = Stream::default();
         s.pfn_map(&p).lookups(&p, &caller, MODULE, 0..1);

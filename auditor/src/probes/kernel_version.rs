@@ -26,8 +26,7 @@ impl KernelVersion {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map_err(|e| anyhow::anyhow!("cannot read /proc/sys/kernel/osrelease: {e}"))?;
         let release = release.trim().to_string();
-        let version = Self::parse_release(&release)
-            .ok_or_else(|| anyhow::anyhow!("cannot parse kernel release {release:?}"))?;
+        let version = Self::parse_release(&release).ok_or_else(|| anyhow::anyhow!("cannot parse kernel release {release:?}"))?;
         Ok((release, version))
     }
 }

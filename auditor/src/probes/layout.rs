@@ -22,15 +22,13 @@ impl KernelBtf {
 
     pub fn from_dir(dir: &Path, modules: &[&str]) -> anyhow::Result<Self> {
         let vmlinux_path = dir.join("vmlinux");
-        let vmlinux = Btf::from_file(&vmlinux_path).map_err(|e| {
-            anyhow!("cannot read kernel BTF {}: {e} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)", vmlinux_path.display())
-        })?;
+        let vmlinux = Btf::from_file(&vmlinux_path)
+            .map_err(|e| anyhow!("cannot read kernel BTF {}: {e} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)", vmlinux_path.display()))?;
         let mut loaded = HashMap::new();
         for module in modules {
             let path = dir.join(module);
             if path.exists() {
-                let btf = Btf::from_split_file(&path, &vmlinux)
-                    .map_err(|e| anyhow!("cannot read module BTF {}: {e}", path.display()))?;
+                let btf = Btf::from_split_file(&path, &vmlinux).map_err(|e| anyhow!("cannot read module BTF {}: {e}", path.display()))?;
                 loaded.insert(module.to_string(), btf);
             }
         }
@@ -132,12 +130,13 @@ fn pointee_name(btf: &Btf, param: &dyn BtfType) -> String {
 /// Builds the layout the eBPF programs get. Fields of structs that do not exist on this kernel
 /// (follow_pfnmap_args before 6.12) stay `ABSENT`; the hooks that need them are not attached there.
 pub fn kernel_layout(btf: &KernelBtf, kernel: KernelVersion, vmemmap_base_addr: u64) -> anyhow::Result<KernelLayout> {
-    let required = |s: &str, f: &str| {
-        btf.field_offset(s, f).with_context(|| format!("kernel BTF has no field {s}::{f}"))
-    };
+    let required = |s: &str, f: &str| btf.field_offset(s, f).with_context(|| format!("kernel BTF has no field {s}::{f}"));
     let optional = |s: &str, f: &str| btf.field_offset(s, f).unwrap_or(KernelLayout::ABSENT);
     // `outer.field.inner` where `field` is a struct `inner_struct` embedded by value.
-    let nested = |outer: &str, field: &str, inner_struct: &str, inner: &str| match (btf.field_offset(outer, field), btf.field_offset(inner_struct, inner)) {
+    let nested = |outer: &str, field: &str, inner_struct: &str, inner: &str| match (
+        btf.field_offset(outer, field),
+        btf.field_offset(inner_struct, inner),
+    ) {
         (Some(a), Some(b)) => a + b,
         _ => KernelLayout::ABSENT,
     };
@@ -238,7 +237,8 @@ mod tests {
         let (_, kernel) = KernelVersion::running().unwrap();
         let layout = kernel_layout(&btf, kernel, 0).unwrap();
         let vma_size = btf.struct_size("vm_area_struct").unwrap();
-        let offsets = [layout.vma_vm_start, layout.vma_vm_end, layout.vma_vm_mm, layout.vma_vm_flags, layout.vma_vm_pgoff, layout.vma_vm_file];
+        let offsets =
+            [layout.vma_vm_start, layout.vma_vm_end, layout.vma_vm_mm, layout.vma_vm_flags, layout.vma_vm_pgoff, layout.vma_vm_file];
         for off in offsets {
             assert!(off < vma_size, "offset {off} outside vm_area_struct ({vma_size} bytes)");
         }
@@ -250,7 +250,13 @@ mod tests {
         assert_eq!(layout.struct_page_size, 64);
         // find_vma() in the kernel needs one of the two vma trees, whole.
         let rbtree = [layout.mm_rb_node, layout.vma_vm_rb, layout.rb_left, layout.rb_right];
-        let maple = [layout.mm_mt_root, layout.maple_range64_pivot, layout.maple_range64_slot, layout.maple_arange64_pivot, layout.maple_arange64_slot];
+        let maple = [
+            layout.mm_mt_root,
+            layout.maple_range64_pivot,
+            layout.maple_range64_slot,
+            layout.maple_arange64_pivot,
+            layout.maple_arange64_slot,
+        ];
         let complete = |fields: &[u32]| fields.iter().all(|f| *f != KernelLayout::ABSENT);
         assert!(complete(&rbtree) || complete(&maple), "neither vma tree resolves: {layout:?}");
         assert!(layout.pg_reserved_bit < 64, "PG_reserved bit {}", layout.pg_reserved_bit);

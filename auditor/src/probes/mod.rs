@@ -79,13 +79,26 @@ pub struct Attached {
 }
 
 impl Attached {
+    /// Per counter slot, the kernel symbols that slot's probes are attached to on this kernel
+    /// (the decoder finds an event's caller outside them).
+    pub fn symbols_by_slot(&self) -> Vec<Vec<String>> {
+        let mut slots = vec![Vec::new(); HOOK_COUNT];
+        for h in self.hooks.iter().filter(|h| h.state == HookState::Attached) {
+            if let Some(hook) = Hook::FIXED.iter().find(|k| k.name() == h.hook) {
+                slots[*hook as usize].push(h.symbol.clone());
+            }
+        }
+        slots
+    }
+
     /// After a module was loaded, unloaded or reloaded (`symbols` read since): re-reads the BTF of
     /// a module the layouts come from, and attaches, detaches and re-attaches the perf-kprobe
     /// hooks that live in modules. Returns the hooks whose state changed.
     pub fn follow_modules(&mut self, symbols: &KernelSymbols) -> Vec<HookStatus> {
         let btf_modules_loaded = BTF_MODULES.iter().all(|m| symbols.has_module(m));
         if btf_modules_loaded && !self.btf_modules_loaded {
-            let written = KernelBtf::from_sys(BTF_MODULES).and_then(|btf| write_frame_vector_layout(&mut self.ebpf, &btf, self.kernel_version));
+            let written =
+                KernelBtf::from_sys(BTF_MODULES).and_then(|btf| write_frame_vector_layout(&mut self.ebpf, &btf, self.kernel_version));
             if let Err(e) = written {
                 log::warn!("struct frame_vector stays as known from the kernel history: {e:#}");
             }
@@ -131,7 +144,8 @@ impl KernelFacts {
 /// What attaching `row` would do on this kernel, before trying (absent symbol, module missing).
 fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
     let Attach::Function { symbol, .. } = row.attach else { return None };
-    let status = |state, reason: String| Some(HookStatus { hook: row.hook.name().into(), symbol: symbol.into(), state, reason: Some(reason) });
+    let status =
+        |state, reason: String| Some(HookStatus { hook: row.hook.name().into(), symbol: symbol.into(), state, reason: Some(reason) });
     if let Some(module) = row.module
         && !facts.symbols.has_module(module)
     {
@@ -162,7 +176,12 @@ fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<Hoo
     let (rows, missing) = table::select(version);
     let absent = missing
         .into_iter()
-        .map(|m| HookStatus { hook: m.hook.name().into(), symbol: m.hook.name().into(), state: HookState::Absent, reason: Some(m.reason.into()) })
+        .map(|m| HookStatus {
+            hook: m.hook.name().into(),
+            symbol: m.hook.name().into(),
+            state: HookState::Absent,
+            reason: Some(m.reason.into()),
+        })
         .collect();
     (rows, absent)
 }
@@ -252,9 +271,8 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction
         module_hooks.push(hook);
     }
 
-    let mut counter_names: Vec<String> = (0..HOOK_COUNT as u32)
-        .map(|i| Hook::from_u32(i).map(|h| h.name().to_string()).unwrap_or_default())
-        .collect();
+    let mut counter_names: Vec<String> =
+        (0..HOOK_COUNT as u32).map(|i| Hook::from_u32(i).map(|h| h.name().to_string()).unwrap_or_default()).collect();
     for (slot, release) in release_functions.iter().enumerate() {
         counter_names[Hook::Release0 as usize + slot] = release.name.clone();
     }

@@ -18,9 +18,10 @@ use aya::{
 };
 
 use super::{
-    HookState, HookStatus, attach_kprobe, failure_reason, loaded_kprobe,
+    HookState, HookStatus, attach_kprobe, failure_reason,
     kernel_version::KernelVersion,
     layout::{KernelBtf, frame_vector_layout},
+    loaded_kprobe,
     table::{Attach, ProbeRow},
     tracefs_kprobe::TracefsKprobe,
 };
@@ -34,7 +35,11 @@ enum Target {
     Row(&'static ProbeRow),
     /// Policy release function `function`, served by program `release_{slot}`; `module` is its
     /// holder's.
-    Release { slot: usize, function: String, module: Option<String> },
+    Release {
+        slot: usize,
+        function: String,
+        module: Option<String>,
+    },
 }
 
 /// A hook armed through tracefs on `module:function`.

@@ -52,6 +52,35 @@ const fn func(symbol: &'static str, entry: &'static str, ret: Option<&'static st
 
 const ALWAYS: KernelVersion = v(5, 10);
 
+/// Roles of hooks, as the daemon (refuses to start without the essential ones), `doctor` (says
+/// whether the machine can be audited) and the correlator (drops nested lookups) use them.
+///
+/// Raw PFN lookups: at least one must be attached, or no pin is ever seen.
+pub const RAW_LOOKUP_HOOKS: &[Hook] = &[Hook::FollowPfn, Hook::FollowPte, Hook::FollowPfnmapStart];
+/// Revocations: every one must be attached, or a revoked pin looks held-and-fine.
+pub const REVOCATION_HOOKS: &[Hook] = &[Hook::UnmapMappingRange, Hook::ZapVmaPtes, Hook::UnmapPageRange, Hook::ExitMmap];
+/// Hooked functions whose own raw lookups belong to them: `follow_pte()` inside `follow_pfn()`
+/// (6.1) is the `follow_pfn` lookup, and `get_vaddr_frames()`'s lookups are the frame-vector pin
+/// it reports. A lookup whose caller is one of these is not a pin of its own.
+pub const NESTING_HOOKS: &[Hook] = &[Hook::FollowPfn, Hook::FollowPte, Hook::GetVaddrFrames];
+
+/// An essential hook that is not attached (or attachable): auditing would report nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissingEssential {
+    /// None of [`RAW_LOOKUP_HOOKS`].
+    RawLookup,
+    /// This one of [`REVOCATION_HOOKS`].
+    Revocation(Hook),
+}
+
+/// The first essential hook `usable` says no to.
+pub fn missing_essential(usable: impl Fn(Hook) -> bool) -> Option<MissingEssential> {
+    if !RAW_LOOKUP_HOOKS.iter().any(|h| usable(*h)) {
+        return Some(MissingEssential::RawLookup);
+    }
+    REVOCATION_HOOKS.iter().find(|h| !usable(**h)).map(|h| MissingEssential::Revocation(*h))
+}
+
 pub const PROBES: &[ProbeRow] = &[
     ProbeRow {
         hook: Hook::RemapPfnRange,
@@ -387,6 +416,14 @@ mod tests {
     }
 
     #[test]
+    fn essential_hooks_are_one_raw_lookup_and_every_revocation() {
+        assert_eq!(missing_essential(|_| true), None);
+        assert_eq!(missing_essential(|h| h != Hook::ZapVmaPtes), Some(MissingEssential::Revocation(Hook::ZapVmaPtes)));
+        assert_eq!(missing_essential(|h| !RAW_LOOKUP_HOOKS.contains(&h)), Some(MissingEssential::RawLookup));
+        assert_eq!(missing_essential(|h| h != Hook::FollowPfn), None, "one raw lookup hook is enough");
+    }
+
+    #[test]
     fn kernel_7_1_renames_are_followed() {
         let symbol = |kernel, hook| select(kernel).0.iter().find(|r| r.hook == hook).map(|r| r.attach.symbol());
         assert_eq!(symbol(v(7, 0), Hook::ZapVmaPtes), Some("zap_vma_ptes"));
@@ -404,10 +441,7 @@ mod tests {
             for hook in [Hook::UnmapMappingRange, Hook::ZapVmaPtes, Hook::UnmapPageRange, Hook::ExitMmap, Hook::VmAreaFree] {
                 assert_eq!(rows.iter().filter(|r| r.hook == hook).count(), 1, "{hook:?} on {kernel}");
             }
-            let lookups = rows
-                .iter()
-                .filter(|r| matches!(r.hook, Hook::FollowPfn | Hook::FollowPte | Hook::FollowPfnmapStart))
-                .count();
+            let lookups = rows.iter().filter(|r| matches!(r.hook, Hook::FollowPfn | Hook::FollowPte | Hook::FollowPfnmapStart)).count();
             assert!(lookups >= 1, "no raw lookup hook on {kernel}");
         }
     }

@@ -40,7 +40,14 @@ pub fn tracefs_root() -> Option<PathBuf> {
 impl TracefsKprobe {
     /// Attaches `prog` (already loaded) to `module:function`, at its entry or, with `is_return`,
     /// its return.
-    pub fn attach(tracefs: &Path, prog: &KProbe, program_name: &str, module: &str, function: &str, is_return: bool) -> anyhow::Result<Self> {
+    pub fn attach(
+        tracefs: &Path,
+        prog: &KProbe,
+        program_name: &str,
+        module: &str,
+        function: &str,
+        is_return: bool,
+    ) -> anyhow::Result<Self> {
         let name = format!("e{}_{}", std::process::id(), NEXT_EVENT.fetch_add(1, Ordering::Relaxed));
         let kind = if is_return { 'r' } else { 'p' };
         write_kprobe_events(tracefs, &format!("{kind}:{GROUP}/{name} {module}:{function}"))
@@ -54,7 +61,8 @@ impl TracefsKprobe {
             .parse()
             .with_context(|| format!("{} is not a number", id_path.display()))?;
         let prog_fd = prog.fd()?.as_fd().as_raw_fd();
-        probe.perf_fd = Some(open_tracepoint_with_bpf(id, prog_fd).with_context(|| format!("attaching {program_name} to {module}:{function}"))?);
+        probe.perf_fd =
+            Some(open_tracepoint_with_bpf(id, prog_fd).with_context(|| format!("attaching {program_name} to {module}:{function}"))?);
         Ok(probe)
     }
 }

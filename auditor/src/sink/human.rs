@@ -1,7 +1,87 @@
-//! Findings as a driver developer reads them on a terminal.
+//! Findings as a driver developer reads them on a terminal, plus one line per hook that waits for a
+//! module or failed, per hook change, per loss, and the end-of-run notes. Without `findings` only the
+//! notes (what `replay` prints by default).
 use std::fmt::Write as _;
+use std::io::Write as _;
 
-use crate::{correlate::Finding, event::Frame};
+use crate::{
+    correlate::Finding,
+    event::Frame,
+    pipeline::Sink,
+    probes::HookState,
+    record::{HookChange, LossReason, Lost, RunSummary, Status},
+};
+
+/// Human text on stderr.
+pub struct HumanSink {
+    /// Findings and hook lines too, not only notes and losses.
+    pub findings: bool,
+}
+
+impl HumanSink {
+    fn line(&self, text: &str) -> std::io::Result<()> {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    }
+}
+
+impl Sink for HumanSink {
+    fn name(&self) -> String {
+        "human output on stderr".into()
+    }
+
+    fn status(&mut self, status: &Status) -> std::io::Result<()> {
+        if !self.findings {
+            return Ok(());
+        }
+        for h in &status.hooks {
+            // Hooks absent by design on this kernel are in `status`; say which ones wait for a
+            // module or failed (release hooks always wait for their driver's module).
+            let fixable =
+                matches!(h.state, HookState::ModuleNotLoaded | HookState::Failed) || (h.hook == "release" && h.state == HookState::Absent);
+            if fixable {
+                self.line(&format!("pfn-auditor: {} ({}) not attached: {}\n", h.hook, h.symbol, h.reason.as_deref().unwrap_or("")))?;
+            }
+            // Attached with a reason: armed for a module that is not loaded yet.
+            if let (HookState::Attached, Some(reason)) = (h.state, &h.reason) {
+                self.line(&format!("pfn-auditor: {} ({}) {reason}\n", h.hook, h.symbol))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn hook_changed(&mut self, change: &HookChange) -> std::io::Result<()> {
+        if !self.findings {
+            return Ok(());
+        }
+        let s = &change.status;
+        match &s.reason {
+            Some(reason) => self.line(&format!("pfn-auditor: {} ({}) now {}: {reason}\n", s.hook, s.symbol, s.state.name())),
+            None => self.line(&format!("pfn-auditor: {} ({}) now {}\n", s.hook, s.symbol, s.state.name())),
+        }
+    }
+
+    fn finding(&mut self, finding: &Finding) -> std::io::Result<()> {
+        if self.findings { self.line(&render(finding)) } else { Ok(()) }
+    }
+
+    fn lost(&mut self, lost: &Lost) -> std::io::Result<()> {
+        if !self.findings {
+            return Ok(());
+        }
+        let why = match lost.reason {
+            None => "lost (ring buffer full)",
+            Some(LossReason::Undecodable) => "undecodable (eBPF object and daemon disagree?)",
+        };
+        self.line(&format!("pfn-auditor: {} record(s) of {} {why}\n", lost.count, lost.hook))
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {
+        for note in summary.notes() {
+            self.line(&format!("pfn-auditor: {note}\n"))?;
+        }
+        Ok(())
+    }
+}
 
 /// How many stack frames a human report shows.
 const STACK_LINES: usize = 8;
@@ -24,12 +104,21 @@ pub fn render(f: &Finding) -> String {
             v.ino
         );
     }
-    let pfns: Vec<String> = p.pfns.iter().map(|r| if r.count == 1 { format!("{:#x}", r.first) } else { format!("{:#x}+{}", r.first, r.count) }).collect();
+    let pfns: Vec<String> =
+        p.pfns.iter().map(|r| if r.count == 1 { format!("{:#x}", r.first) } else { format!("{:#x}+{}", r.first, r.count) }).collect();
     let _ = writeln!(out, "  pin       {} via {}: {} page(s) at {:#x}, pfn {}", source(f), p.hook, p.pages, p.start.0, pfns.join(", "));
     let _ = writeln!(out, "  release   {}", p.release);
     if let Some(r) = &f.revocation {
         let caller = r.caller.as_ref().map(Frame::to_string).unwrap_or_else(|| "?".into());
-        let _ = writeln!(out, "  revoked   {} from {} in {}[{}], {:.3} ms after the pin", r.hook, caller, r.task.comm, r.task.tgid, f.age_ns as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "  revoked   {} from {} in {}[{}], {:.3} ms after the pin",
+            r.hook,
+            caller,
+            r.task.comm,
+            r.task.tgid,
+            f.age_ns as f64 / 1e6
+        );
     }
     let _ = writeln!(out, "  pinned at");
     for frame in p.stack.iter().take(STACK_LINES) {

@@ -1,9 +1,35 @@
 //! JUnit XML for CI: one test case per distinct finding (by fingerprint), failing when its
 //! severity fails the gate; a failing case when records were lost and the gate fails closed (a
 //! CI page must not show green for a run that proves nothing); a passing case when nothing else.
+use std::path::PathBuf;
+
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::correlate::{Finding, Severity};
+use crate::{
+    correlate::{Finding, Severity},
+    pipeline::Sink,
+    record::RunSummary,
+};
+
+/// The JUnit report of a run, written at its end: a function of the findings, the policy's failing
+/// severities and the records lost.
+pub struct JunitSink {
+    pub path: PathBuf,
+    pub fail_on: Vec<Severity>,
+    /// `--allow-loss`: lost records do not fail the report.
+    pub allow_loss: bool,
+}
+
+impl Sink for JunitSink {
+    fn name(&self) -> String {
+        format!("JUnit report {}", self.path.display())
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {
+        let lost = if self.allow_loss { 0 } else { summary.lost_total };
+        super::write_report(&self.path, &render(&summary.findings, &self.fail_on, lost))
+    }
+}
 
 /// `lost` is the number of records lost when that fails the gate (0 with `--allow-loss`).
 pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64) -> String {
@@ -50,7 +76,10 @@ pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64) -> String {
 mod tests {
     use super::*;
     use crate::{
-        correlate::{Correlator, synthetic::{Proc, Stream}},
+        correlate::{
+            Correlator,
+            synthetic::{Proc, Stream},
+        },
         event::Cause,
         policy::Policy,
     };

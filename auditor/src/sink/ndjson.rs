@@ -1,24 +1,146 @@
-//! One JSON object a line, flushed per record so a dashboard tailing the file sees findings live.
+//! One JSON object a line. Flushed per finding, per status, hook and loss record, and at the end
+//! (then synced when it is a file), so a dashboard tailing the file sees findings live; raw events
+//! are buffered between those.
 use std::io::Write;
 
-use crate::record::Record;
+use crate::{
+    correlate::Finding,
+    event::Event,
+    pipeline::Sink,
+    record::{HookChange, Lost, Record, RunSummary, Status},
+};
+
+/// Which records an NDJSON output carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NdjsonRecords {
+    /// Everything a run writes: status, hooks, events (when `events`), findings, losses, summary.
+    All { events: bool },
+    /// Finding records only (what `replay` prints on stdout).
+    Findings,
+}
 
 pub struct NdjsonSink<W: Write> {
     out: W,
+    name: String,
+    records: NdjsonRecords,
+    /// Synced at the end (a file; not stdout or a pipe).
+    sync: Option<std::fs::File>,
 }
 
 impl<W: Write> NdjsonSink<W> {
-    pub fn new(out: W) -> Self {
-        Self { out }
+    /// `name` says where the records go, for error messages ("stdout", a path).
+    pub fn new(out: W, name: &str, records: NdjsonRecords) -> Self {
+        Self { out, name: name.to_string(), records, sync: None }
+    }
+
+    /// Also `fsync` this file at the end of the run.
+    pub fn sync_at_end(mut self, file: std::fs::File) -> Self {
+        self.sync = Some(file);
+        self
+    }
+
+    fn all(&self) -> bool {
+        matches!(self.records, NdjsonRecords::All { .. })
     }
 
     pub fn write(&mut self, record: &Record) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, record)?;
-        self.out.write_all(b"\n")?;
+        self.out.write_all(b"\n")
+    }
+
+    fn write_flushed(&mut self, record: &Record) -> std::io::Result<()> {
+        self.write(record)?;
         self.out.flush()
     }
 
     pub fn into_inner(self) -> W {
         self.out
+    }
+}
+
+impl<W: Write> Sink for NdjsonSink<W> {
+    fn name(&self) -> String {
+        format!("NDJSON output {}", self.name)
+    }
+
+    fn status(&mut self, status: &Status) -> std::io::Result<()> {
+        if self.all() { self.write_flushed(&Record::Status(status.clone())) } else { Ok(()) }
+    }
+
+    fn hook_changed(&mut self, change: &HookChange) -> std::io::Result<()> {
+        if self.all() { self.write_flushed(&Record::Hook(change.clone())) } else { Ok(()) }
+    }
+
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        if self.records == (NdjsonRecords::All { events: true }) { self.write(&Record::Event(event.clone())) } else { Ok(()) }
+    }
+
+    fn finding(&mut self, finding: &Finding) -> std::io::Result<()> {
+        self.write_flushed(&Record::Finding(finding.clone()))
+    }
+
+    fn lost(&mut self, lost: &Lost) -> std::io::Result<()> {
+        if self.all() { self.write_flushed(&Record::Lost(lost.clone())) } else { Ok(()) }
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {
+        if self.all() {
+            self.write(&Record::Summary(summary.clone()))?;
+        }
+        self.out.flush()?;
+        match &self.sync {
+            Some(file) => file.sync_all(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::{
+        Correlator,
+        synthetic::{Proc, Stream},
+    };
+
+    /// Counts flushes; fails every write once `full` is set.
+    #[derive(Default)]
+    struct Disk {
+        bytes: Vec<u8>,
+        flushes: usize,
+        full: bool,
+    }
+
+    impl Write for &mut Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.full {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.flushes += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn findings_are_flushed_as_they_are_made_events_wait_and_errors_surface() {
+        let p = Proc::new(1);
+        let mut s = Stream::default();
+        s.pfn_map(&p).frames_get(&p, 0x1000, true, 1);
+        let mut disk = Disk::default();
+        let mut sink = NdjsonSink::new(&mut disk, "run.ndjson", NdjsonRecords::All { events: true });
+        let mut c = Correlator::new(&crate::policy::Policy::default());
+        sink.event(&s.events[0]).unwrap();
+        assert_eq!(sink.out.flushes, 0, "events are buffered");
+        let found = c.handle(&s.events[1]);
+        sink.finding(&found[0]).unwrap();
+        assert_eq!(sink.out.flushes, 1, "a finding is flushed at once");
+        sink.out.full = true;
+        let err = sink.finding(&found[0]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(sink.name(), "NDJSON output run.ndjson");
     }
 }

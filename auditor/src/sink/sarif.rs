@@ -3,17 +3,50 @@
 use std::collections::BTreeMap;
 
 use serde_sarif::sarif::{
-    ArtifactLocation, Location, LogicalLocation, Message, MultiformatMessageString, PhysicalLocation, ReportingDescriptor, Result as SarifResult,
-    ResultLevel, Run, Sarif, Tool, ToolComponent,
+    ArtifactLocation, Location, LogicalLocation, Message, MultiformatMessageString, PhysicalLocation, ReportingDescriptor,
+    Result as SarifResult, ResultLevel, Run, Sarif, Tool, ToolComponent,
 };
 
-use crate::correlate::{Finding, FindingKind, Severity};
+use crate::{
+    correlate::{Finding, FindingKind, Severity},
+    pipeline::Sink,
+    record::{RunSummary, Status},
+};
+
+/// The SARIF report of a run, written at its end: a function of the findings and of the version
+/// of pfn-auditor that recorded them (the `status` record's; this build's when there is none).
+pub struct SarifSink {
+    pub path: std::path::PathBuf,
+    version: Option<String>,
+}
+
+impl SarifSink {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        Self { path, version: None }
+    }
+}
+
+impl Sink for SarifSink {
+    fn name(&self) -> String {
+        format!("SARIF report {}", self.path.display())
+    }
+
+    fn status(&mut self, status: &Status) -> std::io::Result<()> {
+        self.version = Some(status.version.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {
+        let version = self.version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"));
+        super::write_report(&self.path, &render(&summary.findings, version))
+    }
+}
 
 fn text(s: &str) -> MultiformatMessageString {
     MultiformatMessageString::builder().text(s.to_string()).build()
 }
 
-pub fn render(findings: &[Finding]) -> String {
+pub fn render(findings: &[Finding], version: &str) -> String {
     let rules: Vec<ReportingDescriptor> = FindingKind::ALL
         .iter()
         .map(|k| {
@@ -26,7 +59,7 @@ pub fn render(findings: &[Finding]) -> String {
         })
         .collect();
     let results: Vec<SarifResult> = findings.iter().map(result).collect();
-    let driver = ToolComponent::builder().name("pfn-auditor".to_string()).version(env!("CARGO_PKG_VERSION").to_string()).rules(rules).build();
+    let driver = ToolComponent::builder().name("pfn-auditor".to_string()).version(version.to_string()).rules(rules).build();
     let run = Run::builder().tool(Tool::builder().driver(driver).build()).results(results).build();
     let sarif = Sarif::builder()
         .schema("https://json.schemastore.org/sarif-2.1.0.json".to_string())

@@ -1,0 +1,241 @@
+//! The one run loop: a source (a live [`crate::daemon::Session`] through `live.rs`, or a recording
+//! through `replay.rs`) feeds records to a [`Pipeline`], which drives the correlator and hands every
+//! record to each [`Sink`] in order. Sinks never see the source; the source never sees a sink.
+//!
+//! An output that cannot be written stops the run: the first [`OutputError`] is kept, later records
+//! are not delivered, and the source stops at its next check of [`Pipeline::failed`].
+use std::collections::BTreeMap;
+
+use crate::{
+    correlate::{Correlator, Finding},
+    event::Event,
+    policy::Policy,
+    record::{HookChange, LossReason, Lost, RunSummary, Status},
+};
+
+/// One output of a run: NDJSON, human text, JUnit, SARIF, metrics. Every method has a no-op
+/// default, so a sink implements only what it shows. An `Err` stops the run (exit code 5).
+pub trait Sink {
+    /// Names the output in error messages ("NDJSON output run.ndjson", "JUnit report junit.xml").
+    fn name(&self) -> String;
+    /// First record of a run: what is attached where (for a replay: as recorded).
+    fn status(&mut self, _status: &Status) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// A hook in a module attached or detached after `status`.
+    fn hook_changed(&mut self, _change: &HookChange) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// One decoded kernel event, before the correlator sees it.
+    fn event(&mut self, _event: &Event) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// A finding, the moment it is made (end-of-run leaks come just before `finish`).
+    fn finding(&mut self, _finding: &Finding) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// Records of a hook the kernel could not hand over, or that could not be decoded.
+    fn lost(&mut self, _lost: &Lost) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// Last call: the run's summary. Reports written at the end are written (and synced) here.
+    fn finish(&mut self, _summary: &RunSummary) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An output could not be written (`write`, `flush` or `fsync` failed).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the {output}: {source}")]
+pub struct OutputError {
+    pub output: String,
+    pub source: std::io::Error,
+}
+
+/// What the source knows at the end of a run and the pipeline does not.
+#[derive(Clone, Debug, Default)]
+pub struct RunEnd {
+    /// Kernel counters per hook (for a replay: the recorded summary's).
+    pub hooks: Vec<crate::drain::HookTotals>,
+    pub duration_ms: u64,
+}
+
+/// Correlator plus sinks: the part of a run that live and replayed runs share.
+pub struct Pipeline {
+    correlator: Correlator,
+    sinks: Vec<Box<dyn Sink>>,
+    /// Findings already handed to the sinks (the summary's first `reported` entries).
+    reported: usize,
+    events: u64,
+    /// Records lost per hook (ring buffer full, or undecodable), from the `lost` records.
+    lost: BTreeMap<String, u64>,
+    /// Of those, the records the daemon could not decode.
+    undecodable: BTreeMap<String, u64>,
+    error: Option<OutputError>,
+}
+
+impl Pipeline {
+    pub fn new(policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Self {
+        Self {
+            correlator: Correlator::new(policy),
+            sinks,
+            reported: 0,
+            events: 0,
+            lost: BTreeMap::new(),
+            undecodable: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    /// Whether an output failed: the source should stop feeding records.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Hands one record to every sink, keeping the first error.
+    fn each(&mut self, mut deliver: impl FnMut(&mut dyn Sink) -> std::io::Result<()>) {
+        if self.error.is_some() {
+            return;
+        }
+        for sink in &mut self.sinks {
+            if let Err(source) = deliver(sink.as_mut()) {
+                self.error = Some(OutputError { output: sink.name(), source });
+                return;
+            }
+        }
+    }
+
+    pub fn status(&mut self, status: &Status) {
+        self.each(|s| s.status(status));
+    }
+
+    pub fn hook_changed(&mut self, change: &HookChange) {
+        self.each(|s| s.hook_changed(change));
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        self.events += 1;
+        self.each(|s| s.event(event));
+        let found = self.correlator.handle(event);
+        self.reported += found.len();
+        for f in &found {
+            self.each(|s| s.finding(f));
+        }
+    }
+
+    pub fn lost(&mut self, lost: &Lost) {
+        *self.lost.entry(lost.hook.clone()).or_default() += lost.count;
+        if lost.reason == Some(LossReason::Undecodable) {
+            *self.undecodable.entry(lost.hook.clone()).or_default() += lost.count;
+        }
+        self.each(|s| s.lost(lost));
+    }
+
+    /// Ends the run: end-of-run findings (leaks), then the summary to every sink. The summary
+    /// is returned even when an output failed (the caller reports the error).
+    pub fn finish(mut self, end: RunEnd) -> (RunSummary, Option<OutputError>) {
+        let result = self.correlator.finish();
+        for f in &result.findings[self.reported..] {
+            self.each(|s| s.finding(f));
+        }
+        let summary = RunSummary {
+            findings: result.findings,
+            counts: result.counts,
+            suppressed: result.suppressed,
+            suppressed_by: result.suppressed_by,
+            pins_held: result.pins_held,
+            pins_without_vma: result.pins_without_vma,
+            events: self.events,
+            lost_total: self.lost.values().sum(),
+            undecodable: std::mem::take(&mut self.undecodable),
+            hooks: end.hooks,
+            duration_ms: end.duration_ms,
+        };
+        self.each(|s| s.finish(&summary));
+        (summary, self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, rc::Rc};
+
+    use super::*;
+    use crate::correlate::synthetic::{Proc, Stream};
+
+    /// Records what it was given, and fails on the nth call when told to.
+    #[derive(Default)]
+    struct Probe {
+        calls: Rc<RefCell<Vec<String>>>,
+        fail_at: Option<usize>,
+    }
+
+    impl Probe {
+        fn note(&mut self, what: &str) -> std::io::Result<()> {
+            let mut calls = self.calls.borrow_mut();
+            calls.push(what.to_string());
+            if Some(calls.len()) == self.fail_at {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            Ok(())
+        }
+    }
+
+    impl Sink for Probe {
+        fn name(&self) -> String {
+            "probe output".into()
+        }
+        fn event(&mut self, _: &Event) -> std::io::Result<()> {
+            self.note("event")
+        }
+        fn finding(&mut self, f: &Finding) -> std::io::Result<()> {
+            self.note(f.kind.name())
+        }
+        fn lost(&mut self, l: &Lost) -> std::io::Result<()> {
+            self.note(&format!("lost {} {}", l.hook, l.count))
+        }
+        fn finish(&mut self, s: &RunSummary) -> std::io::Result<()> {
+            self.note(&format!("finish lost_total={}", s.lost_total))
+        }
+    }
+
+    fn leak_stream() -> Stream {
+        let p = Proc::new(1);
+        let mut s = Stream::default();
+        s.pfn_map(&p).frames_get(&p, 0x1000, true, 1);
+        s
+    }
+
+    #[test]
+    fn sinks_see_events_live_findings_end_findings_then_the_summary() {
+        let calls = Rc::new(RefCell::new(Vec::new()));
+        let mut p = Pipeline::new(&Policy::default(), vec![Box::new(Probe { calls: calls.clone(), fail_at: None })]);
+        for e in &leak_stream().events {
+            p.event(e);
+        }
+        p.lost(&Lost::ring_full("follow_pfn", 2, 9));
+        p.lost(&Lost::undecodable("zap_vma_ptes", 1, 10));
+        let (summary, error) = p.finish(RunEnd::default());
+        assert!(error.is_none());
+        assert_eq!(summary.lost_total, 3, "undecodable records count as lost");
+        assert_eq!(summary.undecodable, BTreeMap::from([("zap_vma_ptes".to_string(), 1)]));
+        assert_eq!(
+            *calls.borrow(),
+            ["event", "event", "pfnmap-frame-vector", "lost follow_pfn 2", "lost zap_vma_ptes 1", "pin-leaked", "finish lost_total=3"]
+        );
+    }
+
+    #[test]
+    fn the_first_output_error_stops_delivery_and_names_the_output() {
+        let calls = Rc::new(RefCell::new(Vec::new()));
+        let mut p = Pipeline::new(&Policy::default(), vec![Box::new(Probe { calls: calls.clone(), fail_at: Some(2) })]);
+        for e in &leak_stream().events {
+            p.event(e);
+        }
+        assert!(p.failed());
+        let (_, error) = p.finish(RunEnd::default());
+        let error = error.expect("the write error");
+        assert_eq!(calls.borrow().len(), 2, "nothing delivered after the failure: {:?}", calls.borrow());
+        assert!(error.to_string().starts_with("cannot write the probe output: "), "{error}");
+    }
+}
