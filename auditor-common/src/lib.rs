@@ -225,9 +225,9 @@ pub struct TaskExitEvent {
     pub hdr: Header,
 }
 
-/// Dentry levels a [`FileNameEvent`] carries: the file and up to 7 parents below its filesystem's
-/// root (/sys/devices/pci0000:00/0000:00:05.0/resource0 needs 4).
-pub const FILE_NAME_DEPTH: usize = 8;
+/// Dentry levels a [`FileNameEvent`] carries: the file and up to 11 parents below its filesystem's
+/// root (/sys/devices/pci0000:00/0000:00:05.0/resource0 needs 4, a BAR behind two PCIe switches 8).
+pub const FILE_NAME_DEPTH: usize = 12;
 /// Bytes per dentry name (longer names are cut; PCI and device names are far shorter).
 pub const FILE_NAME_LEN: usize = 48;
 
@@ -243,6 +243,10 @@ pub struct FileNameEvent {
     pub dev: u32,
     /// Valid entries of `names`.
     pub depth: u32,
+    /// 1 when the names reach the filesystem's root; 0 when the path is deeper than
+    /// [`FILE_NAME_DEPTH`] and only its end is known.
+    pub complete: u32,
+    pub _pad: u32,
     /// `sb->s_type->name` (`sysfs`, `devtmpfs`, `anon_inodefs`…), NUL-terminated.
     pub fs_type: [u8; 16],
     /// Dentry names, the file's own first, then its parents up to (not including) the root;

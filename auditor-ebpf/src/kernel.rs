@@ -102,9 +102,12 @@ pub fn page_to_pfn(l: &KernelLayout, page: u64) -> u64 {
 /// Depth bound of the vma rbtree walk: a red-black tree of n nodes is at most 2·log2(n+1) deep,
 /// so 40 levels cover a million vmas (vm.max_map_count defaults to 65530).
 const RB_MAX_DEPTH: usize = 40;
-/// Height bound of the maple tree walk: 6 levels of 10..16-way nodes hold far more vmas than an
-/// mm can have.
-const MAPLE_MAX_HEIGHT: usize = 6;
+/// Height bound of the maple tree walk. Nodes may be little more than a third full (leaves at
+/// least 6 entries, arange nodes 4 children) and each vma can be followed by a gap entry: 12
+/// levels hold over 4^11·6 > 25 M entries, above any `vm.max_map_count` in use (1 M on some
+/// distributions, 65 530 by default). A deeper tree leaves the lookup without its vma (counted
+/// by the correlator as `pins_without_vma`).
+const MAPLE_MAX_HEIGHT: usize = 12;
 /// `enum maple_type` (include/linux/maple_tree.h, 6.1+: dense 0, leaf_64 1, range_64 2,
 /// arange_64 3): types below `maple_range_64` are leaves; `maple_arange_64` nodes hold 10 slots,
 /// the others 16.
@@ -244,9 +247,15 @@ pub fn fill_file_name(l: &KernelLayout, vma: u64, out: &mut FileNameEvent) -> bo
         }
         out.depth = i as u32 + 1;
         if parent == dentry {
+            out.complete = 1;
             break;
         }
         dentry = parent;
+        let grandparent: u64 = read_field(dentry, l.dentry_parent);
+        if grandparent == dentry {
+            out.complete = 1; // the next one is the filesystem's root
+            break;
+        }
     }
     true
 }

@@ -87,8 +87,8 @@ impl KernelFileNames {
     /// The user-facing path of the named file; `None` when the record names nothing.
     pub fn path_of(&self, e: &FileNameEvent) -> Option<String> {
         let depth = (e.depth as usize).min(FILE_NAME_DEPTH);
-        if depth == 0 {
-            return None;
+        if depth == 0 || e.complete == 0 {
+            return None; // a path cut short is no path: /proc or the inode search name it
         }
         let names: Vec<String> = e.names[..depth].iter().rev().map(|n| c_string(n)).collect();
         let relative = names.join("/");
@@ -119,6 +119,8 @@ mod tests {
             vma: 0x1000,
             dev,
             depth: names_leaf_first.len() as u32,
+            complete: 1,
+            _pad: 0,
             fs_type: [0; 16],
             names: [[0; FILE_NAME_LEN]; FILE_NAME_DEPTH],
         };
@@ -156,6 +158,14 @@ mod tests {
         assert_eq!(names.path_of(&record(13, "anon_inodefs", &["[vfio-device]"])).as_deref(), Some("anon_inode:[vfio-device]"));
         assert_eq!(names.path_of(&record(77, "vfio", &["[vfio-device]"])).as_deref(), Some("vfio:[vfio-device]"));
         assert_eq!(names.path_of(&record(77, "vfio", &[])), None);
+    }
+
+    #[test]
+    fn a_path_deeper_than_the_record_is_not_passed_off_as_complete() {
+        let names = KernelFileNames::new(Mounts::parse(MOUNTINFO));
+        let mut e = record(21, "sysfs", &["resource0", "0000:05:00.0", "0000:04:01.0", "pci0000:00"]);
+        e.complete = 0;
+        assert_eq!(names.path_of(&e), None);
     }
 
     #[test]

@@ -217,13 +217,18 @@ struct RawGate {
 
 impl Policy {
     pub fn from_file(path: &Path) -> Result<Self, PolicyError> {
+        Self::read(path).map(|(policy, _)| policy)
+    }
+
+    /// The parsed policy and its text.
+    fn read(path: &Path) -> Result<(Self, String), PolicyError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| PolicyError {
             file: file.clone(),
             line: 0,
             reason: format!("cannot read policy: {e}"),
         })?;
-        Self::parse(&text, &file)
+        Ok((Self::parse(&text, &file)?, text))
     }
 
     /// Parses policy text; `file` names it in errors.
@@ -242,6 +247,10 @@ impl Policy {
             if h.module.is_none() && h.function.is_none() {
                 return Err(err(at, "a [[holder]] needs `module`, `function` or both".into()));
             }
+            let names = h.module.iter().chain(&h.function).chain(&h.release);
+            if names.into_iter().any(|n| n.trim().is_empty()) {
+                return Err(err(at, "`module`, `function` and `release` names must not be empty".into()));
+            }
             let release_match = match &h.release_match {
                 None => ReleaseMatch::Tgid,
                 Some(m) => parse_match(m.get_ref(), h.release_arg_is).map_err(|r| err(m.span().start, r))?,
@@ -254,12 +263,19 @@ impl Policy {
                 (Some(c), ReleaseMatch::Arg { index, is, .. }) => {
                     let count = parse_arg(c.get_ref())
                         .ok_or_else(|| err(c.span().start, format!("release_count must be \"arg0\"..\"arg5\", not {:?}", c.get_ref())))?;
+                    if count == index {
+                        return Err(err(c.span().start, format!("release_count and release_match both name arg{index}")));
+                    }
                     ReleaseMatch::Arg { index, is, count: Some(count) }
                 }
                 (Some(c), ReleaseMatch::Tgid) => {
                     return Err(err(c.span().start, "`release_count` needs `release_match = \"argN\"`".into()));
                 }
             };
+            let how = h.release_match.is_some() || h.release_arg_is.is_some() || h.release_count.is_some();
+            if h.release.is_empty() && how {
+                return Err(err(at, "`release_match`, `release_arg_is` and `release_count` need `release = [\"function\", ..]`".into()));
+            }
             let releases = !h.release.is_empty() || h.release_match.is_some() || h.ram_pfns.is_some();
             if h.kernel_internal && releases {
                 return Err(err(at, "a `kernel_internal` holder takes no pins: it has no release, release_match or ram_pfns".into()));
@@ -284,6 +300,9 @@ impl Policy {
                     format!("unknown finding kind {:?} (known: {})", s.kind.get_ref(), FindingKind::names().join(", ")),
                 )
             })?;
+            if s.holder.trim().is_empty() {
+                return Err(err(s.kind.span().start, "a [[suppress]] needs a non-empty `holder`".into()));
+            }
             suppressions.push(Suppression { holder: s.holder.clone(), kind, reason: s.reason.clone(), source: file.to_string() });
         }
 
@@ -310,15 +329,17 @@ impl Policy {
 
     /// The user's policy file (or none) over the built-in catalog (or not, `--no-catalog`).
     pub fn load(path: Option<&Path>, catalog: bool) -> Result<Self, PolicyError> {
-        let user = match path {
-            Some(p) => Self::from_file(p)?,
-            None => Self::default(),
+        let (user, text) = match path {
+            Some(p) => Self::read(p)?,
+            None => (Self::default(), String::new()),
         };
         if !catalog {
             return Ok(user);
         }
         let file = path.map(|p| p.display().to_string()).unwrap_or_else(|| crate::catalog::FILE.to_string());
-        user.over(&crate::catalog::catalog()).map_err(|reason| PolicyError { file, line: 0, reason })
+        // Too many release functions with the catalog's: name the user's last holder.
+        let line = text.rfind("[[holder]]").map_or(1, |at| text[..at].matches('\n').count() + 1);
+        user.over(&crate::catalog::catalog()).map_err(|reason| PolicyError { file, line, reason })
     }
 
     /// This policy layered over `under`: its holder rules first (the first match wins, so they
@@ -384,7 +405,9 @@ impl Policy {
 
 /// `argN`, N counted from 0 (the function's first parameter is `arg0`).
 fn parse_arg(text: &str) -> Option<usize> {
-    text.strip_prefix("arg").and_then(|n| n.parse::<usize>().ok()).filter(|n| *n < auditor_common::RELEASE_ARGS)
+    // Exactly one digit: `arg+3` and `arg03` are typos, not arg3.
+    let digit = text.strip_prefix("arg").filter(|n| n.len() == 1)?.chars().next()?.to_digit(10)?;
+    Some(digit as usize).filter(|n| *n < auditor_common::RELEASE_ARGS)
 }
 
 fn parse_match(text: &str, arg_is: Option<ArgMeaning>) -> Result<ReleaseMatch, String> {
@@ -468,6 +491,39 @@ fail_on = ["error", "warning"]
         let text = format!("[[holder]]\nmodule = \"m\"\nrelease = [{}]\n", funcs.join(", "));
         let e = Policy::parse(&text, "p.toml").unwrap_err();
         assert!(e.reason.contains("at most 8"), "{e}");
+    }
+
+    #[test]
+    fn release_keys_need_a_release_function_and_exact_distinct_arguments() {
+        let e = Policy::parse("[[holder]]\nmodule = \"m\"\nrelease_match = \"arg2\"\nrelease_arg_is = \"pfn\"\n", "p.toml").unwrap_err();
+        assert!(e.reason.contains("need `release = "), "{e}");
+        for bad in ["arg+3", "arg03", "arg6"] {
+            let t = format!(
+                "[[holder]]\nmodule = \"m\"\nrelease = [\"f\"]\nrelease_match = \"arg2\"\nrelease_arg_is = \"pfn\"\nrelease_count = \"{bad}\"\n"
+            );
+            assert_eq!(Policy::parse(&t, "p.toml").unwrap_err().line, 6, "release_count = {bad:?}");
+        }
+        let same =
+            "[[holder]]\nmodule = \"m\"\nrelease = [\"f\"]\nrelease_match = \"arg2\"\nrelease_arg_is = \"pfn\"\nrelease_count = \"arg2\"\n";
+        assert!(Policy::parse(same, "p.toml").unwrap_err().reason.contains("both name arg2"));
+        for empty in [
+            "[[holder]]\nmodule = \"\"\n",
+            "[[holder]]\nmodule = \"m\"\nrelease = [\"\"]\n",
+            "[[suppress]]\nholder = \"\"\nkind = \"pin-leaked\"\nreason = \"r\"\n",
+        ] {
+            assert!(Policy::parse(empty, "p.toml").is_err(), "{empty:?} accepted");
+        }
+    }
+
+    #[test]
+    fn too_many_release_functions_with_the_catalog_name_the_last_holder_line() {
+        let path = std::env::temp_dir().join(format!("pfn-auditor-slots-{}.toml", std::process::id()));
+        let funcs: Vec<String> = (0..RELEASE_SLOTS).map(|i| format!("\"f{i}\"")).collect();
+        std::fs::write(&path, format!("# mine\n\n[[holder]]\nmodule = \"m\"\nrelease = [{}]\n", funcs.join(", "))).unwrap();
+        let e = Policy::load(Some(&path), true).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.reason.contains("--no-catalog"), "{e}");
     }
 
     #[test]

@@ -95,9 +95,14 @@ impl KernelSymbols {
 pub struct LoadedModules(BTreeMap<String, u64>);
 
 impl LoadedModules {
+    /// /proc/modules; a kernel built without module support has none (`CONFIG_MODULES=n`), which
+    /// is no modules, not an error.
     pub fn read() -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string("/proc/modules").map_err(|e| anyhow::anyhow!("cannot read /proc/modules: {e}"))?;
-        Ok(Self::parse(&text))
+        match std::fs::read_to_string("/proc/modules") {
+            Ok(text) => Ok(Self::parse(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::parse("")),
+            Err(e) => Err(anyhow::anyhow!("cannot read /proc/modules: {e}")),
+        }
     }
 
     /// `name size refcount deps state 0xaddress [(taint)]` per line; the address is 0 when read
