@@ -69,6 +69,10 @@ pub struct Scenario {
     /// auditor starts before the driver (its symbols and release hooks come later).
     #[serde(default)]
     pub modules_loaded_by_command: bool,
+    /// With `gate_exit`: the gate's NDJSON output is /dev/full. Only the exit code and the one-line
+    /// error naming the output are judged (nothing can be recorded).
+    #[serde(default)]
+    pub output_unwritable: bool,
     #[serde(default)]
     pub why: String,
 }
@@ -121,6 +125,7 @@ impl Scenario {
     pub fn plan_line(&self) -> String {
         let mode = match (self.gate_exit, self.background) {
             (Some(_), _) if self.modules_loaded_by_command => "gate-late",
+            (Some(_), _) if self.output_unwritable => "gate-full",
             (Some(_), _) => "gate",
             (None, true) => "background",
             (None, false) => "run",
@@ -151,6 +156,9 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
             && let Some(label) = s.expect_on.keys().find(|k| !kernels.contains(k))
         {
             bail!("scenario `{}`: expect_on names kernel {label}, which it does not run on", s.name);
+        }
+        if s.output_unwritable && (s.gate_exit.is_none() || s.modules_loaded_by_command) {
+            bail!("scenario `{}`: output_unwritable needs gate_exit (and no modules_loaded_by_command)", s.name);
         }
         if s.modules_loaded_by_command && s.gate_exit.is_none() {
             bail!("scenario `{}`: modules_loaded_by_command needs gate_exit (only gated commands load modules)", s.name);
@@ -196,6 +204,9 @@ mod tests {
         assert!(parse(ungated).unwrap_err().to_string().contains("needs gate_exit"));
         let late = "[[scenario]]\nname = \"a\"\nargs = [\"x\"]\ngate_exit = 0\nmodules_loaded_by_command = true\n";
         assert_eq!(parse(late).unwrap()[0].plan_line(), "a gate-late pfnaudit-scenario x\n");
+        let full = "[[scenario]]\nname = \"a\"\nargs = [\"x\"]\ngate_exit = 5\noutput_unwritable = true\n";
+        assert_eq!(parse(full).unwrap()[0].plan_line(), "a gate-full pfnaudit-scenario x\n");
+        assert!(parse("[[scenario]]\nname = \"a\"\noutput_unwritable = true\n").unwrap_err().to_string().contains("needs gate_exit"));
     }
 
     #[test]

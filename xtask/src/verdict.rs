@@ -116,6 +116,15 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     if ndjson.status != expected_exit {
         return Err(format!("pfn-auditor exited {} (expected {expected_exit}): {stderr}", ndjson.status));
     }
+    if scenario.output_unwritable {
+        // Nothing could be recorded: the verdict is the exit code (above) and the one line naming
+        // the output that failed.
+        let all = get("stderr").map(|s| s.text.as_str()).unwrap_or_default();
+        return match all.lines().find(|l| l.contains("cannot write the NDJSON output /dev/full")) {
+            Some(line) => Ok(format!("gate failed closed: {}", line.trim())),
+            None => Err(format!("stderr does not name the unwritable output: {stderr}")),
+        };
+    }
     let tally = tally(&ndjson.text)?;
     let mut problems = Vec::new();
     if scenario.gate_exit.is_some() {
@@ -252,6 +261,22 @@ mod tests {
         assert!(why.contains("3 events lost"), "{why}");
         assert!(judge(&s, "6.1", &files(STATUS, "1"), true).unwrap_err().contains("exited 1"));
         assert!(judge(&s, "6.1", &files("not json\n", "0"), true).unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn an_unwritable_output_passes_only_with_its_exit_code_and_the_line_naming_it() {
+        let toml = "[[scenario]]\nname = \"s\"\ngate_exit = 5\noutput_unwritable = true\n";
+        let file: BTreeMap<String, Vec<Scenario>> = toml::from_str(toml).unwrap();
+        let s = file["scenario"][0].clone();
+        let with_stderr = |status: &str, text: &str| {
+            let mut f = files("", status);
+            f.insert(("s".into(), "stderr".into()), Sent { status: status.into(), text: text.into() });
+            f
+        };
+        let named = "pfn-auditor: cannot write the NDJSON output /dev/full: No space left on device (os error 28)\n";
+        assert!(judge(&s, "6.1", &with_stderr("5", named), true).is_ok());
+        assert!(judge(&s, "6.1", &with_stderr("0", named), true).unwrap_err().contains("exited 0"));
+        assert!(judge(&s, "6.1", &with_stderr("5", "pfn-auditor: something else\n"), true).unwrap_err().contains("does not name"));
     }
 
     #[test]

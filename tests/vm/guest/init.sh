@@ -16,6 +16,8 @@
 #              and SARIF reports are sent back
 #   gate-late  the same, but the modules are unloaded first and loaded by the gated command, as a
 #              driver's test script does: the auditor starts before the driver is there
+#   gate-full  `gate` with its NDJSON output on /dev/full (every write fails with ENOSPC): the
+#              gate must stop, name the output and exit with its own code
 #   bench      the scenario bare and with the auditor attached, three times each (timing only)
 
 export PATH=/bin
@@ -170,7 +172,7 @@ run_gate() { # name command args...
     name=$1
     shift
     echo "PFNAUDIT-SCENARIO $name (gate): $*"
-    pfn-auditor gate $POLICY --output "/out/$name.ndjson" --junit "/out/$name.junit" --sarif "/out/$name.sarif" \
+    pfn-auditor gate $POLICY --output "${GATE_OUTPUT:-/out/$name.ndjson}" --junit "/out/$name.junit" --sarif "/out/$name.sarif" \
         -- "$@" < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
     status=$?
     echo "PFNAUDIT-SCENARIO-END $name gate=$status"
@@ -209,6 +211,7 @@ while read -r name mode args; do
         bench) run_bench "$name" $args ;;
         gate) [ $HAVE_AUDITOR = 1 ] && run_gate "$name" $args ;;
         gate-late) [ $HAVE_AUDITOR = 1 ] && unload_modules && run_gate "$name" /tmp/load-modules-and-run $args ;;
+        gate-full) [ $HAVE_AUDITOR = 1 ] && GATE_OUTPUT=/dev/full && run_gate "$name" $args; GATE_OUTPUT= ;;
         *) run_scenario "$name" "$mode" $args ;;
     esac
 done < /plan
