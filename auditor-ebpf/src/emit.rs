@@ -1,9 +1,6 @@
 //! Writing records into the ring buffer, counting hits, emissions and losses per hook.
 use auditor_common::{EventKind, Header, HookCounters, KernelLayout};
-use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
-    programs::tracing::StackIdContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::tracing::StackIdContext};
 
 use crate::{
     kernel::current_task,
@@ -53,14 +50,7 @@ pub fn stack_id<C: StackIdContext>(ctx: &C) -> i64 {
 /// Reserves a zeroed `T` (which starts with a [`Header`]), fills the header, lets `fill` write the
 /// rest in place (records are too big for the 512-byte eBPF stack) and submits it.
 #[inline(always)]
-pub fn emit<T: 'static>(
-    l: &KernelLayout,
-    kind: EventKind,
-    hook: u32,
-    stack_id: i64,
-    ts_ns: u64,
-    fill: impl FnOnce(&mut T),
-) {
+pub fn emit<T: 'static>(l: &KernelLayout, kind: EventKind, hook: u32, stack_id: i64, ts_ns: u64, fill: impl FnOnce(&mut T)) {
     let Some(mut entry) = EVENTS.reserve::<T>(0) else {
         if let Some(c) = counters(hook) {
             c.dropped += 1;

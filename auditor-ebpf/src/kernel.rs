@@ -1,9 +1,7 @@
 //! Reading kernel structs without CO-RE: every field offset comes from the running kernel's BTF,
 //! resolved by the loader and handed over in the `LAYOUT` global.
 use auditor_common::{FILE_NAME_DEPTH, FileNameEvent, KernelLayout, TaskInfo, VmaInfo};
-use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel, generated},
-};
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel, generated};
 
 /// Written by the loader before the programs are loaded. `static mut` (the `.data` map), not a
 /// read-only `Global`: the compiler must not fold reads into the initializer's values, and the

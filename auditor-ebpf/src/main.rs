@@ -10,9 +10,8 @@ mod kernel;
 mod maps;
 
 use auditor_common::{
-    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Hook, KernelLayout, MAX_FRAMES, PfnMapEvent,
-    RawLookupEvent, ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, VM_IO, VM_PFNMAP,
-    VmaFreeEvent,
+    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Hook, KernelLayout, MAX_FRAMES, PfnMapEvent, RawLookupEvent,
+    ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, VM_IO, VM_PFNMAP, VmaFreeEvent,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -23,8 +22,8 @@ use aya_ebpf::{
 use emit::{count_hit, emit, stack_id};
 use kernel::{current_mm, fill_file_name, fill_vma, find_vma, layout, page_to_pfn, pfn_is_ram, pte_pfn, read_field, vma_mm};
 use maps::{
-    ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS,
-    WATCHED_VECS, WATCHED_VMAS, frame_vector_layout, live_flag,
+    ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS, WATCHED_VECS,
+    WATCHED_VMAS, frame_vector_layout, live_flag,
 };
 
 // Every program body carries #[inline(always)]: aya's macros wrap it in an outer function, and a

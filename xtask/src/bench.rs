@@ -16,9 +16,8 @@ pub fn run(kernels: &[Series], iterations: u64) -> Result<()> {
     for &series in kernels {
         let (_, finished) = guest.boot(series, &plan)?;
         for workload in WORKLOADS {
-            let row = measure(&finished.files, workload).map(|(bare, attached)| {
-                format!("{bare:>14} {attached:>14} {:>7.2}", attached as f64 / bare.max(1) as f64)
-            });
+            let row = measure(&finished.files, workload)
+                .map(|(bare, attached)| format!("{bare:>14} {attached:>14} {:>7.2}", attached as f64 / bare.max(1) as f64));
             let row = row.unwrap_or_else(|e| format!("{e:#}"));
             println!("{:<6} {workload:<16} {row}", series.label);
         }

@@ -8,8 +8,7 @@ use std::process::Command;
 
 /// bullseye has 5.10, bookworm 6.1, bookworm-backports 6.12.
 const SUITES: &[&str] = &["bullseye", "bookworm", "bookworm-backports", "forky"];
-const KEYRINGS: &[&str] =
-    &["/usr/share/keyrings/debian-archive-keyring.gpg", "/usr/share/keyrings/debian-archive-bullseye-stable.gpg"];
+const KEYRINGS: &[&str] = &["/usr/share/keyrings/debian-archive-keyring.gpg", "/usr/share/keyrings/debian-archive-bullseye-stable.gpg"];
 
 pub struct PrivateApt {
     root: PathBuf,
@@ -30,9 +29,8 @@ impl PrivateApt {
             std::fs::write(&list_path, sources)?;
         }
         let stamp = apt.root.join("updated");
-        let fresh = std::fs::metadata(&stamp)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 24 * 3600));
+        let fresh =
+            std::fs::metadata(&stamp).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 24 * 3600));
         if changed || !fresh {
             eprintln!("xtask: refreshing private apt lists in {}", apt.root.display());
             sh::run(apt.command("apt-get").args(["update", "-q"]))?;
@@ -115,10 +113,7 @@ fn debian_mirror() -> Result<String> {
         }
     }
     texts.push(std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
-    texts
-        .iter()
-        .find_map(|t| mirror_in(t))
-        .context("no Debian mirror found in /etc/apt/sources.list{,.d/*.sources}: add one for bookworm")
+    texts.iter().find_map(|t| mirror_in(t)).context("no Debian mirror found in /etc/apt/sources.list{,.d/*.sources}: add one for bookworm")
 }
 
 /// The first URI serving Debian's main archive (not debian-security, not a third-party repo).

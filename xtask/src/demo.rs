@@ -7,7 +7,6 @@ use crate::verdict;
 use crate::vm::Guest;
 use anyhow::{Context, Result, bail};
 
-
 pub fn run() -> Result<()> {
     let scenarios = plan::load(&vm_sources_dir().join("scenarios.toml"))?;
     let demo = pick(&scenarios).context("no scenario has `demo = true` or expects an error finding")?;

@@ -43,14 +43,7 @@ fn build_program(relative: &str, what_for: &str) -> Result<PathBuf> {
     let stem = source.file_stem().unwrap_or_default().to_string_lossy().into_owned();
     let out = vm_target_dir().join(stem);
     std::fs::create_dir_all(vm_target_dir())?;
-    sh::run(
-        Command::new("gcc-12")
-            .args(["-static", "-O2", "-Wall", "-o"])
-            .arg(&out)
-            .arg("-I")
-            .arg(sources.join("module"))
-            .arg(&source),
-    )?;
+    sh::run(Command::new("gcc-12").args(["-static", "-O2", "-Wall", "-o"]).arg(&out).arg("-I").arg(sources.join("module")).arg(&source))?;
     Ok(out)
 }
 

@@ -64,16 +64,9 @@ pub fn fetch(apt: &PrivateApt, series: Series) -> Result<Kernel> {
         let mut packages = vec![image_pkg.clone(), headers_pkg.clone()];
         // From 7.x (forky) the image package is split: the kernel and the modules come in
         // linux-binary-* and linux-modules-*, which it depends on.
-        packages.extend(
-            apt.depends(&image_pkg)?
-                .into_iter()
-                .filter(|d| d.starts_with("linux-binary-") || d.starts_with("linux-modules-")),
-        );
-        packages.extend(
-            apt.depends(&headers_pkg)?
-                .into_iter()
-                .filter(|d| d.starts_with("linux-headers-") || d.starts_with("linux-kbuild-")),
-        );
+        packages.extend(apt.depends(&image_pkg)?.into_iter().filter(|d| d.starts_with("linux-binary-") || d.starts_with("linux-modules-")));
+        packages
+            .extend(apt.depends(&headers_pkg)?.into_iter().filter(|d| d.starts_with("linux-headers-") || d.starts_with("linux-kbuild-")));
         for package in &packages {
             debian::extract(&apt.download(package)?, &root)?;
         }
@@ -111,9 +104,7 @@ fn newest_abi(apt: &PrivateApt, series: Series) -> Result<String> {
         .map(str::to_owned)
         .collect();
     abis.sort_by(|a, b| debian::version_cmp(a, b));
-    abis.pop().with_context(|| {
-        format!("no linux-image-{}*-amd64 in the private apt lists (.vm-cache/apt)", series.abi_prefix)
-    })
+    abis.pop().with_context(|| format!("no linux-image-{}*-amd64 in the private apt lists (.vm-cache/apt)", series.abi_prefix))
 }
 
 /// Kbuild's host tools of a newer release (forky's need glibc 2.38; this machine has 2.36) run with

@@ -96,12 +96,7 @@ fn run(cli: Cli) -> Result<()> {
             setup::install_tools()?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             // auditor-ebpf only builds for the BPF target (auditor's build script builds it).
-            sh::run(Command::new(cargo).current_dir(sh::workspace_root()).args([
-                "test",
-                "--workspace",
-                "--exclude",
-                "auditor-ebpf",
-            ]))?;
+            sh::run(Command::new(cargo).current_dir(sh::workspace_root()).args(["test", "--workspace", "--exclude", "auditor-ebpf"]))?;
             vm_test::run(&kernels::default_series(), true, &[])
         }
     }

@@ -108,10 +108,8 @@ fn build(kernel: &Kernel, source: &Path, copy: &Path) -> Result<Vec<PathBuf>> {
             .args(GCC12_LACKS.iter().map(|c| format!("{c}="))),
     )
     .with_context(|| format!("building the test module for {}", kernel.release))?;
-    let mut kos: Vec<PathBuf> = std::fs::read_dir(copy)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "ko"))
-        .collect();
+    let mut kos: Vec<PathBuf> =
+        std::fs::read_dir(copy)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "ko")).collect();
     kos.sort();
     if kos.is_empty() {
         bail!("make produced no .ko in {}", copy.display());
@@ -159,13 +157,7 @@ fn in_tree_index(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
 }
 
 /// Depth-first: dependencies are pushed before the module that needs them.
-fn add_with_deps(
-    name: &str,
-    file: PathBuf,
-    index: &BTreeMap<String, PathBuf>,
-    unpacked: &Path,
-    ordered: &mut Vec<Module>,
-) -> Result<()> {
+fn add_with_deps(name: &str, file: PathBuf, index: &BTreeMap<String, PathBuf>, unpacked: &Path, ordered: &mut Vec<Module>) -> Result<()> {
     if ordered.iter().any(|m| m.name == name) {
         return Ok(());
     }
@@ -173,8 +165,7 @@ fn add_with_deps(
     let depends = sh::output(Command::new("modinfo").args(["-F", "depends"]).arg(&file))?;
     for dep in depends.trim().split(',').filter(|d| !d.is_empty()) {
         let dep = dep.replace('-', "_");
-        let dep_file =
-            index.get(&dep).with_context(|| format!("{name} needs module {dep}, not in the kernel package"))?;
+        let dep_file = index.get(&dep).with_context(|| format!("{name} needs module {dep}, not in the kernel package"))?;
         add_with_deps(&dep, dep_file.clone(), index, unpacked, ordered)?;
     }
     ordered.push(Module { name: name.to_owned(), file });

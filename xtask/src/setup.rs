@@ -60,13 +60,11 @@ fn install_apt_packages() -> Result<()> {
 }
 
 fn install_rust_toolchains() -> Result<()> {
-    let toolchains = sh::output(Command::new("rustup").args(["toolchain", "list"]))
-        .context("rustup is needed (https://rustup.rs)")?;
+    let toolchains = sh::output(Command::new("rustup").args(["toolchain", "list"])).context("rustup is needed (https://rustup.rs)")?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         sh::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
     }
-    let nightly_components =
-        sh::output(Command::new("rustup").args(["+nightly", "component", "list", "--installed"]))?;
+    let nightly_components = sh::output(Command::new("rustup").args(["+nightly", "component", "list", "--installed"]))?;
     if !nightly_components.lines().any(|l| l.starts_with("rust-src")) {
         sh::run(Command::new("rustup").args(["+nightly", "component", "add", "rust-src"]))?;
     }

@@ -24,11 +24,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs a command and returns its stdout; stderr is passed through so the user sees why it failed.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let what = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot start `{what}`"))?;
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::inherit()).output().with_context(|| format!("cannot start `{what}`"))?;
     if !out.status.success() {
         bail!("`{what}` failed ({})", out.status);
     }

@@ -128,7 +128,12 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     let tally = tally(&ndjson.text)?;
     let mut problems = Vec::new();
     if scenario.gate_exit.is_some() {
-        problems.extend(gate_reports(&tally, scenario.gate_exit == Some(3), get("junit").map(|s| s.text.as_str()), get("sarif").map(|s| s.text.as_str())));
+        problems.extend(gate_reports(
+            &tally,
+            scenario.gate_exit == Some(3),
+            get("junit").map(|s| s.text.as_str()),
+            get("sarif").map(|s| s.text.as_str()),
+        ));
         if let Some(leftover) = get("leftover").map(|s| s.text.trim()).filter(|t| !t.is_empty()) {
             problems.push(format!("tracefs kprobe events left after exit: {}", leftover.replace('\n', "; ")));
         }
@@ -252,9 +257,7 @@ mod tests {
     #[test]
     fn missing_unexpected_lost_and_bad_exit_each_fail_with_a_reason() {
         let s = scenario("{ kind = \"pin-outlived-revocation\", count = 1 }");
-        let stream = format!(
-            "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\"}}\n{{\"type\":\"lost\",\"count\":3}}\n"
-        );
+        let stream = format!("{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\"}}\n{{\"type\":\"lost\",\"count\":3}}\n");
         let why = judge(&s, "6.1", &files(&stream, "0"), true).unwrap_err();
         assert!(why.contains("expected 1 pin-outlived-revocation finding(s), got 0"), "{why}");
         assert!(why.contains("unexpected 1 pin-leaked"), "{why}");
@@ -292,7 +295,8 @@ mod tests {
     #[test]
     fn a_finding_without_the_expected_mapping_path_fails() {
         let s = scenario("{ kind = \"pin-leaked\", count = 1, path = \"/dev/pfnaudit\" }");
-        let named = format!("{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"vma\":{{\"path\":\"/dev/pfnaudit\"}}}}}}\n");
+        let named =
+            format!("{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"vma\":{{\"path\":\"/dev/pfnaudit\"}}}}}}\n");
         assert!(judge(&s, "6.1", &files(&named, "0"), true).is_ok());
         let unnamed = format!("{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"vma\":{{}}}}}}\n");
         let why = judge(&s, "6.1", &files(&unnamed, "0"), true).unwrap_err();

@@ -3,9 +3,9 @@
 
 use crate::kernels::Series;
 use crate::plan::{self, Scenario};
+use crate::replay_check;
 use crate::sh::vm_sources_dir;
 use crate::verdict;
-use crate::replay_check;
 use crate::vm::Guest;
 use anyhow::{Result, bail};
 
