@@ -1,7 +1,8 @@
 //! Correlator cost at fleet scale (`cargo bench -p auditor --bench scale`):
-//! - `steady/<n>`: the cost of one event (a lookup making a pin, an unrelated truncate, a munmap
-//!   next to pins, a release) with n pins live, n = 1k, 10k, 100k, 1M: flat if every question
-//!   the correlator asks is answered from an index.
+//! - `steady/{seq,scattered}/<n>`: the cost of one event (a lookup making a pin, an unrelated
+//!   truncate, a munmap next to pins, a release) with n pins live, n = 1k, 10k, 100k, 1M, over
+//!   4096 pins taken one after the other (`seq`) or scattered over the whole state: flat if every
+//!   question the correlator asks is answered from an index (scattered also measures cache misses).
 //! - `fleet/16000`: the whole stream of the scaling issue: 16 000 pins on their own PFN maps,
 //!   64 000 unrelated revocations, then a revocation of every pinned file (16 000 findings).
 use auditor::{
@@ -23,17 +24,20 @@ fn steady(c: &mut Criterion) {
             correlator.handle(&fleet.event(n, 0).unwrap());
         }
         assert_eq!(correlator.pins_held() as u64, pins);
-        let cycles: Vec<_> = (0..4096u64).flat_map(|j| fleet.steady_cycle(j * 7919)).collect();
-        group.throughput(Throughput::Elements(cycles.len() as u64));
-        group.bench_function(format!("{pins}"), |b| {
-            b.iter(|| {
-                let mut found = 0;
-                for e in &cycles {
-                    found += correlator.handle(e).len();
-                }
-                assert_eq!(found, 0);
-            })
-        });
+        // Pins in the order the fleet took them (a process's maps together), and scattered.
+        for (name, stride) in [("seq", 1), ("scattered", 7919)] {
+            let cycles: Vec<_> = (0..4096u64).flat_map(|j| fleet.steady_cycle(j * stride)).collect();
+            group.throughput(Throughput::Elements(cycles.len() as u64));
+            group.bench_function(format!("{name}/{pins}"), |b| {
+                b.iter(|| {
+                    let mut found = 0;
+                    for e in &cycles {
+                        found += correlator.handle(e).len();
+                    }
+                    assert_eq!(found, 0);
+                })
+            });
+        }
         assert_eq!(correlator.pins_held() as u64, pins, "the cycle keeps the state size");
     }
     group.finish();
