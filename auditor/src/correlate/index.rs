@@ -42,6 +42,17 @@ impl<K: Copy + Ord + Hash> IntervalIndex<K> {
         }
     }
 
+    /// Moves the end of an interval already held (its start stays).
+    pub fn set_last(&mut self, group: K, first: u64, id: u64, last: u64) {
+        let last = last.max(first);
+        if let Some(end) = self.entries.get_mut(&(group, first, id)) {
+            *end = last;
+            if let Some(g) = self.groups.get_mut(&group) {
+                g.longest = g.longest.max(last - first);
+            }
+        }
+    }
+
     pub fn remove(&mut self, group: K, first: u64, id: u64) {
         if self.entries.remove(&(group, first, id)).is_some()
             && let Some(g) = self.groups.get_mut(&group)

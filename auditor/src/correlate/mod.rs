@@ -463,7 +463,7 @@ impl Correlator {
         match absorbed {
             Some(None) => return,
             Some(Some(id)) => {
-                self.update_pin(id, |p| p.absorb(page, pfn));
+                self.absorb(id, page, pfn);
                 return;
             }
             None => {}
@@ -474,6 +474,34 @@ impl Correlator {
         let pin = Pin::raw(self.next_pin_id, ev, holder, vma, mm, page, pfn, release);
         self.next_pin_id += 1;
         self.add_pin(pin);
+    }
+
+    /// Grows pin `id` by a page. Growing a run at its end (vfio's page after page) keeps every
+    /// run's start, so only the ends in the indexes move; anything else re-indexes the pin.
+    fn absorb(&mut self, id: u64, page: u64, pfn: u64) {
+        let Some(p) = self.pins.get_mut(&id) else { return };
+        if !p.grows_at_end(page, pfn) {
+            self.update_pin(id, |p| p.absorb(page, pfn));
+            return;
+        }
+        p.absorb(page, pfn);
+        let p = &self.pins[&id];
+        let release = self.release_arg(p.release).zip(match p.release {
+            Release::Policy(rule) => Some(rule),
+            _ => None,
+        });
+        for r in &p.runs {
+            self.by_mm.set_last(p.mm, r.start, id, run_last(r));
+            if let Some(v) = p.vma.as_ref() {
+                let (first, last) = file_pages(v, r);
+                self.by_file.set_last(v.mapping.0, first, id, last);
+            }
+            if let Some((is, rule)) = release
+                && let Some(key) = run_key(r, is)
+            {
+                self.by_release_key.set_last(rule, key, id, key.saturating_add(r.pages.max(1) - 1));
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -172,6 +172,18 @@ impl Pin {
             })
     }
 
+    /// [`Pin::absorb`] would grow a run at its end and join no other run: every run keeps its
+    /// start (the indexes' keys).
+    pub fn grows_at_end(&self, page: u64, pfn: u64) -> bool {
+        if !self.can_absorb(page, pfn) {
+            return false;
+        }
+        let first_match = self.runs.iter().find(|r| {
+            r.pfn.is_some_and(|first| (page == r.end() && pfn == first + r.pages) || (page + PAGE == r.start && pfn + 1 == first))
+        });
+        first_match.is_some_and(|r| page == r.end()) && !self.runs.iter().any(|r| r.start == page + PAGE)
+    }
+
     fn absorb_unchecked(&mut self, page: u64, pfn: u64) -> bool {
         let grown = self.runs.iter_mut().find_map(|r| {
             let first = r.pfn?;
