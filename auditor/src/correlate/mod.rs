@@ -218,11 +218,7 @@ impl Correlator {
             EventBody::TaskExit {} => {
                 self.exited.insert(ev.task.tgid);
                 // Pins without a declared release end with their holder process.
-                let class = release_class(Release::HolderExit);
-                let ids: Vec<u64> = self.by_tgid.range((ev.task.tgid, class, 0)..=(ev.task.tgid, class, u64::MAX)).map(|&(_, _, id)| id).collect();
-                for id in ids {
-                    self.remove_pin(id);
-                }
+                self.remove_pins_of(ev.task.tgid, Release::HolderExit);
                 Vec::new()
             }
         };
@@ -300,6 +296,12 @@ impl Correlator {
 
     /// The PFN map of `mm` containing `address` (the lowest vma pointer if several do).
     fn pfnmap_at(&mut self, mm: u64, address: u64) -> Option<Vma> {
+        let ptr = self.pfnmap_ptr_at(mm, address)?;
+        self.pfnmaps.get(&ptr).map(|m| m.vma.clone())
+    }
+
+    /// [`Correlator::pfnmap_at`]'s vma pointer.
+    fn pfnmap_ptr_at(&mut self, mm: u64, address: u64) -> Option<u64> {
         self.scratch.clear();
         self.pfnmaps_by_addr.overlapping(mm, address, address, &mut self.scratch);
         let pfnmaps = &self.pfnmaps;
@@ -307,8 +309,8 @@ impl Correlator {
             .iter()
             .filter_map(|ptr| pfnmaps.get(ptr).map(|m| &m.vma))
             .filter(|m| m.mm.0 == mm && m.start.0 <= address && address < m.end.0)
-            .min_by_key(|m| m.vma.0)
-            .cloned()
+            .map(|m| m.vma.0)
+            .min()
     }
 
     // ---- pins and their indexes --------------------------------------------------------------
@@ -395,6 +397,16 @@ impl Correlator {
         Some(pin)
     }
 
+    /// Ends every pin of process `tgid` that ends the way `release` says.
+    fn remove_pins_of(&mut self, tgid: u32, release: Release) {
+        let class = release_class(release);
+        while let Some(&(_, _, id)) = self.by_tgid.range((tgid, class, 0)..=(tgid, class, u64::MAX)).next() {
+            if self.remove_pin(id).is_none() {
+                break;
+            }
+        }
+    }
+
     /// Changes a held pin's pages, keeping the indexes right; a pin left without pages is gone.
     fn update_pin<T>(&mut self, id: u64, change: impl FnOnce(&mut Pin) -> T) -> Option<T> {
         let mut pin = self.pins.remove(&id)?;
@@ -425,13 +437,15 @@ impl Correlator {
     }
 
     fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
-        let holder = Holder::from_frame(ev.caller.as_ref());
-        let Some(release) = lookup_release(&self.policy, &holder, ram) else { return };
+        let caller = ev.caller.as_ref();
+        let (function, module) = (caller.and_then(|f| f.function.as_deref()), caller.and_then(|f| f.module.as_deref()));
+        let Some(release) = lookup_release(&self.policy, function, module, ram) else { return };
         let page = address & !(PAGE - 1);
-        let vma = self.resolve_vma(recorded, page);
-        // Without its vma the pin still has the lookup's mm: munmap and exit find it.
-        let mm = vma.as_ref().map_or(recorded.mm.0, |v| v.mm.0);
-        let vma_ptr = vma.as_ref().map(|v| v.vma.0).unwrap_or(0);
+        // The vma pointer and mm `resolve_vma` gives the pin, without copying the vma: a page
+        // that joins a pin needs no copy. Without its vma the pin still has the lookup's mm:
+        // munmap and exit find it.
+        let vma_ptr = if recorded.vma.0 != 0 { recorded.vma.0 } else { self.pfnmap_ptr_at(recorded.mm.0, page).unwrap_or(0) };
+        let mm = recorded.mm.0;
         // vfio and friends look up one page at a time: extend the holder's pin when this page
         // continues one of its runs (or is already in it). Only a pin with a run holding the
         // page or ending next to it can take it: those are found by address.
@@ -442,8 +456,8 @@ impl Correlator {
         for &id in &ids {
             let Some(p) = self.pins.get(&id) else { continue };
             if !(p.source == PinSource::RawLookup
-                && p.holder.function == holder.function
-                && p.holder.module == holder.module
+                && p.holder.function.as_deref() == function
+                && p.holder.module.as_deref() == module
                 && p.task.tgid == ev.task.tgid
                 && p.vma_ptr() == vma_ptr
                 && p.mm == mm)
@@ -468,10 +482,11 @@ impl Correlator {
             }
             None => {}
         }
+        let vma = self.resolve_vma(recorded, page);
         if vma.is_none() {
             self.pins_without_vma += 1;
         }
-        let pin = Pin::raw(self.next_pin_id, ev, holder, vma, mm, page, pfn, release);
+        let pin = Pin::raw(self.next_pin_id, ev, Holder::from_frame(caller), vma, mm, page, pfn, release);
         self.next_pin_id += 1;
         self.add_pin(pin);
     }
@@ -519,17 +534,14 @@ impl Correlator {
     }
 
     fn release_call(&mut self, ev: &Event, args: &[Hex]) {
-        let rules: Vec<(usize, ReleaseMatch)> =
-            self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match)).collect();
-        for (rule, how) in rules {
+        for rule in 0..self.policy.holders.len() {
+            let how = match self.policy.holders.get(rule) {
+                Some(h) if h.released_by(&ev.hook) => h.release_match,
+                _ => continue,
+            };
             match how {
                 ReleaseMatch::Tgid => {
-                    let class = release_class(Release::Policy(rule));
-                    let tgid = ev.task.tgid;
-                    let ids: Vec<u64> = self.by_tgid.range((tgid, class, 0)..=(tgid, class, u64::MAX)).map(|&(_, _, id)| id).collect();
-                    for id in ids {
-                        self.remove_pin(id);
-                    }
+                    self.remove_pins_of(ev.task.tgid, Release::Policy(rule));
                 }
                 ReleaseMatch::Arg { index, is, count } => {
                     let Some((first, end)) = released_keys(args, index, is, count) else { continue };
@@ -571,9 +583,11 @@ impl Correlator {
                         self.by_mm.overlapping(scope.mm, scope.start, last, &mut self.scratch);
                     }
                     if let Some(v) = scope.vma.filter(|v| v.vma.0 != 0) {
-                        let mms: Vec<u64> = self.mms_of_vma.range((v.vma.0, 0)..=(v.vma.0, u64::MAX)).map(|(&(_, mm), _)| mm).filter(|&mm| mm != scope.mm || scope.mm == 0).collect();
-                        for mm in mms {
-                            self.by_mm.overlapping(mm, scope.start, last, &mut self.scratch);
+                        let Self { mms_of_vma, by_mm, scratch, .. } = self;
+                        for (&(_, mm), _) in mms_of_vma.range((v.vma.0, 0)..=(v.vma.0, u64::MAX)) {
+                            if mm != scope.mm || scope.mm == 0 {
+                                by_mm.overlapping(mm, scope.start, last, scratch);
+                            }
                         }
                     }
                 }
@@ -699,13 +713,13 @@ impl Kept {
     }
 }
 
-/// How a raw lookup by `holder` ends, or `None` when it is not a pin (a nested hook, a
+/// How a raw lookup by caller `function` in `module` ends, or `None` when it is not a pin (a nested hook, a
 /// kernel-internal holder, a RAM PFN the holder refuses).
-fn lookup_release(policy: &Policy, holder: &Holder, ram: bool) -> Option<Release> {
-    if holder.function.as_deref().is_some_and(|f| NESTED_HOOK_CALLERS.iter().any(|n| same_function(n, f))) {
+fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>, ram: bool) -> Option<Release> {
+    if function.is_some_and(|f| NESTED_HOOK_CALLERS.iter().any(|n| same_function(n, f))) {
         return None;
     }
-    Some(match policy.holder_for(holder.function.as_deref(), holder.module.as_deref()) {
+    Some(match policy.holder_for(function, module) {
         Some((_, rule)) if rule.kernel_internal => return None,
         Some((_, rule)) if ram && rule.ram_pfns == RamPfns::Refused => return None,
         Some((index, rule)) if !rule.release.is_empty() => Release::Policy(index),

@@ -117,7 +117,7 @@ impl Reference {
 
     fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
         let holder = Holder::from_frame(ev.caller.as_ref());
-        let Some(release) = lookup_release(&self.policy, &holder, ram) else { return };
+        let Some(release) = lookup_release(&self.policy, holder.function.as_deref(), holder.module.as_deref(), ram) else { return };
         let page = address & !(PAGE - 1);
         let vma = self.resolve_vma(recorded, page);
         // Without its vma the pin still has the lookup's mm: munmap and exit find it.
