@@ -7,7 +7,7 @@
 //!   64 000 unrelated revocations, then a revocation of every pinned file (16 000 findings).
 use auditor::{
     correlate::{
-        Correlator,
+        Correlator, Options,
         synthetic::{FLEET_POLICY, Fleet},
     },
     policy::Policy,
@@ -19,7 +19,8 @@ fn steady(c: &mut Criterion) {
     let mut group = c.benchmark_group("steady");
     for pins in [1_000u64, 10_000, 100_000, 1_000_000] {
         let fleet = Fleet::new(pins);
-        let mut correlator = Correlator::new(&policy);
+        let bound = 2 * pins as usize;
+        let mut correlator = Correlator::with_options(&policy, Options { max_pins: bound, max_pfnmaps: bound });
         for n in 0..2 * pins {
             correlator.handle(&fleet.event(n, 0).unwrap());
         }
