@@ -1,7 +1,10 @@
 //! The correlator: events in, findings out, no I/O. Live runs and `replay` share it.
 //!
 //! State: PFN maps by vma pointer (for paths and mm-only lookups), the pins currently held, and
-//! the processes known to have exited. MODEL.md has the tables this implements.
+//! the processes known to have exited. MODEL.md has the tables this implements. Every question an
+//! event asks (which pins does this revocation, release, exit or lookup touch) is answered from
+//! an index (`index.rs`), so an event costs O(log n + what it touches), and the state is bounded
+//! by [`Options`].
 pub mod finding;
 mod index;
 mod pin;
