@@ -17,5 +17,6 @@ pub mod policy;
 pub mod probes;
 pub mod record;
 pub mod replay;
+pub mod replay_parse;
 pub mod sink;
 pub mod symbols;

@@ -203,7 +203,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             })
             .await?;
             let command_ok = status_rx.await.unwrap_or(false);
-            let exit = exit_code(&s.findings, &fail_on, s.lost_total, reports.allow_loss, command_ok);
+            let exit = exit_code(&s.findings, &fail_on, s.losses(), reports.allow_loss, command_ok);
             eprintln!(
                 "pfn-auditor gate: {} finding(s) {:?}, {} event(s), {} lost, command {} → exit {exit}",
                 s.findings.len(),

@@ -145,6 +145,8 @@ impl Pipeline {
             suppressed_by: result.suppressed_by,
             pins_held: result.pins_held,
             pins_without_vma: result.pins_without_vma,
+            evicted_pins: result.evicted_pins,
+            evicted_pfnmaps: result.evicted_pfnmaps,
             events: self.events,
             lost_total: self.lost.values().sum(),
             undecodable: std::mem::take(&mut self.undecodable),

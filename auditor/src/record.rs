@@ -91,6 +91,12 @@ pub struct RunSummary {
     /// Raw-lookup pins whose vma stayed unknown: owner revocations cannot be matched to them.
     #[serde(default)]
     pub pins_without_vma: u64,
+    /// Pins and PFN maps dropped to stay within the correlator's bounds: their findings may be
+    /// missing, so `gate` counts them as losses.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub evicted_pins: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub evicted_pfnmaps: u64,
     pub events: u64,
     /// Records lost: ring buffer full, plus records that could not be decoded (`undecodable`).
     pub lost_total: u64,
@@ -104,6 +110,15 @@ pub struct RunSummary {
 impl RunSummary {
     /// End-of-run lines for humans: suppressions per reason, pins whose vma stayed unknown.
     pub fn notes(&self) -> Vec<String> {
-        crate::correlate::notes(&self.suppressed_by, self.pins_without_vma)
+        crate::correlate::notes(&self.suppressed_by, self.pins_without_vma, self.evicted_pins, self.evicted_pfnmaps)
     }
+
+    /// What the gate fails closed on: records lost and correlator state evicted.
+    pub fn losses(&self) -> u64 {
+        self.lost_total + self.evicted_pins + self.evicted_pfnmaps
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

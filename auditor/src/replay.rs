@@ -36,7 +36,7 @@ pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(&line).map_err(|e| ReplayError::Corrupt {
+        let record: Record = crate::replay_parse::record(&line).map_err(|e| ReplayError::Corrupt {
             file: file.to_string(),
             line: index + 1,
             reason: e.to_string(),

@@ -87,6 +87,8 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         suppressed_by: summary.suppressed_by,
         pins_held: summary.pins_held,
         pins_without_vma: summary.pins_without_vma,
+        evicted_pins: 1,
+        evicted_pfnmaps: 0,
         events: s.events.len() as u64,
         lost_total: 4,
         undecodable: [("zap_vma_ptes".to_string(), 1)].into(),

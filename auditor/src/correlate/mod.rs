@@ -1,12 +1,18 @@
 //! The correlator: events in, findings out, no I/O. Live runs and `replay` share it.
 //!
 //! State: PFN maps by vma pointer (for paths and mm-only lookups), the pins currently held, and
-//! the processes known to have exited. MODEL.md has the tables this implements.
+//! the processes known to have exited. MODEL.md has the tables this implements. Every question an
+//! event asks (which pins does this revocation, release, exit or lookup touch) is answered from
+//! an index (`index.rs`), so an event costs O(log n + what it touches), and the state is bounded
+//! by [`Options`].
 pub mod finding;
+mod index;
 mod pin;
+#[cfg(test)]
+mod reference;
 pub mod synthetic;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +22,8 @@ use crate::{
 };
 pub use finding::{Finding, FindingKind, Holder, PinSource, Severity};
 use finding::{RevocationEvidence, fingerprint};
-use pin::{Pin, Release, subtract};
+use index::IntervalIndex;
+use pin::{Pin, Release, Run, subtract};
 
 use crate::probes::table::NESTING_HOOKS;
 
@@ -38,50 +45,142 @@ pub struct Summary {
     /// of the run contained the address): an owner revocation cannot be matched to them.
     #[serde(default)]
     pub pins_without_vma: u64,
+    /// Pins dropped unreported because `Options::max_pins` were held: a loss (gate fails closed).
+    #[serde(default)]
+    pub evicted_pins: u64,
+    /// PFN maps forgotten because `Options::max_pfnmaps` were tracked: later mm-only lookups in
+    /// them have no vma (a loss, like `evicted_pins`).
+    #[serde(default)]
+    pub evicted_pfnmaps: u64,
 }
 
 impl Summary {
     /// End-of-run lines for humans: suppressions per reason, pins whose vma stayed unknown.
     pub fn notes(&self) -> Vec<String> {
-        notes(&self.suppressed_by, self.pins_without_vma)
+        notes(&self.suppressed_by, self.pins_without_vma, self.evicted_pins, self.evicted_pfnmaps)
+    }
+
+    /// Whether state was dropped to stay within [`Options`]: findings may be missing.
+    pub fn evicted(&self) -> bool {
+        self.evicted_pins + self.evicted_pfnmaps > 0
     }
 }
 
-/// End-of-run lines for humans, from a summary's suppressions and pins without a vma.
-pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64) -> Vec<String> {
+/// End-of-run lines for humans, from a summary's suppressions, pins without a vma and evictions.
+pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64, evicted_pins: u64, evicted_pfnmaps: u64) -> Vec<String> {
     let mut notes: Vec<String> = suppressed_by.iter().map(|(reason, n)| format!("suppressed: {reason}: {n}")).collect();
     if pins_without_vma > 0 {
         notes.push(format!(
             "{pins_without_vma} pin(s) without a known vma (no PFN map of the run contains their address): an owner revocation of their file cannot be matched to them"
         ));
     }
+    if evicted_pins + evicted_pfnmaps > 0 {
+        notes.push(format!(
+            "state limit reached: {evicted_pins} pin(s) and {evicted_pfnmaps} PFN map(s) evicted unreported: findings may be missing"
+        ));
+    }
     notes
+}
+
+/// Bounds on the correlator's state, so a flood of PFN maps or pins cannot exhaust memory. Past a
+/// bound the oldest entry is evicted and counted (`Summary::evicted_pins` / `evicted_pfnmaps`):
+/// an evicted pin can no longer be reported, so an eviction is a loss and `gate` must fail
+/// closed on it, like on lost events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Pins tracked at most (each holds one or more page runs).
+    pub max_pins: usize,
+    /// PFN maps tracked at most.
+    pub max_pfnmaps: usize,
+}
+
+impl Default for Options {
+    /// 1 Mi pins and 256 Ki PFN maps: far above a real workload (per-page lookups coalesce), and
+    /// about 1.5 GiB of state at most (a pin with its copies of the lookup's stack, task and vma
+    /// is ~1.4 KiB, a PFN map ~0.5 KiB: `examples/hold-pins`).
+    fn default() -> Self {
+        Self { max_pins: 1 << 20, max_pfnmaps: 1 << 18 }
+    }
+}
+
+/// A PFN map and its insertion order (for eviction).
+struct PfnMapEntry {
+    vma: Vma,
+    order: u64,
+}
+
+/// Index group of a pin's release: by tgid, the class of release (frame vector, holder exit,
+/// policy rule N).
+fn release_class(r: Release) -> u64 {
+    match r {
+        Release::FrameVector => 0,
+        Release::HolderExit => 1,
+        Release::Policy(i) => 2 + i as u64,
+    }
 }
 
 pub struct Correlator {
     policy: Policy,
+    options: Options,
     /// Known PFN-mapped vmas by vma pointer.
-    pfnmaps: HashMap<u64, Vma>,
-    pins: Vec<Pin>,
+    pfnmaps: HashMap<u64, PfnMapEntry>,
+    /// PFN maps by mm and address interval (id: the vma pointer).
+    pfnmaps_by_addr: IntervalIndex<u64>,
+    /// PFN maps in insertion order: order → vma pointer.
+    pfnmap_order: BTreeMap<u64, u64>,
+    next_pfnmap_order: u64,
+    /// Held pins by id: id order is the order they were taken in, the order findings follow.
+    pins: BTreeMap<u64, Pin>,
+    /// Pins by mm and user address, one interval per run (munmap by mm, exit, coalescing).
+    by_mm: IntervalIndex<u64>,
+    /// (vma pointer, mm) → pins held: the mms whose pins a zap or munmap by vma looks through.
+    mms_of_vma: BTreeMap<(u64, u64), u64>,
+    /// Pins by file mapping and page-offset interval, one per run (owner revocations).
+    by_file: IntervalIndex<u64>,
+    /// Pins by (tgid, release class, id) (holder exit, releases by tgid).
+    by_tgid: BTreeSet<(u32, u64, u64)>,
+    /// Pins of a rule released by argument, by rule and PFN / user page interval, one per run.
+    by_release_key: IntervalIndex<usize>,
+    /// Frame-vector pins by `struct frame_vector *`.
+    by_vec: HashMap<u64, u64>,
+    /// Reused candidate buffer: no allocation per event once warm.
+    scratch: Vec<u64>,
     next_pin_id: u64,
     exited: HashSet<u32>,
-    findings: Vec<Finding>,
-    suppressed_by: BTreeMap<String, u64>,
+    kept: Kept,
     pins_without_vma: u64,
+    evicted_pins: u64,
+    evicted_pfnmaps: u64,
     last_ts: u64,
 }
 
 impl Correlator {
     pub fn new(policy: &Policy) -> Self {
+        Self::with_options(policy, Options::default())
+    }
+
+    pub fn with_options(policy: &Policy, options: Options) -> Self {
         Self {
             policy: policy.clone(),
+            options,
             pfnmaps: HashMap::new(),
-            pins: Vec::new(),
+            pfnmaps_by_addr: IntervalIndex::default(),
+            pfnmap_order: BTreeMap::new(),
+            next_pfnmap_order: 0,
+            pins: BTreeMap::new(),
+            by_mm: IntervalIndex::default(),
+            mms_of_vma: BTreeMap::new(),
+            by_file: IntervalIndex::default(),
+            by_tgid: BTreeSet::new(),
+            by_release_key: IntervalIndex::default(),
+            by_vec: HashMap::new(),
+            scratch: Vec::new(),
             next_pin_id: 1,
             exited: HashSet::new(),
-            findings: Vec::new(),
-            suppressed_by: BTreeMap::new(),
+            kept: Kept::default(),
             pins_without_vma: 0,
+            evicted_pins: 0,
+            evicted_pfnmaps: 0,
             last_ts: 0,
         }
     }
@@ -91,11 +190,11 @@ impl Correlator {
         self.last_ts = self.last_ts.max(ev.ts_ns);
         let found = match &ev.body {
             EventBody::PfnMap { vma, .. } => {
-                self.pfnmaps.insert(vma.vma.0, vma.clone());
+                self.add_pfnmap(vma);
                 Vec::new()
             }
             EventBody::VmaFree { vma } => {
-                self.pfnmaps.remove(&vma.vma.0);
+                self.remove_pfnmap(vma.vma.0);
                 Vec::new()
             }
             EventBody::RawLookup { vma, address, pfn, ram } => {
@@ -106,7 +205,9 @@ impl Correlator {
                 self.frames_get(ev, *vec, start.0, mm.0, *nr_frames, *is_pfns, pfns)
             }
             EventBody::FramesPut { vec } => {
-                self.pins.retain(|p| p.vec != Some(*vec));
+                if let Some(id) = self.by_vec.get(&vec.0).copied() {
+                    self.remove_pin(id);
+                }
                 Vec::new()
             }
             EventBody::ReleaseCall { args } => {
@@ -129,7 +230,7 @@ impl Correlator {
             EventBody::TaskExit {} => {
                 self.exited.insert(ev.task.tgid);
                 // Pins without a declared release end with their holder process.
-                self.pins.retain(|p| !(p.release == Release::HolderExit && p.task.tgid == ev.task.tgid));
+                self.remove_pins_of(ev.task.tgid, Release::HolderExit);
                 Vec::new()
             }
         };
@@ -140,22 +241,17 @@ impl Correlator {
     pub fn finish(&mut self) -> Summary {
         let leaked: Vec<Finding> = self
             .pins
-            .iter()
+            .values()
             .filter(|p| p.release != Release::HolderExit)
             .map(|p| self.finding(p, FindingKind::PinLeaked, None, self.last_ts))
             .collect();
         self.keep(leaked);
-        let mut counts = BTreeMap::new();
-        for f in &self.findings {
-            *counts.entry(f.kind.name().to_string()).or_insert(0) += 1;
-        }
         Summary {
-            findings: self.findings.clone(),
-            counts,
-            suppressed: self.suppressed_by.values().sum(),
-            suppressed_by: self.suppressed_by.clone(),
             pins_held: self.pins.len() as u64,
             pins_without_vma: self.pins_without_vma,
+            evicted_pins: self.evicted_pins,
+            evicted_pfnmaps: self.evicted_pfnmaps,
+            ..self.kept.summary()
         }
     }
 
@@ -164,11 +260,450 @@ impl Correlator {
         self.pins.len()
     }
 
-    /// Applies suppressions and records what is left.
+    /// PFN maps currently tracked.
+    pub fn pfnmaps_tracked(&self) -> usize {
+        self.pfnmaps.len()
+    }
+
     fn keep(&mut self, found: Vec<Finding>) -> Vec<Finding> {
+        self.kept.keep(&self.policy, found)
+    }
+
+    // ---- PFN maps ---------------------------------------------------------------------------
+
+    fn add_pfnmap(&mut self, vma: &Vma) {
+        self.remove_pfnmap(vma.vma.0);
+        if self.pfnmaps.len() >= self.options.max_pfnmaps.max(1)
+            && let Some((_, &oldest)) = self.pfnmap_order.first_key_value()
+        {
+            self.remove_pfnmap(oldest);
+            self.evicted_pfnmaps += 1;
+        }
+        let order = self.next_pfnmap_order;
+        self.next_pfnmap_order += 1;
+        self.pfnmaps_by_addr.insert(vma.mm.0, vma.start.0, vma.end.0.saturating_sub(1), vma.vma.0);
+        self.pfnmap_order.insert(order, vma.vma.0);
+        self.pfnmaps.insert(vma.vma.0, PfnMapEntry { vma: vma.clone(), order });
+    }
+
+    fn remove_pfnmap(&mut self, ptr: u64) {
+        if let Some(old) = self.pfnmaps.remove(&ptr) {
+            self.pfnmaps_by_addr.remove(old.vma.mm.0, old.vma.start.0, ptr);
+            self.pfnmap_order.remove(&old.order);
+        }
+    }
+
+    /// The vma a lookup came from: as recorded, completed with what the PFN map knew; for
+    /// mm-only lookups (follow_pte before 6.10) the PFN map containing the address.
+    fn resolve_vma(&mut self, vma: &Vma, address: u64) -> Option<Vma> {
+        if vma.vma.0 != 0 {
+            let mut v = vma.clone();
+            if v.path.is_none() {
+                v.path = self.pfnmaps.get(&vma.vma.0).and_then(|m| m.vma.path.clone());
+            }
+            return Some(v);
+        }
+        self.pfnmap_at(vma.mm.0, address)
+    }
+
+    /// The PFN map of `mm` containing `address` (the lowest vma pointer if several do).
+    fn pfnmap_at(&mut self, mm: u64, address: u64) -> Option<Vma> {
+        let ptr = self.pfnmap_ptr_at(mm, address)?;
+        self.pfnmaps.get(&ptr).map(|m| m.vma.clone())
+    }
+
+    /// [`Correlator::pfnmap_at`]'s vma pointer.
+    fn pfnmap_ptr_at(&mut self, mm: u64, address: u64) -> Option<u64> {
+        self.scratch.clear();
+        self.pfnmaps_by_addr.overlapping(mm, address, address, &mut self.scratch);
+        let pfnmaps = &self.pfnmaps;
+        self.scratch
+            .iter()
+            .filter_map(|ptr| pfnmaps.get(ptr).map(|m| &m.vma))
+            .filter(|m| m.mm.0 == mm && m.start.0 <= address && address < m.end.0)
+            .map(|m| m.vma.0)
+            .min()
+    }
+
+    // ---- pins and their indexes --------------------------------------------------------------
+
+    fn index_pin(&mut self, p: &Pin) {
+        let id = p.id;
+        for r in &p.runs {
+            self.by_mm.insert(p.mm, r.start, run_last(r), id);
+        }
+        *self.mms_of_vma.entry((p.vma_ptr(), p.mm)).or_insert(0) += 1;
+        if let Some(v) = p.vma.as_ref() {
+            for r in &p.runs {
+                let (first, last) = file_pages(v, r);
+                self.by_file.insert(v.mapping.0, first, last, id);
+            }
+        }
+        self.by_tgid.insert((p.task.tgid, release_class(p.release), id));
+        if let Some(is) = self.release_arg(p.release) {
+            let Release::Policy(rule) = p.release else { return };
+            for r in &p.runs {
+                if let Some(key) = run_key(r, is) {
+                    self.by_release_key.insert(rule, key, key.saturating_add(r.pages.max(1) - 1), id);
+                }
+            }
+        }
+    }
+
+    fn unindex_pin(&mut self, p: &Pin) {
+        let id = p.id;
+        for r in &p.runs {
+            self.by_mm.remove(p.mm, r.start, id);
+        }
+        let key = (p.vma_ptr(), p.mm);
+        if let Some(n) = self.mms_of_vma.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.mms_of_vma.remove(&key);
+            }
+        }
+        if let Some(v) = p.vma.as_ref() {
+            for r in &p.runs {
+                self.by_file.remove(v.mapping.0, file_pages(v, r).0, id);
+            }
+        }
+        self.by_tgid.remove(&(p.task.tgid, release_class(p.release), id));
+        if let (Some(is), Release::Policy(rule)) = (self.release_arg(p.release), p.release) {
+            for r in &p.runs {
+                if let Some(key) = run_key(r, is) {
+                    self.by_release_key.remove(rule, key, id);
+                }
+            }
+        }
+    }
+
+    /// For a pin released by argument: what the argument names.
+    fn release_arg(&self, release: Release) -> Option<ArgMeaning> {
+        let Release::Policy(rule) = release else { return None };
+        match self.policy.holders.get(rule)?.release_match {
+            ReleaseMatch::Arg { is, .. } => Some(is),
+            ReleaseMatch::Tgid => None,
+        }
+    }
+
+    fn add_pin(&mut self, pin: Pin) {
+        if self.pins.len() >= self.options.max_pins.max(1)
+            && let Some((&oldest, _)) = self.pins.first_key_value()
+        {
+            self.remove_pin(oldest);
+            self.evicted_pins += 1;
+        }
+        self.index_pin(&pin);
+        if let Some(vec) = pin.vec {
+            self.by_vec.insert(vec.0, pin.id);
+        }
+        self.pins.insert(pin.id, pin);
+    }
+
+    fn remove_pin(&mut self, id: u64) -> Option<Pin> {
+        let pin = self.pins.remove(&id)?;
+        self.unindex_pin(&pin);
+        if let Some(vec) = pin.vec {
+            self.by_vec.remove(&vec.0);
+        }
+        Some(pin)
+    }
+
+    /// Ends every pin of process `tgid` that ends the way `release` says.
+    fn remove_pins_of(&mut self, tgid: u32, release: Release) {
+        let class = release_class(release);
+        while let Some(&(_, _, id)) = self.by_tgid.range((tgid, class, 0)..=(tgid, class, u64::MAX)).next() {
+            if self.remove_pin(id).is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Changes a held pin's pages, keeping the indexes right; a pin left without pages is gone.
+    fn update_pin<T>(&mut self, id: u64, change: impl FnOnce(&mut Pin) -> T) -> Option<T> {
+        let mut pin = self.pins.remove(&id)?;
+        self.unindex_pin(&pin);
+        let out = change(&mut pin);
+        if pin.is_empty() {
+            if let Some(vec) = pin.vec {
+                self.by_vec.remove(&vec.0);
+            }
+        } else {
+            self.index_pin(&pin);
+            self.pins.insert(id, pin);
+        }
+        Some(out)
+    }
+
+    /// Sorted, de-duplicated scratch candidates.
+    fn take_candidates(&mut self) -> Vec<u64> {
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    fn give_back_scratch(&mut self, mut ids: Vec<u64>) {
+        ids.clear();
+        self.scratch = ids;
+    }
+
+    fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
+        let caller = ev.caller.as_ref();
+        let (function, module) = (caller.and_then(|f| f.function.as_deref()), caller.and_then(|f| f.module.as_deref()));
+        let Some(release) = lookup_release(&self.policy, function, module, ram) else { return };
+        let page = address & !(PAGE - 1);
+        // The vma pointer and mm `resolve_vma` gives the pin, without copying the vma: a page
+        // that joins a pin needs no copy. Without its vma the pin still has the lookup's mm:
+        // munmap and exit find it.
+        let vma_ptr = if recorded.vma.0 != 0 { recorded.vma.0 } else { self.pfnmap_ptr_at(recorded.mm.0, page).unwrap_or(0) };
+        let mm = recorded.mm.0;
+        // vfio and friends look up one page at a time: extend the holder's pin when this page
+        // continues one of its runs (or is already in it). Only a pin with a run holding the
+        // page or ending next to it can take it: those are found by address.
+        self.scratch.clear();
+        self.by_mm.overlapping(mm, page.saturating_sub(1), page.saturating_add(PAGE), &mut self.scratch);
+        let ids = self.take_candidates();
+        let mut absorbed = None;
+        for &id in &ids {
+            let Some(p) = self.pins.get(&id) else { continue };
+            if !(p.source == PinSource::RawLookup
+                && p.holder.function.as_deref() == function
+                && p.holder.module.as_deref() == module
+                && p.task.tgid == ev.task.tgid
+                && p.vma_ptr() == vma_ptr
+                && p.mm == mm)
+            {
+                continue;
+            }
+            if p.holds(page, pfn) {
+                absorbed = Some(None);
+                break;
+            }
+            if p.can_absorb(page, pfn) {
+                absorbed = Some(Some(id));
+                break;
+            }
+        }
+        self.give_back_scratch(ids);
+        match absorbed {
+            Some(None) => return,
+            Some(Some(id)) => {
+                self.absorb(id, page, pfn);
+                return;
+            }
+            None => {}
+        }
+        let vma = self.resolve_vma(recorded, page);
+        if vma.is_none() {
+            self.pins_without_vma += 1;
+        }
+        let pin = Pin::raw(self.next_pin_id, ev, Holder::from_frame(caller), vma, mm, page, pfn, release);
+        self.next_pin_id += 1;
+        self.add_pin(pin);
+    }
+
+    /// Grows pin `id` by a page. Growing a run at its end (vfio's page after page) keeps every
+    /// run's start, so only the ends in the indexes move; anything else re-indexes the pin.
+    fn absorb(&mut self, id: u64, page: u64, pfn: u64) {
+        let Some(p) = self.pins.get_mut(&id) else { return };
+        if !p.grows_at_end(page, pfn) {
+            self.update_pin(id, |p| p.absorb(page, pfn));
+            return;
+        }
+        p.absorb(page, pfn);
+        let p = &self.pins[&id];
+        let release = self.release_arg(p.release).zip(match p.release {
+            Release::Policy(rule) => Some(rule),
+            _ => None,
+        });
+        for r in &p.runs {
+            self.by_mm.set_last(p.mm, r.start, id, run_last(r));
+            if let Some(v) = p.vma.as_ref() {
+                let (first, last) = file_pages(v, r);
+                self.by_file.set_last(v.mapping.0, first, id, last);
+            }
+            if let Some((is, rule)) = release
+                && let Some(key) = run_key(r, is)
+            {
+                self.by_release_key.set_last(rule, key, id, key.saturating_add(r.pages.max(1) - 1));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn frames_get(&mut self, ev: &Event, vec: Hex, start: u64, mm: u64, nr_frames: u32, is_pfns: bool, pfns: &[u64]) -> Vec<Finding> {
+        let vma = self.pfnmap_at(mm, start);
+        let pin = Pin::frames(self.next_pin_id, ev, vec, start, mm, nr_frames, pfns, vma);
+        self.next_pin_id += 1;
+        let found = if is_pfns { vec![self.finding(&pin, FindingKind::PfnmapFrameVector, None, ev.ts_ns)] } else { Vec::new() };
+        // A reused vector pointer replaces its old pin.
+        if let Some(old) = self.by_vec.get(&vec.0).copied() {
+            self.remove_pin(old);
+        }
+        self.add_pin(pin);
+        found
+    }
+
+    fn release_call(&mut self, ev: &Event, args: &[Hex]) {
+        for rule in 0..self.policy.holders.len() {
+            let how = match self.policy.holders.get(rule) {
+                Some(h) if h.released_by(&ev.hook) => h.release_match,
+                _ => continue,
+            };
+            match how {
+                ReleaseMatch::Tgid => {
+                    self.remove_pins_of(ev.task.tgid, Release::Policy(rule));
+                }
+                ReleaseMatch::Arg { index, is, count } => {
+                    let Some((first, end)) = released_keys(args, index, is, count) else { continue };
+                    if end <= first {
+                        continue; // nothing given back
+                    }
+                    // Each page given back leaves the oldest pin holding it; the rest stay held.
+                    self.scratch.clear();
+                    self.by_release_key.overlapping(rule, first, end - 1, &mut self.scratch);
+                    let ids = self.take_candidates();
+                    let mut left = vec![(first, end)];
+                    for &id in &ids {
+                        let Some(rest) = self.update_pin(id, |p| {
+                            left.iter().flat_map(|&(lo, hi)| subtract(lo, hi, p.give_back(is, lo, hi))).collect::<Vec<_>>()
+                        }) else {
+                            continue;
+                        };
+                        left = rest;
+                        if left.is_empty() {
+                            break;
+                        }
+                    }
+                    self.give_back_scratch(ids);
+                }
+            }
+        }
+    }
+
+    /// Ids of the pins a revocation may cover (to be checked exactly), in id order.
+    fn revoke_candidates(&mut self, scope: &Scope) -> Vec<u64> {
+        self.scratch.clear();
+        match scope.cause {
+            Cause::OwnerRevoke => {
+                if let Some(mapping) = scope.mapping {
+                    let last = scope.nr_pages.map(|n| scope.first_pgoff.saturating_add(n.max(1) - 1)).unwrap_or(u64::MAX);
+                    self.by_file.overlapping(mapping.0, scope.first_pgoff, last, &mut self.scratch);
+                }
+            }
+            Cause::Zap | Cause::Unmap => {
+                if scope.end > 0 {
+                    let last = scope.end - 1;
+                    if scope.mm != 0 {
+                        self.by_mm.overlapping(scope.mm, scope.start, last, &mut self.scratch);
+                    }
+                    if let Some(v) = scope.vma.filter(|v| v.vma.0 != 0) {
+                        let Self { mms_of_vma, by_mm, scratch, .. } = self;
+                        for (&(_, mm), _) in mms_of_vma.range((v.vma.0, 0)..=(v.vma.0, u64::MAX)) {
+                            if mm != scope.mm || scope.mm == 0 {
+                                by_mm.overlapping(mm, scope.start, last, scratch);
+                            }
+                        }
+                    }
+                }
+            }
+            Cause::Exit => {
+                if scope.mm != 0 {
+                    self.by_mm.all(scope.mm, &mut self.scratch);
+                }
+            }
+        }
+        self.take_candidates()
+    }
+
+    fn revoke(&mut self, ev: &Event, scope: &Scope) -> Vec<Finding> {
+        let ids = self.revoke_candidates(scope);
+        let mut found = Vec::new();
+        for &id in &ids {
+            let Some(p) = self.pins.get(&id) else { continue };
+            if !scope.covers(p) {
+                continue;
+            }
+            let kind = match verdict(p.release, scope.cause, self.exited.contains(&p.task.tgid)) {
+                Verdict::Nothing => continue,
+                Verdict::Ends => {
+                    self.remove_pin(id);
+                    continue;
+                }
+                Verdict::Report(kind) if p.reported.contains(&kind) => continue,
+                Verdict::Report(kind) => kind,
+            };
+            let f = self.finding(p, kind, Some(revocation_evidence(ev, scope.cause)), ev.ts_ns);
+            if let Some(p) = self.pins.get_mut(&id) {
+                p.reported.push(f.kind);
+            }
+            found.push(f);
+        }
+        self.give_back_scratch(ids);
+        found
+    }
+
+    fn finding(&self, p: &Pin, kind: FindingKind, revocation: Option<RevocationEvidence>, ts_ns: u64) -> Finding {
+        make_finding(&self.policy, p, kind, revocation, ts_ns)
+    }
+}
+
+/// The finding `kind` of pin `p` (with the revocation that caused it, if one did) at `ts_ns`.
+fn make_finding(policy: &Policy, p: &Pin, kind: FindingKind, revocation: Option<RevocationEvidence>, ts_ns: u64) -> Finding {
+    let path = p.vma.as_ref().and_then(|v| v.path.clone());
+    let what = mapping_label(p);
+    let release = release_label(policy, p);
+    let message = match &revocation {
+        Some(r) => format!(
+            "{} by {} kept {} page(s) of {} after {} ({}) by {}[{}]",
+            p.source_label(),
+            p.holder,
+            p.pages(),
+            what,
+            cause_label(r.cause),
+            r.hook,
+            r.task.comm,
+            r.task.tgid
+        ),
+        None => format!("{} by {}: {} page(s) of {what} — {}", p.source_label(), p.holder, p.pages(), kind.description()),
+    };
+    Finding {
+        kind,
+        severity: kind.severity(),
+        fingerprint: fingerprint(&p.holder, kind, path.as_deref()),
+        message,
+        ts_ns,
+        age_ns: ts_ns.saturating_sub(p.ts_ns),
+        pin: p.evidence(release),
+        revocation,
+    }
+}
+
+fn release_label(policy: &Policy, p: &Pin) -> String {
+    match p.release {
+        Release::FrameVector => "put_vaddr_frames".into(),
+        Release::Policy(i) => policy.holders.get(i).map(|h| h.release.join(" | ")).unwrap_or_default(),
+        Release::HolderExit => "none declared (ends with the holder process)".into(),
+    }
+}
+
+/// Findings kept so far and those suppressed, per reason: both correlators' bookkeeping.
+#[derive(Default)]
+struct Kept {
+    findings: Vec<Finding>,
+    suppressed_by: BTreeMap<String, u64>,
+}
+
+impl Kept {
+    /// Applies suppressions and records what is left.
+    fn keep(&mut self, policy: &Policy, found: Vec<Finding>) -> Vec<Finding> {
+        if found.is_empty() {
+            return found;
+        }
         let mut kept = Vec::new();
         for f in found {
-            if let Some(s) = self.policy.suppression_for(f.pin.holder.function.as_deref(), f.pin.holder.module.as_deref(), f.kind) {
+            if let Some(s) = policy.suppression_for(f.pin.holder.function.as_deref(), f.pin.holder.module.as_deref(), f.kind) {
                 *self.suppressed_by.entry(s.reason.clone()).or_insert(0) += 1;
             } else {
                 kept.push(f);
@@ -178,184 +713,96 @@ impl Correlator {
         kept
     }
 
-    /// The vma a lookup came from: as recorded, completed with what the PFN map knew; for
-    /// mm-only lookups (follow_pte before 6.10) the PFN map containing the address.
-    fn resolve_vma(&self, vma: &Vma, address: u64) -> Option<Vma> {
-        if vma.vma.0 != 0 {
-            let mut v = vma.clone();
-            if v.path.is_none() {
-                v.path = self.pfnmaps.get(&vma.vma.0).and_then(|m| m.path.clone());
-            }
-            return Some(v);
+    /// The summary's findings, counts and suppressions (the caller fills in the state counts).
+    fn summary(&self) -> Summary {
+        let mut counts = BTreeMap::new();
+        for f in &self.findings {
+            *counts.entry(f.kind.name().to_string()).or_insert(0) += 1;
         }
-        self.pfnmap_at(vma.mm.0, address)
-    }
-
-    fn pfnmap_at(&self, mm: u64, address: u64) -> Option<Vma> {
-        let mut hits: Vec<&Vma> = self.pfnmaps.values().filter(|m| m.mm.0 == mm && m.start.0 <= address && address < m.end.0).collect();
-        hits.sort_by_key(|m| m.vma.0);
-        hits.first().map(|m| (*m).clone())
-    }
-
-    fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
-        let holder = Holder::from_frame(ev.caller.as_ref());
-        // Callers whose lookups belong to another hooked call (the probe table's nesting hooks).
-        // The eBPF side already drops them; this covers recordings from other sources. Kernel
-        // code that looks PFNs up for its own bookkeeping (x86 PAT, ptrace) is in the catalog
-        // (`kernel_internal` holders).
-        if holder.function.as_deref().is_some_and(|f| NESTING_HOOKS.iter().any(|n| same_function(n.name(), f))) {
-            return;
-        }
-        let release = match self.policy.holder_for(holder.function.as_deref(), holder.module.as_deref()) {
-            Some((_, rule)) if rule.kernel_internal => return,
-            Some((_, rule)) if ram && rule.ram_pfns == RamPfns::Refused => return,
-            Some((index, rule)) if !rule.release.is_empty() => Release::Policy(index),
-            _ => Release::HolderExit,
-        };
-        let page = address & !(PAGE - 1);
-        let vma = self.resolve_vma(recorded, page);
-        // Without its vma the pin still has the lookup's mm: munmap and exit find it.
-        let mm = vma.as_ref().map_or(recorded.mm.0, |v| v.mm.0);
-        let vma_ptr = vma.as_ref().map(|v| v.vma.0).unwrap_or(0);
-        // vfio and friends look up one page at a time: extend the holder's pin when this page
-        // continues one of its runs (or is already in it).
-        if self.pins.iter_mut().any(|p| {
-            p.source == PinSource::RawLookup
-                && p.holder.function == holder.function
-                && p.holder.module == holder.module
-                && p.task.tgid == ev.task.tgid
-                && p.vma_ptr() == vma_ptr
-                && p.mm == mm
-                && p.absorb(page, pfn)
-        }) {
-            return;
-        }
-        if vma.is_none() {
-            self.pins_without_vma += 1;
-        }
-        let pin = Pin::raw(self.next_pin_id, ev, holder, vma, mm, page, pfn, release);
-        self.next_pin_id += 1;
-        self.pins.push(pin);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn frames_get(&mut self, ev: &Event, vec: Hex, start: u64, mm: u64, nr_frames: u32, is_pfns: bool, pfns: &[u64]) -> Vec<Finding> {
-        let vma = self.pfnmap_at(mm, start);
-        let pin = Pin::frames(self.next_pin_id, ev, vec, start, mm, nr_frames, pfns, vma);
-        self.next_pin_id += 1;
-        let found = if is_pfns { vec![self.finding(&pin, FindingKind::PfnmapFrameVector, None, ev.ts_ns)] } else { Vec::new() };
-        self.pins.retain(|p| p.vec != Some(vec)); // a reused vector pointer replaces its old pin
-        self.pins.push(pin);
-        found
-    }
-
-    fn release_call(&mut self, ev: &Event, args: &[Hex]) {
-        let arg = |i: usize| args.get(i).map(|h| h.0);
-        for (rule, how) in
-            self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match))
-        {
-            let of_rule = |p: &Pin| p.release == Release::Policy(rule);
-            match how {
-                ReleaseMatch::Tgid => self.pins.retain(|p| !(of_rule(p) && p.task.tgid == ev.task.tgid)),
-                ReleaseMatch::Arg { index, is, count } => {
-                    let Some(value) = arg(index) else { continue };
-                    let first = match is {
-                        ArgMeaning::Pfn => value,
-                        ArgMeaning::Address => value / PAGE,
-                    };
-                    let pages = count.map_or(Some(1), arg).unwrap_or(1);
-                    // Each page given back leaves the oldest pin holding it; the rest stay held.
-                    let mut left = vec![(first, first.saturating_add(pages))];
-                    for p in self.pins.iter_mut().filter(|p| of_rule(p)) {
-                        left = left.into_iter().flat_map(|(lo, hi)| subtract(lo, hi, p.give_back(is, lo, hi))).collect();
-                        if left.is_empty() {
-                            break;
-                        }
-                    }
-                    self.pins.retain(|p| !p.is_empty());
-                }
-            }
+        Summary {
+            findings: self.findings.clone(),
+            counts,
+            suppressed: self.suppressed_by.values().sum(),
+            suppressed_by: self.suppressed_by.clone(),
+            ..Default::default()
         }
     }
+}
 
-    fn revoke(&mut self, ev: &Event, scope: &Scope) -> Vec<Finding> {
-        let mut found = Vec::new();
-        let mut ended: Vec<u64> = Vec::new();
-        for p in &self.pins {
-            if !scope.covers(p) {
-                continue;
-            }
-            let kind = match (p.release, scope.cause) {
-                // A lookup with no release ends with its process: the process's own teardown is
-                // not a finding.
-                (Release::HolderExit, Cause::Exit) => {
-                    ended.push(p.id);
-                    continue;
-                }
-                (Release::HolderExit, _) if self.exited.contains(&p.task.tgid) => continue,
-                (Release::HolderExit, _) => FindingKind::LookupRevoked,
-                (_, Cause::OwnerRevoke | Cause::Zap) => FindingKind::PinOutlivedRevocation,
-                (_, Cause::Unmap) => FindingKind::PinOutlivedUnmap,
-                (_, Cause::Exit) => FindingKind::PinOutlivedExit,
-            };
-            if p.reported.contains(&kind) {
-                continue;
-            }
-            let revocation = RevocationEvidence {
-                cause: scope.cause,
-                hook: ev.hook.clone(),
-                task: ev.task.clone(),
-                caller: ev.caller.clone(),
-                ts_ns: ev.ts_ns,
-                stack: ev.stack.clone(),
-            };
-            found.push((p.id, self.finding(p, kind, Some(revocation), ev.ts_ns)));
-        }
-        self.pins.retain(|p| !ended.contains(&p.id));
-        for (id, f) in &found {
-            if let Some(p) = self.pins.iter_mut().find(|p| p.id == *id) {
-                p.reported.push(f.kind);
-            }
-        }
-        found.into_iter().map(|(_, f)| f).collect()
+/// How a raw lookup by caller `function` in `module` ends, or `None` when it is not a pin (a nested hook, a
+/// kernel-internal holder, a RAM PFN the holder refuses).
+fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>, ram: bool) -> Option<Release> {
+    if function.is_some_and(|f| NESTING_HOOKS.iter().any(|n| same_function(n.name(), f))) {
+        return None;
     }
+    Some(match policy.holder_for(function, module) {
+        Some((_, rule)) if rule.kernel_internal => return None,
+        Some((_, rule)) if ram && rule.ram_pfns == RamPfns::Refused => return None,
+        Some((index, rule)) if !rule.release.is_empty() => Release::Policy(index),
+        _ => Release::HolderExit,
+    })
+}
 
-    fn finding(&self, p: &Pin, kind: FindingKind, revocation: Option<RevocationEvidence>, ts_ns: u64) -> Finding {
-        let path = p.vma.as_ref().and_then(|v| v.path.clone());
-        let what = mapping_label(p);
-        let release = self.release_label(p);
-        let message = match &revocation {
-            Some(r) => format!(
-                "{} by {} kept {} page(s) of {} after {} ({}) by {}[{}]",
-                p.source_label(),
-                p.holder,
-                p.pages(),
-                what,
-                cause_label(r.cause),
-                r.hook,
-                r.task.comm,
-                r.task.tgid
-            ),
-            None => format!("{} by {}: {} page(s) of {what} — {}", p.source_label(), p.holder, p.pages(), kind.description()),
-        };
-        Finding {
-            kind,
-            severity: kind.severity(),
-            fingerprint: fingerprint(&p.holder, kind, path.as_deref()),
-            message,
-            ts_ns,
-            age_ns: ts_ns.saturating_sub(p.ts_ns),
-            pin: p.evidence(release),
-            revocation,
-        }
+/// What a revocation covering a held pin means for it.
+enum Verdict {
+    /// Nothing (a process that already exited).
+    Nothing,
+    /// The pin ends: a lookup without release at its own process's teardown is not a finding.
+    Ends,
+    Report(FindingKind),
+}
+
+fn verdict(release: Release, cause: Cause, holder_exited: bool) -> Verdict {
+    match (release, cause) {
+        (Release::HolderExit, Cause::Exit) => Verdict::Ends,
+        (Release::HolderExit, _) if holder_exited => Verdict::Nothing,
+        (Release::HolderExit, _) => Verdict::Report(FindingKind::LookupRevoked),
+        (_, Cause::OwnerRevoke | Cause::Zap) => Verdict::Report(FindingKind::PinOutlivedRevocation),
+        (_, Cause::Unmap) => Verdict::Report(FindingKind::PinOutlivedUnmap),
+        (_, Cause::Exit) => Verdict::Report(FindingKind::PinOutlivedExit),
     }
+}
 
-    fn release_label(&self, p: &Pin) -> String {
-        match p.release {
-            Release::FrameVector => "put_vaddr_frames".into(),
-            Release::Policy(i) => self.policy.holders.get(i).map(|h| h.release.join(" | ")).unwrap_or_default(),
-            Release::HolderExit => "none declared (ends with the holder process)".into(),
-        }
+fn revocation_evidence(ev: &Event, cause: Cause) -> RevocationEvidence {
+    RevocationEvidence {
+        cause,
+        hook: ev.hook.clone(),
+        task: ev.task.clone(),
+        caller: ev.caller.clone(),
+        ts_ns: ev.ts_ns,
+        stack: ev.stack.clone(),
+    }
+}
+
+/// The pages a release call by argument gives back, as `[first, end)` keys (PFNs or user page
+/// numbers); `None` when the argument is missing.
+fn released_keys(args: &[Hex], index: usize, is: ArgMeaning, count: Option<usize>) -> Option<(u64, u64)> {
+    let arg = |i: usize| args.get(i).map(|h| h.0);
+    let value = arg(index)?;
+    let first = match is {
+        ArgMeaning::Pfn => value,
+        ArgMeaning::Address => value / PAGE,
+    };
+    let pages = count.map_or(Some(1), arg).unwrap_or(1);
+    Some((first, first.saturating_add(pages)))
+}
+
+/// Last user address byte of a run (a run of no pages indexed as one page: a superset).
+fn run_last(r: &Run) -> u64 {
+    r.start.saturating_add(r.pages.max(1).saturating_mul(PAGE)).saturating_sub(1)
+}
+
+/// First and last file page offsets of a run, as [`Scope::covers`] computes them.
+fn file_pages(v: &Vma, r: &Run) -> (u64, u64) {
+    let first = v.pgoff.saturating_add(r.start.saturating_sub(v.start.0) / PAGE);
+    (first, first.saturating_add(r.pages.max(1) - 1))
+}
+
+/// First page of a run as a release argument names it.
+fn run_key(r: &Run, is: ArgMeaning) -> Option<u64> {
+    match is {
+        ArgMeaning::Pfn => r.pfn,
+        ArgMeaning::Address => Some(r.start / PAGE),
     }
 }
 
@@ -418,5 +865,7 @@ impl Scope<'_> {
     }
 }
 
+#[cfg(test)]
+mod equivalence;
 #[cfg(test)]
 mod tests;

@@ -149,12 +149,42 @@ impl Pin {
     /// one of its runs at either end. A pin that was already reported is not grown: the new
     /// lookup is a new pin.
     pub fn absorb(&mut self, page: u64, pfn: u64) -> bool {
-        if self.runs.iter().any(|r| r.holds(page, pfn)) {
+        if self.holds(page, pfn) {
             return true;
         }
-        if !self.reported.is_empty() || self.runs.iter().any(|r| r.start <= page && page < r.end()) {
+        if !self.can_absorb(page, pfn) {
             return false;
         }
+        self.absorb_unchecked(page, pfn)
+    }
+
+    /// A run of the pin holds the page with this PFN.
+    pub fn holds(&self, page: u64, pfn: u64) -> bool {
+        self.runs.iter().any(|r| r.holds(page, pfn))
+    }
+
+    /// [`Pin::absorb`] would grow the pin by this page.
+    pub fn can_absorb(&self, page: u64, pfn: u64) -> bool {
+        self.reported.is_empty()
+            && !self.runs.iter().any(|r| r.start <= page && page < r.end())
+            && self.runs.iter().any(|r| {
+                r.pfn.is_some_and(|first| (page == r.end() && pfn == first + r.pages) || (page + PAGE == r.start && pfn + 1 == first))
+            })
+    }
+
+    /// [`Pin::absorb`] would grow a run at its end and join no other run: every run keeps its
+    /// start (the indexes' keys).
+    pub fn grows_at_end(&self, page: u64, pfn: u64) -> bool {
+        if !self.can_absorb(page, pfn) {
+            return false;
+        }
+        let first_match = self.runs.iter().find(|r| {
+            r.pfn.is_some_and(|first| (page == r.end() && pfn == first + r.pages) || (page + PAGE == r.start && pfn + 1 == first))
+        });
+        first_match.is_some_and(|r| page == r.end()) && !self.runs.iter().any(|r| r.start == page + PAGE)
+    }
+
+    fn absorb_unchecked(&mut self, page: u64, pfn: u64) -> bool {
         let grown = self.runs.iter_mut().find_map(|r| {
             let first = r.pfn?;
             if page == r.end() && pfn == first + r.pages {

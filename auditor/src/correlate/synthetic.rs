@@ -181,3 +181,78 @@ impl Stream {
         self.push("unmap_mapping_range", p.task(), Some(frame("truncate_pagecache", None)), body)
     }
 }
+
+/// A fleet of test-rig processes, 100 PFN maps each, each map on its own file and pinned once
+/// by a raw lookup of [`FLEET_HOLDER`] (a holder with a release): the shape of the scaling
+/// benchmarks and of `examples/gen-recording.rs`. Pin `i` is one page; events are made one at
+/// a time so a million pins need no million-event vector.
+pub struct Fleet {
+    pub pins: u64,
+    pub per_process: u64,
+}
+
+/// The fleet's holder and its policy (released by PFN, one page per call).
+pub const FLEET_HOLDER: &str = "rig_pin_pfn";
+pub const FLEET_POLICY: &str = "[[holder]]\nmodule = \"rig\"\nfunction = \"rig_pin_pfn\"\nrelease = [\"rig_unpin_pfn\"]\nrelease_match = \"arg0\"\nrelease_arg_is = \"pfn\"\n";
+
+impl Fleet {
+    pub fn new(pins: u64) -> Self {
+        Self { pins, per_process: 100 }
+    }
+
+    /// The process and PFN map of pin `i`: a 16-page map on file mapping `i`.
+    pub fn proc(&self, i: u64) -> Proc {
+        let tgid = 1000 + (i / self.per_process) as u32;
+        Proc {
+            tgid,
+            comm: "rig",
+            mm: 0xffff_8880_0000_0000 + tgid as u64 * 0x1000,
+            vma: 0xffff_8890_0000_0000 + i * 0x100,
+            mapping: 0xffff_88a0_0000_0000 + i * 0x100,
+            start: 0x7f00_0000_0000 + (i % self.per_process) * 0x10_0000,
+            pages: 16,
+            first_pfn: 0x100_0000 + i * 16,
+        }
+    }
+
+    /// Event `n` of the stream: PFN maps and pins (2 per pin), `noise` unrelated truncates,
+    /// then an owner revocation of every pinned file. `None` past the end.
+    pub fn event(&self, n: u64, noise: u64) -> Option<Event> {
+        let mut s = Stream { events: Vec::new(), ts: 1_000_000 + n * 1_000 };
+        let setup = 2 * self.pins;
+        if n < setup {
+            let p = self.proc(n / 2);
+            if n.is_multiple_of(2) {
+                s.pfn_map(&p)
+            } else {
+                s.lookups(&p, FLEET_HOLDER, "rig", 0..1)
+            };
+        } else if n < setup + noise {
+            s.unrelated_truncate(&self.proc(0));
+        } else if n < setup + noise + self.pins {
+            s.owner_revoke(&self.proc(n - setup - noise), 0, None);
+        } else {
+            return None;
+        }
+        let mut ev = s.events.pop()?;
+        ev.seq = n;
+        Some(ev)
+    }
+
+    /// Events that keep the number of live pins constant, for measuring the cost of one event at
+    /// a given state size: a lookup pinning page `2 + j % 8` of pin `j`'s map (a new pin), an
+    /// unrelated truncate, a munmap of pages 12..16 (no pin there) and the release of the new
+    /// page: no findings.
+    pub fn steady_cycle(&self, j: u64) -> [Event; 4] {
+        let p = self.proc(j % self.pins.max(1));
+        let page = 2 + j % 8;
+        let mut s = Stream::default();
+        s.lookups(&p, FLEET_HOLDER, "rig", page..page + 1).unrelated_truncate(&p).vma_revoke(&p, Cause::Unmap, 12..16).release_args(
+            &p,
+            "rig_unpin_pfn",
+            [p.first_pfn + page, 0, 0, 0, 0, 0],
+        );
+        let [a, b, c, d]: [Event; 4] = s.events.try_into().expect("four events");
+        [a, b, c, d]
+    }
+}

@@ -456,3 +456,41 @@ fn a_pin_without_a_known_vma_is_counted_and_still_ends_at_exit() {
     assert_eq!(summary.pins_held, 0, "exit ends it");
     assert!(summary.notes()[0].starts_with("1 pin(s) without a known vma"), "{:?}", summary.notes());
 }
+
+// ---- bounded state ------------------------------------------------------------------------
+
+#[test]
+fn past_the_pin_limit_the_oldest_pin_is_evicted_and_counted() {
+    let (a, b) = (Proc::new(60), Proc::new(61));
+    let mut s = Stream::default();
+    s.pfn_map(&a).pfn_map(&b).lookups(&a, HOLDER, MODULE, 0..2).lookups(&b, HOLDER, MODULE, 0..1).owner_revoke(&a, 0, None);
+    let mut c = Correlator::with_options(&policy(), Options { max_pins: 1, max_pfnmaps: 1 });
+    let live: Vec<Finding> = s.events.iter().flat_map(|e| c.handle(e)).collect();
+    assert_eq!(live.len(), 1, "b's pin is the one left: a's revocation of the shared file finds it");
+    assert_eq!(live[0].pin.task.tgid, b.tgid);
+    assert_eq!(c.pfnmaps_tracked(), 1);
+    let summary = c.finish();
+    assert_eq!((summary.evicted_pins, summary.evicted_pfnmaps, summary.pins_held), (1, 1, 1));
+    assert!(summary.evicted());
+    assert!(
+        summary.notes().iter().any(|n| n.starts_with("state limit reached: 1 pin(s) and 1 PFN map(s) evicted")),
+        "{:?}",
+        summary.notes()
+    );
+}
+
+#[test]
+fn the_fleet_stream_finds_every_pinned_file_revoked() {
+    let policy = Policy::parse(FLEET_POLICY, "fleet.toml").unwrap();
+    let fleet = Fleet::new(250);
+    let mut c = Correlator::new(&policy);
+    let live: Vec<Finding> = (0..).map_while(|n| fleet.event(n, 1000)).flat_map(|e| c.handle(&e)).collect();
+    assert_eq!(live.len(), 250);
+    assert!(live.iter().all(|f| f.kind == FindingKind::PinOutlivedRevocation));
+    for j in 0..100 {
+        for e in fleet.steady_cycle(j) {
+            assert!(c.handle(&e).is_empty());
+        }
+    }
+    assert_eq!(c.pins_held(), 250);
+}
