@@ -146,7 +146,9 @@ pub struct Correlator {
     /// Reused candidate buffer: no allocation per event once warm.
     scratch: Vec<u64>,
     next_pin_id: u64,
-    exited: HashSet<u32>,
+    /// Processes that exited, by (tgid, leader start time): a pid reused by a later process is not
+    /// an exited one.
+    exited: HashSet<(u32, u64)>,
     kept: Kept,
     pins_without_vma: u64,
     evicted_pins: u64,
@@ -228,7 +230,7 @@ impl Correlator {
                 self.revoke(ev, &scope)
             }
             EventBody::TaskExit {} => {
-                self.exited.insert(ev.task.tgid);
+                self.exited.insert((ev.task.tgid, ev.task.start_time_ns));
                 // Pins without a declared release end with their holder process.
                 self.remove_pins_of(ev.task.tgid, Release::HolderExit);
                 Vec::new()
@@ -452,6 +454,7 @@ impl Correlator {
         let caller = ev.caller.as_ref();
         let (function, module) = (caller.and_then(|f| f.function.as_deref()), caller.and_then(|f| f.module.as_deref()));
         let Some(release) = lookup_release(&self.policy, function, module, ram) else { return };
+        let counts_holds = counts_holds(&self.policy, release);
         let page = address & !(PAGE - 1);
         // The vma pointer and mm `resolve_vma` gives the pin, without copying the vma: a page
         // that joins a pin needs no copy. Without its vma the pin still has the lookup's mm:
@@ -477,6 +480,9 @@ impl Correlator {
                 continue;
             }
             if p.holds(page, pfn) {
+                if counts_holds {
+                    continue; // held once more (vfio: the same page mapped at another IOVA)
+                }
                 absorbed = Some(None);
                 break;
             }
@@ -625,7 +631,7 @@ impl Correlator {
             if !scope.covers(p) {
                 continue;
             }
-            let kind = match verdict(p.release, scope.cause, self.exited.contains(&p.task.tgid)) {
+            let kind = match verdict(p.release, scope.cause, self.exited.contains(&(p.task.tgid, p.task.start_time_ns))) {
                 Verdict::Nothing => continue,
                 Verdict::Ends => {
                     self.remove_pin(id);
@@ -741,6 +747,16 @@ fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>,
         Some((index, rule)) if !rule.release.is_empty() => Release::Policy(index),
         _ => Release::HolderExit,
     })
+}
+
+/// Whether each lookup of a page is a hold of its own: a holder whose release gives pages back
+/// by argument (vfio returns each IOVA mapping's pages) holds a page looked up twice twice; a
+/// holder released by process or never holds it once.
+fn counts_holds(policy: &Policy, release: Release) -> bool {
+    match release {
+        Release::Policy(index) => policy.holders.get(index).is_some_and(|h| matches!(h.release_match, ReleaseMatch::Arg { .. })),
+        _ => false,
+    }
 }
 
 /// What a revocation covering a held pin means for it.

@@ -20,7 +20,7 @@ pub struct Reference {
     pfnmaps: HashMap<u64, Vma>,
     pins: Vec<Pin>,
     next_pin_id: u64,
-    exited: HashSet<u32>,
+    exited: HashSet<(u32, u64)>,
     kept: Kept,
     pins_without_vma: u64,
     last_ts: u64,
@@ -81,7 +81,7 @@ impl Reference {
                 self.revoke(ev, &scope)
             }
             EventBody::TaskExit {} => {
-                self.exited.insert(ev.task.tgid);
+                self.exited.insert((ev.task.tgid, ev.task.start_time_ns));
                 // Pins without a declared release end with their holder process.
                 self.pins.retain(|p| !(p.release == Release::HolderExit && p.task.tgid == ev.task.tgid));
                 Vec::new()
@@ -129,6 +129,7 @@ impl Reference {
     fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
         let holder = Holder::from_frame(ev.caller.as_ref());
         let Some(release) = lookup_release(&self.policy, holder.function.as_deref(), holder.module.as_deref(), ram) else { return };
+        let counts_holds = super::counts_holds(&self.policy, release);
         let page = address & !(PAGE - 1);
         let vma = self.resolve_vma(recorded, page);
         // Without its vma the pin still has the lookup's mm: munmap and exit find it.
@@ -143,6 +144,7 @@ impl Reference {
                 && p.task.tgid == ev.task.tgid
                 && p.vma_ptr() == vma_ptr
                 && p.mm == mm
+                && !(counts_holds && p.holds(page, pfn))
                 && p.absorb(page, pfn)
         }) {
             return;
@@ -195,7 +197,7 @@ impl Reference {
             if !scope.covers(p) {
                 continue;
             }
-            let kind = match verdict(p.release, scope.cause, self.exited.contains(&p.task.tgid)) {
+            let kind = match verdict(p.release, scope.cause, self.exited.contains(&(p.task.tgid, p.task.start_time_ns))) {
                 Verdict::Nothing => continue,
                 Verdict::Ends => {
                     ended.push(p.id);

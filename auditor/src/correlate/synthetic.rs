@@ -27,6 +27,8 @@ pub struct Proc {
     pub start: u64,
     pub pages: u64,
     pub first_pfn: u64,
+    /// Thread-group leader start time, ns since boot: with `tgid` it names the process.
+    pub start_time_ns: u64,
 }
 
 impl Proc {
@@ -40,11 +42,12 @@ impl Proc {
             start: 0x7f00_0000_0000,
             pages: 4,
             first_pfn: 0x10_0000 + tgid as u64 * 0x100,
+            start_time_ns: 42,
         }
     }
 
     pub fn task(&self) -> Task {
-        Task { tgid: self.tgid, pid: self.tgid, start_time_ns: 42, comm: self.comm.into() }
+        Task { tgid: self.tgid, pid: self.tgid, start_time_ns: self.start_time_ns, comm: self.comm.into() }
     }
 
     pub fn vma(&self) -> Vma {
@@ -212,6 +215,7 @@ impl Fleet {
             start: 0x7f00_0000_0000 + (i % self.per_process) * 0x10_0000,
             pages: 16,
             first_pfn: 0x100_0000 + i * 16,
+            start_time_ns: 42,
         }
     }
 

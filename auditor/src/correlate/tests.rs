@@ -494,3 +494,35 @@ fn the_fleet_stream_finds_every_pinned_file_revoked() {
     }
     assert_eq!(c.pins_held(), 250);
 }
+
+#[test]
+fn a_pid_reused_after_exit_is_a_new_process_whose_revoked_lookup_is_reported() {
+    let old = Proc::new(61);
+    let new = Proc { mm: old.mm + 0x10_0000, vma: old.vma + 0x10_0000, start_time_ns: old.start_time_ns + 1_000, ..old.clone() };
+    let mut s = Stream::default();
+    s.pfn_map(&old).lookups(&old, "other_lookup", MODULE, 0..1).exit(&old);
+    s.pfn_map(&new).lookups(&new, "other_lookup", MODULE, 0..1).owner_revoke(&new, 0, None);
+    assert_eq!(kinds(&run(&policy(), &s).0), ["lookup-revoked"]);
+}
+
+#[test]
+fn a_page_held_twice_by_a_counted_release_needs_two_releases() {
+    // vfio maps the same user range at two IOVAs: each mapping holds the pages.
+    let p = Proc::new(60);
+    let mut s = Stream::default();
+    s.pfn_map(&p)
+        .lookups(&p, HOLDER, MODULE, 0..2)
+        .lookups(&p, HOLDER, MODULE, 0..2)
+        .release_args(&p, RELEASE, [p.first_pfn, 2, 0, 0, 0, 0])
+        .owner_revoke(&p, 0, None);
+    assert_eq!(kinds(&run(&counted_policy(), &s).0), ["pin-outlived-revocation"]);
+    // Both mappings given back: nothing is held when the owner revokes.
+    let mut s = Stream::default();
+    s.pfn_map(&p)
+        .lookups(&p, HOLDER, MODULE, 0..2)
+        .lookups(&p, HOLDER, MODULE, 0..2)
+        .release_args(&p, RELEASE, [p.first_pfn, 2, 0, 0, 0, 0])
+        .release_args(&p, RELEASE, [p.first_pfn, 2, 0, 0, 0, 0])
+        .owner_revoke(&p, 0, None);
+    assert!(kinds(&run(&counted_policy(), &s).0).is_empty());
+}
