@@ -337,6 +337,23 @@ fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya
 mod tests {
     use super::*;
 
+    /// A row naming a program the object lacks would only fail at attach time, on some kernel.
+    #[test]
+    fn every_program_the_table_names_is_in_the_embedded_ebpf_object() {
+        let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded eBPF object parses");
+        let mut named: Vec<&str> = Vec::new();
+        for row in table::PROBES {
+            match row.attach {
+                Attach::Function { entry, ret, .. } => named.extend(std::iter::once(entry).chain(ret)),
+                Attach::Tracepoint { program, .. } => named.push(program),
+            }
+        }
+        let releases: Vec<String> = (0..RELEASE_SLOTS).map(|slot| format!("release_{slot}")).collect();
+        named.extend(releases.iter().map(String::as_str));
+        let missing: Vec<&&str> = named.iter().filter(|p| !object.programs.contains_key(**p)).collect();
+        assert!(missing.is_empty(), "programs named by the probe table but not in the object: {missing:?}");
+    }
+
     #[test]
     fn state_names_are_the_serialized_ones() {
         for state in [HookState::Attached, HookState::Absent, HookState::ModuleNotLoaded, HookState::Failed, HookState::Available] {
