@@ -26,19 +26,26 @@ impl Sink for JunitSink {
     }
 
     fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {
-        let lost = if self.allow_loss { 0 } else { summary.lost_total };
-        super::write_report(&self.path, &render(&summary.findings, &self.fail_on, lost))
+        let (lost, evicted) = if self.allow_loss { (0, 0) } else { (summary.lost_total, summary.evicted_pins + summary.evicted_pfnmaps) };
+        super::write_report(&self.path, &render(&summary.findings, &self.fail_on, lost, evicted))
     }
 }
 
-/// `lost` is the number of records lost when that fails the gate (0 with `--allow-loss`).
-pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64) -> String {
+/// `lost` is the number of records lost and `evicted` the pins and PFN maps the correlator dropped
+/// to stay within its bounds, when they fail the gate (0 with `--allow-loss`).
+pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64, evicted: u64) -> String {
     let mut suite = TestSuite::new("pfn-auditor");
-    if lost > 0 {
+    if lost + evicted > 0 {
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        status.set_message(format!(
-            "{lost} kernel record(s) lost (ring buffer full): this run cannot show that no pin outlived a revocation; rerun with a larger --ring-buffer-mib"
-        ));
+        status.set_message(if evicted == 0 {
+            format!(
+                "{lost} kernel record(s) lost (ring buffer full): this run cannot show that no pin outlived a revocation; rerun with a larger --ring-buffer-mib"
+            )
+        } else {
+            format!(
+                "{lost} kernel record(s) lost and {evicted} pin(s) or PFN map(s) evicted from the correlator's bounded state: this run cannot show that no pin outlived a revocation"
+            )
+        });
         status.set_type("events-lost");
         suite.add_test_case(TestCase::new("no kernel records lost", status));
     }
@@ -95,13 +102,20 @@ mod tests {
 
     #[test]
     fn a_clean_run_is_one_passing_case() {
-        let xml = render(&[], &[Severity::Error], 0);
+        let xml = render(&[], &[Severity::Error], 0, 0);
         assert!(xml.contains("no pin outlived a revocation") && !xml.contains("<failure"), "{xml}");
     }
 
     #[test]
+    fn evicted_state_fails_like_lost_records() {
+        let xml = render(&[], &[Severity::Error], 0, 2);
+        assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+        assert!(xml.contains("2 pin(s) or PFN map(s) evicted") && xml.contains("events-lost"), "{xml}");
+    }
+
+    #[test]
     fn lost_records_fail_even_without_findings() {
-        let xml = render(&[], &[Severity::Error], 7);
+        let xml = render(&[], &[Severity::Error], 7, 0);
         assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
         assert!(xml.contains("7 kernel record(s) lost") && xml.contains("events-lost"), "{xml}");
         assert!(!xml.contains("name=\"no pin outlived a revocation\""), "a run that lost records proves no absence: {xml}");
@@ -110,7 +124,7 @@ mod tests {
     #[test]
     fn error_findings_fail_by_kind() {
         let findings = error_finding();
-        let xml = render(&findings, &[Severity::Error], 0);
+        let xml = render(&findings, &[Severity::Error], 0, 0);
         assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
         assert!(xml.contains("type=\"pin-outlived-unmap\""), "{xml}");
     }
