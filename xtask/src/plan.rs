@@ -69,8 +69,9 @@ pub struct Scenario {
     /// auditor starts before the driver (its symbols and release hooks come later).
     #[serde(default)]
     pub modules_loaded_by_command: bool,
-    /// With `gate_exit`: the gate's NDJSON output is /dev/full. Only the exit code and the one-line
-    /// error naming the output are judged (nothing can be recorded).
+    /// The NDJSON output is /dev/full: of `gate` (with `gate_exit`) or, without, of `run` (no
+    /// program runs). Only exit code 5 and the one-line error naming the output are judged
+    /// (nothing can be recorded).
     #[serde(default)]
     pub output_unwritable: bool,
     #[serde(default)]
@@ -126,6 +127,7 @@ impl Scenario {
         let mode = match (self.gate_exit, self.background) {
             (Some(_), _) if self.modules_loaded_by_command => "gate-late",
             (Some(_), _) if self.output_unwritable => "gate-full",
+            (None, _) if self.output_unwritable => "run-full",
             (Some(_), _) => "gate",
             (None, true) => "background",
             (None, false) => "run",
@@ -157,8 +159,11 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
         {
             bail!("scenario `{}`: expect_on names kernel {label}, which it does not run on", s.name);
         }
-        if s.output_unwritable && (s.gate_exit.is_none() || s.modules_loaded_by_command) {
-            bail!("scenario `{}`: output_unwritable needs gate_exit (and no modules_loaded_by_command)", s.name);
+        if s.output_unwritable && (s.gate_exit.is_some_and(|c| c != 5) || s.modules_loaded_by_command || s.background) {
+            bail!(
+                "scenario `{}`: output_unwritable runs `run` or `gate` to exit 5 (gate_exit = 5 or none; not background or modules_loaded_by_command)",
+                s.name
+            );
         }
         if s.modules_loaded_by_command && s.gate_exit.is_none() {
             bail!("scenario `{}`: modules_loaded_by_command needs gate_exit (only gated commands load modules)", s.name);
@@ -206,7 +211,12 @@ mod tests {
         assert_eq!(parse(late).unwrap()[0].plan_line(), "a gate-late pfnaudit-scenario x\n");
         let full = "[[scenario]]\nname = \"a\"\nargs = [\"x\"]\ngate_exit = 5\noutput_unwritable = true\n";
         assert_eq!(parse(full).unwrap()[0].plan_line(), "a gate-full pfnaudit-scenario x\n");
-        assert!(parse("[[scenario]]\nname = \"a\"\noutput_unwritable = true\n").unwrap_err().to_string().contains("needs gate_exit"));
+        assert_eq!(
+            parse("[[scenario]]\nname = \"a\"\noutput_unwritable = true\n").unwrap()[0].plan_line(),
+            "a run-full pfnaudit-scenario \n"
+        );
+        let wrong = "[[scenario]]\nname = \"a\"\ngate_exit = 1\noutput_unwritable = true\n";
+        assert!(parse(wrong).unwrap_err().to_string().contains("exit 5"));
     }
 
     #[test]

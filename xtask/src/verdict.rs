@@ -112,7 +112,8 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     }
     let ndjson = get("ndjson").ok_or("the guest sent no NDJSON")?;
     let stderr = get("stderr").map(|s| last_line(&s.text)).unwrap_or_default();
-    let expected_exit = scenario.gate_exit.map_or("0".to_owned(), |code| code.to_string());
+    let expected_exit =
+        if scenario.output_unwritable { "5".to_owned() } else { scenario.gate_exit.map_or("0".to_owned(), |code| code.to_string()) };
     if ndjson.status != expected_exit {
         return Err(format!("pfn-auditor exited {} (expected {expected_exit}): {stderr}", ndjson.status));
     }
@@ -121,7 +122,7 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
         // the output that failed.
         let all = get("stderr").map(|s| s.text.as_str()).unwrap_or_default();
         return match all.lines().find(|l| l.contains("cannot write the NDJSON output /dev/full")) {
-            Some(line) => Ok(format!("gate failed closed: {}", line.trim())),
+            Some(line) => Ok(format!("stopped with exit 5: {}", line.trim())),
             None => Err(format!("stderr does not name the unwritable output: {stderr}")),
         };
     }

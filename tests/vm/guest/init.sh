@@ -18,6 +18,7 @@
 #              driver's test script does: the auditor starts before the driver is there
 #   gate-full  `gate` with its NDJSON output on /dev/full (every write fails with ENOSPC): the
 #              gate must stop, name the output and exit with its own code
+#   run-full   `run --output /dev/full --duration 30`: the same for the daemon (no program runs)
 #   bench      the scenario bare and with the auditor attached, three times each (timing only)
 
 export PATH=/bin
@@ -184,6 +185,18 @@ run_gate() { # name command args...
     done
 }
 
+# The daemon with an output that cannot be written: it must stop at once with its own exit code.
+run_full() { # name
+    name=$1
+    echo "PFNAUDIT-SCENARIO $name (run, output /dev/full)"
+    pfn-auditor run $POLICY --output /dev/full --duration 30 < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
+    status=$?
+    echo "PFNAUDIT-SCENARIO-END $name run=$status"
+    send "$name" scenario 0 "/out/$name.scenario"
+    send "$name" ndjson $status /dev/null
+    send "$name" stderr $status "/out/$name.stderr"
+}
+
 # Three runs each way, appended to one file: the host keeps the fastest (TCG timing is noisy).
 run_bench() { # name program args...
     name=$1
@@ -212,6 +225,7 @@ while read -r name mode args; do
         gate) [ $HAVE_AUDITOR = 1 ] && run_gate "$name" $args ;;
         gate-late) [ $HAVE_AUDITOR = 1 ] && unload_modules && run_gate "$name" /tmp/load-modules-and-run $args ;;
         gate-full) [ $HAVE_AUDITOR = 1 ] && GATE_OUTPUT=/dev/full && run_gate "$name" $args; GATE_OUTPUT= ;;
+        run-full) [ $HAVE_AUDITOR = 1 ] && run_full "$name" ;;
         *) run_scenario "$name" "$mode" $args ;;
     esac
 done < /plan
