@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(parse(full).unwrap()[0].plan_line(), "a gate-full pfnaudit-scenario x\n");
         assert_eq!(
             parse("[[scenario]]\nname = \"a\"\noutput_unwritable = true\n").unwrap()[0].plan_line(),
-            "a run-full pfnaudit-scenario \n"
+            "a run-full pfnaudit-scenario\n"
         );
         let wrong = "[[scenario]]\nname = \"a\"\ngate_exit = 1\noutput_unwritable = true\n";
         assert!(parse(wrong).unwrap_err().to_string().contains("exit 5"));
