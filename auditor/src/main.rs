@@ -166,7 +166,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 Some(path) => ndjson_sink(path, NdjsonRecords::All { events: true })?,
                 None => ndjson_sink(Path::new("-"), NdjsonRecords::Findings)?,
             };
-            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None);
+            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None)?;
             match replay(reader, &name, &policy, sinks) {
                 Ok(_) => Ok(code::CLEAN),
                 Err(ReplayError::Output(e)) => Err(e.into()),
@@ -178,7 +178,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let ndjson = ndjson_sink(&output, NdjsonRecords::All { events })?;
             let opts = live_options(&common, policy, events);
             let sinks =
-                pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts));
+                pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts))?;
             run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
             Ok(code::CLEAN)
         }
@@ -187,7 +187,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let fail_on = policy.fail_on.clone();
             let ndjson = output.as_ref().map(|p| ndjson_sink(p, NdjsonRecords::All { events: true })).transpose()?;
             let opts = live_options(&common, policy, output.is_some());
-            let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on, live_metrics(&opts));
+            let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on, live_metrics(&opts))?;
             let (status_tx, status_rx) = tokio::sync::oneshot::channel();
             let s = run_live(opts, sinks, || {
                 let mut child = tokio::process::Command::new(&cmd[0])
@@ -223,26 +223,27 @@ impl Reports {
     }
 }
 
-/// The outputs of a run, in the order they see each record. A new output is one line here.
+/// The outputs of a run, in the order they see each record. A new output is one line here. Report
+/// files are opened now (`sink::open_output`), so a refused path stops the run before it starts.
 fn pick_sinks(
     ndjson: Option<Box<dyn Sink>>,
     human: HumanSink,
     reports: &Reports,
     fail_on: &[Severity],
     metrics: Option<Arc<Metrics>>,
-) -> Vec<Box<dyn Sink>> {
+) -> Result<Vec<Box<dyn Sink>>, OutputError> {
     let mut sinks: Vec<Box<dyn Sink>> = ndjson.into_iter().collect();
     sinks.push(Box::new(human));
     if let Some(metrics) = metrics {
         sinks.push(Box::new(MetricsSink(metrics)));
     }
     if let Some(path) = &reports.junit {
-        sinks.push(Box::new(JunitSink { path: path.clone(), fail_on: fail_on.to_vec(), allow_loss: reports.allow_loss }));
+        sinks.push(Box::new(JunitSink::create(path, fail_on, reports.allow_loss)?));
     }
     if let Some(path) = &reports.sarif {
-        sinks.push(Box::new(SarifSink::new(path.clone())));
+        sinks.push(Box::new(SarifSink::create(path)?));
     }
-    sinks
+    Ok(sinks)
 }
 
 fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
@@ -278,13 +279,14 @@ async fn stop_signal(duration: Option<u64>) {
     }
 }
 
-/// NDJSON to a file ("-" = stdout). A file that cannot be created is an output error.
+/// NDJSON to a file ("-" = stdout), opened by `sink::open_output`. A file that cannot be created
+/// or is refused is an output error.
 fn ndjson_sink(path: &Path, records: NdjsonRecords) -> Result<Box<dyn Sink>, OutputError> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(NdjsonSink::new(BufWriter::new(std::io::stdout()), "stdout", records)));
     }
     let name = path.display().to_string();
-    let file = std::fs::File::create(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?;
+    let file = auditor::sink::open_output(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?;
     let sink = NdjsonSink::new(
         BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?),
         &name,

@@ -239,3 +239,41 @@ fn replay_output_rewrites_the_recording_s_records() {
     assert_eq!(not_summary(&rewritten), not_summary(&recorded));
     assert!(rewritten.lines().last().unwrap().starts_with("{\"type\":\"summary\""));
 }
+
+#[test]
+fn an_output_through_a_symlink_is_refused_with_exit_5_and_its_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "keep me").unwrap();
+    for flag in ["--output", "--junit", "--sarif"] {
+        let link = dir.path().join(format!("link{flag}"));
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let stderr = replay_failing(&[flag, link.to_str().unwrap()], std::process::Stdio::null());
+        assert!(stderr.contains(&format!("{}: refusing to write through a symbolic link", link.display())), "{stderr}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+    }
+}
+
+#[test]
+fn new_report_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (junit, sarif, ndjson) = (dir.path().join("r.junit"), dir.path().join("r.sarif"), dir.path().join("r.ndjson"));
+    let out = replay_gate().arg("--junit").arg(&junit).arg("--sarif").arg(&sarif).arg("--output").arg(&ndjson).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for path in [junit, sarif, ndjson] {
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+    }
+}
+
+/// `--metrics` has no default: it listens only where it is told. The address its help suggests
+/// is loopback.
+#[test]
+fn the_metrics_example_address_is_loopback() {
+    let out = auditor().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let line = help.lines().skip_while(|l| !l.contains("--metrics")).take(3).collect::<String>();
+    assert!(!line.contains("default"), "{line}");
+    let example = line.split("e.g. ").nth(1).unwrap().split(')').next().unwrap();
+    assert!(example.parse::<std::net::SocketAddr>().unwrap().ip().is_loopback(), "{example}");
+}
