@@ -277,3 +277,28 @@ fn the_metrics_example_address_is_loopback() {
     let example = line.split("e.g. ").nth(1).unwrap().split(')').next().unwrap();
     assert!(example.parse::<std::net::SocketAddr>().unwrap().ip().is_loopback(), "{example}");
 }
+
+/// `doctor` on this machine: a row per prerequisite before the hooks. Where the kernel has no
+/// kprobe PMU and no CONFIG_KPROBES (the development VM: 6.18 without kprobes) it says so once,
+/// in the checks, and exits 2.
+#[test]
+fn doctor_on_this_host_checks_kprobes_before_the_hooks() {
+    let out = auditor().arg("doctor").output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let kprobes = stdout.lines().find(|l| l.starts_with("  kprobes ")).unwrap_or_else(|| panic!("{stdout}"));
+    if std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists() {
+        assert!(kprobes.contains(" ok "), "{stdout}");
+        return;
+    }
+    assert!(kprobes.contains(" missing "), "{stdout}");
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("fix: boot a kernel with CONFIG_KPROBES=y"), "{stdout}");
+    assert!(!stdout.contains("kprobe/type`: No such file"), "the raw attach error is not repeated per hook: {stdout}");
+    let hooks: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("hooks")).skip(2).take_while(|l| l.starts_with("  ")).collect();
+    assert!(hooks.iter().any(|h| h.contains("kprobes unavailable on this kernel (see above)")), "{stdout}");
+    let json = auditor().args(["doctor", "--json"]).output().unwrap();
+    assert_eq!(json.status.code(), Some(2));
+    let d: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let check = d["checks"].as_array().unwrap().iter().find(|c| c["name"] == "kprobes").unwrap().clone();
+    assert_eq!(check["state"], "missing", "{check}");
+}
