@@ -101,7 +101,7 @@ pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
     if host_checks::kprobes_unavailable(&checks) {
         say_once_that_kprobes_are_unavailable(&mut hooks);
     }
-    if check(host_checks::TRACEFS).state != CheckState::Ok {
+    if host_checks::tracefs_mounted(&host).is_none() {
         say_once_that_tracefs_is_missing(&mut hooks);
     }
     Ok(Diagnosis { kernel_release, kernel_version, checks, btf, root, attached_for_real, hooks, rules: policy.rules() })

@@ -165,16 +165,31 @@ fn config_value<'a>(config: &'a str, key: &str) -> Option<&'a str> {
     config.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
+const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Where tracefs is mounted (its `events` directory is there), if it is.
+pub fn tracefs_mounted(host: &Host) -> Option<&'static str> {
+    TRACEFS_DIRS.into_iter().find(|dir| host.path(dir).join("events").is_dir())
+}
+
 pub fn tracefs(host: &Host) -> Check {
-    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if host.path(dir).join("kprobe_events").exists() {
-            return Check::ok(TRACEFS, dir);
-        }
+    if let Some(dir) = TRACEFS_DIRS.into_iter().find(|dir| host.path(dir).join("kprobe_events").exists()) {
+        return Check::ok(TRACEFS, dir);
+    }
+    if let Some(dir) = tracefs_mounted(host) {
+        return Check::bad(
+            TRACEFS,
+            CheckState::Warning,
+            format!(
+                "mounted at {dir} but without kprobe_events (kernel without CONFIG_KPROBE_EVENTS): hooks on functions of modules not loaded yet (policy release functions, videobuf2) cannot be armed"
+            ),
+            "boot a kernel with CONFIG_KPROBE_EVENTS=y",
+        );
     }
     Check::bad(
         TRACEFS,
         CheckState::Warning,
-        "not mounted (no kprobe_events under /sys/kernel/tracing or /sys/kernel/debug/tracing): the sched_process_exit tracepoint and hooks on functions of modules not loaded yet (policy release functions, videobuf2) cannot be attached",
+        "not mounted (nothing at /sys/kernel/tracing or /sys/kernel/debug/tracing): the sched_process_exit tracepoint and hooks on functions of modules not loaded yet (policy release functions, videobuf2) cannot be attached",
         "mount -t tracefs nodev /sys/kernel/tracing",
     )
 }
@@ -232,6 +247,7 @@ pub fn privileges(host: &Host) -> Check {
     };
     let caps = match cap_eff {
         Some(_) if lacking.is_empty() => "CAP_BPF CAP_PERFMON CAP_SYS_ADMIN effective".to_string(),
+        Some(bits) if bits & (1 << 21) != 0 => format!("CAP_SYS_ADMIN effective (it covers {})", lacking.join(" ")),
         Some(_) => format!("lacking {}", lacking.join(" ")),
         None => "capabilities unknown (no CapEff in /proc/self/status)".to_string(),
     };
@@ -366,12 +382,21 @@ mod tests {
         assert_eq!(c.detail, "root, but lacking CAP_SYS_ADMIN");
         // CAP_SYS_ADMIN alone covers the other two (kernels before 5.8 have neither).
         let (_dir, host) = fixture(&[("/proc/self/status", "CapEff:\t0000000000200000\n")], 0);
-        assert_eq!(privileges(&host).state, CheckState::Ok);
+        assert_eq!(privileges(&host), Check::ok(PRIVILEGES, "root; CAP_SYS_ADMIN effective (it covers CAP_BPF CAP_PERFMON)"));
     }
 
     #[test]
     fn the_debugfs_tracing_directory_counts() {
         let (_dir, host) = fixture(&[("/sys/kernel/debug/tracing/kprobe_events", "")], 0);
         assert_eq!(tracefs(&host), Check::ok(TRACEFS, "/sys/kernel/debug/tracing"));
+    }
+
+    #[test]
+    fn tracefs_mounted_without_kprobe_events_names_the_config() {
+        let (_dir, host) = fixture(&[("/sys/kernel/tracing/events/sched/enable", "0")], 0);
+        assert_eq!(tracefs_mounted(&host), Some("/sys/kernel/tracing"));
+        let c = tracefs(&host);
+        assert!(c.detail.starts_with("mounted at /sys/kernel/tracing but without kprobe_events"), "{c:?}");
+        assert_eq!(c.fix.as_deref(), Some("boot a kernel with CONFIG_KPROBE_EVENTS=y"));
     }
 }
