@@ -1,7 +1,7 @@
 //! `pfn-auditor`: finds kernel code that keeps raw PFNs after their mapping was revoked.
 //! The CLI only wires the library's stages together; exit codes are in docs/exit-codes.md.
 use std::{
-    io::{BufReader, BufWriter},
+    io::{BufReader, BufWriter, Write},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -151,11 +151,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Doctor { policy, no_catalog, json } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
             let d = doctor::diagnose(&policy)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                print!("{}", d.render());
-            }
+            let text = if json { serde_json::to_string_pretty(&d)? + "\n" } else { d.render() };
+            // A closed pipe (`doctor | head -3`) is an output error (exit 5), not a panic.
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|source| OutputError { output: "doctor output on stdout".into(), source })?;
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
         Command::Replay { file, output, human, reports, policy, no_catalog } => {

@@ -302,3 +302,13 @@ fn doctor_on_this_host_checks_kprobes_before_the_hooks() {
     let check = d["checks"].as_array().unwrap().iter().find(|c| c["name"] == "kprobes").unwrap().clone();
     assert_eq!(check["state"], "missing", "{check}");
 }
+
+#[test]
+fn doctor_into_a_closed_pipe_is_exit_5_not_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = auditor().arg("doctor").stdout(writer).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.starts_with("pfn-auditor: cannot write the doctor output on stdout: Broken pipe"), "{stderr}");
+}
