@@ -27,6 +27,11 @@ use std::{
 /// the check and the write. A refusal is an `io::Error` whose text says why; the caller names the
 /// output (exit code 5).
 pub fn open_output(path: &Path) -> std::io::Result<File> {
+    // Before opening too: opening a FIFO for writing blocks until someone reads it, and a FIFO
+    // planted by another user must not hold the run up.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        refuse_foreign(&meta)?;
+    }
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -38,18 +43,22 @@ pub fn open_output(path: &Path) -> std::io::Result<File> {
             _ => e,
         })?;
     let meta = file.metadata()?;
-    let kind = meta.file_type();
-    if kind.is_file() || std::os::unix::fs::FileTypeExt::is_fifo(&kind) {
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
-        if meta.uid() != me {
-            return Err(refused(&format!("refusing to write to a file owned by uid {} (running as uid {me})", meta.uid())));
-        }
-    }
-    if kind.is_file() {
+    refuse_foreign(&meta)?;
+    if meta.file_type().is_file() {
         file.set_len(0)?;
     }
     Ok(file)
+}
+
+/// A regular file or FIFO of another user is not ours to truncate or feed.
+fn refuse_foreign(meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let kind = meta.file_type();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if (kind.is_file() || std::os::unix::fs::FileTypeExt::is_fifo(&kind)) && meta.uid() != me {
+        return Err(refused(&format!("refusing to write to a file owned by uid {} (running as uid {me})", meta.uid())));
+    }
+    Ok(())
 }
 
 fn refused(why: &str) -> std::io::Error {
@@ -127,6 +136,13 @@ mod tests {
         let err = open_output(&path).unwrap_err();
         assert_eq!(err.to_string(), "refusing to write to a file owned by uid 65534 (running as uid 0)");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "planted");
+        // A FIFO of another user is refused before it is opened (opening it would block).
+        let fifo = dir.path().join("planted.fifo");
+        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(fifo.as_os_str())).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        std::os::unix::fs::chown(&fifo, Some(65534), Some(65534)).unwrap();
+        assert!(open_output(&fifo).unwrap_err().to_string().starts_with("refusing to write to a file owned by uid 65534"));
     }
 
     #[test]
