@@ -1,16 +1,29 @@
 //! `pfn-auditor doctor`: can this machine be audited, and which hook carries which role here?
-use std::{fmt::Write as _, path::Path};
+//! First one row per prerequisite with what to do about it (`host_checks.rs`), then the hooks.
+use std::fmt::Write as _;
 
 use crate::{
+    host_checks::{self, Check, CheckState, Host},
     policy::{Policy, RuleStatus},
-    probes::{self, HookState, HookStatus, KernelFacts},
+    probes::{
+        self, HookState, HookStatus, KernelFacts,
+        table::{Attach, PROBES},
+    },
 };
+
+/// The reason of every kprobe hook row when the `kprobes` check says the kernel has none.
+pub const NO_KPROBES: &str = "kprobes unavailable on this kernel (see above)";
+/// The reason of a tracepoint row that failed when the `tracefs` check found none.
+pub const NO_TRACEFS: &str = "tracefs not mounted (see above)";
 
 /// Everything doctor found, printable as a table or JSON.
 #[derive(Debug, serde::Serialize)]
 pub struct Diagnosis {
     pub kernel_release: String,
     pub kernel_version: String,
+    /// One per prerequisite, in order (kernel, btf, kprobes, tracefs, modules, kallsyms,
+    /// privileges), each with a fix unless it is ok.
+    pub checks: Vec<Check>,
     pub btf: Result<String, String>,
     pub root: bool,
     /// True when the hooks below were really attached (root), false when only planned.
@@ -21,23 +34,28 @@ pub struct Diagnosis {
 }
 
 impl Diagnosis {
-    /// Ready to audit: root, BTF, a raw-lookup hook and every revocation hook attached or attachable.
+    /// Ready to audit: no prerequisite missing (root, BTF, kprobes, kallsyms…), a raw-lookup hook
+    /// and every revocation hook attached or attachable.
     pub fn ready(&self) -> bool {
         let ok = |hook: auditor_common::Hook| {
             self.hooks.iter().any(|h| h.hook == hook.name() && matches!(h.state, HookState::Attached | HookState::Available))
         };
-        self.root && self.btf.is_ok() && crate::probes::table::missing_essential(ok).is_none()
+        self.root
+            && self.btf.is_ok()
+            && self.checks.iter().all(|c| c.state != CheckState::Missing)
+            && crate::probes::table::missing_essential(ok).is_none()
     }
 
     pub fn render(&self) -> String {
         let mut out = String::new();
         let yes_no = |b: bool| if b { "yes" } else { "no" };
-        let _ = writeln!(out, "kernel      {} ({})", self.kernel_release, self.kernel_version);
-        match &self.btf {
-            Ok(path) => _ = writeln!(out, "btf         {path}"),
-            Err(e) => _ = writeln!(out, "btf         MISSING: {e}"),
+        let _ = writeln!(out, "checks");
+        for c in &self.checks {
+            let _ = writeln!(out, "  {:<11} {:<8} {}", c.name, c.state.name(), c.detail);
+            if let Some(fix) = &c.fix {
+                let _ = writeln!(out, "  {:<11} {:<8} fix: {fix}", "", "");
+            }
         }
-        let _ = writeln!(out, "root        {}", yes_no(self.root));
         let how = if self.attached_for_real { "attached now" } else { "planned (run as root to attach for real)" };
         let _ = writeln!(out, "hooks       {how}");
         let _ = writeln!(out, "  {:<22} {:<24} {:<18} reason", "hook", "symbol", "state");
@@ -55,23 +73,74 @@ impl Diagnosis {
     }
 }
 
+/// Every check and every hook row, whatever is missing: doctor never stops at the first gap.
 pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
-    let release_functions = &policy.release_functions();
-    let facts = KernelFacts::read()?;
-    let btf_path = Path::new("/sys/kernel/btf/vmlinux");
-    let btf = if btf_path.exists() {
-        Ok(btf_path.display().to_string())
-    } else {
-        Err("no /sys/kernel/btf/vmlinux (kernel built without CONFIG_DEBUG_INFO_BTF)".to_string())
+    let host = Host::this();
+    let checks = host_checks::check_all(&host);
+    let check = |name| checks.iter().find(|c| c.name == name).expect("every check is made");
+    let btf = match check(host_checks::BTF) {
+        c if c.state == CheckState::Ok => Ok(c.detail.clone()),
+        c => Err(c.detail.clone()),
     };
     let root = probes::require_root().is_ok();
-    let (hooks, attached_for_real) = if root && btf.is_ok() {
+    let (kernel_release, kernel_version, mut hooks, attached_for_real) = match KernelFacts::read() {
+        Ok(facts) => {
+            let (hooks, real) = hook_rows(&facts, policy, root && btf.is_ok());
+            (facts.release.clone(), facts.version.to_string(), hooks, real)
+        }
+        Err(e) => {
+            let row = HookStatus {
+                hook: "hooks".into(),
+                symbol: "-".into(),
+                state: HookState::Failed,
+                reason: Some(format!("cannot plan the hooks: {e:#} (see above)")),
+            };
+            (host.release().unwrap_or_default(), "?".into(), vec![row], false)
+        }
+    };
+    if host_checks::kprobes_unavailable(&checks) {
+        say_once_that_kprobes_are_unavailable(&mut hooks);
+    }
+    if host_checks::tracefs_mounted(&host).is_none() {
+        say_once_that_tracefs_is_missing(&mut hooks);
+    }
+    Ok(Diagnosis { kernel_release, kernel_version, checks, btf, root, attached_for_real, hooks, rules: policy.rules() })
+}
+
+/// Kprobe hook rows that failed, would be attached, or wait for a module say "no kprobes" instead
+/// of repeating the attach error (or promising to attach later); rows absent by design and
+/// tracepoint rows keep theirs.
+pub fn say_once_that_kprobes_are_unavailable(hooks: &mut [HookStatus]) {
+    for h in hooks.iter_mut() {
+        let waits = h.state == HookState::ModuleNotLoaded || (h.hook == "release" && h.state == HookState::Absent);
+        if (waits || matches!(h.state, HookState::Failed | HookState::Available)) && !is_tracepoint(&h.symbol) && h.hook != "load" {
+            h.state = HookState::Failed;
+            h.reason = Some(NO_KPROBES.into());
+        }
+    }
+}
+
+/// Tracepoint rows that failed say "no tracefs" (their id is read from tracefs).
+pub fn say_once_that_tracefs_is_missing(hooks: &mut [HookStatus]) {
+    for h in hooks.iter_mut().filter(|h| h.state == HookState::Failed && is_tracepoint(&h.symbol)) {
+        h.reason = Some(NO_TRACEFS.into());
+    }
+}
+
+fn is_tracepoint(symbol: &str) -> bool {
+    PROBES.iter().any(|r| matches!(r.attach, Attach::Tracepoint { name, .. } if name == symbol))
+}
+
+/// Attached for real when `attach` (root and BTF), else planned.
+fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool) -> (Vec<HookStatus>, bool) {
+    let release_functions = &policy.release_functions();
+    if attach {
         // Attach for real (and detach on drop): the only proof that the verifier accepts the
         // programs on this kernel.
-        match probes::load_and_attach(&facts, release_functions, 1 << 20) {
+        match probes::load_and_attach(facts, release_functions, 1 << 20) {
             Ok(attached) => (attached.hooks, true),
             Err(e) => {
-                let mut planned = probes::plan(&facts, release_functions);
+                let mut planned = probes::plan(facts, release_functions);
                 planned.push(HookStatus {
                     hook: "load".into(),
                     symbol: "-".into(),
@@ -82,17 +151,8 @@ pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
             }
         }
     } else {
-        (probes::plan(&facts, release_functions), false)
-    };
-    Ok(Diagnosis {
-        kernel_release: facts.release.clone(),
-        kernel_version: facts.version.to_string(),
-        btf,
-        root,
-        attached_for_real,
-        hooks,
-        rules: policy.rules(),
-    })
+        (probes::plan(facts, release_functions), false)
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +165,7 @@ mod tests {
         let d = Diagnosis {
             kernel_release: "6.1.0-50-amd64".into(),
             kernel_version: "6.1.0".into(),
+            checks: Vec::new(),
             btf: Ok("/sys/kernel/btf/vmlinux".into()),
             root: false,
             attached_for_real: false,
@@ -122,5 +183,60 @@ mod tests {
         assert!(rules.iter().any(|r| r.starts_with("  suppress") && r.contains("kvm") && r.contains("MMU notifier")), "{text}");
         let json = serde_json::to_value(&d).unwrap();
         assert_eq!(json["rules"][1]["source"], "catalog.toml");
+    }
+
+    fn row(hook: &str, symbol: &str, state: HookState, reason: Option<&str>) -> HookStatus {
+        HookStatus { hook: hook.into(), symbol: symbol.into(), state, reason: reason.map(str::to_string) }
+    }
+
+    #[test]
+    fn without_kprobes_or_tracefs_each_row_says_which_once() {
+        let raw = "attaching follow_pte_entry to follow_pte: `/sys/bus/event_source/devices/kprobe/type`: No such file or directory";
+        let mut hooks = vec![
+            row("follow_pte", "follow_pte", HookState::Failed, Some(raw)),
+            row("release", "vfio_unpin_pages_remote", HookState::Available, Some("armed until vfio_iommu_type1 loads")),
+            row("follow_pfn", "follow_pfn", HookState::Absent, Some("gone in 6.10")),
+            row("process_exit", "sched_process_exit", HookState::Failed, Some("attaching tracepoint: tracefs not found")),
+            row("load", "-", HookState::Failed, Some("loading the eBPF object failed")),
+            row("get_vaddr_frames", "get_vaddr_frames", HookState::ModuleNotLoaded, Some("attached when it is")),
+        ];
+        say_once_that_kprobes_are_unavailable(&mut hooks);
+        say_once_that_tracefs_is_missing(&mut hooks);
+        assert_eq!(hooks[0], row("follow_pte", "follow_pte", HookState::Failed, Some(NO_KPROBES)));
+        assert_eq!(hooks[1], row("release", "vfio_unpin_pages_remote", HookState::Failed, Some(NO_KPROBES)));
+        assert_eq!(hooks[2].state, HookState::Absent, "absent by design stays absent");
+        assert_eq!(hooks[3], row("process_exit", "sched_process_exit", HookState::Failed, Some(NO_TRACEFS)), "a tracepoint needs tracefs");
+        assert_eq!(hooks[4].reason.as_deref(), Some("loading the eBPF object failed"));
+        assert_eq!(
+            hooks[5],
+            row("get_vaddr_frames", "get_vaddr_frames", HookState::Failed, Some(NO_KPROBES)),
+            "no promise to attach later"
+        );
+    }
+
+    #[test]
+    fn checks_come_first_each_with_its_fix_and_a_missing_one_means_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let checks = host_checks::check_all(&Host { root: dir.path().to_path_buf(), euid: 0 });
+        let d = Diagnosis {
+            kernel_release: String::new(),
+            kernel_version: "?".into(),
+            checks,
+            btf: Ok("/sys/kernel/btf/vmlinux".into()),
+            root: true,
+            attached_for_real: false,
+            hooks: Vec::new(),
+            rules: Vec::new(),
+        };
+        let text = d.render();
+        assert!(text.starts_with("checks\n  kernel      missing "), "{text}");
+        assert!(text.contains("  tracefs     warning  not mounted"), "{text}");
+        assert!(text.contains("fix: mount -t tracefs nodev /sys/kernel/tracing"), "{text}");
+        assert!(text.find("  kprobes ").unwrap() < text.find("hooks ").unwrap(), "{text}");
+        assert!(!d.ready());
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["checks"][2]["name"], "kprobes");
+        assert_eq!(json["checks"][2]["state"], "missing");
+        assert!(json["checks"][2]["fix"].as_str().unwrap().contains("CONFIG_KPROBES=y"));
     }
 }

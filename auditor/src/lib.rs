@@ -10,6 +10,7 @@ pub mod event;
 pub mod file_names;
 pub mod file_paths;
 pub mod gate_outcome;
+pub mod host_checks;
 pub mod live;
 pub mod metrics;
 pub mod pipeline;

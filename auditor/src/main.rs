@@ -1,7 +1,7 @@
 //! `pfn-auditor`: finds kernel code that keeps raw PFNs after their mapping was revoked.
 //! The CLI only wires the library's stages together; exit codes are in docs/exit-codes.md.
 use std::{
-    io::{BufReader, BufWriter},
+    io::{BufReader, BufWriter, Write},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -151,11 +151,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Doctor { policy, no_catalog, json } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
             let d = doctor::diagnose(&policy)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                print!("{}", d.render());
-            }
+            let text = if json { serde_json::to_string_pretty(&d)? + "\n" } else { d.render() };
+            // A closed pipe (`doctor | head -3`) is an output error (exit 5), not a panic.
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|source| OutputError { output: "doctor output on stdout".into(), source })?;
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
         Command::Replay { file, output, human, reports, policy, no_catalog } => {
@@ -166,7 +168,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 Some(path) => ndjson_sink(path, NdjsonRecords::All { events: true })?,
                 None => ndjson_sink(Path::new("-"), NdjsonRecords::Findings)?,
             };
-            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None);
+            let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None)?;
             match replay(reader, &name, &policy, sinks) {
                 Ok(_) => Ok(code::CLEAN),
                 Err(ReplayError::Output(e)) => Err(e.into()),
@@ -178,7 +180,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let ndjson = ndjson_sink(&output, NdjsonRecords::All { events })?;
             let opts = live_options(&common, policy, events);
             let sinks =
-                pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts));
+                pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts))?;
             run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
             Ok(code::CLEAN)
         }
@@ -187,7 +189,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let fail_on = policy.fail_on.clone();
             let ndjson = output.as_ref().map(|p| ndjson_sink(p, NdjsonRecords::All { events: true })).transpose()?;
             let opts = live_options(&common, policy, output.is_some());
-            let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on, live_metrics(&opts));
+            let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on, live_metrics(&opts))?;
             let (status_tx, status_rx) = tokio::sync::oneshot::channel();
             let s = run_live(opts, sinks, || {
                 let mut child = tokio::process::Command::new(&cmd[0])
@@ -223,26 +225,27 @@ impl Reports {
     }
 }
 
-/// The outputs of a run, in the order they see each record. A new output is one line here.
+/// The outputs of a run, in the order they see each record. A new output is one line here. Report
+/// files are opened now (`sink::open_output`), so a refused path stops the run before it starts.
 fn pick_sinks(
     ndjson: Option<Box<dyn Sink>>,
     human: HumanSink,
     reports: &Reports,
     fail_on: &[Severity],
     metrics: Option<Arc<Metrics>>,
-) -> Vec<Box<dyn Sink>> {
+) -> Result<Vec<Box<dyn Sink>>, OutputError> {
     let mut sinks: Vec<Box<dyn Sink>> = ndjson.into_iter().collect();
     sinks.push(Box::new(human));
     if let Some(metrics) = metrics {
         sinks.push(Box::new(MetricsSink(metrics)));
     }
     if let Some(path) = &reports.junit {
-        sinks.push(Box::new(JunitSink { path: path.clone(), fail_on: fail_on.to_vec(), allow_loss: reports.allow_loss }));
+        sinks.push(Box::new(JunitSink::create(path, fail_on, reports.allow_loss)?));
     }
     if let Some(path) = &reports.sarif {
-        sinks.push(Box::new(SarifSink::new(path.clone())));
+        sinks.push(Box::new(SarifSink::create(path)?));
     }
-    sinks
+    Ok(sinks)
 }
 
 fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
@@ -278,13 +281,14 @@ async fn stop_signal(duration: Option<u64>) {
     }
 }
 
-/// NDJSON to a file ("-" = stdout). A file that cannot be created is an output error.
+/// NDJSON to a file ("-" = stdout), opened by `sink::open_output`. A file that cannot be created
+/// or is refused is an output error.
 fn ndjson_sink(path: &Path, records: NdjsonRecords) -> Result<Box<dyn Sink>, OutputError> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(NdjsonSink::new(BufWriter::new(std::io::stdout()), "stdout", records)));
     }
     let name = path.display().to_string();
-    let file = std::fs::File::create(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?;
+    let file = auditor::sink::open_output(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?;
     let sink = NdjsonSink::new(
         BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?),
         &name,

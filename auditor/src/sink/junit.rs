@@ -1,33 +1,43 @@
 //! JUnit XML for CI: one test case per distinct finding (by fingerprint), failing when its
 //! severity fails the gate; a failing case when records were lost and the gate fails closed (a
 //! CI page must not show green for a run that proves nothing); a passing case when nothing else.
-use std::path::PathBuf;
+use std::{fs::File, path::Path};
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::{
     correlate::{Finding, Severity},
-    pipeline::Sink,
+    pipeline::{OutputError, Sink},
     record::RunSummary,
 };
 
 /// The JUnit report of a run, written at its end: a function of the findings, the policy's failing
-/// severities and the records lost.
+/// severities and the records lost. The file is opened (and emptied) when the run starts.
 pub struct JunitSink {
-    pub path: PathBuf,
-    pub fail_on: Vec<Severity>,
+    name: String,
+    file: File,
+    fail_on: Vec<Severity>,
     /// `--allow-loss`: lost records do not fail the report.
-    pub allow_loss: bool,
+    allow_loss: bool,
+}
+
+impl JunitSink {
+    /// Opens `path` with [`super::open_output`]; a refusal is an output error naming the report.
+    pub fn create(path: &Path, fail_on: &[Severity], allow_loss: bool) -> Result<Self, OutputError> {
+        let name = format!("JUnit report {}", path.display());
+        let file = super::open_output(path).map_err(|source| OutputError { output: name.clone(), source })?;
+        Ok(Self { name, file, fail_on: fail_on.to_vec(), allow_loss })
+    }
 }
 
 impl Sink for JunitSink {
     fn name(&self) -> String {
-        format!("JUnit report {}", self.path.display())
+        self.name.clone()
     }
 
     fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {
         let (lost, evicted) = if self.allow_loss { (0, 0) } else { (summary.lost_total, summary.evicted_pins + summary.evicted_pfnmaps) };
-        super::write_report(&self.path, &render(&summary.findings, &self.fail_on, lost, evicted))
+        super::write_report(&mut self.file, &render(&summary.findings, &self.fail_on, lost, evicted))
     }
 }
 

@@ -7,16 +7,149 @@ pub mod metrics;
 pub mod ndjson;
 pub mod sarif;
 
-use std::{io::Write, path::Path};
+use std::{
+    fs::File,
+    io::{Seek, Write},
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::Path,
+};
 
-/// Writes a report file whole, and syncs it when it is a regular file (a full disk can show
-/// only at `fsync`).
-pub fn write_report(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
+/// Opens a file output (`--output`, `--junit`, `--sarif`) for writing, the one way every output
+/// file is opened. The rule (README "Safe outputs"):
+/// - a new file is created with mode 0600;
+/// - a symbolic link at the final path component is refused (`O_NOFOLLOW`), its target untouched;
+/// - an existing regular file or FIFO owned by another user is refused, untouched (a file planted
+///   in a shared directory is not ours to truncate or to feed);
+/// - an existing regular file of the running user is truncated, as before;
+/// - devices (`/dev/null`, `/dev/full`) are written as they are.
+///
+/// The checks are made on the opened descriptor (`fstat`), so the file cannot be swapped between
+/// the check and the write. A refusal is an `io::Error` whose text says why; the caller names the
+/// output (exit code 5).
+pub fn open_output(path: &Path) -> std::io::Result<File> {
+    // Before opening too: opening a FIFO for writing blocks until someone reads it, and a FIFO
+    // planted by another user must not hold the run up.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        refuse_foreign(&meta)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => refused("refusing to write through a symbolic link"),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    refuse_foreign(&meta)?;
+    if meta.file_type().is_file() {
+        file.set_len(0)?;
+    }
+    Ok(file)
+}
+
+/// A regular file or FIFO of another user is not ours to truncate or feed.
+fn refuse_foreign(meta: &std::fs::Metadata) -> std::io::Result<()> {
+    let kind = meta.file_type();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if (kind.is_file() || std::os::unix::fs::FileTypeExt::is_fifo(&kind)) && meta.uid() != me {
+        return Err(refused(&format!("refusing to write to a file owned by uid {} (running as uid {me})", meta.uid())));
+    }
+    Ok(())
+}
+
+fn refused(why: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_string())
+}
+
+/// Writes a report whole into `file` (opened by [`open_output`] at the start of the run), from
+/// its start, and syncs it when it is a regular file (a full disk can show only at `fsync`).
+pub fn write_report(file: &mut File, text: &str) -> std::io::Result<()> {
+    let regular = file.metadata()?.file_type().is_file();
+    if regular {
+        file.set_len(0)?;
+        file.rewind()?;
+    }
     file.write_all(text.as_bytes())?;
     file.flush()?;
-    if file.metadata()?.file_type().is_file() {
+    if regular {
         file.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_new_output_is_created_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.ndjson");
+        let mut file = open_output(&path).unwrap();
+        file.write_all(b"x").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn an_existing_own_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.xml");
+        std::fs::write(&path, "a much longer previous report").unwrap();
+        let mut file = open_output(&path).unwrap();
+        write_report(&mut file, "new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+    }
+
+    #[test]
+    fn a_symlink_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        let link = dir.path().join("out.sarif");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = open_output(&link).unwrap_err();
+        assert_eq!(err.to_string(), "refusing to write through a symbolic link");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+        // A dangling link is not followed either: nothing is created at its target.
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("absent"), &dangling).unwrap();
+        assert!(open_output(&dangling).is_err());
+        assert!(!dir.path().join("absent").exists());
+    }
+
+    #[test]
+    fn a_file_owned_by_another_user_is_refused_and_untouched() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to chown a file to another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("planted.ndjson");
+        std::fs::write(&path, "planted").unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let err = open_output(&path).unwrap_err();
+        assert_eq!(err.to_string(), "refusing to write to a file owned by uid 65534 (running as uid 0)");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "planted");
+        // A FIFO of another user is refused before it is opened (opening it would block).
+        let fifo = dir.path().join("planted.fifo");
+        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(fifo.as_os_str())).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        std::os::unix::fs::chown(&fifo, Some(65534), Some(65534)).unwrap();
+        assert!(open_output(&fifo).unwrap_err().to_string().starts_with("refusing to write to a file owned by uid 65534"));
+    }
+
+    #[test]
+    fn devices_are_written_as_they_are() {
+        let mut null = open_output(Path::new("/dev/null")).unwrap();
+        write_report(&mut null, "nothing").unwrap();
+        let mut full = open_output(Path::new("/dev/full")).unwrap();
+        assert_eq!(write_report(&mut full, "x").unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+    }
 }

@@ -9,26 +9,31 @@ use serde_sarif::sarif::{
 
 use crate::{
     correlate::{Finding, FindingKind, Severity},
-    pipeline::Sink,
+    pipeline::{OutputError, Sink},
     record::{RunSummary, Status},
 };
 
 /// The SARIF report of a run, written at its end: a function of the findings and of the version
 /// of pfn-auditor that recorded them (the `status` record's; this build's when there is none).
+/// The file is opened (and emptied) when the run starts.
 pub struct SarifSink {
-    pub path: std::path::PathBuf,
+    name: String,
+    file: std::fs::File,
     version: Option<String>,
 }
 
 impl SarifSink {
-    pub fn new(path: std::path::PathBuf) -> Self {
-        Self { path, version: None }
+    /// Opens `path` with [`super::open_output`]; a refusal is an output error naming the report.
+    pub fn create(path: &std::path::Path) -> Result<Self, OutputError> {
+        let name = format!("SARIF report {}", path.display());
+        let file = super::open_output(path).map_err(|source| OutputError { output: name.clone(), source })?;
+        Ok(Self { name, file, version: None })
     }
 }
 
 impl Sink for SarifSink {
     fn name(&self) -> String {
-        format!("SARIF report {}", self.path.display())
+        self.name.clone()
     }
 
     fn status(&mut self, status: &Status) -> std::io::Result<()> {
@@ -38,7 +43,7 @@ impl Sink for SarifSink {
 
     fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {
         let version = self.version.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"));
-        super::write_report(&self.path, &render(&summary.findings, version))
+        super::write_report(&mut self.file, &render(&summary.findings, version))
     }
 }
 

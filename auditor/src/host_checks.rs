@@ -1,0 +1,402 @@
+//! What `doctor` checks on the host before the hooks, one row per prerequisite, each with what to
+//! do about it: kernel release, BTF, kprobes, tracefs, /proc/modules, /proc/kallsyms, privileges.
+//! Pure functions over a [`Host`] (a root directory and an euid), so tests run them on fixture
+//! directories; every check runs whatever the others found.
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+};
+
+/// How a prerequisite stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckState {
+    Ok,
+    /// Auditing works, with less (e.g. no hooks that wait for a module).
+    Warning,
+    /// Auditing cannot work until it is fixed.
+    Missing,
+}
+
+impl CheckState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckState::Ok => "ok",
+            CheckState::Warning => "warning",
+            CheckState::Missing => "missing",
+        }
+    }
+}
+
+/// One prerequisite: what was found and, unless it is fine, what to do.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub state: CheckState,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn ok(name: &'static str, detail: impl Into<String>) -> Self {
+        Self { name, state: CheckState::Ok, detail: detail.into(), fix: None }
+    }
+    fn bad(name: &'static str, state: CheckState, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { name, state, detail: detail.into(), fix: Some(fix.into()) }
+    }
+}
+
+/// Names of the checks, as in the output.
+pub const KERNEL: &str = "kernel";
+pub const BTF: &str = "btf";
+pub const KPROBES: &str = "kprobes";
+pub const TRACEFS: &str = "tracefs";
+pub const MODULES: &str = "modules";
+pub const KALLSYMS: &str = "kallsyms";
+pub const PRIVILEGES: &str = "privileges";
+
+/// The host as the checks see it: every absolute path is read under `root` (`/` for real).
+#[derive(Clone, Debug)]
+pub struct Host {
+    pub root: PathBuf,
+    pub euid: u32,
+}
+
+impl Host {
+    /// The machine this runs on.
+    pub fn this() -> Self {
+        // SAFETY: geteuid has no preconditions.
+        Self { root: PathBuf::from("/"), euid: unsafe { libc::geteuid() } }
+    }
+
+    fn path(&self, absolute: &str) -> PathBuf {
+        self.root.join(absolute.trim_start_matches('/'))
+    }
+
+    fn read(&self, absolute: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(self.path(absolute))
+    }
+
+    /// The kernel release (`uname -r`), if it can be read.
+    pub fn release(&self) -> Option<String> {
+        self.read("/proc/sys/kernel/osrelease").ok().map(|r| r.trim().to_string())
+    }
+
+    /// The kernel's build configuration: /boot/config-RELEASE, else /proc/config.gz (through
+    /// `gzip -dc`). `None` when neither can be read.
+    fn kernel_config(&self) -> Option<(String, String)> {
+        if let Some(release) = self.release() {
+            let boot = format!("/boot/config-{release}");
+            if let Ok(text) = self.read(&boot) {
+                return Some((boot, text));
+            }
+        }
+        let gz = self.path("/proc/config.gz");
+        let out = std::process::Command::new("gzip").arg("-dc").arg(&gz).stderr(std::process::Stdio::null()).output().ok()?;
+        (out.status.success() && !out.stdout.is_empty())
+            .then(|| ("/proc/config.gz".to_string(), String::from_utf8_lossy(&out.stdout).into()))
+    }
+}
+
+/// Every check, in the order `doctor` prints them.
+pub fn check_all(host: &Host) -> Vec<Check> {
+    vec![kernel(host), btf(host), kprobes(host), tracefs(host), modules(host), kallsyms(host), privileges(host)]
+}
+
+pub fn kernel(host: &Host) -> Check {
+    match host.release() {
+        Some(release) => match crate::probes::kernel_version::KernelVersion::parse_release(&release) {
+            Some(version) => Check::ok(KERNEL, format!("{release} ({version})")),
+            None => Check::bad(KERNEL, CheckState::Missing, format!("cannot parse the release {release:?}"), "report it with `uname -a`"),
+        },
+        None => {
+            Check::bad(KERNEL, CheckState::Missing, "cannot read /proc/sys/kernel/osrelease", "mount /proc (`mount -t proc proc /proc`)")
+        }
+    }
+}
+
+pub fn btf(host: &Host) -> Check {
+    if host.path("/sys/kernel/btf/vmlinux").exists() {
+        Check::ok(BTF, "/sys/kernel/btf/vmlinux")
+    } else {
+        Check::bad(
+            BTF,
+            CheckState::Missing,
+            "no /sys/kernel/btf/vmlinux (kernel built without CONFIG_DEBUG_INFO_BTF, or /sys not mounted)",
+            "boot a kernel with CONFIG_DEBUG_INFO_BTF=y (every Debian kernel since 5.10)",
+        )
+    }
+}
+
+const KPROBE_PMU: &str = "/sys/bus/event_source/devices/kprobe/type";
+
+pub fn kprobes(host: &Host) -> Check {
+    if let Ok(t) = host.read(KPROBE_PMU) {
+        return Check::ok(KPROBES, format!("kprobe PMU (perf type {})", t.trim()));
+    }
+    let fix = "boot a kernel with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y (every Debian kernel has them)";
+    match host.kernel_config() {
+        Some((source, config)) => match config_value(&config, "CONFIG_KPROBES") {
+            Some("y") => Check::bad(
+                KPROBES,
+                CheckState::Warning,
+                format!("CONFIG_KPROBES=y ({source}) but no kprobe PMU ({KPROBE_PMU}): kernel older than 4.17?"),
+                "kprobes are attached through tracefs instead: mount it (see tracefs)",
+            ),
+            _ => Check::bad(
+                KPROBES,
+                CheckState::Missing,
+                format!("kernel built without CONFIG_KPROBES ({source}); no kprobe PMU ({KPROBE_PMU})"),
+                fix,
+            ),
+        },
+        None => Check::bad(
+            KPROBES,
+            CheckState::Missing,
+            format!("no kprobe PMU ({KPROBE_PMU}), and no kernel config readable (/boot/config-RELEASE, /proc/config.gz) to say why"),
+            fix,
+        ),
+    }
+}
+
+/// `CONFIG_X=v` in a kernel config; `None` when it is absent or `# CONFIG_X is not set`.
+fn config_value<'a>(config: &'a str, key: &str) -> Option<&'a str> {
+    config.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Where tracefs is mounted (its `events` directory is there), if it is.
+pub fn tracefs_mounted(host: &Host) -> Option<&'static str> {
+    TRACEFS_DIRS.into_iter().find(|dir| host.path(dir).join("events").is_dir())
+}
+
+pub fn tracefs(host: &Host) -> Check {
+    if let Some(dir) = TRACEFS_DIRS.into_iter().find(|dir| host.path(dir).join("kprobe_events").exists()) {
+        return Check::ok(TRACEFS, dir);
+    }
+    if let Some(dir) = tracefs_mounted(host) {
+        return Check::bad(
+            TRACEFS,
+            CheckState::Warning,
+            format!(
+                "mounted at {dir} but without kprobe_events (kernel without CONFIG_KPROBE_EVENTS): hooks on functions of modules not loaded yet (policy release functions, videobuf2) cannot be armed"
+            ),
+            "boot a kernel with CONFIG_KPROBE_EVENTS=y",
+        );
+    }
+    Check::bad(
+        TRACEFS,
+        CheckState::Warning,
+        "not mounted (nothing at /sys/kernel/tracing or /sys/kernel/debug/tracing): the sched_process_exit tracepoint and hooks on functions of modules not loaded yet (policy release functions, videobuf2) cannot be attached",
+        "mount -t tracefs nodev /sys/kernel/tracing",
+    )
+}
+
+pub fn modules(host: &Host) -> Check {
+    match host.read("/proc/modules") {
+        Ok(text) => Check::ok(MODULES, format!("/proc/modules: {} module(s) loaded", text.lines().count())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check::bad(
+            MODULES,
+            CheckState::Warning,
+            "no /proc/modules (kernel built without CONFIG_MODULES): only built-in code can be audited",
+            "nothing to do unless the holder is a module: then boot a kernel with CONFIG_MODULES=y",
+        ),
+        Err(e) => Check::bad(MODULES, CheckState::Warning, format!("cannot read /proc/modules: {e}"), "run as root"),
+    }
+}
+
+pub fn kallsyms(host: &Host) -> Check {
+    let fix_restrict = "run as root, and `sysctl kernel.kptr_restrict=0` if it is 2";
+    let file = match std::fs::File::open(host.path("/proc/kallsyms")) {
+        Ok(f) => f,
+        Err(e) => {
+            return Check::bad(KALLSYMS, CheckState::Missing, format!("cannot read /proc/kallsyms: {e}"), "mount /proc; run as root");
+        }
+    };
+    let mut first = String::new();
+    if BufReader::new(file).read_line(&mut first).is_err() || first.trim().is_empty() {
+        return Check::bad(KALLSYMS, CheckState::Missing, "/proc/kallsyms is empty", "boot a kernel with CONFIG_KALLSYMS=y");
+    }
+    let restrict = host.read("/proc/sys/kernel/kptr_restrict").map(|r| r.trim().to_string()).unwrap_or_else(|_| "?".into());
+    let address = first.split_whitespace().next().unwrap_or("");
+    if address.chars().all(|c| c == '0') {
+        Check::bad(
+            KALLSYMS,
+            CheckState::Missing,
+            format!("/proc/kallsyms shows zero addresses (kptr_restrict={restrict}): stacks cannot be symbolized"),
+            fix_restrict,
+        )
+    } else {
+        Check::ok(KALLSYMS, format!("/proc/kallsyms with addresses (kptr_restrict={restrict})"))
+    }
+}
+
+/// Capability bits the auditor needs (linux/capability.h).
+const CAPS: [(u32, &str); 3] = [(39, "CAP_BPF"), (38, "CAP_PERFMON"), (21, "CAP_SYS_ADMIN")];
+
+pub fn privileges(host: &Host) -> Check {
+    let cap_eff = host
+        .read("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:").and_then(|v| u64::from_str_radix(v.trim(), 16).ok())));
+    let lacking: Vec<&str> = match cap_eff {
+        Some(bits) => CAPS.iter().filter(|(bit, _)| bits & (1 << bit) == 0).map(|(_, name)| *name).collect(),
+        None => Vec::new(),
+    };
+    let caps = match cap_eff {
+        Some(_) if lacking.is_empty() => "CAP_BPF CAP_PERFMON CAP_SYS_ADMIN effective".to_string(),
+        Some(bits) if bits & (1 << 21) != 0 => format!("CAP_SYS_ADMIN effective (it covers {})", lacking.join(" ")),
+        Some(_) => format!("lacking {}", lacking.join(" ")),
+        None => "capabilities unknown (no CapEff in /proc/self/status)".to_string(),
+    };
+    // CAP_SYS_ADMIN covers the other two (and kernels before 5.8 have neither).
+    let enough = cap_eff.is_none_or(|bits| lacking.is_empty() || bits & (1 << 21) != 0);
+    if host.euid != 0 {
+        Check::bad(PRIVILEGES, CheckState::Missing, format!("not root (euid {}); {caps}", host.euid), "run it with sudo")
+    } else if !enough {
+        Check::bad(
+            PRIVILEGES,
+            CheckState::Missing,
+            format!("root, but {caps}"),
+            "run outside the container or sandbox that drops them (e.g. `docker run --privileged`, systemd CapabilityBoundingSet)",
+        )
+    } else {
+        Check::ok(PRIVILEGES, format!("root; {caps}"))
+    }
+}
+
+/// True when the kprobes check says no kprobe can be attached (hook rows then say so once).
+pub fn kprobes_unavailable(checks: &[Check]) -> bool {
+    checks.iter().any(|c| c.name == KPROBES && c.state == CheckState::Missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixture host: `files` written under a temporary root.
+    fn fixture(files: &[(&str, &str)], euid: u32) -> (tempfile::TempDir, Host) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let host = Host { root: dir.path().to_path_buf(), euid };
+        (dir, host)
+    }
+
+    const ALL_CAPS: &str = "Name:\tx\nCapEff:\t000001ffffffffff\n";
+
+    fn ready_host() -> (tempfile::TempDir, Host) {
+        fixture(
+            &[
+                ("/proc/sys/kernel/osrelease", "6.1.0-50-amd64\n"),
+                ("/sys/kernel/btf/vmlinux", "btf"),
+                (KPROBE_PMU, "6\n"),
+                ("/sys/kernel/tracing/kprobe_events", ""),
+                ("/proc/modules", "vfio 1 0 - Live 0xffffffffc0000000\n"),
+                ("/proc/kallsyms", "ffffffff81000000 T _stext\n"),
+                ("/proc/sys/kernel/kptr_restrict", "1\n"),
+                ("/proc/self/status", ALL_CAPS),
+            ],
+            0,
+        )
+    }
+
+    #[test]
+    fn a_ready_host_passes_every_check() {
+        let (_dir, host) = ready_host();
+        let checks = check_all(&host);
+        assert!(checks.iter().all(|c| c.state == CheckState::Ok && c.fix.is_none()), "{checks:#?}");
+        assert_eq!(checks.iter().map(|c| c.name).collect::<Vec<_>>(), [KERNEL, BTF, KPROBES, TRACEFS, MODULES, KALLSYMS, PRIVILEGES]);
+        assert_eq!(checks[0].detail, "6.1.0-50-amd64 (6.1)");
+        assert!(!kprobes_unavailable(&checks));
+    }
+
+    #[test]
+    fn an_empty_host_gets_every_check_with_a_fix() {
+        let (_dir, host) = fixture(&[], 1000);
+        let checks = check_all(&host);
+        assert_eq!(checks.len(), 7, "no check stops the others");
+        for c in &checks {
+            assert_ne!(c.state, CheckState::Ok, "{c:?}");
+            assert!(c.fix.as_deref().is_some_and(|f| !f.is_empty()), "{c:?}");
+        }
+        assert!(kprobes_unavailable(&checks));
+        let tracefs = checks.iter().find(|c| c.name == TRACEFS).unwrap();
+        assert_eq!(tracefs.fix.as_deref(), Some("mount -t tracefs nodev /sys/kernel/tracing"));
+        let privileges = checks.iter().find(|c| c.name == PRIVILEGES).unwrap();
+        assert!(privileges.detail.starts_with("not root (euid 1000)"), "{privileges:?}");
+    }
+
+    #[test]
+    fn kprobes_missing_from_the_kernel_config_say_so() {
+        let (_dir, host) = fixture(
+            &[("/proc/sys/kernel/osrelease", "6.18.44\n"), ("/boot/config-6.18.44", "CONFIG_BPF=y\n# CONFIG_KPROBES is not set\n")],
+            0,
+        );
+        let c = kprobes(&host);
+        assert_eq!(c.state, CheckState::Missing);
+        assert!(c.detail.starts_with("kernel built without CONFIG_KPROBES (/boot/config-6.18.44)"), "{c:?}");
+        assert!(c.fix.unwrap().contains("CONFIG_KPROBES=y"));
+    }
+
+    #[test]
+    fn kprobes_configured_without_the_pmu_are_a_warning() {
+        let (_dir, host) = fixture(&[("/proc/sys/kernel/osrelease", "4.14.0\n"), ("/boot/config-4.14.0", "CONFIG_KPROBES=y\n")], 0);
+        assert_eq!(kprobes(&host).state, CheckState::Warning);
+    }
+
+    #[test]
+    fn kprobes_config_is_read_from_proc_config_gz() {
+        if std::process::Command::new("gzip").arg("--version").output().is_err() {
+            eprintln!("skipped: no gzip");
+            return;
+        }
+        let (dir, host) = fixture(&[("/proc/sys/kernel/osrelease", "6.18.44\n")], 0);
+        let plain = dir.path().join("proc/config");
+        std::fs::write(&plain, "# CONFIG_KPROBES is not set\n").unwrap();
+        assert!(std::process::Command::new("gzip").arg(&plain).status().unwrap().success());
+        let c = kprobes(&host);
+        assert!(c.detail.starts_with("kernel built without CONFIG_KPROBES (/proc/config.gz)"), "{c:?}");
+    }
+
+    #[test]
+    fn hidden_kallsyms_addresses_are_missing_with_the_sysctl_to_run() {
+        let (_dir, host) = fixture(&[("/proc/kallsyms", "0000000000000000 T _stext\n"), ("/proc/sys/kernel/kptr_restrict", "2\n")], 1000);
+        let c = kallsyms(&host);
+        assert_eq!(c.state, CheckState::Missing);
+        assert!(c.detail.contains("kptr_restrict=2"), "{c:?}");
+        assert!(c.fix.unwrap().contains("sysctl kernel.kptr_restrict=0"));
+    }
+
+    #[test]
+    fn root_without_bpf_capabilities_is_missing_and_names_them() {
+        // CAP_BPF (39) and CAP_PERFMON (38), no CAP_SYS_ADMIN.
+        let (_dir, host) = fixture(&[("/proc/self/status", "CapEff:\t000000c000000000\n")], 0);
+        let c = privileges(&host);
+        assert_eq!(c.state, CheckState::Missing);
+        assert_eq!(c.detail, "root, but lacking CAP_SYS_ADMIN");
+        // CAP_SYS_ADMIN alone covers the other two (kernels before 5.8 have neither).
+        let (_dir, host) = fixture(&[("/proc/self/status", "CapEff:\t0000000000200000\n")], 0);
+        assert_eq!(privileges(&host), Check::ok(PRIVILEGES, "root; CAP_SYS_ADMIN effective (it covers CAP_BPF CAP_PERFMON)"));
+    }
+
+    #[test]
+    fn the_debugfs_tracing_directory_counts() {
+        let (_dir, host) = fixture(&[("/sys/kernel/debug/tracing/kprobe_events", "")], 0);
+        assert_eq!(tracefs(&host), Check::ok(TRACEFS, "/sys/kernel/debug/tracing"));
+    }
+
+    #[test]
+    fn tracefs_mounted_without_kprobe_events_names_the_config() {
+        let (_dir, host) = fixture(&[("/sys/kernel/tracing/events/sched/enable", "0")], 0);
+        assert_eq!(tracefs_mounted(&host), Some("/sys/kernel/tracing"));
+        let c = tracefs(&host);
+        assert!(c.detail.starts_with("mounted at /sys/kernel/tracing but without kprobe_events"), "{c:?}");
+        assert_eq!(c.fix.as_deref(), Some("boot a kernel with CONFIG_KPROBE_EVENTS=y"));
+    }
+}
