@@ -157,7 +157,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             stdout
                 .write_all(text.as_bytes())
                 .and_then(|()| stdout.flush())
-                .map_err(|source| OutputError { output: "doctor output on stdout".into(), source })?;
+                .map_err(|source| OutputError { output: "doctor output on stdout".into(), error: source })?;
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
         Command::Replay { file, output, human, reports, policy, no_catalog } => {
@@ -288,9 +288,9 @@ fn ndjson_sink(path: &Path, records: NdjsonRecords) -> Result<Box<dyn Sink>, Out
         return Ok(Box::new(NdjsonSink::new(BufWriter::new(std::io::stdout()), "stdout", records)));
     }
     let name = path.display().to_string();
-    let file = auditor::sink::open_output(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?;
+    let file = auditor::sink::open_output(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), error: source })?;
     let sink = NdjsonSink::new(
-        BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), source })?),
+        BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), error: source })?),
         &name,
         records,
     );

@@ -44,12 +44,13 @@ pub trait Sink {
     }
 }
 
-/// An output could not be written (`write`, `flush` or `fsync` failed).
+/// An output could not be written (`write`, `flush` or `fsync` failed). The I/O error is part of
+/// the message, not a source: the one line says it once.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the {output}: {source}")]
+#[error("cannot write the {output}: {error}")]
 pub struct OutputError {
     pub output: String,
-    pub source: std::io::Error,
+    pub error: std::io::Error,
 }
 
 /// What the source knows at the end of a run and the pipeline does not.
@@ -99,7 +100,7 @@ impl Pipeline {
         }
         for sink in &mut self.sinks {
             if let Err(source) = deliver(sink.as_mut()) {
-                self.error = Some(OutputError { output: sink.name(), source });
+                self.error = Some(OutputError { output: sink.name(), error: source });
                 return;
             }
         }

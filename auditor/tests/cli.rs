@@ -202,6 +202,7 @@ fn replay_failing(args: &[&str], stdout: std::process::Stdio) -> String {
 fn an_ndjson_output_on_a_full_disk_stops_replay_with_exit_5() {
     let stderr = replay_failing(&["--output", "/dev/full"], std::process::Stdio::null());
     assert!(stderr.starts_with("pfn-auditor: cannot write the NDJSON output /dev/full: No space left on device"), "{stderr}");
+    assert_eq!(stderr.matches("No space left on device").count(), 1, "the reason is said once: {stderr}");
 }
 
 #[test]

@@ -25,7 +25,7 @@ impl JunitSink {
     /// Opens `path` with [`super::open_output`]; a refusal is an output error naming the report.
     pub fn create(path: &Path, fail_on: &[Severity], allow_loss: bool) -> Result<Self, OutputError> {
         let name = format!("JUnit report {}", path.display());
-        let file = super::open_output(path).map_err(|source| OutputError { output: name.clone(), source })?;
+        let file = super::open_output(path).map_err(|source| OutputError { output: name.clone(), error: source })?;
         Ok(Self { name, file, fail_on: fail_on.to_vec(), allow_loss })
     }
 }

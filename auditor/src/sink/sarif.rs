@@ -26,7 +26,7 @@ impl SarifSink {
     /// Opens `path` with [`super::open_output`]; a refusal is an output error naming the report.
     pub fn create(path: &std::path::Path) -> Result<Self, OutputError> {
         let name = format!("SARIF report {}", path.display());
-        let file = super::open_output(path).map_err(|source| OutputError { output: name.clone(), source })?;
+        let file = super::open_output(path).map_err(|source| OutputError { output: name.clone(), error: source })?;
         Ok(Self { name, file, version: None })
     }
 }
