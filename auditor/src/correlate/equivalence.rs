@@ -126,17 +126,7 @@ fn random_stream(rng: &mut Rng, len: usize) -> Stream {
                 s.vma_revoke(&p, cause, from..from + rng.below(4));
             }
             12 => {
-                let body = EventBody::Revoke {
-                    cause: Cause::Exit,
-                    mapping: None,
-                    first_pgoff: 0,
-                    nr_pages: None,
-                    vma: None,
-                    start: Hex(0),
-                    end: Hex(0),
-                    mm: Hex(p.mm),
-                };
-                s.push("exit_mmap", p.task(), Some(frame("__mmput", None)), body);
+                s.exit_mmap(&p);
             }
             _ => {
                 s.push("sched_process_exit", p.task(), None::<Frame>, EventBody::TaskExit {});

@@ -132,7 +132,13 @@ impl Stream {
         self.push(hook, p.task(), Some(frame("unmap_vmas", None)), body)
     }
 
+    /// The process exits: its mm is torn down, then its thread-group leader is gone.
     pub fn exit(&mut self, p: &Proc) -> &mut Self {
+        self.exit_mmap(p).push("sched_process_exit", p.task(), None, EventBody::TaskExit {})
+    }
+
+    /// The mm of `p` torn down (`exit_mmap`), without the task's exit.
+    pub fn exit_mmap(&mut self, p: &Proc) -> &mut Self {
         let body = EventBody::Revoke {
             cause: Cause::Exit,
             mapping: None,
@@ -143,8 +149,7 @@ impl Stream {
             end: Hex(0),
             mm: Hex(p.mm),
         };
-        self.push("exit_mmap", p.task(), Some(frame("__mmput", None)), body);
-        self.push("sched_process_exit", p.task(), None, EventBody::TaskExit {})
+        self.push("exit_mmap", p.task(), Some(frame("__mmput", None)), body)
     }
 
     pub fn frames_get(&mut self, p: &Proc, vec: u64, is_pfns: bool, pages: u32) -> &mut Self {
