@@ -76,11 +76,16 @@ fn ret(ctx: &RetProbeContext) -> i64 {
 // ---------------------------------------------------------------------------------------------
 // Watching
 
+/// A vma no record has watched yet: its records are preceded by its file's name and it becomes
+/// watched. The one hash lookup a PFN map or lookup record pays for watching.
 #[inline(always)]
-fn watch_vma(vma: u64, mapping: u64) {
-    if vma == 0 || WATCHED_VMAS.get_ptr(&vma).is_some() {
-        return;
-    }
+fn is_new_vma(vma: u64) -> bool {
+    vma != 0 && WATCHED_VMAS.get_ptr(&vma).is_none()
+}
+
+/// Watches a vma [`is_new_vma`] said is new.
+#[inline(always)]
+fn watch_new_vma(vma: u64, mapping: u64) {
     let _ = WATCHED_VMAS.insert(&vma, &mapping, 0);
     if mapping != 0 {
         match WATCHED_MAPPINGS.get_ptr_mut(&mapping) {
@@ -92,11 +97,11 @@ fn watch_vma(vma: u64, mapping: u64) {
     }
 }
 
-/// Before the first record that watches `vma`: names the file it maps, in the kernel, once
+/// Before the first record that watches a new `vma`: names the file it maps, in the kernel, once
 /// (counted on the `hook` whose record follows).
 #[inline(always)]
 fn name_new_vma(l: &KernelLayout, hook: Hook, vma: u64) {
-    if vma == 0 || WATCHED_VMAS.get_ptr(&vma).is_some() || l.file_dentry == KernelLayout::ABSENT {
+    if l.file_dentry == KernelLayout::ABSENT {
         return;
     }
     let file: u64 = read_field(vma, l.vma_vm_file);
@@ -175,13 +180,18 @@ pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
     }
     let l = layout();
     let [vma, addr, pfn, size] = e.args;
-    name_new_vma(&l, Hook::RemapPfnRange, vma);
-    emit::<PfnMapEvent>(&l, EventKind::PfnMap, Hook::RemapPfnRange as u32, e.stack_id, e.ts_ns, |ev| {
-        fill_vma(&l, vma, &mut ev.vma);
+    let new = is_new_vma(vma);
+    if new {
+        name_new_vma(l, Hook::RemapPfnRange, vma);
+    }
+    emit::<PfnMapEvent>(l, EventKind::PfnMap, Hook::RemapPfnRange as u32, e.stack_id, e.ts_ns, |ev| {
+        fill_vma(l, vma, &mut ev.vma);
         ev.addr = addr;
         ev.pfn = pfn;
         ev.size = size;
-        watch_vma(vma, ev.vma.mapping);
+        if new {
+            watch_new_vma(vma, ev.vma.mapping);
+        }
     });
     0
 }
@@ -191,7 +201,7 @@ pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn emit_inserted_pfn(ctx: &ProbeContext, vma: u64, addr: u64, pfn: u64, size: u64) {
     count_hit(Hook::InsertPfn as u32);
-    if vma == 0 || WATCHED_VMAS.get_ptr(&vma).is_some() {
+    if !is_new_vma(vma) {
         return;
     }
     let l = layout();
@@ -199,13 +209,13 @@ fn emit_inserted_pfn(ctx: &ProbeContext, vma: u64, addr: u64, pfn: u64, size: u6
     if flags & VM_PFNMAP == 0 {
         return;
     }
-    name_new_vma(&l, Hook::InsertPfn, vma);
-    emit::<PfnMapEvent>(&l, EventKind::PfnMap, Hook::InsertPfn as u32, stack_id(ctx), 0, |ev| {
-        fill_vma(&l, vma, &mut ev.vma);
+    name_new_vma(l, Hook::InsertPfn, vma);
+    emit::<PfnMapEvent>(l, EventKind::PfnMap, Hook::InsertPfn as u32, stack_id(ctx), 0, |ev| {
+        fill_vma(l, vma, &mut ev.vma);
         ev.addr = addr;
         ev.pfn = pfn;
         ev.size = size;
-        watch_vma(vma, ev.vma.mapping);
+        watch_new_vma(vma, ev.vma.mapping);
     });
 }
 
@@ -297,7 +307,10 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
             return; // a lookup of ordinary memory is not a raw-PFN pin
         }
     }
-    name_new_vma(l, hook, vma);
+    let new = is_new_vma(vma);
+    if new {
+        name_new_vma(l, hook, vma);
+    }
     emit::<RawLookupEvent>(l, EventKind::RawLookup, hook as u32, e.stack_id, e.ts_ns, |ev| {
         if vma != 0 {
             fill_vma(l, vma, &mut ev.vma);
@@ -307,7 +320,9 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
         ev.address = address;
         ev.pfn = pfn;
         ev.ram = pfn_is_ram(l, pfn) as u8;
-        watch_vma(vma, ev.vma.mapping);
+        if new {
+            watch_new_vma(vma, ev.vma.mapping);
+        }
         watch_pinner(ev.vma.mm);
     });
 }
