@@ -168,7 +168,11 @@ impl Session {
         }
         self.modules = modules;
         let now = monotonic_ns();
-        for status in self.attached.follow_modules(&self.symbols) {
+        let changed = self.attached.follow_modules(&self.symbols);
+        if !changed.is_empty() {
+            self.decoder.set_symbols(self.attached.symbols_by_slot());
+        }
+        for status in changed {
             observer.hook_changed(&status, now);
         }
     }

@@ -6,15 +6,15 @@
 use std::collections::HashMap;
 
 use auditor_common::{
-    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent, ReleaseCallEvent,
-    RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
+    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, HOOK_COUNT, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent,
+    ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
 };
 
 use crate::{
-    event::{Cause, Event, EventBody, Frame, Hex, Task, Vma},
+    event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
     file_names::KernelFileNames,
     file_paths::FilePaths,
-    symbols::{KernelSymbols, caller_of},
+    symbols::{KernelSymbols, attached_symbol, caller_of},
 };
 
 /// Why a record could not be decoded (a version mismatch between the eBPF object and the daemon
@@ -114,13 +114,26 @@ pub struct Decoder {
     next_seq: u64,
     /// Hook names of the counter slots (release slots carry the policy's function names).
     slot_names: Vec<String>,
+    /// The hook of each counter slot: a table hook, or the release function of a release slot.
+    slot_hooks: Vec<Option<HookRef>>,
     /// Per slot, the kernel symbols its probes are attached to (`Attached::symbols_by_slot`).
     slot_symbols: Vec<Vec<String>>,
 }
 
 impl Decoder {
     pub fn new(slot_names: Vec<String>, slot_symbols: Vec<Vec<String>>) -> Self {
-        Self { next_seq: 0, slot_names, slot_symbols }
+        let slot_hooks = (0..slot_names.len().max(HOOK_COUNT))
+            .map(|slot| match Hook::from_u32(slot as u32) {
+                Some(hook) => Some(HookRef::Table(hook)),
+                None => slot_names.get(slot).filter(|n| !n.is_empty()).map(|n| HookRef::Release(n.as_str().into())),
+            })
+            .collect();
+        Self { next_seq: 0, slot_names, slot_hooks, slot_symbols }
+    }
+
+    /// A module hook was attached, detached or re-attached: the symbols per slot from now on.
+    pub fn set_symbols(&mut self, slot_symbols: Vec<Vec<String>>) {
+        self.slot_symbols = slot_symbols;
     }
 
     /// The name of a hook slot (a release slot carries the policy's function name).
@@ -132,6 +145,11 @@ impl Decoder {
             .unwrap_or_else(|| Hook::from_u32(hook).map(|h| h.name().to_string()).unwrap_or_else(|| format!("hook{hook}")))
     }
 
+    /// The hook of a slot; a slot nothing is known of is named by its number (`hook17`).
+    fn hook(&self, slot: u32) -> HookRef {
+        self.slot_hooks.get(slot as usize).cloned().flatten().unwrap_or_else(|| HookRef::from_name(&self.hook_name(slot)))
+    }
+
     /// The event a record stands for; `None` for records that only inform enrichment (file names).
     pub fn decode(&mut self, raw: &RawRecord, enrich: &mut dyn Enrich) -> Option<Event> {
         if let RawRecord::FileName(name) = raw {
@@ -139,10 +157,11 @@ impl Decoder {
             return None;
         }
         let hdr = raw.header();
-        let hook = self.hook_name(hdr.hook);
+        let hook = self.hook(hdr.hook);
         let stack = if hdr.stack_id >= 0 { enrich.stack(hdr.stack_id) } else { Vec::new() };
         let attached = self.slot_symbols.get(hdr.hook as usize).map(Vec::as_slice).unwrap_or_default();
-        let caller = caller_of(&stack, &hook, attached);
+        let caller = caller_of(&stack, hook.name(), attached);
+        let symbol = attached_symbol(&stack, attached).map(str::to_string);
         let tgid = hdr.task.tgid;
         let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v));
         let body = match raw {
@@ -169,7 +188,7 @@ impl Decoder {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        Some(Event { seq, ts_ns: hdr.ts_ns, hook, task: to_task(&hdr.task), caller, stack, body })
+        Some(Event { seq, ts_ns: hdr.ts_ns, hook, symbol, task: to_task(&hdr.task), caller, stack, body })
     }
 }
 
@@ -301,7 +320,7 @@ mod tests {
         rec.pfn = 0x1234;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
         let ev = Decoder::new(Vec::new(), Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
-        assert_eq!(ev.hook, "follow_pfn");
+        assert_eq!(ev.hook, HookRef::Table(Hook::FollowPfn));
         assert_eq!(ev.task.comm, "demo");
         let EventBody::RawLookup { vma, pfn, address, .. } = ev.body else { panic!("wrong body") };
         assert_eq!(pfn, 0x1234);
@@ -347,8 +366,11 @@ mod tests {
         let mut symbols = vec![Vec::new(); auditor_common::HOOK_COUNT];
         symbols[Hook::ZapVmaPtes as usize] = vec!["zap_special_vma_range".to_string()];
         let ev = Decoder::new(Vec::new(), symbols).decode(&raw, &mut ZapStack).expect("an event");
-        assert_eq!(ev.hook, "zap_vma_ptes", "the record keeps the hook's name");
-        assert_eq!(ev.caller.and_then(|c| c.function).as_deref(), Some("pfnaudit_ioctl"));
+        assert_eq!(ev.hook, HookRef::Table(Hook::ZapVmaPtes), "the record keeps the hook");
+        assert_eq!(ev.symbol.as_deref(), Some("zap_special_vma_range"), "and says where it is attached");
+        assert_eq!(ev.caller.as_ref().and_then(|c| c.function.as_deref()), Some("pfnaudit_ioctl"));
+        let line = serde_json::to_value(&ev).unwrap();
+        assert_eq!((&line["hook"], &line["symbol"]), (&"zap_vma_ptes".into(), &"zap_special_vma_range".into()), "on the wire");
     }
 
     #[test]

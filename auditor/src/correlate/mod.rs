@@ -783,6 +783,7 @@ fn revocation_evidence(ev: &Event, cause: Cause) -> RevocationEvidence {
     RevocationEvidence {
         cause,
         hook: ev.hook.clone(),
+        symbol: ev.symbol.clone(),
         task: ev.task.clone(),
         caller: ev.caller.clone(),
         ts_ns: ev.ts_ns,

@@ -38,7 +38,7 @@ fn raw_pin_of_released_holder_outlives_owner_revoke_is_error() {
     assert_eq!(f.pin.holder.function.as_deref(), Some(HOLDER));
     assert_eq!(f.pin.vma.as_ref().unwrap().path.as_deref(), Some(DEVICE_PATH));
     let r = f.revocation.as_ref().unwrap();
-    assert_eq!((r.cause, r.hook.as_str()), (Cause::OwnerRevoke, "unmap_mapping_range"));
+    assert_eq!((r.cause, r.hook.name()), (Cause::OwnerRevoke, "unmap_mapping_range"));
     assert_eq!(f.age_ns, r.ts_ns - f.pin.ts_ns);
     assert!(f.age_ns > 0);
     assert_eq!(summary.findings, live, "released before munmap and end: nothing more");

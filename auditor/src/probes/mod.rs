@@ -84,8 +84,8 @@ impl Attached {
     pub fn symbols_by_slot(&self) -> Vec<Vec<String>> {
         let mut slots = vec![Vec::new(); HOOK_COUNT];
         for h in self.hooks.iter().filter(|h| h.state == HookState::Attached) {
-            if let Some(hook) = Hook::FIXED.iter().find(|k| k.name() == h.hook) {
-                slots[*hook as usize].push(h.symbol.clone());
+            if let Some(hook) = Hook::from_name(&h.hook) {
+                slots[hook as usize].push(h.symbol.clone());
             }
         }
         slots
