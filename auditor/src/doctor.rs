@@ -128,7 +128,7 @@ pub fn say_once_that_tracefs_is_missing(hooks: &mut [HookStatus]) {
 }
 
 fn is_tracepoint(symbol: &str) -> bool {
-    PROBES.iter().any(|r| matches!(r.attach, Attach::Tracepoint { name, .. } if name == symbol))
+    PROBES.iter().any(|r| matches!(r.attach(), Attach::Tracepoint { name, .. } if name == symbol))
 }
 
 /// Attached for real when `attach` (root and BTF), else planned.

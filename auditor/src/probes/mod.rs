@@ -143,7 +143,7 @@ impl KernelFacts {
 
 /// What attaching `row` would do on this kernel, before trying (absent symbol, module missing).
 fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
-    let Attach::Function { symbol, .. } = row.attach else { return None };
+    let Attach::Function { symbol, .. } = row.attach() else { return None };
     let status =
         |state, reason: String| Some(HookStatus { hook: row.hook.name().into(), symbol: symbol.into(), state, reason: Some(reason) });
     if let Some(module) = row.module
@@ -161,7 +161,7 @@ fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
 /// 5.10s have a static 6-argument `follow_pte` helper, not the exported lookup).
 fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
     let arity = row.arity?;
-    let symbol = row.attach.symbol();
+    let symbol = row.symbol;
     let params = btf.func_params(symbol)?;
     (params.len() != arity).then(|| HookStatus {
         hook: row.hook.name().into(),
@@ -192,7 +192,7 @@ pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<H
     for row in rows {
         statuses.push(precheck(facts, row).unwrap_or(HookStatus {
             hook: row.hook.name().into(),
-            symbol: row.attach.symbol().into(),
+            symbol: row.symbol.into(),
             state: HookState::Available,
             reason: None,
         }));
@@ -262,7 +262,7 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction
                 Ok(()) => (HookState::Attached, None),
                 Err(e) => (HookState::Failed, Some(failure_reason(&e))),
             };
-            hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.attach.symbol().into(), state, reason });
+            hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.symbol.into(), state, reason });
         }
     }
     for (slot, release) in release_functions.iter().enumerate() {
@@ -298,7 +298,7 @@ pub(crate) fn failure_reason(e: &anyhow::Error) -> String {
 }
 
 fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
-    match row.attach {
+    match row.attach() {
         Attach::Function { symbol, entry, ret } => {
             // Return probe first: an entry without its return would leave per-thread state behind.
             if let Some(ret) = ret {
@@ -343,7 +343,7 @@ mod tests {
         let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded eBPF object parses");
         let mut named: Vec<&str> = Vec::new();
         for row in table::PROBES {
-            match row.attach {
+            match row.attach() {
                 Attach::Function { entry, ret, .. } => named.extend(std::iter::once(entry).chain(ret)),
                 Attach::Tracepoint { program, .. } => named.push(program),
             }

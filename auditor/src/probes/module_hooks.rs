@@ -80,7 +80,7 @@ impl ModuleHook {
 
     fn symbol(&self) -> &str {
         match &self.target {
-            Target::Row(row) => row.attach.symbol(),
+            Target::Row(row) => row.symbol,
             Target::Release { function, .. } => function,
         }
     }
@@ -207,8 +207,8 @@ impl ModuleHook {
     fn programs(&self) -> anyhow::Result<Vec<(String, bool)>> {
         match &self.target {
             Target::Row(row) => {
-                let Attach::Function { entry, ret, .. } = row.attach else {
-                    anyhow::bail!("{} is a tracepoint, not a module function", row.attach.symbol())
+                let Attach::Function { entry, ret, .. } = row.attach() else {
+                    anyhow::bail!("{} is a tracepoint, not a module function", row.symbol)
                 };
                 Ok(ret.map(|r| (r.to_string(), true)).into_iter().chain([(entry.to_string(), false)]).collect())
             }
