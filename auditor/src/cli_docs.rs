@@ -1,7 +1,8 @@
 //! Man pages (clap_mangen) and shell completions (clap_complete) made from the CLI's own clap
 //! definition, so they say what `--help` says. The binary writes them with a subcommand that is
 //! not part of that definition (so no page or completion mentions it):
-//! `pfn-auditor generate-docs DIR`; `cargo xtask package` puts them in the .deb.
+//! `pfn-auditor generate-docs ROOT` writes them where a Debian system has them, under ROOT;
+//! `cargo xtask package` runs it on the package's tree.
 use std::{
     io::{self, Write},
     path::{Path, PathBuf},
@@ -19,19 +20,19 @@ use crate::gate_outcome::code;
 /// The name of the subcommand that writes the files.
 pub const SUBCOMMAND: &str = "generate-docs";
 
-/// `generate-docs DIR`: added to the parser by `main.rs`, hidden from `--help`.
+/// `generate-docs ROOT`: added to the parser by `main.rs`, hidden from `--help`.
 pub fn subcommand() -> Command {
     Command::new(SUBCOMMAND)
         .hide(true)
-        .about("Write the man pages (DIR/man1) and shell completions (DIR/completions) of this CLI")
-        .arg(clap::Arg::new("dir").required(true).value_parser(clap::value_parser!(PathBuf)))
+        .about("Write the man pages and shell completions of this CLI under ROOT/usr/share")
+        .arg(clap::Arg::new("root").required(true).value_parser(clap::value_parser!(PathBuf)))
 }
 
 /// Runs the subcommand: writes the files for `cli` (the CLI without this subcommand), prints
 /// their paths, and returns the exit code: 0, or 5 when a file cannot be written
 /// (docs/exit-codes.md).
 pub fn run(cli: Command, matches: &ArgMatches) -> u8 {
-    let dir = matches.get_one::<PathBuf>("dir").expect("dir is required");
+    let dir = matches.get_one::<PathBuf>("root").expect("root is required");
     match write(cli, dir) {
         Ok(paths) => {
             for path in paths {
@@ -40,7 +41,7 @@ pub fn run(cli: Command, matches: &ArgMatches) -> u8 {
             code::CLEAN
         }
         Err(e) => {
-            eprintln!("pfn-auditor: cannot write the man pages and completions in {}: {e}", dir.display());
+            eprintln!("pfn-auditor: cannot write the man pages and completions under {}: {e}", dir.display());
             code::OUTPUT
         }
     }
@@ -55,20 +56,24 @@ pub const COMPLETIONS: &[(Shell, &str, &str)] = &[
     (Shell::Fish, "pfn-auditor.fish", "usr/share/fish/vendor_completions.d"),
 ];
 
-/// Writes `DIR/man1/pfn-auditor.1` and one page per subcommand (`pfn-auditor-run.1`, …), and
-/// `DIR/completions/<shell>/<file>` for each shell of [`COMPLETIONS`]. Returns the paths written.
+/// Where the man pages go under the root.
+pub const MAN_DIR: &str = "usr/share/man/man1";
+
+/// Writes `ROOT/`[`MAN_DIR`]`/pfn-auditor.1` and one page per subcommand (`pfn-auditor-run.1`,
+/// …), uncompressed, and one completion file per shell of [`COMPLETIONS`] in its directory under
+/// ROOT. Returns the paths written.
 pub fn write(cli: Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut cli = cli.disable_help_subcommand(true);
     cli.build();
     let name = cli.get_name().to_owned();
-    let man_dir = dir.join("man1");
+    let man_dir = dir.join(MAN_DIR);
     std::fs::create_dir_all(&man_dir)?;
     let mut written = vec![write_page(&cli, &man_dir, Some(top_page_sections(&cli)))?];
     for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
         written.push(write_page(sub, &man_dir, None)?);
     }
-    for (shell, file, _) in COMPLETIONS {
-        let shell_dir = dir.join("completions").join(shell.to_string());
+    for (shell, file, shell_dir) in COMPLETIONS {
+        let shell_dir = dir.join(shell_dir);
         std::fs::create_dir_all(&shell_dir)?;
         let path = shell_dir.join(file);
         let mut out = io::BufWriter::new(std::fs::File::create(&path)?);
@@ -145,20 +150,20 @@ mod tests {
         assert_eq!(
             names,
             [
-                "man1/pfn-auditor.1",
-                "man1/pfn-auditor-run.1",
-                "man1/pfn-auditor-doctor.1",
-                "completions/bash/pfn-auditor",
-                "completions/zsh/_pfn-auditor",
-                "completions/fish/pfn-auditor.fish",
+                "usr/share/man/man1/pfn-auditor.1",
+                "usr/share/man/man1/pfn-auditor-run.1",
+                "usr/share/man/man1/pfn-auditor-doctor.1",
+                "usr/share/bash-completion/completions/pfn-auditor",
+                "usr/share/zsh/vendor-completions/_pfn-auditor",
+                "usr/share/fish/vendor_completions.d/pfn-auditor.fish",
             ]
         );
-        let top = std::fs::read_to_string(dir.path().join("man1/pfn-auditor.1")).unwrap();
+        let top = std::fs::read_to_string(dir.path().join(MAN_DIR).join("pfn-auditor.1")).unwrap();
         assert!(top.contains(".SH \"EXIT STATUS\""), "{top}");
         assert!(top.contains("pfn\\-auditor\\-run(1), pfn\\-auditor\\-doctor(1)"), "{top}");
-        let run = std::fs::read_to_string(dir.path().join("man1/pfn-auditor-run.1")).unwrap();
+        let run = std::fs::read_to_string(dir.path().join(MAN_DIR).join("pfn-auditor-run.1")).unwrap();
         assert!(run.contains("\\-\\-policy"), "{run}");
-        let bash = std::fs::read_to_string(dir.path().join("completions/bash/pfn-auditor")).unwrap();
+        let bash = std::fs::read_to_string(dir.path().join(COMPLETIONS[0].2).join("pfn-auditor")).unwrap();
         assert!(bash.contains("--policy"), "{bash}");
     }
 }
