@@ -54,6 +54,8 @@ fn version() -> Result<String> {
 fn stage(binary: &Path, root: &Path) -> Result<()> {
     let packaging = workspace_root().join("packaging");
     install(binary, &root.join("usr/bin/pfn-auditor"), 0o755)?;
+    // As Debian ships programs: without the symbol table (the eBPF object inside is data).
+    sh::run(Command::new("strip").arg("--strip-unneeded").arg(root.join("usr/bin/pfn-auditor")))?;
     install(&packaging.join("pfn-auditor.service"), &root.join(UNIT_PATH), 0o644)?;
     install(&packaging.join("policy.toml"), &root.join(POLICY_PATH), 0o644)?;
     // Man pages and completions, from the binary's own CLI definition.
@@ -127,6 +129,9 @@ fn verify_unit(package_root: &Path) -> Result<()> {
     sh::run(Command::new("cp").arg("-a").arg(package_root).arg(&root))?;
     // -n: the package's own unit is not replaced by an installed one.
     sh::run(Command::new("cp").args(["-an", "/lib/systemd/system/."]).arg(root.join("lib/systemd/system")))?;
+    // The base system's programs the unit runs (ExecStartPre's shell).
+    std::fs::create_dir_all(root.join("bin"))?;
+    std::fs::copy("/bin/sh", root.join("bin/sh")).context("cannot copy /bin/sh")?;
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(format!("--root={}", root.display()))

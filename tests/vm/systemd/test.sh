@@ -115,6 +115,8 @@ step remove dpkg -r pfn-auditor
 step removed-binary test ! -e /usr/bin/pfn-auditor
 step remove-keeps-policy test -e /etc/pfn-auditor/policy.toml
 step purge dpkg -P pfn-auditor
+# dpkg's database is left out of the path lists (it churns); it must have forgotten the package.
+step dpkg-forgot-it test -z "$(ls /var/lib/dpkg/info/pfn-auditor.* 2>/dev/null)"
 paths > $OUT/paths-after
 diff $OUT/paths-before $OUT/paths-after > $OUT/leftover
 send leftover 0 $OUT/leftover
