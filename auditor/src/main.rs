@@ -10,9 +10,10 @@ use std::{
 };
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use auditor::{
+    cli_docs,
     correlate::Severity,
     doctor,
     gate_outcome::{code, exit_code},
@@ -135,7 +136,13 @@ enum Command {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    // `generate-docs DIR` (man pages and completions for the package) is not part of `Cli`, so
+    // they do not mention it.
+    let matches = Cli::command().subcommand(cli_docs::subcommand()).get_matches();
+    if let Some((cli_docs::SUBCOMMAND, m)) = matches.subcommand() {
+        return ExitCode::from(cli_docs::run(Cli::command(), m));
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),

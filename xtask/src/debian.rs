@@ -102,7 +102,7 @@ impl PrivateApt {
 }
 
 /// The machine's Debian mirror, from its deb822 sources or its one-line sources.list.
-fn debian_mirror() -> Result<String> {
+pub fn debian_mirror() -> Result<String> {
     let mut texts = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
         for entry in dir.flatten() {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 const FATAL_MARKERS: &[&str] = &["Kernel panic", "BUG: soft lockup", "self-detected stall", "detected stalls on CPUs"];
 const INIT_STARTED: &str = "PFNAUDIT-INIT-STARTED";
 const DONE: &str = "PFNAUDIT-DONE";
+const APPEND: &str = "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 loglevel=4 tsc=reliable intel_iommu=on";
 
 /// A file the guest sent: `(scenario, label)` → (status word, contents).
 pub type GuestFiles = BTreeMap<(String, String), Sent>;
@@ -30,6 +31,9 @@ pub struct Boot<'a> {
     /// target/vm-test/<kernel>: console.log and serial1.log go here.
     pub dir: &'a Path,
     pub timeout: Duration,
+    /// A root disk image (virtio, `/dev/vda`), booted as a copy-on-write snapshot so the image is
+    /// never changed, and what the kernel command line gets in addition (the systemd test).
+    pub disk: Option<(&'a Path, &'a str)>,
 }
 
 pub struct Finished {
@@ -124,12 +128,15 @@ impl Boot<'_> {
             .arg(&self.kernel.vmlinuz)
             .arg("-initrd")
             .arg(self.initrd)
-            .args(["-append", "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 loglevel=4 tsc=reliable intel_iommu=on"])
+            .args(["-append", &format!("{APPEND}{}", self.disk.map(|(_, extra)| format!(" {extra}")).unwrap_or_default())])
             .args(["-serial", "mon:stdio", "-serial"])
             .arg(format!("file:{}", serial_log.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some((image, _)) = self.disk {
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,snapshot=on", image.display()));
+        }
         cmd
     }
 }

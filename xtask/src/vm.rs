@@ -52,7 +52,7 @@ impl Guest {
         // verification are slow under emulation) and runs a scenario.
         let timeout = Duration::from_secs(180 + 150 * items);
         eprintln!("xtask: booting {} with {items} plan item(s)", kernel.release);
-        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout }.run()?;
+        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout, disk: None }.run()?;
         for ((name, label), sent) in &finished.files {
             std::fs::write(dir.join(format!("{name}.{label}")), &sent.text)?;
         }
