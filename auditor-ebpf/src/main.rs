@@ -6,6 +6,7 @@
 #![no_main]
 
 mod emit;
+mod floor;
 mod kernel;
 mod maps;
 

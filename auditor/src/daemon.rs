@@ -40,6 +40,7 @@ pub trait Observer {
 pub struct SessionOptions {
     pub release_functions: Vec<crate::policy::ReleaseFunction>,
     pub ring_buffer_bytes: u32,
+    pub programs: probes::floor::Programs,
 }
 
 /// What the session saw, for the summary.
@@ -69,7 +70,7 @@ impl Session {
     /// `metrics` gets the kernel's per-hook counters at every poll.
     pub fn start(opts: &SessionOptions, metrics: Arc<Metrics>, observer: &mut dyn Observer) -> anyhow::Result<Self> {
         let facts = KernelFacts::read()?;
-        let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes)?;
+        let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes, opts.programs)?;
         require_essential_hooks(&attached)?;
         let maps = KernelMaps::take(&mut attached.ebpf)?;
         observer.attached(&attached);

@@ -7,7 +7,7 @@ use crate::{
     event::Event,
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
-    probes::{Attached, HookStatus},
+    probes::{Attached, HookStatus, floor::Programs},
     record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
 };
 
@@ -17,6 +17,8 @@ pub struct LiveOptions {
     /// Whether the NDJSON output carries raw `event` records (for `replay`): said in `status`.
     pub events: bool,
     pub ring_buffer_bytes: u32,
+    /// The auditing programs, or the benchmark's empty ones (`run --probe-floor`).
+    pub programs: Programs,
     /// `--metrics`: where to serve `metrics` (which a `MetricsSink` among the sinks also feeds).
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Gets the kernel's per-hook counters at every poll.
@@ -75,7 +77,11 @@ where
         policy_path: opts.policy_path.as_ref().map(|p| p.display().to_string()),
         rules: opts.policy.rules(),
     };
-    let session_opts = SessionOptions { release_functions: opts.policy.release_functions(), ring_buffer_bytes: opts.ring_buffer_bytes };
+    let session_opts = SessionOptions {
+        release_functions: opts.policy.release_functions(),
+        ring_buffer_bytes: opts.ring_buffer_bytes,
+        programs: opts.programs,
+    };
     let session = Session::start(&session_opts, opts.metrics.clone(), &mut source)?;
     if let Some(addr) = opts.metrics_addr {
         crate::metrics::serve(addr, opts.metrics).await?;

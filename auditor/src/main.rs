@@ -21,6 +21,7 @@ use auditor::{
     metrics::Metrics,
     pipeline::{OutputError, Sink},
     policy::Policy,
+    probes::floor::Programs,
     replay::{ReplayError, replay},
     sink::{
         human::HumanSink,
@@ -86,6 +87,11 @@ enum Command {
         /// Do not print findings on stderr
         #[arg(long, short)]
         quiet: bool,
+        /// Benchmark aid, audits nothing: attach empty eBPF programs wherever the auditing ones
+        /// would go, by the same mechanism, to measure what the probes alone cost (the floor
+        /// column of `cargo xtask bench`)
+        #[arg(long)]
+        probe_floor: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -182,10 +188,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Run { output, events, duration, quiet, common } => {
+        Command::Run { output, events, duration, quiet, probe_floor, common } => {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let ndjson = ndjson_sink(&output, NdjsonRecords::All { events })?;
-            let opts = live_options(&common, policy, events);
+            let mut opts = live_options(&common, policy, events);
+            if probe_floor {
+                eprintln!("pfn-auditor: --probe-floor: empty programs attached, nothing is audited (a benchmark aid)");
+                opts.programs = Programs::Floor;
+            }
             let sinks =
                 pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts))?;
             run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
@@ -261,6 +271,7 @@ fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
         policy_path: common.policy.clone(),
         events,
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
+        programs: Programs::Auditing,
         metrics_addr: common.metrics,
         metrics: Arc::new(Metrics::default()),
     }

@@ -279,6 +279,15 @@ fn the_metrics_example_address_is_loopback() {
     assert!(example.parse::<std::net::SocketAddr>().unwrap().ip().is_loopback(), "{example}");
 }
 
+/// `run --probe-floor` audits nothing: its help must say so before anyone mistakes it for a mode.
+#[test]
+fn probe_floor_is_marked_as_a_benchmark_aid_that_audits_nothing() {
+    let out = auditor().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let text = help.lines().skip_while(|l| !l.contains("--probe-floor")).take(4).collect::<Vec<_>>().join(" ");
+    assert!(text.contains("Benchmark aid, audits nothing"), "{text}");
+}
+
 /// `doctor` on this machine: a row per prerequisite before the hooks. Where the kernel has no
 /// kprobe PMU and no CONFIG_KPROBES (the development VM: 6.18 without kprobes) it says so once,
 /// in the checks, and exits 2.

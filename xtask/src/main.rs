@@ -58,13 +58,19 @@ enum Cmd {
     },
     /// Boot 6.1, run the misbehaving-driver scenario and show what pfn-auditor reports
     Demo,
-    /// Measure the auditor's overhead on the scenario program's timing workloads in the guest
+    /// Measure the auditor's overhead on the scenario program's timing workloads in the guest:
+    /// bare, under empty programs on the same hooks (the floor) and attached; one
+    /// `bench <kernel> <workload> bare_ns= floor_ns= attached_ns= ratio=` line each
     Bench {
+        /// Kernel series to measure (5.10, 6.1, 6.12); all when omitted
         #[arg(long = "kernel")]
         kernels: Vec<String>,
         /// Iterations per workload
         #[arg(long, default_value_t = 2000)]
         iterations: u64,
+        /// Guest clock: icount (deterministic instruction-count time) or tcg (host time)
+        #[arg(long, value_enum, default_value_t = qemu::Clock::Icount)]
+        clock: qemu::Clock,
     },
     /// Build the Debian package target/debian/pfn-auditor_<version>_amd64.deb (static binary,
     /// hardened systemd service, default policy, man pages, completions); checks the unit with
@@ -108,7 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Demo => demo::run(),
         Cmd::Package => package::build().map(drop),
         Cmd::SystemdTest { kernel } => systemd_test::run(kernels::series(&kernel)?),
-        Cmd::Bench { kernels, iterations } => bench::run(&selected(&kernels)?, iterations),
+        Cmd::Bench { kernels, iterations, clock } => bench::run(&selected(&kernels)?, clock, iterations),
         Cmd::Test => {
             setup::install_tools()?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -25,6 +25,30 @@ pub struct Sent {
     pub text: String,
 }
 
+/// How the guest's clock runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clock {
+    /// Plain TCG: guest time is host time, so it carries TCG's emulation cost and the host's load
+    /// (the VM tests; timings drift by a quarter between days)
+    Tcg,
+    /// `-icount shift=0,sleep=off`: guest time is the guest's instruction count, one nanosecond
+    /// per instruction, and an idle guest skips ahead: timings are deterministic and a kprobe
+    /// trap costs what its instructions cost, not what TCG takes to emulate it. The RTC starts at
+    /// a fixed date and runs on guest time too: the kernel mixes the boot time into its random
+    /// pool, and random numbers place mappings and slab objects
+    Icount,
+}
+
+impl Clock {
+    /// QEMU arguments for this clock.
+    fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            Clock::Tcg => &[],
+            Clock::Icount => &["-icount", "shift=0,sleep=off", "-rtc", "base=2026-11-30T00:00:00,clock=vm"],
+        }
+    }
+}
+
 pub struct Boot<'a> {
     pub kernel: &'a Kernel,
     pub initrd: &'a Path,
@@ -34,6 +58,7 @@ pub struct Boot<'a> {
     /// A root disk image (virtio, `/dev/vda`), booted as a copy-on-write snapshot so the image is
     /// never changed, and what the kernel command line gets in addition (the systemd test).
     pub disk: Option<(&'a Path, &'a str)>,
+    pub clock: Clock,
 }
 
 pub struct Finished {
@@ -123,6 +148,7 @@ impl Boot<'_> {
         // with SVM + nested paging so kvm_amd runs inside the TCG guest.
         cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "qemu64,+svm,+npt", "-m", "1G", "-smp", "1"])
             .args(["-device", "intel-iommu,intremap=on", "-device", "edu", "-nic", "none", "-device", "e1000"])
+            .args(self.clock.qemu_args())
             .args(["-nographic", "-no-reboot"])
             .arg("-kernel")
             .arg(&self.kernel.vmlinuz)
@@ -201,6 +227,31 @@ pub fn parse_guest_files(stream: &str) -> GuestFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn qemu_args(clock: Clock) -> Vec<String> {
+        let kernel = Kernel {
+            label: "6.1",
+            release: "6.1.0-50-amd64".into(),
+            vmlinuz: "vmlinuz".into(),
+            modules_dir: "modules".into(),
+            headers: "headers".into(),
+        };
+        let boot = Boot { kernel: &kernel, initrd: Path::new("initrd"), dir: Path::new("dir"), timeout: Duration::ZERO, disk: None, clock };
+        boot.command(Path::new("serial1.log")).get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn icount_is_added_for_the_bench_only() {
+        let tcg = qemu_args(Clock::Tcg);
+        assert!(!tcg.iter().any(|a| a.contains("icount")), "the VM tests' command line stays plain TCG: {tcg:?}");
+        let icount = qemu_args(Clock::Icount);
+        let at = icount.iter().position(|a| a == "-icount").expect("-icount given");
+        assert_eq!(icount[at + 1], "shift=0,sleep=off");
+        assert_eq!(icount[at + 2..at + 4], ["-rtc", "base=2026-11-30T00:00:00,clock=vm"], "the boot time is fixed");
+        let mut without: Vec<String> = icount.clone();
+        without.drain(at..at + 4);
+        assert_eq!(without, tcg, "icount changes nothing else");
+    }
 
     #[test]
     fn framed_files_are_split_by_scenario_and_label_with_their_status() {

@@ -28,9 +28,12 @@ const APT_PACKAGES: &[&str] = &[
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const BPF_LINKER_VERSION: &str = "0.10.4";
 
+/// `cargo xtask build`: prints the binary's path.
 pub fn build(release: bool) -> Result<PathBuf> {
     install_tools()?;
-    build_auditor(release)
+    let binary = build_auditor(release)?;
+    println!("{}", binary.display());
+    Ok(binary)
 }
 
 /// Everything the build and the VM rig need from outside the workspace.
@@ -103,7 +106,6 @@ pub fn build_auditor(release: bool) -> Result<PathBuf> {
     sh::run(&mut cargo)?;
     let binary = auditor_binary(release);
     ensure_static(&binary)?;
-    println!("{}", binary.display());
     Ok(binary)
 }
 

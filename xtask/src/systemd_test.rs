@@ -11,7 +11,7 @@ use crate::debian::{self, PrivateApt};
 use crate::initramfs::Cpio;
 use crate::kernels::{self, Series};
 use crate::plan::{self, Scenario};
-use crate::qemu::{Boot, GuestFiles};
+use crate::qemu::{Boot, Clock, GuestFiles};
 use crate::setup::ensure_static;
 use crate::sh::{self, cache_dir, vm_sources_dir, vm_target_dir};
 use crate::{demo, image, modules, package, verdict};
@@ -45,7 +45,14 @@ pub fn run(series: Series) -> Result<()> {
     write_initramfs(&initrd, &kernel, &deb, &scenario)?;
     eprintln!("xtask: booting {} with systemd from {}", kernel.release, root_image.display());
     let append = format!("systemd.unit={TEST_UNIT} systemd.show_status=0");
-    let boot = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout: Duration::from_secs(900), disk: Some((&root_image, &append)) };
+    let boot = Boot {
+        kernel: &kernel,
+        initrd: &initrd,
+        dir: &dir,
+        timeout: Duration::from_secs(900),
+        disk: Some((&root_image, &append)),
+        clock: Clock::Tcg,
+    };
     let finished = boot.run()?;
     for ((_, label), sent) in &finished.files {
         std::fs::write(dir.join(label), &sent.text)?;

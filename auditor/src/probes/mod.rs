@@ -1,5 +1,6 @@
 //! Loading the eBPF object and attaching its programs where the probe table says, on the running
 //! kernel. The result says, per hook, what happened (for the `status` record and `doctor`).
+pub mod floor;
 pub mod kernel_version;
 pub mod layout;
 mod module_hooks;
@@ -18,6 +19,7 @@ use crate::{
     policy::ReleaseFunction,
     symbols::{KernelSymbols, LoadedModules},
 };
+use floor::Programs;
 use kernel_version::KernelVersion;
 use layout::{KernelBtf, kernel_layout};
 use module_hooks::{
@@ -172,8 +174,8 @@ fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
 }
 
 /// Rows for hooks the table says this kernel does not have.
-fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<HookStatus>) {
-    let (rows, missing) = table::select(version);
+fn out_of_range_rows(programs: Programs, version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<HookStatus>) {
+    let (rows, missing) = table::select_in(programs.table(), version);
     let absent = missing
         .into_iter()
         .map(|m| HookStatus {
@@ -188,7 +190,7 @@ fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<Hoo
 
 /// `doctor` without privileges: what would be attached.
 pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<HookStatus> {
-    let (rows, mut statuses) = out_of_range_rows(facts.version);
+    let (rows, mut statuses) = out_of_range_rows(Programs::Auditing, facts.version);
     for row in rows {
         statuses.push(precheck(facts, row).unwrap_or(HookStatus {
             hook: row.hook.name().into(),
@@ -226,8 +228,14 @@ pub fn require_root() -> anyhow::Result<()> {
 }
 
 /// Loads the eBPF object with this kernel's layout and attaches every hook the table selects,
-/// plus one kprobe per policy release function.
-pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction], ring_buffer_bytes: u32) -> anyhow::Result<Attached> {
+/// plus one kprobe per policy release function; `programs` says whether the auditing programs or
+/// the benchmark's empty ones (`floor.rs`).
+pub fn load_and_attach(
+    facts: &KernelFacts,
+    release_functions: &[ReleaseFunction],
+    ring_buffer_bytes: u32,
+    programs: Programs,
+) -> anyhow::Result<Attached> {
     require_root()?;
     if release_functions.len() > RELEASE_SLOTS {
         anyhow::bail!("the policy names {} release functions; at most {RELEASE_SLOTS} are supported", release_functions.len());
@@ -246,7 +254,7 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction
         tracefs_kprobe::remove_stale_events(tracefs);
     }
 
-    let (rows, mut hooks) = out_of_range_rows(facts.version);
+    let (rows, mut hooks) = out_of_range_rows(programs, facts.version);
     let mut module_hooks = Vec::new();
     for row in rows {
         if let Some(status) = prototype_mismatch(&btf, row) {
@@ -266,7 +274,7 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction
         }
     }
     for (slot, release) in release_functions.iter().enumerate() {
-        let mut hook = ModuleHook::release(slot, release, hooks.len());
+        let mut hook = ModuleHook::release(programs.release(slot), release, hooks.len());
         hooks.push(hook.arm(&mut ebpf, &facts.symbols, facts.version, tracefs.as_deref()));
         module_hooks.push(hook);
     }
@@ -308,7 +316,9 @@ fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
         }
         Attach::Tracepoint { category, name, program } => {
             let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
-            prog.load().with_context(|| format!("verifier rejected {program}"))?;
+            if prog.fd().is_err() {
+                prog.load().with_context(|| format!("verifier rejected {program}"))?;
+            }
             prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
             Ok(())
         }
@@ -352,6 +362,30 @@ mod tests {
         named.extend(releases.iter().map(String::as_str));
         let missing: Vec<&&str> = named.iter().filter(|p| !object.programs.contains_key(**p)).collect();
         assert!(missing.is_empty(), "programs named by the probe table but not in the object: {missing:?}");
+    }
+
+    /// The floor's empty program must be of the type of the program it stands in for: a kprobe
+    /// costs what a kprobe costs, a kretprobe more.
+    #[test]
+    fn each_floor_program_is_of_the_type_of_the_auditing_program_it_replaces() {
+        let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded eBPF object parses");
+        let section =
+            |name: &str| object.programs.get(name).map(|p| format!("{:?}", p.section)).unwrap_or_else(|| format!("no program {name}"));
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (real, empty) in table::PROBES.iter().zip(Programs::Floor.table()) {
+            match (real.attach, empty.attach) {
+                (Attach::Function { entry, ret, .. }, Attach::Function { entry: e, ret: r, .. }) => {
+                    pairs.push((entry.into(), e.into()));
+                    pairs.extend(ret.zip(r).map(|(a, b)| (a.into(), b.into())));
+                }
+                (Attach::Tracepoint { program, .. }, Attach::Tracepoint { program: p, .. }) => pairs.push((program.into(), p.into())),
+                _ => panic!("{}: the floor changed the attach mechanism", real.attach.symbol()),
+            }
+        }
+        pairs.extend((0..RELEASE_SLOTS).map(|slot| (Programs::Auditing.release(slot), Programs::Floor.release(slot))));
+        for (real, empty) in pairs {
+            assert_eq!(section(&empty), section(&real), "{empty} stands in for {real}");
+        }
     }
 
     #[test]

@@ -33,10 +33,10 @@ pub const BTF_MODULES: &[&str] = &["videobuf2_common"];
 #[derive(Clone, Debug)]
 enum Target {
     Row(&'static ProbeRow),
-    /// Policy release function `function`, served by program `release_{slot}`; `module` is its
-    /// holder's.
+    /// Policy release function `function`, served by kprobe `program` (`release_{slot}`, or the
+    /// floor's empty one); `module` is its holder's.
     Release {
-        slot: usize,
+        program: String,
         function: String,
         module: Option<String>,
     },
@@ -70,8 +70,8 @@ impl ModuleHook {
         Self::new(Target::Row(row), status)
     }
 
-    pub fn release(slot: usize, release: &ReleaseFunction, status: usize) -> Self {
-        Self::new(Target::Release { slot, function: release.name.clone(), module: release.module.clone() }, status)
+    pub fn release(program: String, release: &ReleaseFunction, status: usize) -> Self {
+        Self::new(Target::Release { program, function: release.name.clone(), module: release.module.clone() }, status)
     }
 
     fn new(target: Target, status: usize) -> Self {
@@ -212,7 +212,7 @@ impl ModuleHook {
                 };
                 Ok(ret.map(|r| (r.to_string(), true)).into_iter().chain([(entry.to_string(), false)]).collect())
             }
-            Target::Release { slot, .. } => Ok(vec![(format!("release_{slot}"), false)]),
+            Target::Release { program, .. } => Ok(vec![(program.clone(), false)]),
         }
     }
 
