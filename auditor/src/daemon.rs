@@ -40,7 +40,7 @@ pub trait Observer {
 pub struct SessionOptions {
     pub release_functions: Vec<crate::policy::ReleaseFunction>,
     pub ring_buffer_bytes: u32,
-    pub programs: probes::floor::Programs,
+    pub programs: probes::floor::ProgramSet,
 }
 
 /// What the session saw, for the summary.

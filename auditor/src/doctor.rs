@@ -137,7 +137,7 @@ fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool) -> (Vec<HookSta
     if attach {
         // Attach for real (and detach on drop): the only proof that the verifier accepts the
         // programs on this kernel.
-        match probes::load_and_attach(facts, release_functions, 1 << 20, probes::floor::Programs::Auditing) {
+        match probes::load_and_attach(facts, release_functions, 1 << 20, probes::floor::ProgramSet::Auditing) {
             Ok(attached) => (attached.hooks, true),
             Err(e) => {
                 let mut planned = probes::plan(facts, release_functions);

@@ -7,7 +7,7 @@ use crate::{
     event::Event,
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
-    probes::{Attached, HookStatus, floor::Programs},
+    probes::{Attached, HookStatus, floor::ProgramSet},
     record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
 };
 
@@ -18,7 +18,7 @@ pub struct LiveOptions {
     pub events: bool,
     pub ring_buffer_bytes: u32,
     /// The auditing programs, or the benchmark's empty ones (`run --probe-floor`).
-    pub programs: Programs,
+    pub programs: ProgramSet,
     /// `--metrics`: where to serve `metrics` (which a `MetricsSink` among the sinks also feeds).
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Gets the kernel's per-hook counters at every poll.

@@ -21,7 +21,7 @@ use auditor::{
     metrics::Metrics,
     pipeline::{OutputError, Sink},
     policy::Policy,
-    probes::floor::Programs,
+    probes::floor::ProgramSet,
     replay::{ReplayError, replay},
     sink::{
         human::HumanSink,
@@ -194,7 +194,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let mut opts = live_options(&common, policy, events);
             if probe_floor {
                 eprintln!("pfn-auditor: --probe-floor: empty programs attached, nothing is audited (a benchmark aid)");
-                opts.programs = Programs::Floor;
+                opts.programs = ProgramSet::Floor;
             }
             let sinks =
                 pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts))?;
@@ -271,7 +271,7 @@ fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
         policy_path: common.policy.clone(),
         events,
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
-        programs: Programs::Auditing,
+        programs: ProgramSet::Auditing,
         metrics_addr: common.metrics,
         metrics: Arc::new(Metrics::default()),
     }

@@ -19,7 +19,7 @@ use crate::{
     policy::ReleaseFunction,
     symbols::{KernelSymbols, LoadedModules},
 };
-use floor::Programs;
+use floor::ProgramSet;
 use kernel_version::KernelVersion;
 use layout::{KernelBtf, kernel_layout};
 use module_hooks::{
@@ -174,8 +174,8 @@ fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
 }
 
 /// Rows for hooks the table says this kernel does not have.
-fn out_of_range_rows(programs: Programs, version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<HookStatus>) {
-    let (rows, missing) = table::select_in(programs.table(), version);
+fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<HookStatus>) {
+    let (rows, missing) = table::select(version);
     let absent = missing
         .into_iter()
         .map(|m| HookStatus {
@@ -190,7 +190,7 @@ fn out_of_range_rows(programs: Programs, version: KernelVersion) -> (Vec<&'stati
 
 /// `doctor` without privileges: what would be attached.
 pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<HookStatus> {
-    let (rows, mut statuses) = out_of_range_rows(Programs::Auditing, facts.version);
+    let (rows, mut statuses) = out_of_range_rows(facts.version);
     for row in rows {
         statuses.push(precheck(facts, row).unwrap_or(HookStatus {
             hook: row.hook.name().into(),
@@ -234,7 +234,7 @@ pub fn load_and_attach(
     facts: &KernelFacts,
     release_functions: &[ReleaseFunction],
     ring_buffer_bytes: u32,
-    programs: Programs,
+    programs: ProgramSet,
 ) -> anyhow::Result<Attached> {
     require_root()?;
     if release_functions.len() > RELEASE_SLOTS {
@@ -254,19 +254,19 @@ pub fn load_and_attach(
         tracefs_kprobe::remove_stale_events(tracefs);
     }
 
-    let (rows, mut hooks) = out_of_range_rows(programs, facts.version);
+    let (rows, mut hooks) = out_of_range_rows(facts.version);
     let mut module_hooks = Vec::new();
     for row in rows {
         if let Some(status) = prototype_mismatch(&btf, row) {
             hooks.push(status);
         } else if follows_its_module(row) {
-            let mut hook = ModuleHook::row(row, hooks.len());
+            let mut hook = ModuleHook::row(row, programs.attach(row), hooks.len());
             hooks.push(hook.arm(&mut ebpf, &facts.symbols, facts.version, tracefs.as_deref()));
             module_hooks.push(hook);
         } else if let Some(status) = precheck(facts, row) {
             hooks.push(status);
         } else {
-            let (state, reason) = match attach_row(&mut ebpf, row) {
+            let (state, reason) = match attach_row(&mut ebpf, programs.attach(row)) {
                 Ok(()) => (HookState::Attached, None),
                 Err(e) => (HookState::Failed, Some(failure_reason(&e))),
             };
@@ -305,8 +305,8 @@ pub(crate) fn failure_reason(e: &anyhow::Error) -> String {
     }
 }
 
-fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
-    match row.attach() {
+fn attach_row(ebpf: &mut Ebpf, attach: Attach) -> anyhow::Result<()> {
+    match attach {
         Attach::Function { symbol, entry, ret } => {
             // Return probe first: an entry without its return would leave per-thread state behind.
             if let Some(ret) = ret {
@@ -372,17 +372,18 @@ mod tests {
         let section =
             |name: &str| object.programs.get(name).map(|p| format!("{:?}", p.section)).unwrap_or_else(|| format!("no program {name}"));
         let mut pairs: Vec<(String, String)> = Vec::new();
-        for (real, empty) in table::PROBES.iter().zip(Programs::Floor.table()) {
-            match (real.attach, empty.attach) {
+        for row in table::PROBES {
+            let (real, empty) = (ProgramSet::Auditing.attach(row), ProgramSet::Floor.attach(row));
+            match (real, empty) {
                 (Attach::Function { entry, ret, .. }, Attach::Function { entry: e, ret: r, .. }) => {
                     pairs.push((entry.into(), e.into()));
                     pairs.extend(ret.zip(r).map(|(a, b)| (a.into(), b.into())));
                 }
                 (Attach::Tracepoint { program, .. }, Attach::Tracepoint { program: p, .. }) => pairs.push((program.into(), p.into())),
-                _ => panic!("{}: the floor changed the attach mechanism", real.attach.symbol()),
+                _ => panic!("{}: the floor changed the attach mechanism", real.symbol()),
             }
         }
-        pairs.extend((0..RELEASE_SLOTS).map(|slot| (Programs::Auditing.release(slot), Programs::Floor.release(slot))));
+        pairs.extend((0..RELEASE_SLOTS).map(|slot| (ProgramSet::Auditing.release(slot), ProgramSet::Floor.release(slot))));
         for (real, empty) in pairs {
             assert_eq!(section(&empty), section(&real), "{empty} stands in for {real}");
         }

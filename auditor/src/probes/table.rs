@@ -273,11 +273,7 @@ pub struct OutOfRange {
 
 /// The rows that apply to `kernel`, and the hooks that have none (with the table's reason).
 pub fn select(kernel: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<OutOfRange>) {
-    select_in(PROBES, kernel)
-}
-
-/// [`select`] in `table`: [`PROBES`], or its twin with other programs (`floor.rs`).
-pub fn select_in(table: &'static [ProbeRow], kernel: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<OutOfRange>) {
+    let table = PROBES;
     let in_range = |row: &ProbeRow| row.since <= kernel && row.until.is_none_or(|until| kernel <= until);
     let chosen: Vec<&ProbeRow> = table.iter().filter(|row| in_range(row)).collect();
     let mut missing: Vec<OutOfRange> = Vec::new();
