@@ -30,6 +30,10 @@ pub struct Evidence {
     pub path: Option<String>,
     /// `pin.holder.module`
     pub holder_module: Option<String>,
+    /// `pin.holder.function`
+    pub holder: Option<String>,
+    /// `pin.pages`
+    pub pages: Option<u64>,
     /// `revocation.hook`
     pub hook: Option<String>,
     /// `revocation.caller.function`
@@ -42,6 +46,8 @@ impl Evidence {
         Evidence {
             path: text("/pin/vma/path"),
             holder_module: text("/pin/holder/module"),
+            holder: text("/pin/holder/function"),
+            pages: finding.pointer("/pin/pages").and_then(Value::as_u64),
             hook: text("/revocation/hook"),
             caller: text("/revocation/caller/function"),
         }
@@ -52,6 +58,7 @@ impl Evidence {
         let checks = [
             ("mapping", &expect.path, &self.path, false),
             ("holder module", &expect.holder_module, &self.holder_module, false),
+            ("holder", &expect.holder, &self.holder, true),
             ("revoking hook", &expect.hook, &self.hook, false),
             ("revocation caller", &expect.caller, &self.caller, true),
         ];
@@ -66,6 +73,12 @@ impl Evidence {
             if !same {
                 out.push(format!("a {} finding names {what} {} instead of {want}", expect.kind, got.as_deref().unwrap_or("none")));
             }
+        }
+        if let Some(want) = expect.pages
+            && self.pages != Some(want)
+        {
+            let got = self.pages.map_or("no".to_owned(), |n| n.to_string());
+            out.push(format!("a {} finding's pin holds {got} page(s) instead of {want}", expect.kind));
         }
         out
     }
@@ -322,6 +335,20 @@ mod tests {
         assert!(why.contains("names holder module kvm instead of vfio_iommu_type1"), "{why}");
         assert!(why.contains("names revoking hook unmap_mapping_range instead of zap_vma_ptes"), "{why}");
         assert!(why.contains("names revocation caller revoke_iomem.isra.0 instead of vfio_pci_zap_and_vma_lock"), "{why}");
+    }
+
+    #[test]
+    fn the_holder_read_from_the_pins_stack_and_its_pages_are_checked_on_every_finding() {
+        let s = scenario("{ kind = \"pin-outlived-revocation\", count = 1, holder = \"pfnaudit_pin_tracked\", pages = 16 }");
+        let finding = |holder: &str, pages: u64| {
+            format!(
+                "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-outlived-revocation\",\"pin\":{{\"holder\":{{\"function\":\"{holder}\"}},\"pages\":{pages}}}}}\n"
+            )
+        };
+        assert!(judge(&s, "6.1", &files(&finding("pfnaudit_pin_tracked.isra.0", 16), "0"), true).is_ok());
+        let why = judge(&s, "6.1", &files(&finding("pfnaudit_storm_a", 15), "0"), true).unwrap_err();
+        assert!(why.contains("names holder pfnaudit_storm_a instead of pfnaudit_pin_tracked"), "{why}");
+        assert!(why.contains("pin holds 15 page(s) instead of 16"), "{why}");
     }
 
     #[test]
