@@ -21,6 +21,9 @@ pub struct Tally {
     /// `raw-lookup` events whose vma the kernel side did not find (every pin must know its vma:
     /// mm-only lookups are resolved in the kernel).
     pub lookups_without_vma: usize,
+    /// Hooks of the summary whose BPF run-time statistics are missing or impossible (fewer
+    /// program runs than probe hits, or runs that took no time), each with why.
+    pub bad_run_stats: Vec<String>,
 }
 
 /// What a finding names, as far as the expectations check it (`None`: the finding names none).
@@ -95,7 +98,11 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
                 *tally.findings.entry(kind.to_owned()).or_default() += 1;
                 tally.evidence.entry(kind.to_owned()).or_default().push(Evidence::of(&record));
             }
-            Some("summary") => tally.suppressed = record.get("suppressed").and_then(Value::as_u64),
+            Some("summary") => {
+                tally.suppressed = record.get("suppressed").and_then(Value::as_u64);
+                let hooks = record.get("hooks").and_then(Value::as_array).into_iter().flatten();
+                tally.bad_run_stats.extend(hooks.filter_map(bad_run_stats));
+            }
             Some("event") if record.get("kind").and_then(Value::as_str) == Some("raw-lookup") => {
                 if record.pointer("/vma/vma").and_then(Value::as_str).is_none_or(|vma| vma == "0x0") {
                     tally.lookups_without_vma += 1;
@@ -108,6 +115,20 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
         }
     }
     Ok(tally)
+}
+
+/// Why a summary hook's run-time statistics cannot be right, if so: the kernel keeps them on every
+/// tested kernel (5.8+), runs include each probe hit (a return probe runs too), and a run takes time.
+fn bad_run_stats(hook: &Value) -> Option<String> {
+    let name = hook.get("hook").and_then(Value::as_str).unwrap_or("?");
+    let hits = hook.get("hits").and_then(Value::as_u64).unwrap_or(0);
+    let (Some(runs), Some(ns)) = (hook.get("bpf_runs").and_then(Value::as_u64), hook.get("bpf_run_ns").and_then(Value::as_u64)) else {
+        return Some(format!("{name} has no BPF run-time statistics"));
+    };
+    if runs < hits {
+        return Some(format!("{name}: {runs} BPF runs for {hits} hits"));
+    }
+    (runs > 0 && ns == 0).then(|| format!("{name}: {runs} BPF runs took 0 ns"))
 }
 
 /// Ok(summary) on PASS, Err(reason) on FAIL. Without an auditor only the scenario program is judged.
@@ -154,6 +175,9 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     }
     if !tally.has_status {
         problems.push("no status record".to_owned());
+    }
+    if !tally.bad_run_stats.is_empty() {
+        problems.push(format!("summary: {}", tally.bad_run_stats.join(", ")));
     }
     if tally.lookups_without_vma > 0 {
         problems.push(format!("{} raw-lookup event(s) carry no vma", tally.lookups_without_vma));
@@ -304,6 +328,20 @@ mod tests {
         assert!(judge(&s, "6.1", &files(&resolved, "0"), true).is_ok());
         let unresolved = format!("{STATUS}{}{}", lookup("0xffff8881000a0000"), lookup("0x0"));
         assert!(judge(&s, "6.1", &files(&unresolved, "0"), true).unwrap_err().contains("1 raw-lookup event(s) carry no vma"));
+    }
+
+    #[test]
+    fn summary_hooks_must_carry_plausible_bpf_run_time_statistics() {
+        let s = scenario("{ kind = \"pin-leaked\", count = 0 }");
+        let summary = |hook: &str| format!("{STATUS}{{\"type\":\"summary\",\"hooks\":[{hook}]}}\n");
+        let good = summary("{\"hook\":\"follow_pte\",\"hits\":3,\"bpf_runs\":6,\"bpf_run_ns\":4000}");
+        assert!(judge(&s, "6.1", &files(&good, "0"), true).is_ok());
+        let missing = summary("{\"hook\":\"follow_pte\",\"hits\":3}");
+        assert!(judge(&s, "6.1", &files(&missing, "0"), true).unwrap_err().contains("follow_pte has no BPF run-time statistics"));
+        let fewer = summary("{\"hook\":\"zap_vma_ptes\",\"hits\":3,\"bpf_runs\":2,\"bpf_run_ns\":10}");
+        assert!(judge(&s, "6.1", &files(&fewer, "0"), true).unwrap_err().contains("zap_vma_ptes: 2 BPF runs for 3 hits"));
+        let free = summary("{\"hook\":\"zap_vma_ptes\",\"hits\":1,\"bpf_runs\":2,\"bpf_run_ns\":0}");
+        assert!(judge(&s, "6.1", &files(&free, "0"), true).unwrap_err().contains("took 0 ns"));
     }
 
     #[test]
