@@ -18,8 +18,12 @@ use crate::{
     symbols::{KernelSymbols, LoadedModules},
 };
 
-/// How often the ring buffer is drained without a wakeup (the kernel wakes the daemon only for
-/// revocations and backlogs) and counters are polled for losses.
+/// How often the ring buffer is drained. The kernel wakes the daemon for no record (only for a
+/// backlog past 256 KiB, `auditor-ebpf/src/emit.rs`): records wait for this timer, so a finding
+/// is written at most this long plus its decoding after the event that completes it, within
+/// 100 ms, and a busy holder costs no context switch per record.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often the kernel's counters are read for losses and metrics.
 const COUNTER_POLL: Duration = Duration::from_millis(100);
 
 /// What a session reports, in order; `live.rs` turns these into records for the pipeline.
@@ -97,30 +101,35 @@ impl Session {
     /// without the final drain, when the observer's outputs failed.
     pub async fn run(mut self, stop: impl Future<Output = ()>, observer: &mut dyn Observer) -> anyhow::Result<SessionEnd> {
         tokio::pin!(stop);
-        let mut tick = tokio::time::interval(COUNTER_POLL);
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        let mut poll = tokio::time::interval(COUNTER_POLL);
         loop {
             tokio::select! {
                 batch = self.maps.next_batch() => {
                     let batch = batch?;
                     self.handle_batch(batch, observer);
                 }
-                _ = tick.tick() => {
+                _ = drain.tick() => {
                     let batch = self.maps.drain_now();
                     self.handle_batch(batch, observer);
-                    self.poll_counters(observer);
                 }
+                _ = poll.tick() => self.poll_counters(observer),
                 _ = &mut stop => break,
             }
             if observer.failed() {
-                return Ok(SessionEnd { hooks: totals(&self.maps.read_counters(), &self.attached.counter_names) });
+                return Ok(SessionEnd { hooks: self.totals() });
             }
         }
         // Records written just before the stop are still in the ring: read them all.
         let rest = self.maps.drain_now();
         self.handle_batch(rest, observer);
         self.poll_counters(observer);
-        let counters = self.maps.read_counters();
-        Ok(SessionEnd { hooks: totals(&counters, &self.attached.counter_names) })
+        Ok(SessionEnd { hooks: self.totals() })
+    }
+
+    /// The kernel's counters and run-time statistics per hook, now.
+    fn totals(&self) -> Vec<crate::drain::HookTotals> {
+        totals(&self.maps.read_counters(), &self.attached.counter_names, self.attached.run_times().as_deref())
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
@@ -128,7 +137,7 @@ impl Session {
         // nothing is recorded. And these records were written before this check, so a module
         // their stacks point into is in /proc/modules by now (unless already unloaded again).
         self.follow_modules(observer);
-        let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks, &mut self.names, &mut self.files);
+        let mut enrich = LiveEnrich::new(&self.symbols, &mut self.names, &mut self.files);
         for bytes in batch {
             if observer.failed() {
                 return;
@@ -188,7 +197,7 @@ impl Session {
         for lost in self.undecodable.take(now) {
             observer.lost(&lost);
         }
-        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names));
+        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names, self.attached.run_times().as_deref()));
     }
 }
 

@@ -99,8 +99,8 @@ impl RawRecord {
 
 /// Where enrichment comes from; live runs use the kernel and /proc, tests use fixtures.
 pub trait Enrich {
-    /// Kernel stack (innermost first) for a stack id from the record.
-    fn stack(&mut self, stack_id: i64) -> Vec<Frame>;
+    /// Symbolizes a record's kernel stack (return addresses, innermost first).
+    fn stack(&mut self, ips: &[u64]) -> Vec<Frame>;
     /// Path of the file mapped by `vma` of process `tgid`, if it has one.
     fn path(&mut self, tgid: u32, vma: &VmaInfo) -> Option<String>;
     /// The kernel named the file of a vma about to be watched.
@@ -158,7 +158,8 @@ impl Decoder {
         }
         let hdr = raw.header();
         let hook = self.hook(hdr.hook);
-        let stack = if hdr.stack_id >= 0 { enrich.stack(hdr.stack_id) } else { Vec::new() };
+        let ips = hdr.stack.frames();
+        let stack = if ips.is_empty() { Vec::new() } else { enrich.stack(ips) };
         let attached = self.slot_symbols.get(hdr.hook as usize).map(Vec::as_slice).unwrap_or_default();
         let caller = caller_of(&stack, hook.name(), attached);
         let symbol = attached_symbol(&stack, attached).map(str::to_string);
@@ -237,11 +238,9 @@ fn to_vma(v: &VmaInfo, path: Option<String>) -> Vma {
     }
 }
 
-/// Live enrichment: the kernel's stack map, kallsyms, the file names the kernel sent, /proc and
-/// the file system.
+/// Live enrichment: kallsyms, the file names the kernel sent, /proc and the file system.
 pub struct LiveEnrich<'a> {
     pub symbols: &'a KernelSymbols,
-    pub stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
     names: &'a mut KernelFileNames,
     files: &'a mut FilePaths,
     /// (tgid, start, end) → path, so per-page lookups of a batch do not re-read /proc/PID/maps.
@@ -249,22 +248,14 @@ pub struct LiveEnrich<'a> {
 }
 
 impl<'a> LiveEnrich<'a> {
-    pub fn new(
-        symbols: &'a KernelSymbols,
-        stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
-        names: &'a mut KernelFileNames,
-        files: &'a mut FilePaths,
-    ) -> Self {
-        Self { symbols, stacks, names, files, paths: HashMap::new() }
+    pub fn new(symbols: &'a KernelSymbols, names: &'a mut KernelFileNames, files: &'a mut FilePaths) -> Self {
+        Self { symbols, names, files, paths: HashMap::new() }
     }
 }
 
 impl Enrich for LiveEnrich<'_> {
-    fn stack(&mut self, stack_id: i64) -> Vec<Frame> {
-        match self.stacks.get(&(stack_id as u32), 0) {
-            Ok(trace) => trace.frames().iter().map(|f| self.symbols.frame(f.ip)).collect(),
-            Err(_) => Vec::new(),
-        }
+    fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
+        ips.iter().map(|ip| self.symbols.frame(*ip)).collect()
     }
 
     /// The kernel's name for the vma's file first: it does not depend on the process being alive.
@@ -291,7 +282,7 @@ mod tests {
 
     struct NoEnrich;
     impl Enrich for NoEnrich {
-        fn stack(&mut self, _: i64) -> Vec<Frame> {
+        fn stack(&mut self, _: &[u64]) -> Vec<Frame> {
             Vec::new()
         }
         fn path(&mut self, _: u32, _: &VmaInfo) -> Option<String> {
@@ -311,7 +302,6 @@ mod tests {
         rec.hdr.hook = Hook::FollowPfn as u32;
         rec.hdr.task.tgid = 42;
         rec.hdr.task.comm[..4].copy_from_slice(b"demo");
-        rec.hdr.stack_id = -1;
         rec.vma.vma = 0xffff_8880_1234_0000;
         rec.vma.start = 0x7f00_0000_0000;
         rec.vma.end = 0x7f00_0000_4000;
@@ -344,7 +334,7 @@ mod tests {
     /// `zap_special_vma_range`.
     struct ZapStack;
     impl Enrich for ZapStack {
-        fn stack(&mut self, _: i64) -> Vec<Frame> {
+        fn stack(&mut self, _: &[u64]) -> Vec<Frame> {
             ["zap_special_vma_range", "pfnaudit_ioctl", "__x64_sys_ioctl"]
                 .iter()
                 .map(|f| Frame { function: Some(f.to_string()), ..Frame::default() })
@@ -360,7 +350,7 @@ mod tests {
         let mut rec = RevokeEvent::default();
         rec.hdr.kind = EventKind::Revoke as u32;
         rec.hdr.hook = Hook::ZapVmaPtes as u32;
-        rec.hdr.stack_id = 3;
+        rec.hdr.stack.depth = 3;
         rec.cause = RevokeCause::Zap as u32;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
         let mut symbols = vec![Vec::new(); auditor_common::HOOK_COUNT];
@@ -373,12 +363,47 @@ mod tests {
         assert_eq!((&line["hook"], &line["symbol"]), (&"zap_vma_ptes".into(), &"zap_special_vma_range".into()), "on the wire");
     }
 
+    /// Names each frame by its address and counts the calls.
+    #[derive(Default)]
+    struct AddressNames(usize);
+    impl Enrich for AddressNames {
+        fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
+            self.0 += 1;
+            ips.iter().map(|ip| Frame { addr: Hex(*ip), function: Some(format!("f{ip:x}")), ..Frame::default() }).collect()
+        }
+        fn path(&mut self, _: u32, _: &VmaInfo) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn an_event_has_the_frames_its_record_carries_and_no_more() {
+        let mut rec = RawLookupEvent::default();
+        rec.hdr.kind = EventKind::RawLookup as u32;
+        rec.hdr.hook = Hook::FollowPfn as u32;
+        rec.hdr.stack.ips[..4].copy_from_slice(&[0x10, 0x20, 0x30, 0x40]);
+        rec.hdr.stack.depth = 3;
+        let mut decoder = Decoder::new(Vec::new(), Vec::new());
+        let mut names = AddressNames::default();
+        let ev = decoder.decode(&RawRecord::parse(&bytes_of(&rec)).unwrap(), &mut names).expect("an event");
+        let addrs: Vec<u64> = ev.stack.iter().map(|f| f.addr.0).collect();
+        assert_eq!(addrs, [0x10, 0x20, 0x30]);
+
+        rec.hdr.stack.depth = 1000; // a corrupt depth reads no further than the record's frames
+        let ev = decoder.decode(&RawRecord::parse(&bytes_of(&rec)).unwrap(), &mut names).expect("an event");
+        assert_eq!(ev.stack.len(), auditor_common::STACK_DEPTH);
+
+        rec.hdr.stack.depth = 0;
+        let ev = decoder.decode(&RawRecord::parse(&bytes_of(&rec)).unwrap(), &mut names).expect("an event");
+        assert!(ev.stack.is_empty() && ev.caller.is_none());
+        assert_eq!(names.0, 2, "a record without a stack is not symbolized");
+    }
+
     #[test]
     fn owner_revoke_to_end_of_file_has_no_page_count() {
         let mut rec = RevokeEvent::default();
         rec.hdr.kind = EventKind::Revoke as u32;
         rec.hdr.hook = Hook::UnmapMappingRange as u32;
-        rec.hdr.stack_id = -1;
         rec.cause = RevokeCause::OwnerRevoke as u32;
         rec.mapping = 0xffff_8880_0000_1000;
         rec.nr_pages = u64::MAX;

@@ -137,6 +137,10 @@ enum Command {
         /// Print the diagnosis as JSON
         #[arg(long)]
         json: bool,
+        /// Keep the hooks attached this long and report what they cost meanwhile (runs and ns
+        /// per hook, from the kernel's BPF run-time statistics); 0 skips it
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        sample_ms: u64,
     },
 }
 
@@ -161,9 +165,9 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Doctor { policy, no_catalog, json } => {
+        Command::Doctor { policy, no_catalog, json, sample_ms } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
-            let d = doctor::diagnose(&policy)?;
+            let d = doctor::diagnose(&policy, std::time::Duration::from_millis(sample_ms))?;
             let text = if json { serde_json::to_string_pretty(&d)? + "\n" } else { d.render() };
             // A closed pipe (`doctor | head -3`) is an output error (exit 5), not a panic.
             let mut stdout = std::io::stdout().lock();

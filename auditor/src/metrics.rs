@@ -15,6 +15,7 @@ use crate::drain::HookTotals;
 
 type Labels = Vec<(String, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
+type SecondsCounter = Counter<f64, AtomicU64>;
 
 /// Live metrics of one run; cheap to update from the daemon loop.
 pub struct Metrics {
@@ -22,6 +23,8 @@ pub struct Metrics {
     hook_hits: Family<Labels, U64Gauge>,
     hook_emitted: Family<Labels, U64Gauge>,
     hook_dropped: Family<Labels, U64Gauge>,
+    bpf_runs: Family<Labels, Counter>,
+    bpf_run_seconds: Family<Labels, SecondsCounter>,
     findings: Family<Labels, Counter>,
     lost: Family<Labels, Counter>,
     events: Counter,
@@ -33,16 +36,25 @@ impl Default for Metrics {
         let hook_hits = Family::<Labels, U64Gauge>::default();
         let hook_emitted = Family::<Labels, U64Gauge>::default();
         let hook_dropped = Family::<Labels, U64Gauge>::default();
+        let bpf_runs = Family::<Labels, Counter>::default();
+        let bpf_run_seconds = Family::<Labels, SecondsCounter>::default();
         let findings = Family::<Labels, Counter>::default();
         let lost = Family::<Labels, Counter>::default();
         let events = Counter::default();
         registry.register("hook_hits", "Times each probe ran (kernel counter)", hook_hits.clone());
         registry.register("hook_emitted", "Records each probe wrote to the ring buffer", hook_emitted.clone());
         registry.register("hook_dropped", "Records lost because the ring buffer was full", hook_dropped.clone());
+        registry.register("hook_bpf_runs", "Runs of each hook's eBPF programs (kernel run-time statistics)", bpf_runs.clone());
+        registry.register_with_unit(
+            "hook_bpf_run",
+            "Time spent in each hook's eBPF programs (kernel run-time statistics)",
+            prometheus_client::registry::Unit::Seconds,
+            bpf_run_seconds.clone(),
+        );
         registry.register("findings", "Findings reported, by kind and severity", findings.clone());
         registry.register("lost", "Records lost, by hook and reason (ring-full, undecodable)", lost.clone());
         registry.register("events", "Events decoded", events.clone());
-        Self { registry, hook_hits, hook_emitted, hook_dropped, findings, lost, events }
+        Self { registry, hook_hits, hook_emitted, hook_dropped, bpf_runs, bpf_run_seconds, findings, lost, events }
     }
 }
 
@@ -53,6 +65,18 @@ impl Metrics {
             self.hook_hits.get_or_create(&labels).set(t.hits);
             self.hook_emitted.get_or_create(&labels).set(t.emitted);
             self.hook_dropped.get_or_create(&labels).set(t.dropped);
+            // The kernel's totals only grow while the programs stay loaded: counters follow them.
+            if let Some(runs) = t.bpf_runs {
+                let counter = self.bpf_runs.get_or_create(&labels);
+                counter.inc_by(runs.saturating_sub(counter.get()));
+            }
+            if let Some(ns) = t.bpf_run_ns {
+                let counter = self.bpf_run_seconds.get_or_create(&labels);
+                let seconds = ns as f64 / 1e9;
+                if seconds > counter.get() {
+                    counter.inc_by(seconds - counter.get());
+                }
+            }
         }
     }
 
@@ -111,12 +135,24 @@ mod tests {
     #[test]
     fn exposition_names_hooks_and_finding_kinds() {
         let m = Metrics::default();
-        m.set_hooks(&[HookTotals { hook: "follow_pfn".into(), hits: 7, emitted: 6, dropped: 1 }]);
+        let totals = |runs, ns| HookTotals {
+            hook: "follow_pfn".into(),
+            hits: 7,
+            emitted: 6,
+            dropped: 1,
+            bpf_runs: Some(runs),
+            bpf_run_ns: Some(ns),
+        };
+        m.set_hooks(&[totals(10, 1_000_000)]);
+        m.set_hooks(&[totals(14, 1_500_000)]);
         m.finding("pin-outlived-revocation", "error");
         m.lost(&crate::record::Lost::undecodable("zap_vma_ptes", 2, 5));
         let text = m.render();
         assert!(text.contains(r#"pfn_auditor_lost_total{hook="zap_vma_ptes",reason="undecodable"} 2"#), "{text}");
         assert!(text.contains(r#"pfn_auditor_hook_dropped{hook="follow_pfn"} 1"#), "{text}");
+        assert!(text.contains(r#"pfn_auditor_hook_bpf_runs_total{hook="follow_pfn"} 14"#), "{text}");
+        assert!(text.contains(r#"pfn_auditor_hook_bpf_run_seconds_total{hook="follow_pfn"} 0.0015"#), "{text}");
+        assert!(text.contains("# TYPE pfn_auditor_hook_bpf_run_seconds counter"), "{text}");
         assert!(text.contains(r#"pfn_auditor_findings_total{kind="pin-outlived-revocation",severity="error"} 1"#), "{text}");
     }
 

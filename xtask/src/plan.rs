@@ -9,6 +9,9 @@
 //! # Optional per expectation, each checked on every finding of that kind:
 //! #   path = "/dev/pfnaudit"                  pin.vma.path
 //! #   holder_module = "vfio_iommu_type1"      pin.holder.module
+//! #   holder = "pfnaudit_pin_tracked"         pin.holder.function (the first frame of the pin's
+//! #                                           stack outside the hooked function)
+//! #   pages = 16                              pin.pages
 //! #   hook = "zap_vma_ptes"                   revocation.hook
 //! #   caller = "vfio_pci_zap_and_vma_lock"    revocation.caller.function (clone suffixes such as
 //! #                                           .constprop.0 / .isra.0 ignored on both sides)
@@ -87,6 +90,11 @@ pub struct Expect {
     pub path: Option<String>,
     /// The holder's module every finding of this kind must name (`pin.holder.module`).
     pub holder_module: Option<String>,
+    /// The holder function every finding of this kind must name (`pin.holder.function`, read
+    /// from the pin's own stack), compared without compiler clone suffixes.
+    pub holder: Option<String>,
+    /// The pages every finding of this kind must say its pin holds (`pin.pages`).
+    pub pages: Option<u64>,
     /// The revoking hook every finding of this kind must name (`revocation.hook`).
     pub hook: Option<String>,
     /// The function that called the revoking hook (`revocation.caller.function`), compared

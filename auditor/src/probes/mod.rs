@@ -4,6 +4,7 @@ pub mod floor;
 pub mod kernel_version;
 pub mod layout;
 mod module_hooks;
+pub mod run_time;
 pub mod table;
 mod tracefs_kprobe;
 
@@ -25,6 +26,7 @@ use layout::{KernelBtf, kernel_layout};
 use module_hooks::{
     BTF_MODULES, ModuleHook, armed_until_loaded, module_not_loaded, not_in_kallsyms, release_not_loaded, write_frame_vector_layout,
 };
+use run_time::{RunTime, RunTimeStats};
 use table::{Attach, ProbeRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -78,9 +80,17 @@ pub struct Attached {
     module_hooks: Vec<ModuleHook>,
     /// Whether the modules with BTF the hooks need were loaded at the last look.
     btf_modules_loaded: bool,
+    /// The kernel's run-time statistics, on for as long as this is held (`None`: refused).
+    run_time_stats: Option<RunTimeStats>,
 }
 
 impl Attached {
+    /// Per counter slot, the runs of its programs and the time spent in them since they were
+    /// loaded; `None` when the kernel keeps no run-time statistics.
+    pub fn run_times(&self) -> Option<Vec<RunTime>> {
+        self.run_time_stats.as_ref().map(|_| run_time::read(&self.ebpf))
+    }
+
     /// Per counter slot, the kernel symbols that slot's probes are attached to on this kernel
     /// (the decoder finds an event's caller outside them).
     pub fn symbols_by_slot(&self) -> Vec<Vec<String>> {
@@ -249,6 +259,8 @@ pub fn load_and_attach(
         .load(EBPF_OBJECT)
         .context("loading the eBPF object failed")?;
     write_frame_vector_layout(&mut ebpf, &btf, facts.version)?;
+    // On before the first attach, so every run is counted.
+    let run_time_stats = RunTimeStats::enable();
     let tracefs = tracefs_kprobe::tracefs_root();
     if let Some(tracefs) = &tracefs {
         tracefs_kprobe::remove_stale_events(tracefs);
@@ -292,6 +304,7 @@ pub fn load_and_attach(
         counter_names,
         module_hooks,
         btf_modules_loaded: BTF_MODULES.iter().all(|m| facts.symbols.has_module(m)),
+        run_time_stats,
     })
 }
 
