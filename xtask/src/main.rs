@@ -8,6 +8,7 @@ mod initramfs;
 mod kernels;
 mod modules;
 mod plan;
+mod prometheus;
 mod qemu;
 mod replay_check;
 mod setup;

@@ -2,6 +2,7 @@
 //! collects the result files the guest sends over the second serial port.
 
 use crate::kernels::Kernel;
+use crate::prometheus::Scrape;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +15,10 @@ use std::time::{Duration, Instant};
 const FATAL_MARKERS: &[&str] = &["Kernel panic", "BUG: soft lockup", "self-detected stall", "detected stalls on CPUs"];
 const INIT_STARTED: &str = "PFNAUDIT-INIT-STARTED";
 const DONE: &str = "PFNAUDIT-DONE";
+/// `PFNAUDIT-METRICS-READY <scenario>`: the daemon serves metrics; the host scrapes them now.
+const METRICS_READY: &str = "PFNAUDIT-METRICS-READY ";
+/// The label of the host's scrape result among a scenario's files.
+pub const PROMETHEUS_LABEL: &str = "prometheus";
 
 /// A file the guest sent: `(scenario, label)` → (status word, contents).
 pub type GuestFiles = BTreeMap<(String, String), Sent>;
@@ -30,6 +35,8 @@ pub struct Boot<'a> {
     /// target/vm-test/<kernel>: console.log and serial1.log go here.
     pub dir: &'a Path,
     pub timeout: Duration,
+    /// The plan has `metrics` scenarios: forward their ports and scrape them from the host.
+    pub scrape: Option<&'a Scrape>,
 }
 
 pub struct Finished {
@@ -38,7 +45,8 @@ pub struct Finished {
 }
 
 enum Attempt {
-    Done,
+    /// With what the host scraped, per scenario.
+    Done(GuestFiles),
     /// The kernel died before our init ran: TCG flakiness, worth one retry.
     EarlyPanic,
     Failed(String),
@@ -52,9 +60,11 @@ impl Boot<'_> {
         for try_no in 1..=2 {
             let _ = std::fs::remove_file(&serial_log);
             match self.attempt(&console_log, &serial_log)? {
-                Attempt::Done => {
+                Attempt::Done(scraped) => {
                     let text = std::fs::read_to_string(&serial_log).unwrap_or_default();
-                    return Ok(Finished { console_log, files: parse_guest_files(&text) });
+                    let mut files = parse_guest_files(&text);
+                    files.extend(scraped);
+                    return Ok(Finished { console_log, files });
                 }
                 Attempt::EarlyPanic if try_no == 1 => {
                     eprintln!("xtask: {} panicked before init started; retrying once", self.kernel.release);
@@ -72,6 +82,7 @@ impl Boot<'_> {
         let lines = console_lines(&mut qemu);
         let deadline = Instant::now() + self.timeout;
         let mut init_started = false;
+        let mut scrapes = Vec::new();
         let outcome = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match lines.recv_timeout(left) {
@@ -89,9 +100,15 @@ impl Boot<'_> {
                 eprintln!("  [{}] {}", self.kernel.label, line[at..].trim());
             }
             init_started |= line.contains(INIT_STARTED);
+            if let (Some(scrape), Some(at)) = (self.scrape, line.find(METRICS_READY)) {
+                // In a thread: the console is read on while Prometheus scrapes.
+                let name = line[at + METRICS_READY.len()..].trim().to_owned();
+                let (scrape, label) = (scrape.clone(), self.kernel.label.to_owned());
+                scrapes.push(std::thread::spawn(move || (name, scrape.check(&label))));
+            }
             if line.contains(DONE) {
                 break if line.contains(&format!("{DONE} ok")) {
-                    Attempt::Done
+                    Attempt::Done(GuestFiles::new())
                 } else {
                     Attempt::Failed(format!("guest stopped early: {}", line.trim()))
                 };
@@ -104,11 +121,24 @@ impl Boot<'_> {
                 };
             }
         };
-        stop(&mut qemu, matches!(outcome, Attempt::Done));
+        stop(&mut qemu, matches!(outcome, Attempt::Done(_)));
         for line in lines.try_iter() {
             writeln!(log, "{line}")?;
         }
-        Ok(outcome)
+        // A scrape ends by itself within its wait, whatever the guest did.
+        let mut scraped = GuestFiles::new();
+        for handle in scrapes {
+            let (name, result) = handle.join().map_err(|_| anyhow::anyhow!("the scrape thread panicked"))?;
+            let (status, text) = match result {
+                Ok(line) => ("0", line),
+                Err(e) => ("1", format!("{e:#}")),
+            };
+            scraped.insert((name, PROMETHEUS_LABEL.to_owned()), Sent { status: status.to_owned(), text: text + "\n" });
+        }
+        Ok(match outcome {
+            Attempt::Done(_) => Attempt::Done(scraped),
+            other => other,
+        })
     }
 
     fn command(&self, serial_log: &Path) -> Command {
@@ -119,6 +149,7 @@ impl Boot<'_> {
         // with SVM + nested paging so kvm_amd runs inside the TCG guest.
         cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "qemu64,+svm,+npt", "-m", "1G", "-smp", "1"])
             .args(["-device", "intel-iommu,intremap=on", "-device", "edu", "-nic", "none", "-device", "e1000"])
+            .args(self.scrape.map(Scrape::qemu_args).unwrap_or_default())
             .args(["-nographic", "-no-reboot"])
             .arg("-kernel")
             .arg(&self.kernel.vmlinuz)

@@ -3,6 +3,7 @@
 
 use crate::debian::PrivateApt;
 use crate::kernels::{self, Series};
+use crate::prometheus::Scrape;
 use crate::qemu::{Boot, Finished};
 use crate::sh::vm_target_dir;
 use crate::{image, modules, setup};
@@ -51,8 +52,14 @@ impl Guest {
         // TCG boots a distro kernel in about a minute; each item starts the auditor (BPF load and
         // verification are slow under emulation) and runs a scenario.
         let timeout = Duration::from_secs(180 + 150 * items);
+        // `metrics` items (tests/vm/guest/init.sh) are scraped from the host by Prometheus.
+        let scrape = if plan.lines().any(|l| l.split_whitespace().nth(1) == Some("metrics")) {
+            Some(Scrape::prepare(&self.apt, &dir)?)
+        } else {
+            None
+        };
         eprintln!("xtask: booting {} with {items} plan item(s)", kernel.release);
-        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout }.run()?;
+        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout, scrape: scrape.as_ref() }.run()?;
         for ((name, label), sent) in &finished.files {
             std::fs::write(dir.join(format!("{name}.{label}")), &sent.text)?;
         }
