@@ -39,6 +39,8 @@ pub trait Observer {
     fn hook_changed(&mut self, status: &HookStatus, ts_ns: u64);
     /// An output failed: the session stops at once.
     fn failed(&self) -> bool;
+    /// Every poll (100 ms), whether or not anything was recorded.
+    fn poll(&mut self);
 }
 
 pub struct SessionOptions {
@@ -113,7 +115,10 @@ impl Session {
                     let batch = self.maps.drain_now();
                     self.handle_batch(batch, observer);
                 }
-                _ = poll.tick() => self.poll_counters(observer),
+                _ = poll.tick() => {
+                    self.poll_counters(observer);
+                    observer.poll();
+                }
                 _ = &mut stop => break,
             }
             if observer.failed() {

@@ -23,6 +23,8 @@ pub struct LiveOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Gets the kernel's per-hook counters at every poll.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Set by SIGHUP: the outputs are reopened (`Pipeline::reopen_on`).
+    pub reopen: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Session callbacks → records → pipeline.
@@ -61,6 +63,10 @@ impl Observer for LiveSource {
     fn failed(&self) -> bool {
         self.pipeline.failed()
     }
+
+    fn poll(&mut self) {
+        self.pipeline.poll();
+    }
 }
 
 /// Attaches, runs until `stop` resolves (after calling `started` once attached), and hands the
@@ -71,8 +77,12 @@ where
     S: FnOnce() -> anyhow::Result<F>,
     F: Future<Output = ()>,
 {
+    let mut pipeline = Pipeline::new(&opts.policy, sinks);
+    if let Some(flag) = &opts.reopen {
+        pipeline = pipeline.reopen_on(flag.clone());
+    }
     let mut source = LiveSource {
-        pipeline: Pipeline::new(&opts.policy, sinks),
+        pipeline,
         events: opts.events,
         policy_path: opts.policy_path.as_ref().map(|p| p.display().to_string()),
         rules: opts.policy.rules(),

@@ -5,7 +5,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 
@@ -19,15 +19,16 @@ use auditor::{
     gate_outcome::{code, exit_code},
     live::{LiveOptions, run_live},
     metrics::Metrics,
-    pipeline::{OutputError, Sink},
+    pipeline::{OutputError, Pipeline, Sink},
     policy::Policy,
     probes::floor::ProgramSet,
-    replay::{ReplayError, replay},
+    replay::{ReplayError, replay_into},
     sink::{
         human::HumanSink,
         junit::JunitSink,
         metrics::MetricsSink,
         ndjson::{NdjsonRecords, NdjsonSink},
+        output_file::{OutputFile, Rotation},
         sarif::SarifSink,
     },
 };
@@ -50,9 +51,22 @@ struct Common {
     /// Ring buffer size in MiB (power of two)
     #[arg(long, default_value_t = 4)]
     ring_buffer_mib: u32,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9477)
-    #[arg(long)]
+    /// Serve Prometheus metrics: PORT listens on loopback only (127.0.0.1:PORT); another address
+    /// only when given explicitly as ADDRESS:PORT (e.g. 0.0.0.0:9477; no authentication)
+    #[arg(long, value_name = "[ADDRESS:]PORT", value_parser = metrics_address)]
     metrics: Option<SocketAddr>,
+}
+
+/// Size rotation of the NDJSON `--output` file (a regular file; SIGHUP reopens it in any case).
+#[derive(Args)]
+struct OutputRotation {
+    /// Rotate the --output file before a record would take it past this many MiB: it becomes
+    /// PATH.1 (PATH.1 becomes PATH.2, ...) and a new PATH is opened; no record is ever split
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..))]
+    output_max_mib: Option<u64>,
+    /// Rotated files kept with --output-max-mib (PATH.1 ... PATH.N); the oldest beyond is replaced
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "output_max_mib", value_parser = clap::value_parser!(u32).range(1..))]
+    output_keep: u32,
 }
 
 /// The reports `gate` and `replay` write at the end of a run.
@@ -93,6 +107,8 @@ enum Command {
         #[arg(long)]
         probe_floor: bool,
         #[command(flatten)]
+        rotation: OutputRotation,
+        #[command(flatten)]
         common: Common,
     },
     /// Attach, run CMD, and exit non-zero when it left pins behind revocations (CI gate)
@@ -100,6 +116,8 @@ enum Command {
         /// NDJSON records of the run (with raw events, so it can be replayed)
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        rotation: OutputRotation,
         #[command(flatten)]
         reports: Reports,
         #[command(flatten)]
@@ -119,6 +137,8 @@ enum Command {
         /// Also print findings for humans on stderr (as `run` and `gate` do)
         #[arg(long)]
         human: bool,
+        #[command(flatten)]
+        rotation: OutputRotation,
         #[command(flatten)]
         reports: Reports,
         #[arg(long)]
@@ -177,25 +197,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .map_err(|source| OutputError { output: "doctor output on stdout".into(), error: source })?;
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
-        Command::Replay { file, output, human, reports, policy, no_catalog } => {
+        Command::Replay { file, output, human, rotation, reports, policy, no_catalog } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
-            let ndjson = match &output {
-                Some(path) => ndjson_sink(path, NdjsonRecords::All { events: true })?,
-                None => ndjson_sink(Path::new("-"), NdjsonRecords::Findings)?,
+            let output = NdjsonOutput::new(output.as_deref(), &rotation)?;
+            let ndjson = match &output.path {
+                Some(_) => output.sink(NdjsonRecords::All { events: true })?,
+                None => output.sink(NdjsonRecords::Findings)?,
             };
             let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None)?;
-            match replay(reader, &name, &policy, sinks) {
+            let mut pipeline = Pipeline::new(&policy, sinks);
+            if let Some(flag) = output.reopen {
+                pipeline = pipeline.reopen_on(flag);
+            }
+            match replay_into(reader, &name, pipeline) {
                 Ok(_) => Ok(code::CLEAN),
                 Err(ReplayError::Output(e)) => Err(e.into()),
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Run { output, events, duration, quiet, probe_floor, common } => {
+        Command::Run { output, events, duration, quiet, probe_floor, rotation, common } => {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
-            let ndjson = ndjson_sink(&output, NdjsonRecords::All { events })?;
-            let mut opts = live_options(&common, policy, events);
+            let output = NdjsonOutput::new(Some(&output), &rotation)?;
+            let ndjson = output.sink(NdjsonRecords::All { events })?;
+            let mut opts = live_options(&common, policy, events, output.reopen);
             if probe_floor {
                 eprintln!("pfn-auditor: --probe-floor: empty programs attached, nothing is audited (a benchmark aid)");
                 opts.programs = ProgramSet::Floor;
@@ -205,11 +231,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
             Ok(code::CLEAN)
         }
-        Command::Gate { output, reports, common, cmd } => {
+        Command::Gate { output, rotation, reports, common, cmd } => {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let fail_on = policy.fail_on.clone();
-            let ndjson = output.as_ref().map(|p| ndjson_sink(p, NdjsonRecords::All { events: true })).transpose()?;
-            let opts = live_options(&common, policy, output.is_some());
+            let recorded = output.is_some();
+            let output = NdjsonOutput::new(output.as_deref(), &rotation)?;
+            let ndjson = if recorded { Some(output.sink(NdjsonRecords::All { events: true })?) } else { None };
+            let opts = live_options(&common, policy, recorded, output.reopen);
             let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on, live_metrics(&opts))?;
             let (status_tx, status_rx) = tokio::sync::oneshot::channel();
             let s = run_live(opts, sinks, || {
@@ -269,8 +297,9 @@ fn pick_sinks(
     Ok(sinks)
 }
 
-fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
+fn live_options(common: &Common, policy: Policy, events: bool, reopen: Option<Arc<AtomicBool>>) -> LiveOptions {
     LiveOptions {
+        reopen,
         policy,
         policy_path: common.policy.clone(),
         events,
@@ -303,20 +332,66 @@ async fn stop_signal(duration: Option<u64>) {
     }
 }
 
-/// NDJSON to a file ("-" = stdout), opened by `sink::open_output`. A file that cannot be created
-/// or is refused is an output error.
-fn ndjson_sink(path: &Path, records: NdjsonRecords) -> Result<Box<dyn Sink>, OutputError> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(NdjsonSink::new(BufWriter::new(std::io::stdout()), "stdout", records)));
+/// `--metrics`: `PORT` is loopback's port (the endpoint has no authentication: any other address
+/// must be given explicitly), `ADDRESS:PORT` listens there.
+fn metrics_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
     }
-    let name = path.display().to_string();
-    let file = auditor::sink::open_output(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), error: source })?;
-    let sink = NdjsonSink::new(
-        BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), error: source })?),
-        &name,
-        records,
-    );
-    // Only a regular file can be synced (fsync of a pipe or /dev/full is EINVAL).
-    let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
-    Ok(Box::new(if regular { sink.sync_at_end(file) } else { sink }))
+    text.parse().map_err(|_| format!("`{text}` is neither a PORT (listens on 127.0.0.1) nor an ADDRESS:PORT"))
+}
+
+/// Where NDJSON records go: a file (`path`), or stdout (`path` None, or "-").
+struct NdjsonOutput {
+    path: Option<PathBuf>,
+    rotation: Option<Rotation>,
+    /// Set by SIGHUP when the output is a file: the pipeline then reopens it.
+    reopen: Option<Arc<AtomicBool>>,
+}
+
+impl NdjsonOutput {
+    /// Refuses rotation without a file (setup error, exit 2) and, for a file, makes SIGHUP reopen
+    /// it (logrotate's convention) instead of ending the process.
+    fn new(path: Option<&Path>, rotation: &OutputRotation) -> anyhow::Result<Self> {
+        let path = path.filter(|p| p.as_os_str() != "-").map(Path::to_path_buf);
+        let rotation = match (rotation.output_max_mib, &path) {
+            (None, _) => None,
+            (Some(_), None) => anyhow::bail!("--output-max-mib needs --output FILE (stdout cannot be rotated)"),
+            (Some(mib), Some(_)) => Some(Rotation { max_bytes: mib << 20, keep: rotation.output_keep }),
+        };
+        let reopen = match path {
+            Some(_) => {
+                let flag = Arc::new(AtomicBool::new(false));
+                signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone()).context("cannot handle SIGHUP")?;
+                Some(flag)
+            }
+            None => None,
+        };
+        Ok(Self { path, rotation, reopen })
+    }
+
+    /// The sink, its file opened now by `sink::open_output`: a file that cannot be created or is
+    /// refused is an output error (exit 5).
+    fn sink(&self, records: NdjsonRecords) -> Result<Box<dyn Sink>, OutputError> {
+        let Some(path) = &self.path else {
+            return Ok(Box::new(NdjsonSink::new(BufWriter::new(std::io::stdout()), "stdout", records)));
+        };
+        let name = path.display().to_string();
+        let file = OutputFile::create(path, self.rotation)
+            .map_err(|source| OutputError { output: format!("NDJSON output {name}"), error: source })?;
+        Ok(Box::new(NdjsonSink::new(file, &name, records)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metrics_port_alone_is_loopback_and_an_address_is_taken_as_given() {
+        assert_eq!(metrics_address("9477").unwrap(), "127.0.0.1:9477".parse().unwrap());
+        assert_eq!(metrics_address("0.0.0.0:9477").unwrap(), "0.0.0.0:9477".parse().unwrap());
+        assert_eq!(metrics_address("[::1]:9477").unwrap(), "[::1]:9477".parse().unwrap());
+        assert!(metrics_address("9477x").is_err());
+    }
 }

@@ -9,6 +9,7 @@ mod kernels;
 mod modules;
 mod package;
 mod plan;
+mod prometheus;
 mod qemu;
 mod replay_check;
 mod setup;

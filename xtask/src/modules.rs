@@ -49,6 +49,9 @@ pub struct InTree {
 const INTREE_BOOT: &[&str] = &["vfio_pci", "vfio_iommu_type1", "kvm_amd", "vgem"];
 /// Loaded by the scenario program (their dependencies, if any, at boot).
 const INTREE_LATE: &[&str] = &["e1000"];
+/// The NIC of the `metrics` scenarios' user network (xtask/src/prometheus.rs); loaded at boot,
+/// idle when QEMU has no virtio NIC (virtio_pci is built in from 6.12).
+const NET_BOOT: &[&str] = &["virtio_pci", "virtio_net"];
 
 /// The in-tree modules of `kernel` for tests/vm/intree. A module built into the kernel
 /// (modules.builtin) is skipped.
@@ -56,7 +59,7 @@ pub fn in_tree(kernel: &Kernel) -> Result<InTree> {
     let (index, builtin, unpacked) = kernel_modules(kernel)?;
     let mut boot = Vec::new();
     let mut late = Vec::new();
-    for (names, late_too) in [(INTREE_BOOT, false), (INTREE_LATE, true)] {
+    for (names, late_too) in [(INTREE_BOOT, false), (NET_BOOT, false), (INTREE_LATE, true)] {
         for name in names.iter().copied() {
             if builtin.iter().any(|b| b == name) {
                 continue;

@@ -24,6 +24,8 @@
 //! demo = false                              # the scenario `cargo xtask demo` shows
 //! gate_exit = 1                             # run under `pfn-auditor gate` instead; its exit code
 //! modules_loaded_by_command = true           # gate only: the gated command loads the modules
+//! metrics = true                            # `run --metrics`, scraped by Prometheus on the host
+//!                                           # while the program runs in a loop (xtask/src/prometheus.rs)
 //! why = "..."
 //! ```
 
@@ -77,6 +79,10 @@ pub struct Scenario {
     /// (nothing can be recorded).
     #[serde(default)]
     pub output_unwritable: bool,
+    /// `run --metrics` in the guest, the program run in a loop while Prometheus on the host scrapes
+    /// the daemon through a QEMU port forward; `rate()` over a counter must return a value above 0.
+    #[serde(default)]
+    pub metrics: bool,
     #[serde(default)]
     pub why: String,
 }
@@ -136,6 +142,7 @@ impl Scenario {
             (Some(_), _) if self.modules_loaded_by_command => "gate-late",
             (Some(_), _) if self.output_unwritable => "gate-full",
             (None, _) if self.output_unwritable => "run-full",
+            (None, _) if self.metrics => "metrics",
             (Some(_), _) => "gate",
             (None, true) => "background",
             (None, false) => "run",
@@ -172,6 +179,9 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
                 "scenario `{}`: output_unwritable runs `run` or `gate` to exit 5 (gate_exit = 5 or none; not background or modules_loaded_by_command)",
                 s.name
             );
+        }
+        if s.metrics && (s.gate_exit.is_some() || s.background || s.output_unwritable) {
+            bail!("scenario `{}`: metrics runs `run --metrics` (not gate_exit, background or output_unwritable)", s.name);
         }
         if s.modules_loaded_by_command && s.gate_exit.is_none() {
             bail!("scenario `{}`: modules_loaded_by_command needs gate_exit (only gated commands load modules)", s.name);
@@ -223,6 +233,9 @@ mod tests {
             parse("[[scenario]]\nname = \"a\"\noutput_unwritable = true\n").unwrap()[0].plan_line(),
             "a run-full pfnaudit-scenario\n"
         );
+        let scraped = "[[scenario]]\nname = \"a\"\nargs = [\"noise\", \"50\"]\nmetrics = true\n";
+        assert_eq!(parse(scraped).unwrap()[0].plan_line(), "a metrics pfnaudit-scenario noise 50\n");
+        assert!(parse("[[scenario]]\nname = \"a\"\nmetrics = true\ngate_exit = 0\n").unwrap_err().to_string().contains("metrics runs"));
         let wrong = "[[scenario]]\nname = \"a\"\ngate_exit = 1\noutput_unwritable = true\n";
         assert!(parse(wrong).unwrap_err().to_string().contains("exit 5"));
     }

@@ -2,6 +2,7 @@
 //! collects the result files the guest sends over the second serial port.
 
 use crate::kernels::Kernel;
+use crate::prometheus::Scrape;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -15,6 +16,10 @@ const FATAL_MARKERS: &[&str] = &["Kernel panic", "BUG: soft lockup", "self-detec
 const INIT_STARTED: &str = "PFNAUDIT-INIT-STARTED";
 const DONE: &str = "PFNAUDIT-DONE";
 const APPEND: &str = "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 loglevel=4 tsc=reliable intel_iommu=on";
+/// `PFNAUDIT-METRICS-READY <scenario>`: the daemon serves metrics; the host scrapes them now.
+const METRICS_READY: &str = "PFNAUDIT-METRICS-READY ";
+/// The label of the host's scrape result among a scenario's files.
+pub const PROMETHEUS_LABEL: &str = "prometheus";
 
 /// A file the guest sent: `(scenario, label)` → (status word, contents).
 pub type GuestFiles = BTreeMap<(String, String), Sent>;
@@ -59,6 +64,8 @@ pub struct Boot<'a> {
     /// never changed, and what the kernel command line gets in addition (the systemd test).
     pub disk: Option<(&'a Path, &'a str)>,
     pub clock: Clock,
+    /// The plan has `metrics` scenarios: forward their ports and scrape them from the host.
+    pub scrape: Option<&'a Scrape>,
 }
 
 pub struct Finished {
@@ -67,7 +74,8 @@ pub struct Finished {
 }
 
 enum Attempt {
-    Done,
+    /// With what the host scraped, per scenario.
+    Done(GuestFiles),
     /// The kernel died before our init ran: TCG flakiness, worth one retry.
     EarlyPanic,
     Failed(String),
@@ -81,9 +89,11 @@ impl Boot<'_> {
         for try_no in 1..=2 {
             let _ = std::fs::remove_file(&serial_log);
             match self.attempt(&console_log, &serial_log)? {
-                Attempt::Done => {
+                Attempt::Done(scraped) => {
                     let text = std::fs::read_to_string(&serial_log).unwrap_or_default();
-                    return Ok(Finished { console_log, files: parse_guest_files(&text) });
+                    let mut files = parse_guest_files(&text);
+                    files.extend(scraped);
+                    return Ok(Finished { console_log, files });
                 }
                 Attempt::EarlyPanic if try_no == 1 => {
                     eprintln!("xtask: {} panicked before init started; retrying once", self.kernel.release);
@@ -101,6 +111,7 @@ impl Boot<'_> {
         let lines = console_lines(&mut qemu);
         let deadline = Instant::now() + self.timeout;
         let mut init_started = false;
+        let mut scrapes = Vec::new();
         let outcome = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match lines.recv_timeout(left) {
@@ -118,9 +129,15 @@ impl Boot<'_> {
                 eprintln!("  [{}] {}", self.kernel.label, line[at..].trim());
             }
             init_started |= line.contains(INIT_STARTED);
+            if let (Some(scrape), Some(at)) = (self.scrape, line.find(METRICS_READY)) {
+                // In a thread: the console is read on while Prometheus scrapes.
+                let name = line[at + METRICS_READY.len()..].trim().to_owned();
+                let (scrape, label) = (scrape.clone(), self.kernel.label.to_owned());
+                scrapes.push(std::thread::spawn(move || (name, scrape.check(&label))));
+            }
             if line.contains(DONE) {
                 break if line.contains(&format!("{DONE} ok")) {
-                    Attempt::Done
+                    Attempt::Done(GuestFiles::new())
                 } else {
                     Attempt::Failed(format!("guest stopped early: {}", line.trim()))
                 };
@@ -133,11 +150,24 @@ impl Boot<'_> {
                 };
             }
         };
-        stop(&mut qemu, matches!(outcome, Attempt::Done));
+        stop(&mut qemu, matches!(outcome, Attempt::Done(_)));
         for line in lines.try_iter() {
             writeln!(log, "{line}")?;
         }
-        Ok(outcome)
+        // A scrape ends by itself within its wait, whatever the guest did.
+        let mut scraped = GuestFiles::new();
+        for handle in scrapes {
+            let (name, result) = handle.join().map_err(|_| anyhow::anyhow!("the scrape thread panicked"))?;
+            let (status, text) = match result {
+                Ok(line) => ("0", line),
+                Err(e) => ("1", format!("{e:#}")),
+            };
+            scraped.insert((name, PROMETHEUS_LABEL.to_owned()), Sent { status: status.to_owned(), text: text + "\n" });
+        }
+        Ok(match outcome {
+            Attempt::Done(_) => Attempt::Done(scraped),
+            other => other,
+        })
     }
 
     fn command(&self, serial_log: &Path) -> Command {
@@ -149,6 +179,7 @@ impl Boot<'_> {
         cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "qemu64,+svm,+npt", "-m", "1G", "-smp", "1"])
             .args(["-device", "intel-iommu,intremap=on", "-device", "edu", "-nic", "none", "-device", "e1000"])
             .args(self.clock.qemu_args())
+            .args(self.scrape.map(Scrape::qemu_args).unwrap_or_default())
             .args(["-nographic", "-no-reboot"])
             .arg("-kernel")
             .arg(&self.kernel.vmlinuz)
@@ -236,7 +267,15 @@ mod tests {
             modules_dir: "modules".into(),
             headers: "headers".into(),
         };
-        let boot = Boot { kernel: &kernel, initrd: Path::new("initrd"), dir: Path::new("dir"), timeout: Duration::ZERO, disk: None, clock };
+        let boot = Boot {
+            kernel: &kernel,
+            initrd: Path::new("initrd"),
+            dir: Path::new("dir"),
+            timeout: Duration::ZERO,
+            disk: None,
+            clock,
+            scrape: None,
+        };
         boot.command(Path::new("serial1.log")).get_args().map(|a| a.to_string_lossy().into_owned()).collect()
     }
 

@@ -52,6 +52,7 @@ pub fn run(series: Series) -> Result<()> {
         timeout: Duration::from_secs(900),
         disk: Some((&root_image, &append)),
         clock: Clock::Tcg,
+        scrape: None,
     };
     let finished = boot.run()?;
     for ((_, label), sent) in &finished.files {

@@ -179,6 +179,14 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     if !tally.bad_run_stats.is_empty() {
         problems.push(format!("summary: {}", tally.bad_run_stats.join(", ")));
     }
+    let mut scraped = None;
+    if scenario.metrics {
+        match get(crate::qemu::PROMETHEUS_LABEL) {
+            Some(sent) if sent.status == "0" => scraped = Some(sent.text.trim().to_owned()),
+            Some(sent) => problems.push(format!("Prometheus on the host: {}", sent.text.trim())),
+            None => problems.push("the guest never said its metrics were ready (no scrape)".to_owned()),
+        }
+    }
     if tally.lookups_without_vma > 0 {
         problems.push(format!("{} raw-lookup event(s) carry no vma", tally.lookups_without_vma));
     }
@@ -219,7 +227,8 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
         if found.is_empty() {
             found.push("no findings, as expected".into());
         }
-        Ok(format!("{}{suppressed}", found.join(", ")))
+        let scraped = scraped.map(|line| format!("; Prometheus on the host: {line}")).unwrap_or_default();
+        Ok(format!("{}{suppressed}{scraped}", found.join(", ")))
     } else {
         Err(problems.join("; "))
     }

@@ -3,6 +3,7 @@
 
 use crate::debian::PrivateApt;
 use crate::kernels::{self, Series};
+use crate::prometheus::Scrape;
 use crate::qemu::{Boot, Clock, Finished};
 use crate::sh::vm_target_dir;
 use crate::{image, modules, setup};
@@ -56,8 +57,14 @@ impl Guest {
         image::write(&initrd, &contents)?;
         let items = plan.lines().count() as u32;
         let timeout = Duration::from_secs(180) + per_item * items;
+        // `metrics` items (tests/vm/guest/init.sh) are scraped from the host by Prometheus.
+        let scrape = if plan.lines().any(|l| l.split_whitespace().nth(1) == Some("metrics")) {
+            Some(Scrape::prepare(&self.apt, &dir)?)
+        } else {
+            None
+        };
         eprintln!("xtask: booting {} with {items} plan item(s)", kernel.release);
-        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout, disk: None, clock }.run()?;
+        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout, disk: None, clock, scrape: scrape.as_ref() }.run()?;
         for ((name, label), sent) in &finished.files {
             std::fs::write(dir.join(format!("{name}.{label}")), &sent.text)?;
         }

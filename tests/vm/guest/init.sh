@@ -19,6 +19,8 @@
 #   gate-full  `gate` with its NDJSON output on /dev/full (every write fails with ENOSPC): the
 #              gate must stop, name the output and exit with its own code
 #   run-full   `run --output /dev/full --duration 30`: the same for the daemon (no program runs)
+#   metrics    `run --metrics 0.0.0.0:9477` on the user network's NIC, the program run in a loop
+#              until the host (Prometheus, xtask/src/prometheus.rs) is done scraping
 #   bench      the scenario bare, under `run --probe-floor` and with the auditor attached, three
 #              times each (timing only)
 
@@ -198,6 +200,40 @@ run_full() { # name
     send "$name" stderr $status "/out/$name.stderr"
 }
 
+# The daemon scraped by Prometheus on the host: QEMU forwards host ports to 10.0.2.15:9477 (the
+# metrics) and :9478, which the host connects to when it is done. The program runs in a loop until
+# then (or 240 s), so the counters move while they are scraped.
+run_metrics() { # name program args...
+    name=$1
+    shift
+    echo "PFNAUDIT-SCENARIO $name (metrics): $*"
+    ifname=""
+    for dev in /sys/class/net/*; do
+        [ "$(basename "$(readlink $dev/device/driver)")" = virtio_net ] && ifname=${dev##*/}
+    done
+    [ -n "$ifname" ] && ip link set "$ifname" up && ip addr add 10.0.2.15/24 dev "$ifname" ||
+        echo "PFNAUDIT-ERROR $name: no virtio NIC for the metrics network"
+    scenario_status=0
+    if start_auditor "$name" --events --metrics 0.0.0.0:9477; then
+        nc -l -p 9478 < /dev/null > /dev/null 2>&1 &
+        release=$!
+        echo "PFNAUDIT-METRICS-READY $name"
+        end=$(($(date +%s) + 240))
+        while kill -0 $release 2>/dev/null && [ "$(date +%s)" -lt $end ]; do
+            "$@" < /dev/null >> "/out/$name.scenario" 2>&1 || scenario_status=$?
+        done
+        kill $release 2>/dev/null
+        stop_auditor
+    else
+        kill -KILL $AUDITOR 2>/dev/null
+        AUDITOR_STATUS=not-ready
+    fi
+    echo "PFNAUDIT-SCENARIO-END $name scenario=$scenario_status auditor=$AUDITOR_STATUS"
+    send "$name" scenario $scenario_status "/out/$name.scenario"
+    send "$name" ndjson "$AUDITOR_STATUS" "/out/$name.ndjson"
+    send "$name" stderr "$AUDITOR_STATUS" "/out/$name.stderr"
+}
+
 # Three runs each way, appended to one file per way: bare, under `pfn-auditor run --probe-floor`
 # (empty programs on the same hooks: what the probes alone cost) and with the auditor attached.
 run_bench() { # name program args...
@@ -252,6 +288,7 @@ while read -r name mode args; do
         gate-late) [ $HAVE_AUDITOR = 1 ] && unload_modules && run_gate "$name" /tmp/load-modules-and-run $args ;;
         gate-full) [ $HAVE_AUDITOR = 1 ] && GATE_OUTPUT=/dev/full && run_gate "$name" $args; GATE_OUTPUT= ;;
         run-full) [ $HAVE_AUDITOR = 1 ] && run_full "$name" ;;
+        metrics) [ $HAVE_AUDITOR = 1 ] && run_metrics "$name" $args ;;
         *) run_scenario "$name" "$mode" $args ;;
     esac
 done < /plan
