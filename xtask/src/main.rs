@@ -1,8 +1,10 @@
 //! Project automation: `cargo xtask <command>`. See `cargo xtask --help`.
 
 mod bench;
+mod btf_trim;
 mod debian;
 mod demo;
+mod fuzz;
 mod image;
 mod initramfs;
 mod kernels;
@@ -66,6 +68,19 @@ enum Cmd {
     },
     /// Everything CI checks: `cargo test --workspace`, then `vm-test` on all kernels
     Test,
+    /// Run every cargo-fuzz target in fuzz/ for N seconds each (installs cargo-fuzz; nightly);
+    /// prints the executions each reached. See docs/fuzzing.md
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Stop each target after this many executions instead (whichever comes first)
+        #[arg(long)]
+        runs: Option<u64>,
+        /// Fuzz only this target (repeatable); all when omitted
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
 }
 
 fn main() {
@@ -91,6 +106,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::VmTest { kernels, no_auditor, only } => vm_test::run(&selected(&kernels)?, !no_auditor, &only),
         Cmd::Demo => demo::run(),
+        Cmd::Fuzz { seconds, runs, targets } => fuzz::run(seconds, &targets, runs).map(drop),
         Cmd::Bench { kernels, iterations } => bench::run(&selected(&kernels)?, iterations),
         Cmd::Test => {
             setup::install_tools()?;
