@@ -16,8 +16,9 @@ use crate::{
 pub enum ReplayError {
     #[error("{file}:{line}: not a pfn-auditor record: {reason}")]
     Corrupt { file: String, line: usize, reason: String },
-    #[error("{file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    /// The I/O error is part of the message, not a source: the one line says it once.
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error("{file}: was not recorded with events (record the run with `pfn-auditor run --events`)")]
     NoEvents { file: String },
     #[error(transparent)]
@@ -36,7 +37,14 @@ pub fn replay_into(reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> 
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.
     let mut recorded_events = false;
     for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|source| ReplayError::Io { file: file.to_string(), source })?;
+        let line = line.map_err(|error| match error.kind() {
+            // `lines()` says "stream did not contain valid UTF-8": which line, in the words of the
+            // other corrupt lines.
+            std::io::ErrorKind::InvalidData => {
+                ReplayError::Corrupt { file: file.to_string(), line: index + 1, reason: "not UTF-8 text".into() }
+            }
+            _ => ReplayError::Io { file: file.to_string(), error },
+        })?;
         if line.trim().is_empty() {
             continue;
         }

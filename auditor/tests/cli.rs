@@ -43,6 +43,18 @@ fn corrupt_replay_file_is_a_one_line_error_with_its_line() {
     assert!(stderr.contains(&format!("{}:2: not a pfn-auditor record", file.display())), "{stderr}");
 }
 
+/// The reason used to be said twice (`stream did not contain valid
+/// UTF-8: stream did not contain valid UTF-8`) and no line was named.
+#[test]
+fn a_non_utf8_recording_is_one_line_naming_the_line_once() {
+    let file = temp_file("latin1.ndjson", "");
+    std::fs::write(&file, b"{\"type\":\"lost\",\"hook\":\"x\",\"count\":1,\"ts_ns\":1}\n{\"type\":\"caf\xe9\"}\n").unwrap();
+    let out = auditor().arg("replay").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr, format!("pfn-auditor: {}:2: not a pfn-auditor record: not UTF-8 text\n", file.display()));
+}
+
 #[test]
 fn replay_prints_finding_records_of_a_recording() {
     use auditor::{

@@ -1,8 +1,10 @@
 //! Project automation: `cargo xtask <command>`. See `cargo xtask --help`.
 
 mod bench;
+mod btf_trim;
 mod debian;
 mod demo;
+mod fuzz;
 mod image;
 mod initramfs;
 mod kernels;
@@ -88,6 +90,19 @@ enum Cmd {
     /// Everything CI checks: `cargo test --workspace`, then `vm-test` on all kernels, then
     /// `systemd-test` on 6.1
     Test,
+    /// Run every cargo-fuzz target in fuzz/ for N seconds each (installs cargo-fuzz; nightly);
+    /// prints the executions each reached. See docs/fuzzing.md
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Stop each target after this many executions instead (whichever comes first)
+        #[arg(long)]
+        runs: Option<u64>,
+        /// Fuzz only this target (repeatable); all when omitted
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
 }
 
 fn main() {
@@ -116,6 +131,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Package => package::build().map(drop),
         Cmd::SystemdTest { kernel } => systemd_test::run(kernels::series(&kernel)?),
         Cmd::Bench { kernels, iterations, clock } => bench::run(&selected(&kernels)?, clock, iterations),
+        Cmd::Fuzz { seconds, runs, targets } => fuzz::run(seconds, &targets, runs).map(drop),
         Cmd::Test => {
             setup::install_tools()?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -27,6 +27,8 @@ const APT_PACKAGES: &[&str] = &[
 
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const BPF_LINKER_VERSION: &str = "0.10.4";
+/// cargo-fuzz for `cargo xtask fuzz` (runs with the nightly toolchain installed above).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// `cargo xtask build`: prints the binary's path.
 pub fn build(release: bool) -> Result<PathBuf> {
@@ -89,6 +91,17 @@ fn install_bpf_linker() -> Result<()> {
     }
     eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION}");
     sh::run(Command::new("cargo").args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"]))
+}
+
+/// cargo-fuzz, pinned; nightly with it (`cargo +nightly fuzz`). Only `cargo xtask fuzz` needs it.
+pub fn install_cargo_fuzz() -> Result<()> {
+    install_rust_toolchains()?;
+    let current = Command::new("cargo").args(["fuzz", "--version"]).output();
+    if current.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+    sh::run(Command::new("cargo").args(["install", &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"), "--locked"]))
 }
 
 /// The path of the static pfn-auditor binary for a profile.
