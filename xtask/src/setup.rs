@@ -19,7 +19,8 @@ const APT_PACKAGES: &[&str] = &[
     "zstd", // Debian ships compressed .ko files
     "libc6-dev",
     "musl-tools",
-    "patchelf", // lets newer releases' kbuild tools run with their own C library (kernels.rs)
+    "patchelf",      // lets newer releases' kbuild tools run with their own C library (kernels.rs)
+    "libxml2-utils", // xmllint: the JUnit reports are validated against tests/schemas/junit-10.xsd
 ];
 
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
