@@ -14,6 +14,7 @@ use crate::{
     event::{Cause, Event, EventBody, Frame, Hex, Task, Vma},
     file_names::KernelFileNames,
     file_paths::FilePaths,
+    module_lines::ModuleDebugInfo,
     symbols::{KernelSymbols, caller_of},
 };
 
@@ -173,6 +174,19 @@ impl Decoder {
     }
 }
 
+/// `frame` with the file and line of its module's debug info, when found. A frame past the first
+/// is a return address: the line of the call is that of the instruction before it.
+fn with_source_line(mut frame: Frame, return_address: bool, lines: &mut ModuleDebugInfo) -> Frame {
+    if let (Some(module), Some(function)) = (&frame.module, &frame.function) {
+        let offset = frame.offset.saturating_sub(u64::from(return_address));
+        if let Some((file, line)) = lines.locate(module, function, offset) {
+            frame.file = Some(file);
+            frame.line = Some(line);
+        }
+    }
+    frame
+}
+
 fn revoke_body(e: &RevokeEvent, vma: &mut dyn FnMut(&VmaInfo) -> Vma) -> EventBody {
     let cause = match RevokeCause::from_u32(e.cause) {
         Some(RevokeCause::OwnerRevoke) => Cause::OwnerRevoke,
@@ -225,6 +239,8 @@ pub struct LiveEnrich<'a> {
     pub stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
     names: &'a mut KernelFileNames,
     files: &'a mut FilePaths,
+    /// Source lines of module frames.
+    lines: &'a mut ModuleDebugInfo,
     /// (tgid, start, end) → path, so per-page lookups of a batch do not re-read /proc/PID/maps.
     paths: HashMap<(u32, u64, u64), Option<String>>,
 }
@@ -235,15 +251,18 @@ impl<'a> LiveEnrich<'a> {
         stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
         names: &'a mut KernelFileNames,
         files: &'a mut FilePaths,
+        lines: &'a mut ModuleDebugInfo,
     ) -> Self {
-        Self { symbols, stacks, names, files, paths: HashMap::new() }
+        Self { symbols, stacks, names, files, lines, paths: HashMap::new() }
     }
 }
 
 impl Enrich for LiveEnrich<'_> {
     fn stack(&mut self, stack_id: i64) -> Vec<Frame> {
         match self.stacks.get(&(stack_id as u32), 0) {
-            Ok(trace) => trace.frames().iter().map(|f| self.symbols.frame(f.ip)).collect(),
+            Ok(trace) => {
+                trace.frames().iter().enumerate().map(|(i, f)| with_source_line(self.symbols.frame(f.ip), i > 0, self.lines)).collect()
+            }
             Err(_) => Vec::new(),
         }
     }

@@ -17,6 +17,8 @@ pub struct LiveOptions {
     /// Whether the NDJSON output carries raw `event` records (for `replay`): said in `status`.
     pub events: bool,
     pub ring_buffer_bytes: u32,
+    /// `--module-debug-dir`: where modules' `.ko` files with debug info are looked for first.
+    pub module_debug_dirs: Vec<PathBuf>,
     /// `--metrics`: where to serve `metrics` (which a `MetricsSink` among the sinks also feeds).
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Gets the kernel's per-hook counters at every poll.
@@ -75,7 +77,11 @@ where
         policy_path: opts.policy_path.as_ref().map(|p| p.display().to_string()),
         rules: opts.policy.rules(),
     };
-    let session_opts = SessionOptions { release_functions: opts.policy.release_functions(), ring_buffer_bytes: opts.ring_buffer_bytes };
+    let session_opts = SessionOptions {
+        release_functions: opts.policy.release_functions(),
+        ring_buffer_bytes: opts.ring_buffer_bytes,
+        module_debug_dirs: opts.module_debug_dirs.clone(),
+    };
     let session = Session::start(&session_opts, opts.metrics.clone(), &mut source)?;
     if let Some(addr) = opts.metrics_addr {
         crate::metrics::serve(addr, opts.metrics).await?;

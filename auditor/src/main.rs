@@ -51,6 +51,11 @@ struct Common {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9477)
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Directory with drivers' unstripped .ko files (searched for <module>.ko), for file:line of
+    /// module frames; looked in before /usr/lib/debug/lib/modules/RELEASE and
+    /// /lib/modules/RELEASE/modules.dep (repeatable)
+    #[arg(long, value_name = "DIR")]
+    module_debug_dir: Vec<PathBuf>,
 }
 
 /// The reports `gate` and `replay` write at the end of a run.
@@ -254,6 +259,7 @@ fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
         policy_path: common.policy.clone(),
         events,
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
+        module_debug_dirs: common.module_debug_dir.clone(),
         metrics_addr: common.metrics,
         metrics: Arc::new(Metrics::default()),
     }

@@ -92,6 +92,10 @@ pub struct Expect {
     /// The function that called the revoking hook (`revocation.caller.function`), compared
     /// without compiler clone suffixes.
     pub caller: Option<String>,
+    /// The test driver's source file every finding of this kind must locate its holder in
+    /// (`pin.holder.file` ends with it, and `pin.holder.line` of tests/vm/module/<file> calls a
+    /// raw lookup), in NDJSON and in the gate's SARIF (`physicalLocation`).
+    pub holder_source: Option<String>,
 }
 
 /// The programs a scenario can name, and their binary in the guest's /bin.

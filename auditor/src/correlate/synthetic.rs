@@ -67,7 +67,13 @@ impl Proc {
 }
 
 pub fn frame(function: &str, module: Option<&str>) -> Frame {
-    Frame { addr: Hex(0xffff_ffff_c000_0000), function: Some(function.into()), offset: 0x2a, module: module.map(Into::into) }
+    Frame {
+        addr: Hex(0xffff_ffff_c000_0000),
+        function: Some(function.into()),
+        offset: 0x2a,
+        module: module.map(Into::into),
+        ..Frame::default()
+    }
 }
 
 impl Stream {

@@ -1,9 +1,11 @@
 //! SARIF 2.1.0 for code-scanning dashboards: a rule per finding kind, a result per finding, located
-//! at the holder (logical location) and the mapping's path (artifact).
+//! at the holder: its source file and line (physical location) when the module's debug info gave
+//! them, and always `func+off [module]` (logical location); the mapping's path is a related
+//! location. Valid against the OASIS schema (tests/schemas, `auditor/tests/reports.rs`).
 use std::collections::BTreeMap;
 
 use serde_sarif::sarif::{
-    ArtifactLocation, Location, LogicalLocation, Message, MultiformatMessageString, PhysicalLocation, ReportingDescriptor,
+    ArtifactLocation, Location, LogicalLocation, Message, MultiformatMessageString, PhysicalLocation, Region, ReportingDescriptor,
     Result as SarifResult, ResultLevel, Run, Sarif, Tool, ToolComponent,
 };
 
@@ -74,19 +76,64 @@ pub fn render(findings: &[Finding], version: &str) -> String {
     serde_json::to_string_pretty(&sarif).expect("SARIF of in-memory values")
 }
 
+/// A path as a SARIF `uri`: an absolute path becomes a `file://` URI, a relative one stays relative
+/// (to wherever the module was built); characters a URI cannot hold are percent-encoded.
+fn file_uri(path: &str) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    const NOT_IN_PATH: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'[')
+        .add(b']')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'`')
+        .add(b'{')
+        .add(b'|')
+        .add(b'}');
+    let encoded = utf8_percent_encode(path, NOT_IN_PATH).to_string();
+    if path.starts_with('/') { format!("file://{encoded}") } else { encoded }
+}
+
 fn result(f: &Finding) -> SarifResult {
     let holder = LogicalLocation::builder()
         .name(f.pin.holder.function.clone().unwrap_or_else(|| "?".into()))
         .fully_qualified_name(f.pin.holder.to_string())
         .kind("function".to_string())
         .build();
-    let location = match f.pin.vma.as_ref().and_then(|v| v.path.clone()) {
-        Some(path) => Location::builder()
-            .logical_locations(vec![holder])
-            .physical_location(PhysicalLocation::builder().artifact_location(ArtifactLocation::builder().uri(path).build()).build())
-            .build(),
-        None => Location::builder().logical_locations(vec![holder]).build(),
+    let h = &f.pin.holder;
+    let location = match (&h.file, h.line) {
+        (Some(file), Some(line)) => {
+            let region = Region::builder().start_line(i64::from(line)).build();
+            let artifact = ArtifactLocation::builder().uri(file_uri(file)).build();
+            Location::builder()
+                .logical_locations(vec![holder])
+                .physical_location(PhysicalLocation::builder().artifact_location(artifact).region(region).build())
+                .build()
+        }
+        _ => Location::builder().logical_locations(vec![holder]).build(),
     };
+    let mapping: Vec<Location> = f
+        .pin
+        .vma
+        .as_ref()
+        .and_then(|v| v.path.clone())
+        .map(|path| {
+            Location::builder()
+                .id(0)
+                .message(Message::builder().text("the mapping whose PFNs were pinned".to_string()).build())
+                .physical_location(
+                    PhysicalLocation::builder().artifact_location(ArtifactLocation::builder().uri(file_uri(&path)).build()).build(),
+                )
+                .build()
+        })
+        .into_iter()
+        .collect();
     let level = match f.severity {
         Severity::Error => ResultLevel::Error,
         Severity::Warning => ResultLevel::Warning,
@@ -96,6 +143,7 @@ fn result(f: &Finding) -> SarifResult {
         .level(level)
         .message(Message::builder().text(f.message.clone()).build())
         .locations(vec![location])
+        .related_locations(mapping)
         .partial_fingerprints(BTreeMap::from([("pfnAuditor/v1".to_string(), f.fingerprint.clone())]))
         .build()
 }
