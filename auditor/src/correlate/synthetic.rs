@@ -76,6 +76,16 @@ pub fn frame(function: &str, module: Option<&str>) -> Frame {
     }
 }
 
+/// The findings of one frame-vector pin of 4 pages kept past a munmap (one error finding): what
+/// report tests render.
+pub fn kept_past_munmap() -> Vec<super::Finding> {
+    let p = Proc::new(1);
+    let mut s = Stream::default();
+    s.frames_get(&p, 0x1000, false, 4).vma_revoke(&p, Cause::Unmap, 0..4);
+    let mut c = super::Correlator::new(&crate::policy::Policy::default());
+    s.events.iter().flat_map(|e| c.handle(e)).collect()
+}
+
 impl Stream {
     pub fn push(&mut self, hook: &str, task: Task, caller: Option<Frame>, body: EventBody) -> &mut Self {
         self.ts += 1_000;

@@ -96,23 +96,7 @@ pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64, evicted: u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        correlate::{
-            Correlator,
-            synthetic::{Proc, Stream},
-        },
-        event::Cause,
-        policy::Policy,
-    };
-
-    /// One frame-vector pin kept past a munmap: an error finding.
-    fn error_finding() -> Vec<Finding> {
-        let p = Proc::new(1);
-        let mut s = Stream::default();
-        s.frames_get(&p, 0x1000, false, 4).vma_revoke(&p, Cause::Unmap, 0..4);
-        let mut c = Correlator::new(&Policy::default());
-        s.events.iter().flat_map(|e| c.handle(e)).collect()
-    }
+    use crate::correlate::synthetic::kept_past_munmap as error_finding;
 
     #[test]
     fn a_clean_run_is_one_passing_case() {

@@ -76,8 +76,10 @@ pub fn render(findings: &[Finding], version: &str) -> String {
     serde_json::to_string_pretty(&sarif).expect("SARIF of in-memory values")
 }
 
-/// A path as a SARIF `uri`: an absolute path becomes a `file://` URI, a relative one stays relative
-/// (to wherever the module was built); characters a URI cannot hold are percent-encoded.
+/// A path as a SARIF `uri` (RFC 3986): an absolute path becomes a `file://` URI, a relative one
+/// stays relative (to wherever the module was built); characters a URI path cannot hold are
+/// percent-encoded, and so is `:` in a relative one (`anon_inode:[vfio-device]` would otherwise
+/// read as a URI scheme).
 fn file_uri(path: &str) -> String {
     use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
     const NOT_IN_PATH: &AsciiSet = &CONTROLS
@@ -96,8 +98,12 @@ fn file_uri(path: &str) -> String {
         .add(b'{')
         .add(b'|')
         .add(b'}');
-    let encoded = utf8_percent_encode(path, NOT_IN_PATH).to_string();
-    if path.starts_with('/') { format!("file://{encoded}") } else { encoded }
+    const NOT_IN_RELATIVE: &AsciiSet = &NOT_IN_PATH.add(b':');
+    if path.starts_with('/') {
+        format!("file://{}", utf8_percent_encode(path, NOT_IN_PATH))
+    } else {
+        utf8_percent_encode(path, NOT_IN_RELATIVE).to_string()
+    }
 }
 
 fn result(f: &Finding) -> SarifResult {
@@ -146,4 +152,47 @@ fn result(f: &Finding) -> SarifResult {
         .related_locations(mapping)
         .partial_fingerprints(BTreeMap::from([("pfnAuditor/v1".to_string(), f.fingerprint.clone())]))
         .build()
+}
+
+#[cfg(test)]
+#[allow(dead_code)] // its JUnit half is used by auditor/tests/reports.rs
+#[path = "../../../tests/schemas/validate.rs"]
+mod report_schemas;
+
+#[cfg(test)]
+mod tests {
+    use super::{report_schemas as validate, *};
+
+    /// One error finding, its holder and mapping named as given.
+    fn finding(source: Option<(&str, u32)>, mapping: &str) -> Finding {
+        let mut f = crate::correlate::synthetic::kept_past_munmap().remove(0);
+        f.pin.holder.file = source.map(|(file, _)| file.to_string());
+        f.pin.holder.line = source.map(|(_, line)| line);
+        f.pin.vma.get_or_insert_with(Default::default).path = Some(mapping.to_string());
+        f
+    }
+
+    #[test]
+    fn a_holder_with_its_source_line_is_a_physical_location() {
+        let sarif = render(&[finding(Some(("/build/my drv/drv.c", 122)), "/dev/pfnaudit")], "1.0");
+        assert_eq!(validate::sarif_problems(&sarif), Vec::<String>::new(), "{sarif}");
+        let doc: serde_json::Value = serde_json::from_str(&sarif).unwrap();
+        let location = &doc["runs"][0]["results"][0]["locations"][0];
+        assert_eq!(location["physicalLocation"]["artifactLocation"]["uri"], "file:///build/my%20drv/drv.c");
+        assert_eq!(location["physicalLocation"]["region"]["startLine"], 122);
+        assert!(location["logicalLocations"][0]["fullyQualifiedName"].is_string());
+    }
+
+    #[test]
+    fn without_debug_info_the_holder_is_a_logical_location_only() {
+        for mapping in ["anon_inode:[vfio-device]", "/sys/devices/pci0000:00/0000:00:03.0/resource0"] {
+            let sarif = render(&[finding(None, mapping)], "1.0");
+            assert_eq!(validate::sarif_problems(&sarif), Vec::<String>::new(), "{sarif}");
+            let doc: serde_json::Value = serde_json::from_str(&sarif).unwrap();
+            let result = &doc["runs"][0]["results"][0];
+            assert!(result["locations"][0].get("physicalLocation").is_none(), "{sarif}");
+            assert!(result["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"].is_string(), "{sarif}");
+        }
+        assert_eq!(file_uri("anon_inode:[vfio-device]"), "anon_inode%3A%5Bvfio-device%5D");
+    }
 }
