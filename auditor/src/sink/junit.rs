@@ -81,7 +81,7 @@ pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64, evicted: u6
         }
         suite.add_test_case(case);
     }
-    if findings.is_empty() && lost == 0 {
+    if findings.is_empty() && lost + evicted == 0 {
         suite.add_test_case(TestCase::new("no pin outlived a revocation", TestCaseStatus::success()));
     }
     let mut report = Report::new("pfn-auditor");
@@ -109,6 +109,7 @@ mod tests {
         let xml = render(&[], &[Severity::Error], 0, 2);
         assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
         assert!(xml.contains("2 pin(s) or PFN map(s) evicted") && xml.contains("events-lost"), "{xml}");
+        assert!(!xml.contains("name=\"no pin outlived a revocation\""), "a run that evicted pins proves no absence: {xml}");
     }
 
     #[test]
