@@ -1,6 +1,7 @@
 //! pfn-auditor userspace: probes (load/attach) → drain (ring buffer) → decode (raw → typed
 //! events) → correlate (pure) → sinks (ndjson, junit, sarif, metrics, human).
 pub mod catalog;
+pub mod cli_docs;
 pub mod correlate;
 pub mod daemon;
 pub mod decode;

@@ -26,7 +26,11 @@ pub enum ReplayError {
 
 /// Replays a recording into `sinks`; returns the run's summary.
 pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Result<RunSummary, ReplayError> {
-    let mut pipeline = Pipeline::new(policy, sinks);
+    replay_into(reader, file, Pipeline::new(policy, sinks))
+}
+
+/// [`replay`] into a pipeline made by the caller (e.g. one that reopens its outputs on SIGHUP).
+pub fn replay_into(reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> Result<RunSummary, ReplayError> {
     let mut end = RunEnd::default();
     let mut events = 0usize;
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::{
-    event::{Cause, Event, EventBody, Frame, Hex, Task, Vma},
+    event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
     record::Record,
 };
 
@@ -137,6 +137,8 @@ struct WireEvent<'a> {
     ts_ns: u64,
     #[serde(borrow)]
     hook: Cow<'a, str>,
+    #[serde(default, borrow)]
+    symbol: Option<Cow<'a, str>>,
     #[serde(borrow)]
     task: WireTask<'a>,
     #[serde(default, borrow)]
@@ -221,7 +223,8 @@ impl WireEvent<'_> {
         Some(Event {
             seq: self.seq,
             ts_ns: self.ts_ns,
-            hook: self.hook.into_owned(),
+            hook: HookRef::from_name(&self.hook),
+            symbol: self.symbol.map(Cow::into_owned),
             task: Task {
                 tgid: self.task.tgid,
                 pid: self.task.pid,

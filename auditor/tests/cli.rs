@@ -267,16 +267,28 @@ fn new_report_files_are_private() {
     }
 }
 
-/// `--metrics` has no default: it listens only where it is told. The address its help suggests
-/// is loopback.
+/// `--metrics` has no default: it listens only where it is told, on loopback unless an address is
+/// given with the port.
 #[test]
-fn the_metrics_example_address_is_loopback() {
+fn metrics_listen_on_loopback_unless_an_address_is_given() {
     let out = auditor().args(["run", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     let line = help.lines().skip_while(|l| !l.contains("--metrics")).take(3).collect::<String>();
     assert!(!line.contains("default"), "{line}");
-    let example = line.split("e.g. ").nth(1).unwrap().split(')').next().unwrap();
-    assert!(example.parse::<std::net::SocketAddr>().unwrap().ip().is_loopback(), "{example}");
+    assert!(line.contains("PORT listens on loopback only (127.0.0.1:PORT)"), "{line}");
+    let out = auditor().args(["run", "--metrics", "localhost"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("`localhost` is neither a PORT (listens on 127.0.0.1) nor an ADDRESS:PORT"), "{stderr}");
+}
+
+/// `run --probe-floor` audits nothing: its help must say so before anyone mistakes it for a mode.
+#[test]
+fn probe_floor_is_marked_as_a_benchmark_aid_that_audits_nothing() {
+    let out = auditor().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let text = help.lines().skip_while(|l| !l.contains("--probe-floor")).take(4).collect::<Vec<_>>().join(" ");
+    assert!(text.contains("Benchmark aid, audits nothing"), "{text}");
 }
 
 /// `doctor` on this machine: a row per prerequisite before the hooks. Where the kernel has no

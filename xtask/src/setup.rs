@@ -21,14 +21,20 @@ const APT_PACKAGES: &[&str] = &[
     "musl-tools",
     "patchelf",      // lets newer releases' kbuild tools run with their own C library (kernels.rs)
     "libxml2-utils", // xmllint: the JUnit reports are validated against tests/schemas/junit-10.xsd
+    "systemd",       // systemd-analyze verify of the package's unit (package.rs)
+    "debootstrap",   // the Debian root of the systemd test (systemd_test.rs)
+    "e2fsprogs",     // mkfs.ext4 -d: that root as a disk image, without mounting anything
 ];
 
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const BPF_LINKER_VERSION: &str = "0.10.4";
 
+/// `cargo xtask build`: prints the binary's path.
 pub fn build(release: bool) -> Result<PathBuf> {
     install_tools()?;
-    build_auditor(release)
+    let binary = build_auditor(release)?;
+    println!("{}", binary.display());
+    Ok(binary)
 }
 
 /// Everything the build and the VM rig need from outside the workspace.
@@ -101,7 +107,6 @@ pub fn build_auditor(release: bool) -> Result<PathBuf> {
     sh::run(&mut cargo)?;
     let binary = auditor_binary(release);
     ensure_static(&binary)?;
-    println!("{}", binary.display());
     Ok(binary)
 }
 

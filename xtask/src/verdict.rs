@@ -23,6 +23,9 @@ pub struct Tally {
     /// `raw-lookup` events whose vma the kernel side did not find (every pin must know its vma:
     /// mm-only lookups are resolved in the kernel).
     pub lookups_without_vma: usize,
+    /// Hooks of the summary whose BPF run-time statistics are missing or impossible (fewer
+    /// program runs than probe hits, or runs that took no time), each with why.
+    pub bad_run_stats: Vec<String>,
 }
 
 /// What a finding names, as far as the expectations check it (`None`: the finding names none).
@@ -32,6 +35,10 @@ pub struct Evidence {
     pub path: Option<String>,
     /// `pin.holder.module`
     pub holder_module: Option<String>,
+    /// `pin.holder.function`
+    pub holder: Option<String>,
+    /// `pin.pages`
+    pub pages: Option<u64>,
     /// `revocation.hook`
     pub hook: Option<String>,
     /// `revocation.caller.function`
@@ -50,6 +57,8 @@ impl Evidence {
         Evidence {
             path: text("/pin/vma/path"),
             holder_module: text("/pin/holder/module"),
+            holder: text("/pin/holder/function"),
+            pages: finding.pointer("/pin/pages").and_then(Value::as_u64),
             hook: text("/revocation/hook"),
             caller: text("/revocation/caller/function"),
             holder_file: text("/pin/holder/file"),
@@ -62,6 +71,7 @@ impl Evidence {
         let checks = [
             ("mapping", &expect.path, &self.path, false),
             ("holder module", &expect.holder_module, &self.holder_module, false),
+            ("holder", &expect.holder, &self.holder, true),
             ("revoking hook", &expect.hook, &self.hook, false),
             ("revocation caller", &expect.caller, &self.caller, true),
         ];
@@ -76,6 +86,12 @@ impl Evidence {
             if !same {
                 out.push(format!("a {} finding names {what} {} instead of {want}", expect.kind, got.as_deref().unwrap_or("none")));
             }
+        }
+        if let Some(want) = expect.pages
+            && self.pages != Some(want)
+        {
+            let got = self.pages.map_or("no".to_owned(), |n| n.to_string());
+            out.push(format!("a {} finding's pin holds {got} page(s) instead of {want}", expect.kind));
         }
         if let Some(file) = &expect.holder_source {
             out.extend(self.holder_source_problem(file, &expect.kind));
@@ -111,7 +127,11 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
                 *tally.findings.entry(kind.to_owned()).or_default() += 1;
                 tally.evidence.entry(kind.to_owned()).or_default().push(Evidence::of(&record));
             }
-            Some("summary") => tally.suppressed = record.get("suppressed").and_then(Value::as_u64),
+            Some("summary") => {
+                tally.suppressed = record.get("suppressed").and_then(Value::as_u64);
+                let hooks = record.get("hooks").and_then(Value::as_array).into_iter().flatten();
+                tally.bad_run_stats.extend(hooks.filter_map(bad_run_stats));
+            }
             Some("event") if record.get("kind").and_then(Value::as_str) == Some("raw-lookup") => {
                 if record.pointer("/vma/vma").and_then(Value::as_str).is_none_or(|vma| vma == "0x0") {
                     tally.lookups_without_vma += 1;
@@ -124,6 +144,20 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
         }
     }
     Ok(tally)
+}
+
+/// Why a summary hook's run-time statistics cannot be right, if so: the kernel keeps them on every
+/// tested kernel (5.8+), runs include each probe hit (a return probe runs too), and a run takes time.
+fn bad_run_stats(hook: &Value) -> Option<String> {
+    let name = hook.get("hook").and_then(Value::as_str).unwrap_or("?");
+    let hits = hook.get("hits").and_then(Value::as_u64).unwrap_or(0);
+    let (Some(runs), Some(ns)) = (hook.get("bpf_runs").and_then(Value::as_u64), hook.get("bpf_run_ns").and_then(Value::as_u64)) else {
+        return Some(format!("{name} has no BPF run-time statistics"));
+    };
+    if runs < hits {
+        return Some(format!("{name}: {runs} BPF runs for {hits} hits"));
+    }
+    (runs > 0 && ns == 0).then(|| format!("{name}: {runs} BPF runs took 0 ns"))
 }
 
 /// Ok(summary) on PASS, Err(reason) on FAIL. Without an auditor only the scenario program is judged.
@@ -172,6 +206,17 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     if !tally.has_status {
         problems.push("no status record".to_owned());
     }
+    if !tally.bad_run_stats.is_empty() {
+        problems.push(format!("summary: {}", tally.bad_run_stats.join(", ")));
+    }
+    let mut scraped = None;
+    if scenario.metrics {
+        match get(crate::qemu::PROMETHEUS_LABEL) {
+            Some(sent) if sent.status == "0" => scraped = Some(sent.text.trim().to_owned()),
+            Some(sent) => problems.push(format!("Prometheus on the host: {}", sent.text.trim())),
+            None => problems.push("the guest never said its metrics were ready (no scrape)".to_owned()),
+        }
+    }
     if tally.lookups_without_vma > 0 {
         problems.push(format!("{} raw-lookup event(s) carry no vma", tally.lookups_without_vma));
     }
@@ -212,7 +257,8 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
         if found.is_empty() {
             found.push("no findings, as expected".into());
         }
-        Ok(format!("{}{suppressed}", found.join(", ")))
+        let scraped = scraped.map(|line| format!("; Prometheus on the host: {line}")).unwrap_or_default();
+        Ok(format!("{}{suppressed}{scraped}", found.join(", ")))
     } else {
         Err(problems.join("; "))
     }
@@ -350,6 +396,20 @@ mod tests {
     }
 
     #[test]
+    fn summary_hooks_must_carry_plausible_bpf_run_time_statistics() {
+        let s = scenario("{ kind = \"pin-leaked\", count = 0 }");
+        let summary = |hook: &str| format!("{STATUS}{{\"type\":\"summary\",\"hooks\":[{hook}]}}\n");
+        let good = summary("{\"hook\":\"follow_pte\",\"hits\":3,\"bpf_runs\":6,\"bpf_run_ns\":4000}");
+        assert!(judge(&s, "6.1", &files(&good, "0"), true).is_ok());
+        let missing = summary("{\"hook\":\"follow_pte\",\"hits\":3}");
+        assert!(judge(&s, "6.1", &files(&missing, "0"), true).unwrap_err().contains("follow_pte has no BPF run-time statistics"));
+        let fewer = summary("{\"hook\":\"zap_vma_ptes\",\"hits\":3,\"bpf_runs\":2,\"bpf_run_ns\":10}");
+        assert!(judge(&s, "6.1", &files(&fewer, "0"), true).unwrap_err().contains("zap_vma_ptes: 2 BPF runs for 3 hits"));
+        let free = summary("{\"hook\":\"zap_vma_ptes\",\"hits\":1,\"bpf_runs\":2,\"bpf_run_ns\":0}");
+        assert!(judge(&s, "6.1", &files(&free, "0"), true).unwrap_err().contains("took 0 ns"));
+    }
+
+    #[test]
     fn a_finding_without_the_expected_mapping_path_fails() {
         let s = scenario("{ kind = \"pin-leaked\", count = 1, path = \"/dev/pfnaudit\" }");
         let named =
@@ -378,6 +438,20 @@ mod tests {
         assert!(why.contains("names holder module kvm instead of vfio_iommu_type1"), "{why}");
         assert!(why.contains("names revoking hook unmap_mapping_range instead of zap_vma_ptes"), "{why}");
         assert!(why.contains("names revocation caller revoke_iomem.isra.0 instead of vfio_pci_zap_and_vma_lock"), "{why}");
+    }
+
+    #[test]
+    fn the_holder_read_from_the_pins_stack_and_its_pages_are_checked_on_every_finding() {
+        let s = scenario("{ kind = \"pin-outlived-revocation\", count = 1, holder = \"pfnaudit_pin_tracked\", pages = 16 }");
+        let finding = |holder: &str, pages: u64| {
+            format!(
+                "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-outlived-revocation\",\"pin\":{{\"holder\":{{\"function\":\"{holder}\"}},\"pages\":{pages}}}}}\n"
+            )
+        };
+        assert!(judge(&s, "6.1", &files(&finding("pfnaudit_pin_tracked.isra.0", 16), "0"), true).is_ok());
+        let why = judge(&s, "6.1", &files(&finding("pfnaudit_storm_a", 15), "0"), true).unwrap_err();
+        assert!(why.contains("names holder pfnaudit_storm_a instead of pfnaudit_pin_tracked"), "{why}");
+        assert!(why.contains("pin holds 15 page(s) instead of 16"), "{why}");
     }
 
     #[test]
@@ -433,6 +507,8 @@ mod tests {
             count: 1,
             path: None,
             holder_module: None,
+            holder: None,
+            pages: None,
             hook: None,
             caller: None,
             holder_source: Some("pfnaudit_test.c".into()),

@@ -2,7 +2,7 @@
 //! in order and contain nothing made at output time, so a replay prints the same bytes.
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Cause, Frame, Hex, Task, Vma};
+use crate::event::{Cause, Frame, Hex, HookRef, Task, Vma};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -163,7 +163,10 @@ pub struct PinEvidence {
     pub id: u64,
     pub source: PinSource,
     /// Hook that took it (`follow_pfn`, `get_vaddr_frames`…).
-    pub hook: String,
+    pub hook: HookRef,
+    /// The kernel symbol the hook was attached to (absent in recordings older than this field).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub symbol: Option<String>,
     pub holder: Holder,
     pub task: Task,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -185,7 +188,12 @@ pub struct PinEvidence {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RevocationEvidence {
     pub cause: Cause,
-    pub hook: String,
+    /// The revoking hook (`zap_vma_ptes`, also on kernels where it is attached to another symbol).
+    pub hook: HookRef,
+    /// The kernel symbol the hook was attached to (`zap_special_vma_range` on 7.1+; absent in
+    /// recordings older than this field).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub symbol: Option<String>,
     pub task: Task,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub caller: Option<Frame>,

@@ -25,7 +25,7 @@ use finding::{RevocationEvidence, fingerprint};
 use index::IntervalIndex;
 use pin::{Pin, Release, Run, subtract};
 
-use crate::probes::table::NESTING_HOOKS;
+use crate::probes::table;
 
 const PAGE: u64 = 4096;
 
@@ -735,10 +735,11 @@ impl Kept {
     }
 }
 
-/// How a raw lookup by caller `function` in `module` ends, or `None` when it is not a pin (a nested hook, a
-/// kernel-internal holder, a RAM PFN the holder refuses).
+/// How a raw lookup by caller `function` in `module` ends, or `None` when it is not a pin (a
+/// hooked function that owns its lookups by the probe table's roles, a kernel-internal holder of
+/// the policy, a RAM PFN the holder refuses).
 fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>, ram: bool) -> Option<Release> {
-    if function.is_some_and(|f| NESTING_HOOKS.iter().any(|n| same_function(n.name(), f))) {
+    if function.is_some_and(|f| table::owns_its_lookups(f, same_function)) {
         return None;
     }
     Some(match policy.holder_for(function, module) {
@@ -783,6 +784,7 @@ fn revocation_evidence(ev: &Event, cause: Cause) -> RevocationEvidence {
     RevocationEvidence {
         cause,
         hook: ev.hook.clone(),
+        symbol: ev.symbol.clone(),
         task: ev.task.clone(),
         caller: ev.caller.clone(),
         ts_ns: ev.ts_ns,

@@ -1,7 +1,7 @@
 //! A held pin: a set of page runs. Per-page lookups coalesce into runs; a release by PFN or
 //! address takes exactly the pages it gives back out of them, so a pin can shrink or split.
 use crate::{
-    event::{Event, Hex, Task, Vma},
+    event::{Event, Hex, HookRef, Task, Vma},
     policy::ArgMeaning,
 };
 
@@ -57,7 +57,9 @@ impl Run {
 pub struct Pin {
     pub id: u64,
     pub source: PinSource,
-    pub hook: String,
+    pub hook: HookRef,
+    /// The symbol the hook was attached to, when the event said.
+    pub symbol: Option<String>,
     pub holder: Holder,
     pub task: Task,
     pub vma: Option<Vma>,
@@ -81,6 +83,7 @@ impl Pin {
             id,
             source: PinSource::RawLookup,
             hook: ev.hook.clone(),
+            symbol: ev.symbol.clone(),
             holder,
             task: ev.task.clone(),
             vma,
@@ -108,6 +111,7 @@ impl Pin {
             id,
             source: PinSource::FrameVector,
             hook: ev.hook.clone(),
+            symbol: ev.symbol.clone(),
             holder: Holder::from_frame(ev.caller.as_ref()),
             task: ev.task.clone(),
             vma,
@@ -260,6 +264,7 @@ impl Pin {
             id: self.id,
             source: self.source,
             hook: self.hook.clone(),
+            symbol: self.symbol.clone(),
             holder: self.holder.clone(),
             task: self.task.clone(),
             vma: self.vma.clone(),

@@ -1,6 +1,6 @@
 //! Synthetic event streams shaped like what the kernel emits, for tests and benchmarks. Each
 //! helper models one kernel call; pointers are made-up but consistent.
-use crate::event::{Cause, Event, EventBody, Frame, Hex, Task, Vma};
+use crate::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma};
 
 pub const DEVICE_PATH: &str = "/dev/pfnaudit";
 
@@ -90,7 +90,16 @@ impl Stream {
     pub fn push(&mut self, hook: &str, task: Task, caller: Option<Frame>, body: EventBody) -> &mut Self {
         self.ts += 1_000;
         let stack: Vec<Frame> = std::iter::once(frame(hook, None)).chain(caller.clone()).collect();
-        self.events.push(Event { seq: self.events.len() as u64, ts_ns: self.ts, hook: hook.into(), task, caller, stack, body });
+        self.events.push(Event {
+            seq: self.events.len() as u64,
+            ts_ns: self.ts,
+            hook: HookRef::from_name(hook),
+            symbol: None,
+            task,
+            caller,
+            stack,
+            body,
+        });
         self
     }
 
