@@ -10,6 +10,7 @@ use crate::{
     file_names::{KernelFileNames, Mounts},
     file_paths::FilePaths,
     metrics::Metrics,
+    module_lines::ModuleDebugInfo,
     probes::{
         self, Attached, HookState, HookStatus, KernelFacts,
         table::{MissingEssential, missing_essential},
@@ -46,6 +47,8 @@ pub trait Observer {
 pub struct SessionOptions {
     pub release_functions: Vec<crate::policy::ReleaseFunction>,
     pub ring_buffer_bytes: u32,
+    /// `--module-debug-dir`: where to look first for modules' `.ko` files with debug info.
+    pub module_debug_dirs: Vec<std::path::PathBuf>,
     pub programs: probes::floor::ProgramSet,
 }
 
@@ -64,6 +67,8 @@ pub struct Session {
     modules: LoadedModules,
     names: KernelFileNames,
     files: FilePaths,
+    /// Source lines of module frames (`module_lines.rs`).
+    lines: ModuleDebugInfo,
     decoder: Decoder,
     losses: LossTracker,
     /// Records that did not parse since the last counter poll, per hook name.
@@ -88,6 +93,7 @@ impl Session {
             modules: facts.modules,
             names: KernelFileNames::new(Mounts::read()),
             files: FilePaths::default(),
+            lines: ModuleDebugInfo::new(opts.module_debug_dirs.clone(), &facts.release),
             decoder,
             losses: LossTracker::default(),
             undecodable: Undecodable::default(),
@@ -142,7 +148,7 @@ impl Session {
         // nothing is recorded. And these records were written before this check, so a module
         // their stacks point into is in /proc/modules by now (unless already unloaded again).
         self.follow_modules(observer);
-        let mut enrich = LiveEnrich::new(&self.symbols, &mut self.names, &mut self.files);
+        let mut enrich = LiveEnrich::new(&self.symbols, &mut self.names, &mut self.files, &mut self.lines);
         for bytes in batch {
             if observer.failed() {
                 return;
@@ -182,6 +188,7 @@ impl Session {
             }
         }
         self.modules = modules;
+        self.lines.forget_modules();
         let now = monotonic_ns();
         let changed = self.attached.follow_modules(&self.symbols);
         if !changed.is_empty() {

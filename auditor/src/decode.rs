@@ -14,6 +14,7 @@ use crate::{
     event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
     file_names::KernelFileNames,
     file_paths::FilePaths,
+    module_lines::ModuleDebugInfo,
     symbols::{KernelSymbols, attached_symbol, caller_of},
 };
 
@@ -193,6 +194,19 @@ impl Decoder {
     }
 }
 
+/// `frame` with the file and line of its module's debug info, when found. A frame past the first
+/// is a return address: the line of the call is that of the instruction before it.
+fn with_source_line(mut frame: Frame, return_address: bool, lines: &mut ModuleDebugInfo) -> Frame {
+    if let (Some(module), Some(function)) = (&frame.module, &frame.function) {
+        let offset = frame.offset.saturating_sub(u64::from(return_address));
+        if let Some((file, line)) = lines.locate(module, function, offset) {
+            frame.file = Some(file);
+            frame.line = Some(line);
+        }
+    }
+    frame
+}
+
 fn revoke_body(e: &RevokeEvent, vma: &mut dyn FnMut(&VmaInfo) -> Vma) -> EventBody {
     let cause = match RevokeCause::from_u32(e.cause) {
         Some(RevokeCause::OwnerRevoke) => Cause::OwnerRevoke,
@@ -243,19 +257,26 @@ pub struct LiveEnrich<'a> {
     pub symbols: &'a KernelSymbols,
     names: &'a mut KernelFileNames,
     files: &'a mut FilePaths,
+    /// Source lines of module frames.
+    lines: &'a mut ModuleDebugInfo,
     /// (tgid, start, end) → path, so per-page lookups of a batch do not re-read /proc/PID/maps.
     paths: HashMap<(u32, u64, u64), Option<String>>,
 }
 
 impl<'a> LiveEnrich<'a> {
-    pub fn new(symbols: &'a KernelSymbols, names: &'a mut KernelFileNames, files: &'a mut FilePaths) -> Self {
-        Self { symbols, names, files, paths: HashMap::new() }
+    pub fn new(
+        symbols: &'a KernelSymbols,
+        names: &'a mut KernelFileNames,
+        files: &'a mut FilePaths,
+        lines: &'a mut ModuleDebugInfo,
+    ) -> Self {
+        Self { symbols, names, files, lines, paths: HashMap::new() }
     }
 }
 
 impl Enrich for LiveEnrich<'_> {
     fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
-        ips.iter().map(|ip| self.symbols.frame(*ip)).collect()
+        ips.iter().enumerate().map(|(i, ip)| with_source_line(self.symbols.frame(*ip), i > 0, self.lines)).collect()
     }
 
     /// The kernel's name for the vma's file first: it does not depend on the process being alive.

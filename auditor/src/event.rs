@@ -126,6 +126,25 @@ pub struct Frame {
     /// Module name for module text; `None` for vmlinux.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// Source file of the instruction (for a return address: of the call), from the module's
+    /// debug info (`module_lines.rs`); `None` without it (vmlinux, stripped modules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Line in `file`, 1-based.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+}
+
+impl Frame {
+    /// `file:line`, when the module's debug info gave them.
+    pub fn source(&self) -> Option<String> {
+        source(self.file.as_deref(), self.line)
+    }
+}
+
+/// `file:line` of a frame or holder, when both are known.
+pub fn source(file: Option<&str>, line: Option<u32>) -> Option<String> {
+    Some(format!("{}:{}", file?, line?))
 }
 
 impl std::fmt::Display for Frame {

@@ -14,6 +14,7 @@ pub mod gate_outcome;
 pub mod host_checks;
 pub mod live;
 pub mod metrics;
+pub mod module_lines;
 pub mod pipeline;
 pub mod policy;
 pub mod probes;

@@ -17,6 +17,8 @@ pub struct LiveOptions {
     /// Whether the NDJSON output carries raw `event` records (for `replay`): said in `status`.
     pub events: bool,
     pub ring_buffer_bytes: u32,
+    /// `--module-debug-dir`: where modules' `.ko` files with debug info are looked for first.
+    pub module_debug_dirs: Vec<PathBuf>,
     /// The auditing programs, or the benchmark's empty ones (`run --probe-floor`).
     pub programs: ProgramSet,
     /// `--metrics`: where to serve `metrics` (which a `MetricsSink` among the sinks also feeds).
@@ -90,6 +92,7 @@ where
     let session_opts = SessionOptions {
         release_functions: opts.policy.release_functions(),
         ring_buffer_bytes: opts.ring_buffer_bytes,
+        module_debug_dirs: opts.module_debug_dirs.clone(),
         programs: opts.programs,
     };
     let session = Session::start(&session_opts, opts.metrics.clone(), &mut source)?;

@@ -55,6 +55,11 @@ struct Common {
     /// only when given explicitly as ADDRESS:PORT (e.g. 0.0.0.0:9477; no authentication)
     #[arg(long, value_name = "[ADDRESS:]PORT", value_parser = metrics_address)]
     metrics: Option<SocketAddr>,
+    /// Directory with drivers' unstripped .ko files (searched for <module>.ko), for file:line of
+    /// module frames; looked in before /usr/lib/debug/lib/modules/RELEASE and
+    /// /lib/modules/RELEASE/modules.dep (repeatable)
+    #[arg(long, value_name = "DIR")]
+    module_debug_dir: Vec<PathBuf>,
 }
 
 /// Size rotation of the NDJSON `--output` file (a regular file; SIGHUP reopens it in any case).
@@ -304,6 +309,7 @@ fn live_options(common: &Common, policy: Policy, events: bool, reopen: Option<Ar
         policy_path: common.policy.clone(),
         events,
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
+        module_debug_dirs: common.module_debug_dir.clone(),
         programs: ProgramSet::Auditing,
         metrics_addr: common.metrics,
         metrics: Arc::new(Metrics::default()),

@@ -69,6 +69,10 @@ struct WireFrame<'a> {
     offset: u64,
     #[serde(default, borrow)]
     module: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    file: Option<Cow<'a, str>>,
+    #[serde(default)]
+    line: Option<u32>,
 }
 
 impl WireFrame<'_> {
@@ -78,6 +82,8 @@ impl WireFrame<'_> {
             function: self.function.map(Cow::into_owned),
             offset: self.offset,
             module: self.module.map(Cow::into_owned),
+            file: self.file.map(Cow::into_owned),
+            line: self.line,
         }
     }
 }

@@ -80,9 +80,13 @@ impl KernelSymbols {
     pub fn frame(&self, addr: u64) -> Frame {
         let idx = self.text.partition_point(|s| s.addr <= addr);
         match idx.checked_sub(1).map(|i| &self.text[i]) {
-            Some(sym) if sym.addr != 0 => {
-                Frame { addr: Hex(addr), function: Some(sym.name.clone()), offset: addr - sym.addr, module: sym.module.clone() }
-            }
+            Some(sym) if sym.addr != 0 => Frame {
+                addr: Hex(addr),
+                function: Some(sym.name.clone()),
+                offset: addr - sym.addr,
+                module: sym.module.clone(),
+                ..Frame::default()
+            },
             _ => Frame { addr: Hex(addr), ..Frame::default() },
         }
     }

@@ -15,6 +15,9 @@
 //! #   hook = "zap_vma_ptes"                   revocation.hook
 //! #   caller = "vfio_pci_zap_and_vma_lock"    revocation.caller.function (clone suffixes such as
 //! #                                           .constprop.0 / .isra.0 ignored on both sides)
+//! #   holder_source = "pfnaudit_test.c"       pin.holder.file and .line: a line of
+//! #                                           tests/vm/module/<file> that calls a raw lookup
+//! #                                           (NDJSON and the gate's SARIF)
 //! expect_on = { "5.10" = [] }               # replaces `expect` on these kernels
 //! min_suppressed = 1                        # summary.suppressed must be at least this
 //! max_lost = 0                              # default 0
@@ -106,6 +109,10 @@ pub struct Expect {
     /// The function that called the revoking hook (`revocation.caller.function`), compared
     /// without compiler clone suffixes.
     pub caller: Option<String>,
+    /// The test driver's source file every finding of this kind must locate its holder in
+    /// (`pin.holder.file` ends with it, and `pin.holder.line` of tests/vm/module/<file> calls a
+    /// raw lookup), in NDJSON and in the gate's SARIF (`physicalLocation`).
+    pub holder_source: Option<String>,
 }
 
 /// The programs a scenario can name, and their binary in the guest's /bin.

@@ -19,10 +19,11 @@ const APT_PACKAGES: &[&str] = &[
     "zstd", // Debian ships compressed .ko files
     "libc6-dev",
     "musl-tools",
-    "patchelf",    // lets newer releases' kbuild tools run with their own C library (kernels.rs)
-    "systemd",     // systemd-analyze verify of the package's unit (package.rs)
-    "debootstrap", // the Debian root of the systemd test (systemd_test.rs)
-    "e2fsprogs",   // mkfs.ext4 -d: that root as a disk image, without mounting anything
+    "patchelf",      // lets newer releases' kbuild tools run with their own C library (kernels.rs)
+    "libxml2-utils", // xmllint: the JUnit reports are validated against tests/schemas/junit-10.xsd
+    "systemd",       // systemd-analyze verify of the package's unit (package.rs)
+    "debootstrap",   // the Debian root of the systemd test (systemd_test.rs)
+    "e2fsprogs",     // mkfs.ext4 -d: that root as a disk image, without mounting anything
 ];
 
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";

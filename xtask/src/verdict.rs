@@ -1,6 +1,8 @@
 //! Judges one scenario's run against its expectations in scenarios.toml.
 
 use crate::plan::{Expect, Scenario, function_base};
+#[path = "../../tests/schemas/validate.rs"]
+mod schemas;
 use crate::qemu::GuestFiles;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -41,7 +43,13 @@ pub struct Evidence {
     pub hook: Option<String>,
     /// `revocation.caller.function`
     pub caller: Option<String>,
+    /// `pin.holder.file` and `pin.holder.line`
+    pub holder_file: Option<String>,
+    pub holder_line: Option<u64>,
 }
+
+/// The raw lookups the test driver makes: the line of a holder's call site calls one of them.
+const RAW_LOOKUP_CALLS: &[&str] = &["follow_pfn(", "follow_pte(", "follow_pfnmap_start("];
 
 impl Evidence {
     fn of(finding: &Value) -> Self {
@@ -53,6 +61,8 @@ impl Evidence {
             pages: finding.pointer("/pin/pages").and_then(Value::as_u64),
             hook: text("/revocation/hook"),
             caller: text("/revocation/caller/function"),
+            holder_file: text("/pin/holder/file"),
+            holder_line: finding.pointer("/pin/holder/line").and_then(Value::as_u64),
         }
     }
 
@@ -83,7 +93,26 @@ impl Evidence {
             let got = self.pages.map_or("no".to_owned(), |n| n.to_string());
             out.push(format!("a {} finding's pin holds {got} page(s) instead of {want}", expect.kind));
         }
+        if let Some(file) = &expect.holder_source {
+            out.extend(self.holder_source_problem(file, &expect.kind));
+        }
         out
+    }
+
+    /// The holder must be located at a line of the test driver's `file` that makes a raw lookup.
+    fn holder_source_problem(&self, file: &str, kind: &str) -> Option<String> {
+        let (Some(got), Some(line)) = (&self.holder_file, self.holder_line) else {
+            return Some(format!("a {kind} finding has no holder file:line (expected one in {file})"));
+        };
+        if !got.ends_with(&format!("/{file}")) && got != file {
+            return Some(format!("a {kind} finding locates its holder in {got}:{line} instead of {file}"));
+        }
+        let source = std::fs::read_to_string(crate::sh::vm_sources_dir().join("module").join(file)).unwrap_or_default();
+        let text = source.lines().nth((line as usize).saturating_sub(1)).unwrap_or("");
+        if !RAW_LOOKUP_CALLS.iter().any(|call| text.contains(call)) {
+            return Some(format!("a {kind} finding locates its holder at {file}:{line}, which makes no raw lookup: {:?}", text.trim()));
+        }
+        None
     }
 }
 
@@ -165,6 +194,7 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     if scenario.gate_exit.is_some() {
         problems.extend(gate_reports(
             &tally,
+            scenario.expect_for(kernel).iter().any(|e| e.holder_source.is_some()),
             scenario.gate_exit == Some(3),
             get("junit").map(|s| s.text.as_str()),
             get("sarif").map(|s| s.text.as_str()),
@@ -234,14 +264,20 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     }
 }
 
-/// The reports a CI system reads: JUnit has one failing case per failing finding, and one for
-/// the loss when the gate fails closed (or a passing one when clean), SARIF one result per finding.
-fn gate_reports(tally: &Tally, fails_closed: bool, junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
+/// The reports a CI system reads: each validates against its schema (tests/schemas), JUnit has
+/// one failing case per failing finding, and one for the loss when the gate fails closed (or a
+/// passing one when clean), SARIF one result per finding.
+/// With `sources`, each SARIF result is located at the file:line of a finding's holder.
+fn gate_reports(tally: &Tally, sources: bool, fails_closed: bool, junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
     let mut problems = Vec::new();
     let errors: usize = tally.findings.iter().filter(|(k, _)| ERROR_KINDS.contains(&k.as_str())).map(|(_, n)| n).sum();
     match junit {
         None => problems.push("gate wrote no JUnit report".to_owned()),
         Some(xml) => {
+            match schemas::junit_problems(xml) {
+                Ok(invalid) => problems.extend(invalid),
+                Err(e) => problems.push(e),
+            }
             let failures = xml.matches("<failure").count();
             let loss_cases = usize::from(fails_closed);
             if (errors > 0) != (failures > loss_cases) {
@@ -254,14 +290,34 @@ fn gate_reports(tally: &Tally, fails_closed: bool, junit: Option<&str>, sarif: O
     }
     match sarif.map(serde_json::from_str::<Value>) {
         Some(Ok(doc)) => {
+            problems.extend(schemas::sarif_problems(sarif.unwrap_or_default()));
             let results = doc["runs"][0]["results"].as_array().map_or(0, Vec::len);
             let findings: usize = tally.findings.values().sum();
             if results != findings {
                 problems.push(format!("SARIF has {results} result(s) for {findings} finding(s)"));
             }
+            if sources {
+                problems.extend(sarif_source_problems(tally, &doc));
+            }
         }
         Some(Err(e)) => problems.push(format!("SARIF is not JSON: {e}")),
         None => problems.push("gate wrote no SARIF report".to_owned()),
+    }
+    problems
+}
+
+/// Each SARIF result whose physical location is not the file:line of a finding's holder.
+fn sarif_source_problems(tally: &Tally, doc: &Value) -> Vec<String> {
+    let holders: Vec<(&str, u64)> =
+        tally.evidence.values().flatten().filter_map(|e| Some((e.holder_file.as_deref()?, e.holder_line?))).collect();
+    let results = doc["runs"][0]["results"].as_array().cloned().unwrap_or_default();
+    let mut problems = Vec::new();
+    for result in &results {
+        let physical = &result["locations"][0]["physicalLocation"];
+        let (uri, line) = (physical["artifactLocation"]["uri"].as_str().unwrap_or(""), physical["region"]["startLine"].as_u64());
+        if !holders.iter().any(|(file, l)| uri.ends_with(*file) && line == Some(*l)) {
+            problems.push(format!("SARIF result located at {uri:?} line {line:?}, not at a finding's holder {holders:?}"));
+        }
     }
     problems
 }
@@ -413,14 +469,79 @@ mod tests {
         assert!(why.contains("expected 1 pin-outlived-revocation finding(s), got 0"), "{why}");
     }
 
-    #[test]
-    fn a_gate_that_leaves_tracefs_kprobes_behind_fails() {
+    const CLEAN_JUNIT: &str = "<testsuites name=\"pfn-auditor\" tests=\"1\" failures=\"0\" errors=\"0\">\
+        <testsuite name=\"pfn-auditor\" tests=\"1\" errors=\"0\" failures=\"0\"><testcase name=\"no pin outlived a revocation\"/></testsuite>\
+        </testsuites>";
+    const CLEAN_SARIF: &str = "{\"version\":\"2.1.0\",\"runs\":[{\"tool\":{\"driver\":{\"name\":\"pfn-auditor\"}},\"results\":[]}]}";
+
+    fn clean_gate() -> (Scenario, GuestFiles) {
         let mut s = scenario("");
         s.gate_exit = Some(0);
         let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
         let mut guest = files(STATUS, "0");
-        guest.insert(("s".into(), "junit".into()), sent("<testsuites><testcase name=\"clean\"/></testsuites>"));
-        guest.insert(("s".into(), "sarif".into()), sent("{\"runs\":[{\"results\":[]}]}"));
+        guest.insert(("s".into(), "junit".into()), sent(CLEAN_JUNIT));
+        guest.insert(("s".into(), "sarif".into()), sent(CLEAN_SARIF));
+        (s, guest)
+    }
+
+    #[test]
+    fn gate_reports_that_break_their_schemas_fail() {
+        let (s, mut guest) = clean_gate();
+        assert!(judge(&s, "6.1", &guest, true).is_ok(), "{:?}", judge(&s, "6.1", &guest, true));
+        let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
+        guest.insert(
+            ("s".into(), "junit".into()),
+            sent(&CLEAN_JUNIT.replace(" errors=\"0\" failures", " disabled=\"0\" errors=\"0\" failures")),
+        );
+        guest.insert(("s".into(), "sarif".into()), sent(&CLEAN_SARIF.replace("\"version\":\"2.1.0\",", "")));
+        let why = judge(&s, "6.1", &guest, true).unwrap_err();
+        assert!(why.contains("JUnit") && why.contains("disabled"), "{why}");
+        assert!(why.contains("SARIF") && why.contains("version"), "{why}");
+    }
+
+    #[test]
+    fn the_holder_must_be_located_at_a_driver_line_that_makes_a_raw_lookup_in_ndjson_and_sarif() {
+        let (mut s, mut guest) = clean_gate();
+        s.expect = vec![Expect {
+            kind: "pin-leaked".into(),
+            count: 1,
+            path: None,
+            holder_module: None,
+            holder: None,
+            pages: None,
+            hook: None,
+            caller: None,
+            holder_source: Some("pfnaudit_test.c".into()),
+        }];
+        let source = std::fs::read_to_string(crate::sh::vm_sources_dir().join("module/pfnaudit_test.c")).unwrap();
+        let lookup_line = source.lines().position(|l| l.contains("return follow_pfn(")).unwrap() + 1;
+        let finding = |line: usize| {
+            format!(
+                "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"holder\":{{\"file\":\"/build/pfnaudit_test.c\",\"line\":{line}}}}}}}\n"
+            )
+        };
+        let sarif = |line: usize| {
+            CLEAN_SARIF.replace(
+                "\"results\":[]",
+                &format!("\"results\":[{{\"message\":{{\"text\":\"m\"}},\"locations\":[{{\"physicalLocation\":{{\"artifactLocation\":{{\"uri\":\"file:///build/pfnaudit_test.c\"}},\"region\":{{\"startLine\":{line}}}}}}}]}}]"),
+            )
+        };
+        let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
+        guest.insert(("s".into(), "ndjson".into()), sent(&finding(lookup_line)));
+        guest.insert(("s".into(), "sarif".into()), sent(&sarif(lookup_line)));
+        assert!(judge(&s, "6.1", &guest, true).is_ok(), "{:?}", judge(&s, "6.1", &guest, true));
+        guest.insert(("s".into(), "sarif".into()), sent(&sarif(1)));
+        assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("SARIF result located at"));
+        guest.insert(("s".into(), "ndjson".into()), sent(&finding(1)));
+        assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("which makes no raw lookup"));
+        guest.insert(("s".into(), "ndjson".into()), sent(&finding(lookup_line).replace(",\"line\"", ",\"no-line\"")));
+        assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("has no holder file:line"));
+    }
+
+    #[test]
+    fn a_gate_that_leaves_tracefs_kprobes_behind_fails() {
+        let (s, mut guest) = clean_gate();
+        let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
         guest.insert(("s".into(), "leftover".into()), sent("\n"));
         assert!(judge(&s, "6.1", &guest, true).is_ok(), "{:?}", judge(&s, "6.1", &guest, true));
         guest.insert(("s".into(), "leftover".into()), sent("p:pfnaudit/e91_0 pfnaudit_test:pfnaudit_unpin_tracked\n"));

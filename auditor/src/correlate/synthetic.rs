@@ -67,7 +67,23 @@ impl Proc {
 }
 
 pub fn frame(function: &str, module: Option<&str>) -> Frame {
-    Frame { addr: Hex(0xffff_ffff_c000_0000), function: Some(function.into()), offset: 0x2a, module: module.map(Into::into) }
+    Frame {
+        addr: Hex(0xffff_ffff_c000_0000),
+        function: Some(function.into()),
+        offset: 0x2a,
+        module: module.map(Into::into),
+        ..Frame::default()
+    }
+}
+
+/// The findings of one frame-vector pin of 4 pages kept past a munmap (one error finding): what
+/// report tests render.
+pub fn kept_past_munmap() -> Vec<super::Finding> {
+    let p = Proc::new(1);
+    let mut s = Stream::default();
+    s.frames_get(&p, 0x1000, false, 4).vma_revoke(&p, Cause::Unmap, 0..4);
+    let mut c = super::Correlator::new(&crate::policy::Policy::default());
+    s.events.iter().flat_map(|e| c.handle(e)).collect()
 }
 
 impl Stream {

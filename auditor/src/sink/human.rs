@@ -90,7 +90,7 @@ pub fn render(f: &Finding) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}[{}] {}", f.severity.name().to_uppercase(), f.kind.name(), f.message);
     let p = &f.pin;
-    let _ = writeln!(out, "  holder    {} in {}[{}]", p.holder, p.task.comm, p.task.tgid);
+    let _ = writeln!(out, "  holder    {}{} in {}[{}]", p.holder, at(p.holder.source()), p.task.comm, p.task.tgid);
     if let Some(v) = &p.vma {
         let _ = writeln!(
             out,
@@ -123,10 +123,15 @@ pub fn render(f: &Finding) -> String {
     }
     let _ = writeln!(out, "  pinned at");
     for frame in p.stack.iter().take(STACK_LINES) {
-        let _ = writeln!(out, "    {frame}");
+        let _ = writeln!(out, "    {frame}{}", at(frame.source()));
     }
     let _ = writeln!(out, "  fingerprint {}", f.fingerprint);
     out
+}
+
+/// ` at file:line` after a frame, when its source line is known.
+fn at(source: Option<String>) -> String {
+    source.map(|s| format!(" at {s}")).unwrap_or_default()
 }
 
 fn source(f: &Finding) -> &'static str {
