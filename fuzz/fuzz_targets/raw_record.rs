@@ -23,18 +23,16 @@ static SYMBOLS: LazyLock<KernelSymbols> = LazyLock::new(|| {
     )
 });
 
-/// Enrichment as a live run does it, from the record's own fields: the stack id picks addresses
-/// around the symbols, file names come from the record's `FileName` records.
+/// Enrichment as a live run does it, from the record's own fields: each frame's low bits pick an
+/// address around one of the symbols, file names come from the record's `FileName` records.
 struct FuzzEnrich {
     names: KernelFileNames,
 }
 
 impl Enrich for FuzzEnrich {
-    fn stack(&mut self, stack_id: i64) -> Vec<Frame> {
-        let id = stack_id as u64;
-        [0xffff_ffff_812a_0000 + (id & 0xffff), 0xffff_ffff_812b_0000 + (id >> 48), 0xffff_ffff_c0a0_0000 ^ id]
-            .map(|a| SYMBOLS.frame(a))
-            .to_vec()
+    fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
+        const BASES: [u64; 3] = [0xffff_ffff_812a_0000, 0xffff_ffff_812b_0000, 0xffff_ffff_c0a0_0000];
+        ips.iter().enumerate().map(|(i, ip)| SYMBOLS.frame(BASES[i % BASES.len()] + (ip & 0xffff))).collect()
     }
     fn path(&mut self, _tgid: u32, vma: &VmaInfo) -> Option<String> {
         self.names.get(vma.vma).map(str::to_owned)

@@ -129,7 +129,11 @@ fn raw_records() -> Vec<(&'static str, Vec<u8>)> {
             hook: hook as u32,
             ts_ns: 1_234_567_890,
             task: common::TaskInfo { tgid: 201, pid: 201, start_time_ns: 987_654_321, comm },
-            stack_id: 3,
+            stack: {
+                let mut stack = common::KernelStack { depth: 3, _pad: 0, ips: [0; common::STACK_DEPTH] };
+                stack.ips[..3].copy_from_slice(&[0xffff_ffff_8120_1001, 0xffff_ffff_c080_2123, 0xffff_ffff_8100_0099]);
+                stack
+            },
         }
     };
     let vma = common::VmaInfo {
