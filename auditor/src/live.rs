@@ -21,6 +21,8 @@ pub struct LiveOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Gets the kernel's per-hook counters at every poll.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Bounds on the correlator's state (`--max-pins`, `--max-pfnmaps`).
+    pub limits: crate::correlate::Options,
 }
 
 /// Session callbacks → records → pipeline.
@@ -70,7 +72,7 @@ where
     F: Future<Output = ()>,
 {
     let mut source = LiveSource {
-        pipeline: Pipeline::new(&opts.policy, sinks),
+        pipeline: Pipeline::with_options(&opts.policy, opts.limits, sinks),
         events: opts.events,
         policy_path: opts.policy_path.as_ref().map(|p| p.display().to_string()),
         rules: opts.policy.rules(),

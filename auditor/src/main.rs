@@ -13,14 +13,14 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use auditor::{
-    correlate::Severity,
+    correlate::{Options, Severity},
     doctor,
     gate_outcome::{code, exit_code},
     live::{LiveOptions, run_live},
     metrics::Metrics,
     pipeline::{OutputError, Sink},
     policy::Policy,
-    replay::{ReplayError, replay},
+    replay::{ReplayError, replay_with},
     sink::{
         human::HumanSink,
         junit::JunitSink,
@@ -51,6 +51,27 @@ struct Common {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9477)
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    limits: Limits,
+}
+
+/// Bounds on the correlator's state (README "Bounded state"). Past one, the oldest pin or PFN map
+/// is evicted and counted in the summary: a loss, like lost events (`gate` exits 3).
+#[derive(Args)]
+struct Limits {
+    /// Pins tracked at most (each is one or more page runs of one lookup or frame vector)
+    #[arg(long, default_value_t = Options::default().max_pins as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pins: u64,
+    /// PFN maps tracked at most (their vmas name the file of a later lookup that carries only the mm)
+    #[arg(long, default_value_t = Options::default().max_pfnmaps as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pfnmaps: u64,
+}
+
+impl Limits {
+    fn options(&self) -> Options {
+        let bound = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Options { max_pins: bound(self.max_pins), max_pfnmaps: bound(self.max_pfnmaps) }
+    }
 }
 
 /// The reports `gate` and `replay` write at the end of a run.
@@ -119,6 +140,8 @@ enum Command {
         /// Do not apply the built-in holder catalog under the policy
         #[arg(long)]
         no_catalog: bool,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Check kernel, BTF, privileges and which hook carries which role on this kernel
     Doctor {
@@ -160,7 +183,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .map_err(|source| OutputError { output: "doctor output on stdout".into(), error: source })?;
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
-        Command::Replay { file, output, human, reports, policy, no_catalog } => {
+        Command::Replay { file, output, human, reports, policy, no_catalog, limits } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
@@ -169,7 +192,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 None => ndjson_sink(Path::new("-"), NdjsonRecords::Findings)?,
             };
             let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None)?;
-            match replay(reader, &name, &policy, sinks) {
+            match replay_with(reader, &name, &policy, limits.options(), sinks) {
                 Ok(_) => Ok(code::CLEAN),
                 Err(ReplayError::Output(e)) => Err(e.into()),
                 Err(e) => Err(e.into()),
@@ -256,6 +279,7 @@ fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
         metrics_addr: common.metrics,
         metrics: Arc::new(Metrics::default()),
+        limits: common.limits.options(),
     }
 }
 

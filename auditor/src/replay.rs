@@ -7,6 +7,7 @@
 use std::io::BufRead;
 
 use crate::{
+    correlate::Options,
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
     record::{Record, RunSummary},
@@ -24,9 +25,20 @@ pub enum ReplayError {
     Output(#[from] OutputError),
 }
 
-/// Replays a recording into `sinks`; returns the run's summary.
+/// Replays a recording into `sinks` with the correlator's default bounds; returns the run's summary.
 pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Result<RunSummary, ReplayError> {
-    let mut pipeline = Pipeline::new(policy, sinks);
+    replay_with(reader, file, policy, Options::default(), sinks)
+}
+
+/// [`replay`] with the correlator's state bounded by `options` (`replay --max-pins/--max-pfnmaps`).
+pub fn replay_with(
+    reader: impl BufRead,
+    file: &str,
+    policy: &Policy,
+    options: Options,
+    sinks: Vec<Box<dyn Sink>>,
+) -> Result<RunSummary, ReplayError> {
+    let mut pipeline = Pipeline::with_options(policy, options, sinks);
     let mut end = RunEnd::default();
     let mut events = 0usize;
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.

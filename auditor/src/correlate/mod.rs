@@ -76,7 +76,7 @@ pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64, evict
     }
     if evicted_pins + evicted_pfnmaps > 0 {
         notes.push(format!(
-            "state limit reached: {evicted_pins} pin(s) and {evicted_pfnmaps} PFN map(s) evicted unreported: findings may be missing"
+            "state limit reached: {evicted_pins} pin(s) and {evicted_pfnmaps} PFN map(s) evicted unreported: findings may be missing (raise --max-pins / --max-pfnmaps)"
         ));
     }
     notes
