@@ -32,7 +32,7 @@ pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<
 
 /// [`replay`] with the correlator's state bounded by `options` (`replay --max-pins/--max-pfnmaps`).
 pub fn replay_with(
-    reader: impl BufRead,
+    mut reader: impl BufRead,
     file: &str,
     policy: &Policy,
     options: Options,
@@ -43,12 +43,18 @@ pub fn replay_with(
     let mut events = 0usize;
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.
     let mut recorded_events = false;
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|source| ReplayError::Io { file: file.to_string(), source })?;
+    // One line buffer for the whole file (`lines()` allocates a `String` per line).
+    let mut buf = String::new();
+    for index in 0.. {
+        buf.clear();
+        if reader.read_line(&mut buf).map_err(|source| ReplayError::Io { file: file.to_string(), source })? == 0 {
+            break;
+        }
+        let line = buf.strip_suffix('\n').map_or(buf.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = crate::replay_parse::record(&line).map_err(|e| ReplayError::Corrupt {
+        let record: Record = crate::replay_parse::record(line).map_err(|e| ReplayError::Corrupt {
             file: file.to_string(),
             line: index + 1,
             reason: e.to_string(),

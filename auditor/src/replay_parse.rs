@@ -23,7 +23,8 @@ pub fn record(line: &str) -> Result<Record, serde_json::Error> {
 
 /// The line as an `event` record, if the fast path reads it.
 pub fn fast_event(line: &str) -> Option<Event> {
-    if !line.contains("\"event\"") {
+    // As `run --events` writes them (`type` first); an event written otherwise takes the slow path.
+    if !line.starts_with("{\"type\":\"event\"") {
         return None;
     }
     let wire: WireEvent = serde_json::from_str(line).ok()?;
@@ -39,9 +40,23 @@ struct WireHex(u64);
 
 impl<'de> Deserialize<'de> for WireHex {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s: Cow<'de, str> = Deserialize::deserialize(d)?;
-        let digits = s.strip_prefix("0x").ok_or_else(|| serde::de::Error::custom("expected 0x"))?;
-        u64::from_str_radix(digits, 16).map(WireHex).map_err(serde::de::Error::custom)
+        d.deserialize_str(HexVisitor)
+    }
+}
+
+/// Reads the string where it is (a `Cow<str>` would be a new `String` per pointer).
+struct HexVisitor;
+
+impl serde::de::Visitor<'_> for HexVisitor {
+    type Value = WireHex;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a 0x-prefixed hex string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<WireHex, E> {
+        let digits = s.strip_prefix("0x").ok_or_else(|| E::custom("expected 0x"))?;
+        u64::from_str_radix(digits, 16).map(WireHex).map_err(E::custom)
     }
 }
 
