@@ -56,6 +56,11 @@ impl Hook {
         Self::FIXED.iter().copied().find(|h| *h as u32 == v)
     }
 
+    /// The fixed hook of this [`Hook::name`] (release slots have no fixed name: `None`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::FIXED.iter().copied().find(|h| h.name() == name)
+    }
+
     /// Stable name used in NDJSON, metrics and `doctor` (release slots are named by the policy).
     pub fn name(self) -> &'static str {
         match self {

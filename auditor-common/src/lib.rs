@@ -16,6 +16,12 @@ pub const MAX_FRAMES: usize = 16;
 pub const RELEASE_ARGS: usize = 6;
 /// Release hooks a policy may name (kprobe programs are loaded once per slot).
 pub const RELEASE_SLOTS: usize = 8;
+/// Kernel frames a record carries, innermost first; a deeper stack keeps its innermost frames
+/// (the hooked function, the holder and its callers: what a finding shows). The deepest stacks
+/// the VM scenarios record are 23 frames (an owner revocation under a PCI BAR claim) and 19 (a
+/// PFN inserted at fault time); 32 leaves room for a deeper driver or a nested fault at
+/// 256 bytes a record (the eBPF side copies the frames into the ring-buffer record itself).
+pub const STACK_DEPTH: usize = 32;
 
 /// Which record follows the header.
 #[repr(u32)]
@@ -98,6 +104,26 @@ pub struct TaskInfo {
     pub comm: [u8; TASK_COMM_LEN],
 }
 
+/// The kernel stack of a hooked call, taken at function entry (`bpf_get_stack()`), where the
+/// hooked function is frame 0 and its caller frame 1. Copied into the record it explains, so no
+/// later stack can change it before the daemon reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelStack {
+    /// Valid entries of `ips` (0: no stack: the record has none, or the kernel could not unwind).
+    pub depth: u32,
+    pub _pad: u32,
+    /// Return addresses (kernel text), innermost first.
+    pub ips: [u64; STACK_DEPTH],
+}
+
+impl KernelStack {
+    /// The valid frames.
+    pub fn frames(&self) -> &[u64] {
+        &self.ips[..(self.depth as usize).min(STACK_DEPTH)]
+    }
+}
+
 /// Common prefix of every record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -109,8 +135,8 @@ pub struct Header {
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at the event.
     pub ts_ns: u64,
     pub task: TaskInfo,
-    /// Kernel stack id in the `STACKS` map taken at function entry; negative when unavailable.
-    pub stack_id: i64,
+    /// The hooked call's stack; empty for records no stack explains (vma frees, exits, file names).
+    pub stack: KernelStack,
 }
 
 /// A vma as the kernel saw it at event time.

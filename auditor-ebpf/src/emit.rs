@@ -1,30 +1,29 @@
 //! Writing records into the ring buffer, counting hits, emissions and losses per hook.
-use auditor_common::{EventKind, Header, HookCounters, KernelLayout};
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::tracing::StackIdContext};
+use auditor_common::{EventKind, Header, HookCounters, KernelLayout, KernelStack};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_stack, bpf_ktime_get_ns},
+    programs::ProbeContext,
+};
 
 use crate::{
     kernel::current_task,
-    maps::{COUNTERS, EVENTS, STACKS},
+    maps::{COUNTERS, EVENTS},
 };
 
-/// Records that can complete a finding wake the daemon at once; the rest (lookups, maps, frees,
-/// releases: the bulk under vfio-style per-page lookups) wait for its next periodic drain or the
-/// next revocation, so a busy holder does not cost a context switch per page.
+/// No record wakes the daemon: it drains the ring on its own timer (`daemon.rs`, every 50 ms, so
+/// a finding is out within 100 ms), and a busy holder or a storm of revocations costs no context
+/// switch per record. Only past this much unread data is it woken, so the ring never fills while
+/// it sleeps.
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
-/// Past this much unread data the daemon is woken whatever the record, so the ring never fills
-/// while it sleeps.
 const WAKE_BACKLOG_BYTES: u64 = 256 * 1024;
 
 #[inline(always)]
-fn wakeup_flag(kind: EventKind) -> u64 {
-    let urgent = matches!(kind, EventKind::Revoke | EventKind::FramesGet | EventKind::TaskExit);
-    if urgent || EVENTS.query(BPF_RB_AVAIL_DATA) > WAKE_BACKLOG_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+fn wakeup_flag() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) > WAKE_BACKLOG_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
 }
-
-/// Overwrite an old stack on a hash collision instead of failing: a fresh stack is worth more.
-const BPF_F_REUSE_STACKID: u64 = 1 << 10;
 
 #[inline(always)]
 fn counters(hook: u32) -> Option<&'static mut HookCounters> {
@@ -38,19 +37,31 @@ pub fn count_hit(hook: u32) {
     }
 }
 
-/// Kernel stack of the probed call (taken at function entry, where the caller is frame 1).
+/// Writes the kernel stack of the probed call into `out` (taken at function entry, where the
+/// hooked function is frame 0 and its caller frame 1; innermost frames first, the outermost cut
+/// past `STACK_DEPTH`).
 #[inline(always)]
-pub fn stack_id<C: StackIdContext>(ctx: &C) -> i64 {
-    match ctx.get_stackid(&STACKS, BPF_F_REUSE_STACKID) {
-        Ok(id) => id,
-        Err(e) => e as i64,
-    }
+pub fn take_stack(ctx: &ProbeContext, out: &mut KernelStack) {
+    let size = core::mem::size_of_val(&out.ips) as u32;
+    let got = unsafe { bpf_get_stack(ctx.as_ptr(), out.ips.as_mut_ptr().cast(), size, 0) };
+    out.depth = if got > 0 { (got as u64 / 8) as u32 } else { 0 };
 }
 
-/// Reserves a zeroed `T` (which starts with a [`Header`]), fills the header, lets `fill` write the
-/// rest in place (records are too big for the 512-byte eBPF stack) and submits it.
+/// The stack a record carries.
+pub enum Stack<'a> {
+    /// None: a record no call stack explains (vma freed, task exit, file name).
+    None,
+    /// The probed call's, taken into the record now (entry probes that emit).
+    Here(&'a ProbeContext),
+    /// Taken at function entry and saved for the return probe that emits.
+    Saved(&'a KernelStack),
+}
+
+/// Reserves a zeroed `T` (which starts with a [`Header`]), fills the header and its stack, lets
+/// `fill` write the rest in place (records are too big for the 512-byte eBPF stack) and submits
+/// it.
 #[inline(always)]
-pub fn emit<T: 'static>(l: &KernelLayout, kind: EventKind, hook: u32, stack_id: i64, ts_ns: u64, fill: impl FnOnce(&mut T)) {
+pub fn emit<T: 'static>(l: &KernelLayout, kind: EventKind, hook: u32, stack: Stack, ts_ns: u64, fill: impl FnOnce(&mut T)) {
     let Some(mut entry) = EVENTS.reserve::<T>(0) else {
         if let Some(c) = counters(hook) {
             c.dropped += 1;
@@ -65,10 +76,14 @@ pub fn emit<T: 'static>(l: &KernelLayout, kind: EventKind, hook: u32, stack_id: 
         header.hook = hook;
         header.ts_ns = if ts_ns == 0 { bpf_ktime_get_ns() } else { ts_ns };
         header.task = current_task(l);
-        header.stack_id = stack_id;
+        match stack {
+            Stack::None => {}
+            Stack::Here(ctx) => take_stack(ctx, &mut header.stack),
+            Stack::Saved(saved) => header.stack = *saved,
+        }
         fill(&mut *record);
     }
-    entry.submit(wakeup_flag(kind));
+    entry.submit(wakeup_flag());
     if let Some(c) = counters(hook) {
         c.emitted += 1;
     }

@@ -4,8 +4,11 @@
 //! versions are told through `LAYOUT`. Prototypes were checked against docs/kernel-facts.md.
 #![no_std]
 #![no_main]
+// Inline BPF assembly (the atomic add of `maps::count_watch`), as aya-ebpf itself uses.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod emit;
+mod floor;
 mod kernel;
 mod maps;
 
@@ -19,11 +22,11 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 
-use emit::{count_hit, emit, stack_id};
+use emit::{Stack, count_hit, emit, take_stack};
 use kernel::{current_mm, fill_file_name, fill_vma, find_vma, layout, page_to_pfn, pfn_is_ram, pte_pfn, read_field, vma_mm};
 use maps::{
-    ENTRIES, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS, WATCHED_VECS,
-    WATCHED_VMAS, frame_vector_layout, live_flag,
+    BPF_NOEXIST, ENTRIES, ENTRY_SCRATCH, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, WATCHED_MAPPINGS, WATCHED_MMS,
+    WATCHED_TGIDS, WATCHED_VECS, WATCHED_VMAS, count_watch, frame_vector_layout, live_flag, watching,
 };
 
 // Every program body carries #[inline(always)]: aya's macros wrap it in an outer function, and a
@@ -38,21 +41,48 @@ fn entry_key(hook: Hook) -> EntryKey {
     EntryKey { pid_tgid: bpf_get_current_pid_tgid(), hook: hook as u32, _pad: 0 }
 }
 
-/// Saves up to four arguments and the entry stack for the matching return probe.
+/// Saves up to four arguments for the matching return probe, and the entry stack when `ctx` is
+/// given (the return probe may emit a record the stack belongs to). Built in a per-CPU scratch
+/// entry: it is too big for the eBPF stack.
 #[inline(always)]
-fn save_entry(ctx: &ProbeContext, hook: Hook, args: [u64; 4]) {
-    count_hit(hook as u32);
-    let saved = EntryArgs { args, stack_id: stack_id(ctx), ts_ns: unsafe { bpf_ktime_get_ns() } };
-    let _ = ENTRIES.insert(&entry_key(hook), &saved, 0);
+fn save_entry_args(ctx: Option<&ProbeContext>, hook: Hook, args: [u64; 4]) {
+    let Some(saved) = ENTRY_SCRATCH.get_ptr_mut(0) else { return };
+    let saved = unsafe { &mut *saved };
+    saved.args = args;
+    saved.ts_ns = unsafe { bpf_ktime_get_ns() };
+    match ctx {
+        Some(ctx) => take_stack(ctx, &mut saved.stack),
+        None => saved.stack.depth = 0,
+    }
+    let _ = ENTRIES.insert(&entry_key(hook), &*saved, 0);
 }
 
-/// Takes what `save_entry` stored for this thread and hook.
+/// A hooked call whose return may emit a record: its arguments and stack saved.
 #[inline(always)]
-fn take_entry(hook: Hook) -> Option<EntryArgs> {
+fn save_entry(ctx: &ProbeContext, hook: Hook, args: [u64; 4]) {
+    save_entry_args(Some(ctx), hook, args);
+}
+
+/// Hands what `save_entry` stored for this thread and hook to `f`, in place (it is too big to
+/// copy onto the eBPF stack), then drops it.
+#[inline(always)]
+fn take_entry(hook: Hook, f: impl FnOnce(&EntryArgs)) {
     let key = entry_key(hook);
-    let saved = unsafe { ENTRIES.get(&key) }.copied();
+    let Some(saved) = ENTRIES.get_ptr(&key) else { return };
+    f(unsafe { &*saved });
     let _ = ENTRIES.remove(&key);
-    saved
+}
+
+/// Takes what `save_entry` stored for this thread and `hook`, and hands it to `f` when the call
+/// returned 0 (success, for the lookups and `remap_pfn_range()`).
+#[inline(always)]
+fn take_entry_on_success(ctx: &RetProbeContext, hook: Hook, f: impl FnOnce(&EntryArgs)) {
+    let succeeded = ret(ctx) == 0;
+    take_entry(hook, |e| {
+        if succeeded {
+            f(e)
+        }
+    });
 }
 
 /// Is this thread inside `hook` right now? Entries left behind by a missed kretprobe expire like
@@ -86,7 +116,10 @@ fn is_new_vma(vma: u64) -> bool {
 /// Watches a vma [`is_new_vma`] said is new.
 #[inline(always)]
 fn watch_new_vma(vma: u64, mapping: u64) {
-    let _ = WATCHED_VMAS.insert(&vma, &mapping, 0);
+    if WATCHED_VMAS.insert(&vma, &mapping, BPF_NOEXIST).is_err() {
+        return; // another CPU watched it first (or the map is full)
+    }
+    count_watch(1);
     if mapping != 0 {
         match WATCHED_MAPPINGS.get_ptr_mut(&mapping) {
             Some(n) => unsafe { *n += 1 },
@@ -108,7 +141,7 @@ fn name_new_vma(l: &KernelLayout, hook: Hook, vma: u64) {
     if file == 0 {
         return;
     }
-    emit::<FileNameEvent>(l, EventKind::FileName, hook as u32, -1, 0, |ev| {
+    emit::<FileNameEvent>(l, EventKind::FileName, hook as u32, Stack::None, 0, |ev| {
         fill_file_name(l, vma, ev);
     });
 }
@@ -116,7 +149,8 @@ fn name_new_vma(l: &KernelLayout, hook: Hook, vma: u64) {
 #[inline(always)]
 fn unwatch_vma(vma: u64) -> Option<u64> {
     let mapping = unsafe { WATCHED_VMAS.get(&vma) }.copied()?;
-    let _ = WATCHED_VMAS.remove(&vma);
+    WATCHED_VMAS.remove(&vma).ok()?;
+    count_watch(-1);
     if mapping != 0
         && let Some(n) = WATCHED_MAPPINGS.get_ptr_mut(&mapping)
     {
@@ -131,14 +165,27 @@ fn unwatch_vma(vma: u64) -> Option<u64> {
     Some(mapping)
 }
 
-/// A pin was taken: its mm (munmap, exit) and process (exit) become interesting.
+/// A pin was taken: its mm (munmap, exit) and process (exit) become interesting. Looked up
+/// before inserted: per-page pins of one process write nothing after the first.
 #[inline(always)]
 fn watch_pinner(mm: u64) {
-    if mm != 0 {
-        let _ = WATCHED_MMS.insert(&mm, &1, 0);
+    if mm != 0 && WATCHED_MMS.get_ptr(&mm).is_none() && WATCHED_MMS.insert(&mm, &1, BPF_NOEXIST).is_ok() {
+        count_watch(1);
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let _ = WATCHED_TGIDS.insert(&tgid, &1, 0);
+    if WATCHED_TGIDS.get_ptr(&tgid).is_none() && WATCHED_TGIDS.insert(&tgid, &1, BPF_NOEXIST).is_ok() {
+        count_watch(1);
+    }
+}
+
+/// Drops a watch [`watch_pinner`] or `get_vaddr_frames` made; true when there was one.
+#[inline(always)]
+fn unwatch<K>(map: &aya_ebpf::maps::HashMap<K, impl Copy>, key: &K) -> bool {
+    let gone = map.remove(key).is_ok();
+    if gone {
+        count_watch(-1);
+    }
+    gone
 }
 
 #[inline(always)]
@@ -152,6 +199,7 @@ fn is_watched_vma(l: &KernelLayout, vma: u64) -> bool {
 #[kprobe]
 #[inline(always)]
 pub fn remap_pfn_range_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::RemapPfnRange as u32);
     save_entry(&ctx, Hook::RemapPfnRange, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3)]);
     0
 }
@@ -161,6 +209,7 @@ pub fn remap_pfn_range_entry(ctx: ProbeContext) -> u32 {
 #[kprobe]
 #[inline(always)]
 pub fn remap_pfn_range_complete_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::RemapPfnRange as u32);
     let l = layout();
     if l.mmap_action_remap == KernelLayout::ABSENT {
         return 0;
@@ -174,24 +223,22 @@ pub fn remap_pfn_range_complete_entry(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 #[inline(always)]
 pub fn remap_pfn_range_return(ctx: RetProbeContext) -> u32 {
-    let Some(e) = take_entry(Hook::RemapPfnRange) else { return 0 };
-    if ret(&ctx) != 0 {
-        return 0;
-    }
-    let l = layout();
-    let [vma, addr, pfn, size] = e.args;
-    let new = is_new_vma(vma);
-    if new {
-        name_new_vma(l, Hook::RemapPfnRange, vma);
-    }
-    emit::<PfnMapEvent>(l, EventKind::PfnMap, Hook::RemapPfnRange as u32, e.stack_id, e.ts_ns, |ev| {
-        fill_vma(l, vma, &mut ev.vma);
-        ev.addr = addr;
-        ev.pfn = pfn;
-        ev.size = size;
+    take_entry_on_success(&ctx, Hook::RemapPfnRange, |e| {
+        let l = layout();
+        let [vma, addr, pfn, size] = e.args;
+        let new = is_new_vma(vma);
         if new {
-            watch_new_vma(vma, ev.vma.mapping);
+            name_new_vma(l, Hook::RemapPfnRange, vma);
         }
+        emit::<PfnMapEvent>(l, EventKind::PfnMap, Hook::RemapPfnRange as u32, Stack::Saved(&e.stack), e.ts_ns, |ev| {
+            fill_vma(l, vma, &mut ev.vma);
+            ev.addr = addr;
+            ev.pfn = pfn;
+            ev.size = size;
+            if new {
+                watch_new_vma(vma, ev.vma.mapping);
+            }
+        });
     });
     0
 }
@@ -210,7 +257,7 @@ fn emit_inserted_pfn(ctx: &ProbeContext, vma: u64, addr: u64, pfn: u64, size: u6
         return;
     }
     name_new_vma(l, Hook::InsertPfn, vma);
-    emit::<PfnMapEvent>(l, EventKind::PfnMap, Hook::InsertPfn as u32, stack_id(ctx), 0, |ev| {
+    emit::<PfnMapEvent>(l, EventKind::PfnMap, Hook::InsertPfn as u32, Stack::Here(ctx), 0, |ev| {
         fill_vma(l, vma, &mut ev.vma);
         ev.addr = addr;
         ev.pfn = pfn;
@@ -311,7 +358,7 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
     if new {
         name_new_vma(l, hook, vma);
     }
-    emit::<RawLookupEvent>(l, EventKind::RawLookup, hook as u32, e.stack_id, e.ts_ns, |ev| {
+    emit::<RawLookupEvent>(l, EventKind::RawLookup, hook as u32, Stack::Saved(&e.stack), e.ts_ns, |ev| {
         if vma != 0 {
             fill_vma(l, vma, &mut ev.vma);
         } else {
@@ -327,60 +374,68 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
     });
 }
 
+/// Whether a lookup in `vma` can be a raw-PFN pin: only then does its entry probe keep state and
+/// a stack for the return probe (the kernel's lookups of ordinary memory cost one field read).
+/// A lookup whose vma is unknown (none contains the address) is kept: its record says so.
+#[inline(always)]
+fn may_pin(l: &KernelLayout, vma: u64) -> bool {
+    vma == 0 || read_field::<u64>(vma, l.vma_vm_flags) & (VM_IO | VM_PFNMAP) != 0
+}
+
 // follow_pfn(struct vm_area_struct *vma, unsigned long address, unsigned long *pfn) — <= 6.9
 #[kprobe]
 #[inline(always)]
 pub fn follow_pfn_entry(ctx: ProbeContext) -> u32 {
-    if is_kernel_internal_lookup() {
+    count_hit(Hook::FollowPfn as u32);
+    let vma = arg(&ctx, 0);
+    if is_kernel_internal_lookup() || !may_pin(layout(), vma) {
         return 0;
     }
-    save_entry(&ctx, Hook::FollowPfn, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), 0]);
+    save_entry(&ctx, Hook::FollowPfn, [vma, arg(&ctx, 1), arg(&ctx, 2), 0]);
     0
 }
 
 #[kretprobe]
 #[inline(always)]
 pub fn follow_pfn_return(ctx: RetProbeContext) -> u32 {
-    let Some(e) = take_entry(Hook::FollowPfn) else { return 0 };
-    if ret(&ctx) != 0 {
-        return 0;
-    }
-    let l = layout();
-    let [vma, address, pfn_out, _] = e.args;
-    let pfn: u64 = read_field(pfn_out, 0);
-    emit_raw_lookup(&l, Hook::FollowPfn, &e, vma, 0, address, pfn);
+    take_entry_on_success(&ctx, Hook::FollowPfn, |e| {
+        let [vma, address, pfn_out, _] = e.args;
+        let pfn: u64 = read_field(pfn_out, 0);
+        emit_raw_lookup(layout(), Hook::FollowPfn, e, vma, 0, address, pfn);
+    });
     0
 }
 
 // follow_pte(struct mm_struct *mm, ...) 5.12–6.9; follow_pte(struct vm_area_struct *vma, ...)
 // 6.10–6.11; both (.., unsigned long address, pte_t **ptepp, spinlock_t **ptlp).
+// The vma is found at entry (callers hold the mmap lock until after the return), so a lookup of
+// ordinary memory keeps no state; the return probe gets it as the fourth saved argument.
 #[kprobe]
 #[inline(always)]
 pub fn follow_pte_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::FollowPte as u32);
     // On 6.1 follow_pfn() is built on follow_pte(): report the outer call only.
     if is_entered(Hook::FollowPfn) || is_kernel_internal_lookup() {
         return 0;
     }
-    save_entry(&ctx, Hook::FollowPte, [arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2), 0]);
+    let l = layout();
+    let (first, address) = (arg(&ctx, 0), arg(&ctx, 1));
+    let (vma, mm) = if l.follow_pte_takes_vma != 0 { (first, 0) } else { (find_vma(l, first, address), first) };
+    if !may_pin(l, vma) {
+        return 0;
+    }
+    save_entry(&ctx, Hook::FollowPte, [mm, address, arg(&ctx, 2), vma]);
     0
 }
 
 #[kretprobe]
 #[inline(always)]
 pub fn follow_pte_return(ctx: RetProbeContext) -> u32 {
-    let Some(e) = take_entry(Hook::FollowPte) else { return 0 };
-    if ret(&ctx) != 0 {
-        return 0;
-    }
-    let l = layout();
-    let [first, address, ptepp, _] = e.args;
-    let ptep: u64 = read_field(ptepp, 0);
-    let pfn = pte_pfn(ptep);
-    if l.follow_pte_takes_vma != 0 {
-        emit_raw_lookup(&l, Hook::FollowPte, &e, first, 0, address, pfn);
-    } else {
-        emit_raw_lookup(&l, Hook::FollowPte, &e, 0, first, address, pfn);
-    }
+    take_entry_on_success(&ctx, Hook::FollowPte, |e| {
+        let [mm, address, ptepp, vma] = e.args;
+        let ptep: u64 = read_field(ptepp, 0);
+        emit_raw_lookup(layout(), Hook::FollowPte, e, vma, mm, address, pte_pfn(ptep));
+    });
     0
 }
 
@@ -389,26 +444,27 @@ pub fn follow_pte_return(ctx: RetProbeContext) -> u32 {
 #[kprobe]
 #[inline(always)]
 pub fn follow_pfnmap_start_entry(ctx: ProbeContext) -> u32 {
-    if is_kernel_internal_lookup() {
+    count_hit(Hook::FollowPfnmapStart as u32);
+    let l = layout();
+    let args = arg(&ctx, 0);
+    if is_kernel_internal_lookup() || !may_pin(l, read_field(args, l.pfnmap_args_vma)) {
         return 0;
     }
-    save_entry(&ctx, Hook::FollowPfnmapStart, [arg(&ctx, 0), 0, 0, 0]);
+    save_entry(&ctx, Hook::FollowPfnmapStart, [args, 0, 0, 0]);
     0
 }
 
 #[kretprobe]
 #[inline(always)]
 pub fn follow_pfnmap_start_return(ctx: RetProbeContext) -> u32 {
-    let Some(e) = take_entry(Hook::FollowPfnmapStart) else { return 0 };
-    if ret(&ctx) != 0 {
-        return 0;
-    }
-    let l = layout();
-    let args = e.args[0];
-    let vma: u64 = read_field(args, l.pfnmap_args_vma);
-    let address: u64 = read_field(args, l.pfnmap_args_address);
-    let pfn: u64 = read_field(args, l.pfnmap_args_pfn);
-    emit_raw_lookup(&l, Hook::FollowPfnmapStart, &e, vma, 0, address, pfn);
+    take_entry_on_success(&ctx, Hook::FollowPfnmapStart, |e| {
+        let l = layout();
+        let args = e.args[0];
+        let vma: u64 = read_field(args, l.pfnmap_args_vma);
+        let address: u64 = read_field(args, l.pfnmap_args_address);
+        let pfn: u64 = read_field(args, l.pfnmap_args_pfn);
+        emit_raw_lookup(l, Hook::FollowPfnmapStart, e, vma, 0, address, pfn);
+    });
     0
 }
 
@@ -418,6 +474,7 @@ pub fn follow_pfnmap_start_return(ctx: RetProbeContext) -> u32 {
 #[kprobe]
 #[inline(always)]
 pub fn get_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
+    count_hit(Hook::GetVaddrFrames as u32);
     let Some(fv) = frame_vector_layout() else { return 0 };
     // The verifier forbids ctx pointer arithmetic, and LLVM turns "one of two loads" into a load
     // from a computed offset: read both argument registers (volatile: not merged), then choose.
@@ -431,36 +488,39 @@ pub fn get_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 #[inline(always)]
 pub fn get_vaddr_frames_return(ctx: RetProbeContext) -> u32 {
-    let Some(e) = take_entry(Hook::GetVaddrFrames) else { return 0 };
     let got = ret(&ctx) as i32;
-    if got <= 0 {
-        return 0;
-    }
-    let Some(fv) = frame_vector_layout() else { return 0 };
-    let l = layout();
-    let [start, _, vec, _] = e.args;
-    let mm = current_mm(&l);
-    emit::<FramesGetEvent>(&l, EventKind::FramesGet, Hook::GetVaddrFrames as u32, e.stack_id, e.ts_ns, |ev| {
-        ev.vec = vec;
-        ev.start = start;
-        ev.mm = mm;
-        ev.nr_frames = got as u32;
-        let is_pfns: u8 = read_field(vec, fv.is_pfns);
-        ev.is_pfns = is_pfns;
-        ev.got_ref = read_field(vec, fv.got_ref);
-        if fv.ptrs != KernelLayout::ABSENT {
-            let ptrs = vec + fv.ptrs as u64;
-            for i in 0..MAX_FRAMES {
-                if i >= got as usize {
-                    break;
-                }
-                let raw: u64 = read_field(ptrs + 8 * i as u64, 0);
-                ev.pfns[i] = if is_pfns != 0 { raw } else { page_to_pfn(&l, raw) };
-            }
+    take_entry(Hook::GetVaddrFrames, |e| {
+        if got <= 0 {
+            return;
         }
+        let Some(fv) = frame_vector_layout() else { return };
+        let l = layout();
+        let [start, _, vec, _] = e.args;
+        let mm = current_mm(l);
+        emit::<FramesGetEvent>(l, EventKind::FramesGet, Hook::GetVaddrFrames as u32, Stack::Saved(&e.stack), e.ts_ns, |ev| {
+            ev.vec = vec;
+            ev.start = start;
+            ev.mm = mm;
+            ev.nr_frames = got as u32;
+            let is_pfns: u8 = read_field(vec, fv.is_pfns);
+            ev.is_pfns = is_pfns;
+            ev.got_ref = read_field(vec, fv.got_ref);
+            if fv.ptrs != KernelLayout::ABSENT {
+                let ptrs = vec + fv.ptrs as u64;
+                for i in 0..MAX_FRAMES {
+                    if i >= got as usize {
+                        break;
+                    }
+                    let raw: u64 = read_field(ptrs + 8 * i as u64, 0);
+                    ev.pfns[i] = if is_pfns != 0 { raw } else { page_to_pfn(l, raw) };
+                }
+            }
+        });
+        if WATCHED_VECS.insert(&vec, &1, BPF_NOEXIST).is_ok() {
+            count_watch(1);
+        }
+        watch_pinner(mm);
     });
-    let _ = WATCHED_VECS.insert(&vec, &1, 0);
-    watch_pinner(mm);
     0
 }
 
@@ -469,12 +529,11 @@ pub fn get_vaddr_frames_return(ctx: RetProbeContext) -> u32 {
 pub fn put_vaddr_frames_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::PutVaddrFrames as u32);
     let vec = arg(&ctx, 0);
-    if WATCHED_VECS.get_ptr(&vec).is_none() {
+    if !watching() || WATCHED_VECS.get_ptr(&vec).is_none() || !unwatch(&WATCHED_VECS, &vec) {
         return 0;
     }
-    let _ = WATCHED_VECS.remove(&vec);
     let l = layout();
-    emit::<FramesPutEvent>(&l, EventKind::FramesPut, Hook::PutVaddrFrames as u32, stack_id(&ctx), 0, |ev| {
+    emit::<FramesPutEvent>(l, EventKind::FramesPut, Hook::PutVaddrFrames as u32, Stack::Here(&ctx), 0, |ev| {
         ev.vec = vec;
     });
     0
@@ -506,11 +565,11 @@ fn leave_revocation(hook: Hook) {
 #[inline(always)]
 fn emit_owner_revoke(ctx: &ProbeContext, hook: Hook, mapping: u64, first_pgoff: u64, nr_pages: u64) {
     count_hit(hook as u32);
-    if !enter_revocation(hook) || WATCHED_MAPPINGS.get_ptr(&mapping).is_none() {
+    if !watching() || !enter_revocation(hook) || WATCHED_MAPPINGS.get_ptr(&mapping).is_none() {
         return;
     }
     let l = layout();
-    emit::<RevokeEvent>(&l, EventKind::Revoke, hook as u32, stack_id(ctx), 0, |ev| {
+    emit::<RevokeEvent>(l, EventKind::Revoke, hook as u32, Stack::Here(ctx), 0, |ev| {
         ev.cause = RevokeCause::OwnerRevoke as u32;
         ev.mapping = mapping;
         ev.first_pgoff = first_pgoff;
@@ -555,12 +614,12 @@ pub fn unmap_mapping_pages_return(_ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 fn emit_vma_revoke(ctx: &ProbeContext, hook: Hook, cause: RevokeCause, vma: u64, start: u64, end: u64) {
     let l = layout();
-    if !is_watched_vma(&l, vma) {
+    if !is_watched_vma(l, vma) {
         return;
     }
-    emit::<RevokeEvent>(&l, EventKind::Revoke, hook as u32, stack_id(ctx), 0, |ev| {
+    emit::<RevokeEvent>(l, EventKind::Revoke, hook as u32, Stack::Here(ctx), 0, |ev| {
         ev.cause = cause as u32;
-        fill_vma(&l, vma, &mut ev.vma);
+        fill_vma(l, vma, &mut ev.vma);
         ev.mapping = ev.vma.mapping;
         ev.start = start;
         ev.end = end;
@@ -572,7 +631,7 @@ fn emit_vma_revoke(ctx: &ProbeContext, hook: Hook, cause: RevokeCause, vma: u64,
 #[inline(always)]
 pub fn zap_vma_ptes_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::ZapVmaPtes as u32);
-    if !enter_revocation(Hook::ZapVmaPtes) {
+    if !watching() || !enter_revocation(Hook::ZapVmaPtes) {
         return 0;
     }
     let (vma, address, size) = (arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 2));
@@ -595,7 +654,7 @@ pub fn zap_vma_ptes_return(_ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 pub fn unmap_page_range_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::UnmapPageRange as u32);
-    if live_flag(&IN_REVOCATION, bpf_get_current_pid_tgid()).is_some() {
+    if !watching() || live_flag(&IN_REVOCATION, bpf_get_current_pid_tgid()).is_some() {
         return 0;
     }
     emit_vma_revoke(&ctx, Hook::UnmapPageRange, RevokeCause::Unmap, arg(&ctx, 1), arg(&ctx, 2), arg(&ctx, 3));
@@ -608,15 +667,19 @@ pub fn unmap_page_range_entry(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 pub fn exit_mmap_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::ExitMmap as u32);
+    if !watching() {
+        return 0;
+    }
     let mm = arg(&ctx, 0);
-    // Remembered even when unwatched: the return must drop any watch, since the mm pointer is
-    // reused by the next process.
-    let _ = ENTRIES.insert(&entry_key(Hook::ExitMmap), &EntryArgs { args: [mm, 0, 0, 0], stack_id: -1, ts_ns: 0 }, 0);
+    // Remembered even when this mm is not watched (yet): the return must drop any watch, since
+    // the mm pointer is reused by the next process. (While nothing at all is watched no pin can
+    // appear during the teardown: lookups under it are the kernel's own.)
+    save_entry_args(None, Hook::ExitMmap, [mm, 0, 0, 0]);
     if !enter_revocation(Hook::ExitMmap) || WATCHED_MMS.get_ptr(&mm).is_none() {
         return 0;
     }
     let l = layout();
-    emit::<RevokeEvent>(&l, EventKind::Revoke, Hook::ExitMmap as u32, stack_id(&ctx), 0, |ev| {
+    emit::<RevokeEvent>(l, EventKind::Revoke, Hook::ExitMmap as u32, Stack::Here(&ctx), 0, |ev| {
         ev.cause = RevokeCause::Exit as u32;
         ev.vma.mm = mm;
     });
@@ -627,9 +690,9 @@ pub fn exit_mmap_entry(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 pub fn exit_mmap_return(_ctx: RetProbeContext) -> u32 {
     leave_revocation(Hook::ExitMmap);
-    if let Some(e) = take_entry(Hook::ExitMmap) {
-        let _ = WATCHED_MMS.remove(&e.args[0]);
-    }
+    take_entry(Hook::ExitMmap, |e| {
+        unwatch(&WATCHED_MMS, &e.args[0]);
+    });
     0
 }
 
@@ -638,12 +701,15 @@ pub fn exit_mmap_return(_ctx: RetProbeContext) -> u32 {
 #[inline(always)]
 pub fn vm_area_free_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::VmAreaFree as u32);
+    if !watching() {
+        return 0;
+    }
     let vma = arg(&ctx, 0);
     let Some(mapping) = unwatch_vma(vma) else { return 0 };
     let l = layout();
-    emit::<VmaFreeEvent>(&l, EventKind::VmaFree, Hook::VmAreaFree as u32, -1, 0, |ev| {
+    emit::<VmaFreeEvent>(l, EventKind::VmaFree, Hook::VmAreaFree as u32, Stack::None, 0, |ev| {
         ev.vma.vma = vma;
-        ev.vma.mm = vma_mm(&l, vma);
+        ev.vma.mm = vma_mm(l, vma);
         ev.vma.start = read_field(vma, l.vma_vm_start);
         ev.vma.end = read_field(vma, l.vma_vm_end);
         ev.vma.mapping = mapping;
@@ -659,12 +725,11 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     count_hit(Hook::TaskExit as u32);
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
-    if tgid != pid_tgid as u32 || WATCHED_TGIDS.get_ptr(&tgid).is_none() {
+    if !watching() || tgid != pid_tgid as u32 || WATCHED_TGIDS.get_ptr(&tgid).is_none() || !unwatch(&WATCHED_TGIDS, &tgid) {
         return 0;
     }
-    let _ = WATCHED_TGIDS.remove(&tgid);
     let l = layout();
-    emit::<TaskExitEvent>(&l, EventKind::TaskExit, Hook::TaskExit as u32, -1, 0, |_| {});
+    emit::<TaskExitEvent>(l, EventKind::TaskExit, Hook::TaskExit as u32, Stack::None, 0, |_| {});
     0
 }
 
@@ -677,7 +742,7 @@ fn release(ctx: &ProbeContext, slot: u32) -> u32 {
     let hook = Hook::Release0 as u32 + slot;
     count_hit(hook);
     let l = layout();
-    emit::<ReleaseCallEvent>(&l, EventKind::ReleaseCall, hook, stack_id(ctx), 0, |ev| {
+    emit::<ReleaseCallEvent>(l, EventKind::ReleaseCall, hook, Stack::Here(ctx), 0, |ev| {
         ev.slot = slot;
         for (i, a) in ev.args.iter_mut().enumerate() {
             *a = arg(ctx, i);

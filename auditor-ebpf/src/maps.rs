@@ -1,17 +1,13 @@
 //! Maps shared with userspace, and the per-thread state that links entry and return probes.
-use auditor_common::{FrameVectorLayout, HOOK_COUNT, HookCounters};
+use auditor_common::{FrameVectorLayout, HOOK_COUNT, HookCounters, KernelStack};
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 
 /// Records to userspace. Size is set by the loader (`--ring-buffer-mib`).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
-
-/// Kernel stacks taken at function entry, referenced by `Header::stack_id`.
-#[map]
-pub static STACKS: StackTrace = StackTrace::with_max_entries(16384, 0);
 
 /// hits / emitted / dropped per hook.
 #[map]
@@ -29,7 +25,42 @@ pub fn frame_vector_layout() -> Option<FrameVectorLayout> {
 }
 
 // What is watched. A revocation hook emits only when its object is in one of these; everything
-// else (every truncate of every file, every munmap) costs one hash lookup.
+// else (every truncate of every file, every munmap) costs one hash lookup, and nothing at all
+// while nothing is watched (`WATCHED_COUNT`).
+
+/// `bpf_map_update_elem` flag: insert only a new key (fails when it exists), so each watch is
+/// counted once in [`WATCHED_COUNT`].
+pub const BPF_NOEXIST: u64 = 1;
+
+/// Entries of `WATCHED_VMAS`, `WATCHED_MMS`, `WATCHED_TGIDS` and `WATCHED_VECS` together (each
+/// counted when its insertion made a new key, uncounted when its removal found one). While it is
+/// 0 the revocation, vma and exit hooks return after their hit counter: no hash lookup, no
+/// per-thread state. One shared `u64`, changed with atomic adds (any CPU may watch or unwatch).
+#[map]
+pub static WATCHED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Is anything watched at all?
+#[inline(always)]
+pub fn watching() -> bool {
+    WATCHED_COUNT.get_ptr(0).is_some_and(|n| unsafe { core::ptr::read_volatile(n) } != 0)
+}
+
+/// Counts a watch made (`1`) or dropped (`-1`).
+#[inline(always)]
+pub fn count_watch(delta: i64) {
+    if let Some(n) = WATCHED_COUNT.get_ptr_mut(0) {
+        // core has no atomic read-modify-write for BPF: the atomic add instruction itself
+        // (BPF_XADD, no fetch: every supported kernel verifies it).
+        #[cfg(target_arch = "bpf")]
+        unsafe {
+            core::arch::asm!("lock *(u64 *)({n} + 0) += {delta}", n = in(reg) n, delta = in(reg) delta);
+        }
+        #[cfg(not(target_arch = "bpf"))]
+        unsafe {
+            *n = (*n).wrapping_add(delta as u64)
+        };
+    }
+}
 
 /// vma pointer → its `address_space` (0 for anonymous). Inserted on PFN map / pin.
 #[map]
@@ -61,17 +92,25 @@ pub struct EntryKey {
     pub _pad: u32,
 }
 
-/// Arguments saved at entry for the return probe.
+/// Arguments and stack saved at entry for the return probe, which emits the record.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct EntryArgs {
     pub args: [u64; 4],
-    pub stack_id: i64,
     pub ts_ns: u64,
+    /// Taken only for calls whose record may be emitted (see the entry probes).
+    pub stack: KernelStack,
 }
 
+/// Saved only for calls that may be recorded (a lookup of a `VM_IO|VM_PFNMAP` vma, every PFN map
+/// and frame-vector pin) and for the teardown of a watched mm; removed by the return probe.
 #[map]
 pub static ENTRIES: HashMap<EntryKey, EntryArgs> = HashMap::with_max_entries(16384, 0);
+
+/// Where an [`EntryArgs`] is built before it is copied into `ENTRIES` (304 bytes do not fit the
+/// 512-byte eBPF stack next to the rest of a program).
+#[map]
+pub static ENTRY_SCRATCH: PerCpuArray<EntryArgs> = PerCpuArray::with_max_entries(1, 0);
 
 /// "This thread is inside X since T". A kretprobe can be missed (its instance pool exhausted), and
 /// a flag nobody clears would silence that thread for good: flags older than

@@ -10,6 +10,7 @@ use crate::{
     file_names::{KernelFileNames, Mounts},
     file_paths::FilePaths,
     metrics::Metrics,
+    module_lines::ModuleDebugInfo,
     probes::{
         self, Attached, HookState, HookStatus, KernelFacts,
         table::{MissingEssential, missing_essential},
@@ -18,8 +19,12 @@ use crate::{
     symbols::{KernelSymbols, LoadedModules},
 };
 
-/// How often the ring buffer is drained without a wakeup (the kernel wakes the daemon only for
-/// revocations and backlogs) and counters are polled for losses.
+/// How often the ring buffer is drained. The kernel wakes the daemon for no record (only for a
+/// backlog past 256 KiB, `auditor-ebpf/src/emit.rs`): records wait for this timer, so a finding
+/// is written at most this long plus its decoding after the event that completes it, within
+/// 100 ms, and a busy holder costs no context switch per record.
+pub const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often the kernel's counters are read for losses and metrics.
 const COUNTER_POLL: Duration = Duration::from_millis(100);
 
 /// What a session reports, in order; `live.rs` turns these into records for the pipeline.
@@ -35,11 +40,16 @@ pub trait Observer {
     fn hook_changed(&mut self, status: &HookStatus, ts_ns: u64);
     /// An output failed: the session stops at once.
     fn failed(&self) -> bool;
+    /// Every poll (100 ms), whether or not anything was recorded.
+    fn poll(&mut self);
 }
 
 pub struct SessionOptions {
     pub release_functions: Vec<crate::policy::ReleaseFunction>,
     pub ring_buffer_bytes: u32,
+    /// `--module-debug-dir`: where to look first for modules' `.ko` files with debug info.
+    pub module_debug_dirs: Vec<std::path::PathBuf>,
+    pub programs: probes::floor::ProgramSet,
 }
 
 /// What the session saw, for the summary.
@@ -57,6 +67,8 @@ pub struct Session {
     modules: LoadedModules,
     names: KernelFileNames,
     files: FilePaths,
+    /// Source lines of module frames (`module_lines.rs`).
+    lines: ModuleDebugInfo,
     decoder: Decoder,
     losses: LossTracker,
     /// Records that did not parse since the last counter poll, per hook name.
@@ -69,7 +81,7 @@ impl Session {
     /// `metrics` gets the kernel's per-hook counters at every poll.
     pub fn start(opts: &SessionOptions, metrics: Arc<Metrics>, observer: &mut dyn Observer) -> anyhow::Result<Self> {
         let facts = KernelFacts::read()?;
-        let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes)?;
+        let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes, opts.programs)?;
         require_essential_hooks(&attached)?;
         let maps = KernelMaps::take(&mut attached.ebpf)?;
         observer.attached(&attached);
@@ -81,6 +93,7 @@ impl Session {
             modules: facts.modules,
             names: KernelFileNames::new(Mounts::read()),
             files: FilePaths::default(),
+            lines: ModuleDebugInfo::new(opts.module_debug_dirs.clone(), &facts.release),
             decoder,
             losses: LossTracker::default(),
             undecodable: Undecodable::default(),
@@ -96,30 +109,38 @@ impl Session {
     /// without the final drain, when the observer's outputs failed.
     pub async fn run(mut self, stop: impl Future<Output = ()>, observer: &mut dyn Observer) -> anyhow::Result<SessionEnd> {
         tokio::pin!(stop);
-        let mut tick = tokio::time::interval(COUNTER_POLL);
+        let mut drain = tokio::time::interval(DRAIN_EVERY);
+        let mut poll = tokio::time::interval(COUNTER_POLL);
         loop {
             tokio::select! {
                 batch = self.maps.next_batch() => {
                     let batch = batch?;
                     self.handle_batch(batch, observer);
                 }
-                _ = tick.tick() => {
+                _ = drain.tick() => {
                     let batch = self.maps.drain_now();
                     self.handle_batch(batch, observer);
+                }
+                _ = poll.tick() => {
                     self.poll_counters(observer);
+                    observer.poll();
                 }
                 _ = &mut stop => break,
             }
             if observer.failed() {
-                return Ok(SessionEnd { hooks: totals(&self.maps.read_counters(), &self.attached.counter_names) });
+                return Ok(SessionEnd { hooks: self.totals() });
             }
         }
         // Records written just before the stop are still in the ring: read them all.
         let rest = self.maps.drain_now();
         self.handle_batch(rest, observer);
         self.poll_counters(observer);
-        let counters = self.maps.read_counters();
-        Ok(SessionEnd { hooks: totals(&counters, &self.attached.counter_names) })
+        Ok(SessionEnd { hooks: self.totals() })
+    }
+
+    /// The kernel's counters and run-time statistics per hook, now.
+    fn totals(&self) -> Vec<crate::drain::HookTotals> {
+        totals(&self.maps.read_counters(), &self.attached.counter_names, self.attached.run_times().as_deref())
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
@@ -127,7 +148,7 @@ impl Session {
         // nothing is recorded. And these records were written before this check, so a module
         // their stacks point into is in /proc/modules by now (unless already unloaded again).
         self.follow_modules(observer);
-        let mut enrich = LiveEnrich::new(&self.symbols, &self.maps.stacks, &mut self.names, &mut self.files);
+        let mut enrich = LiveEnrich::new(&self.symbols, &mut self.names, &mut self.files, &mut self.lines);
         for bytes in batch {
             if observer.failed() {
                 return;
@@ -167,8 +188,13 @@ impl Session {
             }
         }
         self.modules = modules;
+        self.lines.forget_modules();
         let now = monotonic_ns();
-        for status in self.attached.follow_modules(&self.symbols) {
+        let changed = self.attached.follow_modules(&self.symbols);
+        if !changed.is_empty() {
+            self.decoder.set_symbols(self.attached.symbols_by_slot());
+        }
+        for status in changed {
             observer.hook_changed(&status, now);
         }
     }
@@ -183,7 +209,7 @@ impl Session {
         for lost in self.undecodable.take(now) {
             observer.lost(&lost);
         }
-        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names));
+        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names, self.attached.run_times().as_deref()));
     }
 }
 

@@ -6,15 +6,16 @@
 use std::collections::HashMap;
 
 use auditor_common::{
-    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent, ReleaseCallEvent,
-    RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
+    EventKind, FileNameEvent, FramesGetEvent, FramesPutEvent, HOOK_COUNT, Header, Hook, MAX_FRAMES, PfnMapEvent, RawLookupEvent,
+    ReleaseCallEvent, RevokeCause, RevokeEvent, TaskExitEvent, TaskInfo, VmaFreeEvent, VmaInfo,
 };
 
 use crate::{
-    event::{Cause, Event, EventBody, Frame, Hex, Task, Vma},
+    event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
     file_names::KernelFileNames,
     file_paths::FilePaths,
-    symbols::{KernelSymbols, caller_of},
+    module_lines::ModuleDebugInfo,
+    symbols::{KernelSymbols, attached_symbol, caller_of},
 };
 
 /// Why a record could not be decoded (a version mismatch between the eBPF object and the daemon
@@ -99,8 +100,8 @@ impl RawRecord {
 
 /// Where enrichment comes from; live runs use the kernel and /proc, tests use fixtures.
 pub trait Enrich {
-    /// Kernel stack (innermost first) for a stack id from the record.
-    fn stack(&mut self, stack_id: i64) -> Vec<Frame>;
+    /// Symbolizes a record's kernel stack (return addresses, innermost first).
+    fn stack(&mut self, ips: &[u64]) -> Vec<Frame>;
     /// Path of the file mapped by `vma` of process `tgid`, if it has one.
     fn path(&mut self, tgid: u32, vma: &VmaInfo) -> Option<String>;
     /// The kernel named the file of a vma about to be watched.
@@ -114,13 +115,26 @@ pub struct Decoder {
     next_seq: u64,
     /// Hook names of the counter slots (release slots carry the policy's function names).
     slot_names: Vec<String>,
+    /// The hook of each counter slot: a table hook, or the release function of a release slot.
+    slot_hooks: Vec<Option<HookRef>>,
     /// Per slot, the kernel symbols its probes are attached to (`Attached::symbols_by_slot`).
     slot_symbols: Vec<Vec<String>>,
 }
 
 impl Decoder {
     pub fn new(slot_names: Vec<String>, slot_symbols: Vec<Vec<String>>) -> Self {
-        Self { next_seq: 0, slot_names, slot_symbols }
+        let slot_hooks = (0..slot_names.len().max(HOOK_COUNT))
+            .map(|slot| match Hook::from_u32(slot as u32) {
+                Some(hook) => Some(HookRef::Table(hook)),
+                None => slot_names.get(slot).filter(|n| !n.is_empty()).map(|n| HookRef::Release(n.as_str().into())),
+            })
+            .collect();
+        Self { next_seq: 0, slot_names, slot_hooks, slot_symbols }
+    }
+
+    /// A module hook was attached, detached or re-attached: the symbols per slot from now on.
+    pub fn set_symbols(&mut self, slot_symbols: Vec<Vec<String>>) {
+        self.slot_symbols = slot_symbols;
     }
 
     /// The name of a hook slot (a release slot carries the policy's function name).
@@ -132,6 +146,11 @@ impl Decoder {
             .unwrap_or_else(|| Hook::from_u32(hook).map(|h| h.name().to_string()).unwrap_or_else(|| format!("hook{hook}")))
     }
 
+    /// The hook of a slot; a slot nothing is known of is named by its number (`hook17`).
+    fn hook(&self, slot: u32) -> HookRef {
+        self.slot_hooks.get(slot as usize).cloned().flatten().unwrap_or_else(|| HookRef::from_name(&self.hook_name(slot)))
+    }
+
     /// The event a record stands for; `None` for records that only inform enrichment (file names).
     pub fn decode(&mut self, raw: &RawRecord, enrich: &mut dyn Enrich) -> Option<Event> {
         if let RawRecord::FileName(name) = raw {
@@ -139,10 +158,12 @@ impl Decoder {
             return None;
         }
         let hdr = raw.header();
-        let hook = self.hook_name(hdr.hook);
-        let stack = if hdr.stack_id >= 0 { enrich.stack(hdr.stack_id) } else { Vec::new() };
+        let hook = self.hook(hdr.hook);
+        let ips = hdr.stack.frames();
+        let stack = if ips.is_empty() { Vec::new() } else { enrich.stack(ips) };
         let attached = self.slot_symbols.get(hdr.hook as usize).map(Vec::as_slice).unwrap_or_default();
-        let caller = caller_of(&stack, &hook, attached);
+        let caller = caller_of(&stack, hook.name(), attached);
+        let symbol = attached_symbol(&stack, attached).map(str::to_string);
         let tgid = hdr.task.tgid;
         let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v));
         let body = match raw {
@@ -169,8 +190,21 @@ impl Decoder {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        Some(Event { seq, ts_ns: hdr.ts_ns, hook, task: to_task(&hdr.task), caller, stack, body })
+        Some(Event { seq, ts_ns: hdr.ts_ns, hook, symbol, task: to_task(&hdr.task), caller, stack, body })
     }
+}
+
+/// `frame` with the file and line of its module's debug info, when found. A frame past the first
+/// is a return address: the line of the call is that of the instruction before it.
+fn with_source_line(mut frame: Frame, return_address: bool, lines: &mut ModuleDebugInfo) -> Frame {
+    if let (Some(module), Some(function)) = (&frame.module, &frame.function) {
+        let offset = frame.offset.saturating_sub(u64::from(return_address));
+        if let Some((file, line)) = lines.locate(module, function, offset) {
+            frame.file = Some(file);
+            frame.line = Some(line);
+        }
+    }
+    frame
 }
 
 fn revoke_body(e: &RevokeEvent, vma: &mut dyn FnMut(&VmaInfo) -> Vma) -> EventBody {
@@ -218,13 +252,13 @@ fn to_vma(v: &VmaInfo, path: Option<String>) -> Vma {
     }
 }
 
-/// Live enrichment: the kernel's stack map, kallsyms, the file names the kernel sent, /proc and
-/// the file system.
+/// Live enrichment: kallsyms, the file names the kernel sent, /proc and the file system.
 pub struct LiveEnrich<'a> {
     pub symbols: &'a KernelSymbols,
-    pub stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
     names: &'a mut KernelFileNames,
     files: &'a mut FilePaths,
+    /// Source lines of module frames.
+    lines: &'a mut ModuleDebugInfo,
     /// (tgid, start, end) → path, so per-page lookups of a batch do not re-read /proc/PID/maps.
     paths: HashMap<(u32, u64, u64), Option<String>>,
 }
@@ -232,20 +266,17 @@ pub struct LiveEnrich<'a> {
 impl<'a> LiveEnrich<'a> {
     pub fn new(
         symbols: &'a KernelSymbols,
-        stacks: &'a aya::maps::StackTraceMap<aya::maps::MapData>,
         names: &'a mut KernelFileNames,
         files: &'a mut FilePaths,
+        lines: &'a mut ModuleDebugInfo,
     ) -> Self {
-        Self { symbols, stacks, names, files, paths: HashMap::new() }
+        Self { symbols, names, files, lines, paths: HashMap::new() }
     }
 }
 
 impl Enrich for LiveEnrich<'_> {
-    fn stack(&mut self, stack_id: i64) -> Vec<Frame> {
-        match self.stacks.get(&(stack_id as u32), 0) {
-            Ok(trace) => trace.frames().iter().map(|f| self.symbols.frame(f.ip)).collect(),
-            Err(_) => Vec::new(),
-        }
+    fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
+        ips.iter().enumerate().map(|(i, ip)| with_source_line(self.symbols.frame(*ip), i > 0, self.lines)).collect()
     }
 
     /// The kernel's name for the vma's file first: it does not depend on the process being alive.
@@ -272,7 +303,7 @@ mod tests {
 
     struct NoEnrich;
     impl Enrich for NoEnrich {
-        fn stack(&mut self, _: i64) -> Vec<Frame> {
+        fn stack(&mut self, _: &[u64]) -> Vec<Frame> {
             Vec::new()
         }
         fn path(&mut self, _: u32, _: &VmaInfo) -> Option<String> {
@@ -292,7 +323,6 @@ mod tests {
         rec.hdr.hook = Hook::FollowPfn as u32;
         rec.hdr.task.tgid = 42;
         rec.hdr.task.comm[..4].copy_from_slice(b"demo");
-        rec.hdr.stack_id = -1;
         rec.vma.vma = 0xffff_8880_1234_0000;
         rec.vma.start = 0x7f00_0000_0000;
         rec.vma.end = 0x7f00_0000_4000;
@@ -301,7 +331,7 @@ mod tests {
         rec.pfn = 0x1234;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
         let ev = Decoder::new(Vec::new(), Vec::new()).decode(&raw, &mut NoEnrich).expect("an event");
-        assert_eq!(ev.hook, "follow_pfn");
+        assert_eq!(ev.hook, HookRef::Table(Hook::FollowPfn));
         assert_eq!(ev.task.comm, "demo");
         let EventBody::RawLookup { vma, pfn, address, .. } = ev.body else { panic!("wrong body") };
         assert_eq!(pfn, 0x1234);
@@ -325,7 +355,7 @@ mod tests {
     /// `zap_special_vma_range`.
     struct ZapStack;
     impl Enrich for ZapStack {
-        fn stack(&mut self, _: i64) -> Vec<Frame> {
+        fn stack(&mut self, _: &[u64]) -> Vec<Frame> {
             ["zap_special_vma_range", "pfnaudit_ioctl", "__x64_sys_ioctl"]
                 .iter()
                 .map(|f| Frame { function: Some(f.to_string()), ..Frame::default() })
@@ -341,14 +371,53 @@ mod tests {
         let mut rec = RevokeEvent::default();
         rec.hdr.kind = EventKind::Revoke as u32;
         rec.hdr.hook = Hook::ZapVmaPtes as u32;
-        rec.hdr.stack_id = 3;
+        rec.hdr.stack.depth = 3;
         rec.cause = RevokeCause::Zap as u32;
         let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
         let mut symbols = vec![Vec::new(); auditor_common::HOOK_COUNT];
         symbols[Hook::ZapVmaPtes as usize] = vec!["zap_special_vma_range".to_string()];
         let ev = Decoder::new(Vec::new(), symbols).decode(&raw, &mut ZapStack).expect("an event");
-        assert_eq!(ev.hook, "zap_vma_ptes", "the record keeps the hook's name");
-        assert_eq!(ev.caller.and_then(|c| c.function).as_deref(), Some("pfnaudit_ioctl"));
+        assert_eq!(ev.hook, HookRef::Table(Hook::ZapVmaPtes), "the record keeps the hook");
+        assert_eq!(ev.symbol.as_deref(), Some("zap_special_vma_range"), "and says where it is attached");
+        assert_eq!(ev.caller.as_ref().and_then(|c| c.function.as_deref()), Some("pfnaudit_ioctl"));
+        let line = serde_json::to_value(&ev).unwrap();
+        assert_eq!((&line["hook"], &line["symbol"]), (&"zap_vma_ptes".into(), &"zap_special_vma_range".into()), "on the wire");
+    }
+
+    /// Names each frame by its address and counts the calls.
+    #[derive(Default)]
+    struct AddressNames(usize);
+    impl Enrich for AddressNames {
+        fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
+            self.0 += 1;
+            ips.iter().map(|ip| Frame { addr: Hex(*ip), function: Some(format!("f{ip:x}")), ..Frame::default() }).collect()
+        }
+        fn path(&mut self, _: u32, _: &VmaInfo) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn an_event_has_the_frames_its_record_carries_and_no_more() {
+        let mut rec = RawLookupEvent::default();
+        rec.hdr.kind = EventKind::RawLookup as u32;
+        rec.hdr.hook = Hook::FollowPfn as u32;
+        rec.hdr.stack.ips[..4].copy_from_slice(&[0x10, 0x20, 0x30, 0x40]);
+        rec.hdr.stack.depth = 3;
+        let mut decoder = Decoder::new(Vec::new(), Vec::new());
+        let mut names = AddressNames::default();
+        let ev = decoder.decode(&RawRecord::parse(&bytes_of(&rec)).unwrap(), &mut names).expect("an event");
+        let addrs: Vec<u64> = ev.stack.iter().map(|f| f.addr.0).collect();
+        assert_eq!(addrs, [0x10, 0x20, 0x30]);
+
+        rec.hdr.stack.depth = 1000; // a corrupt depth reads no further than the record's frames
+        let ev = decoder.decode(&RawRecord::parse(&bytes_of(&rec)).unwrap(), &mut names).expect("an event");
+        assert_eq!(ev.stack.len(), auditor_common::STACK_DEPTH);
+
+        rec.hdr.stack.depth = 0;
+        let ev = decoder.decode(&RawRecord::parse(&bytes_of(&rec)).unwrap(), &mut names).expect("an event");
+        assert!(ev.stack.is_empty() && ev.caller.is_none());
+        assert_eq!(names.0, 2, "a record without a stack is not symbolized");
     }
 
     #[test]
@@ -356,7 +425,6 @@ mod tests {
         let mut rec = RevokeEvent::default();
         rec.hdr.kind = EventKind::Revoke as u32;
         rec.hdr.hook = Hook::UnmapMappingRange as u32;
-        rec.hdr.stack_id = -1;
         rec.cause = RevokeCause::OwnerRevoke as u32;
         rec.mapping = 0xffff_8880_0000_1000;
         rec.nr_pages = u64::MAX;

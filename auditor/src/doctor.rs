@@ -1,8 +1,9 @@
 //! `pfn-auditor doctor`: can this machine be audited, and which hook carries which role here?
 //! First one row per prerequisite with what to do about it (`host_checks.rs`), then the hooks.
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Duration};
 
 use crate::{
+    drain::{HookTotals, KernelMaps, totals},
     host_checks::{self, Check, CheckState, Host},
     policy::{Policy, RuleStatus},
     probes::{
@@ -31,6 +32,19 @@ pub struct Diagnosis {
     pub hooks: Vec<HookStatus>,
     /// Holder and suppression rules in force: policy file first, then the built-in catalog.
     pub rules: Vec<RuleStatus>,
+    /// What the attached probes cost on this machine over a sample window (`None`: not
+    /// attached for real, or no sample asked for).
+    pub cost: Option<Cost>,
+}
+
+/// The probes' cost on this machine's own workload over doctor's sample window (`--sample-ms`).
+#[derive(Debug, serde::Serialize)]
+pub struct Cost {
+    pub sample_ms: u64,
+    /// False when the kernel keeps no BPF run-time statistics (`bpf_runs`/`bpf_run_ns` absent).
+    pub run_time_stats: bool,
+    /// Each hook that ran in the window.
+    pub hooks: Vec<HookTotals>,
 }
 
 impl Diagnosis {
@@ -68,13 +82,33 @@ impl Diagnosis {
         for r in &self.rules {
             let _ = writeln!(out, "  {:<8} {:<32} {:<26} {:<22} {}", r.rule, r.holder, r.release.join(", "), r.source, r.effect);
         }
+        if let Some(cost) = &self.cost {
+            render_cost(&mut out, cost);
+        }
         let _ = writeln!(out, "ready       {}", yes_no(self.ready()));
         out
     }
 }
 
+fn render_cost(out: &mut String, cost: &Cost) {
+    let stats = if cost.run_time_stats { "kernel BPF run-time statistics" } else { "no BPF run-time statistics on this kernel" };
+    let _ = writeln!(out, "cost        over {} ms of this machine's own work ({stats})", cost.sample_ms);
+    let _ = writeln!(out, "  {:<22} {:>10} {:>10} {:>12} {:>8}", "hook", "hits", "bpf runs", "bpf ns", "ns/run");
+    for h in &cost.hooks {
+        let (runs, ns) = (h.bpf_runs.unwrap_or(0), h.bpf_run_ns.unwrap_or(0));
+        let per_run = ns.checked_div(runs).map_or("-".to_string(), |n| n.to_string());
+        let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        let _ = writeln!(out, "  {:<22} {:>10} {:>10} {:>12} {:>8}", h.hook, h.hits, show(h.bpf_runs), show(h.bpf_run_ns), per_run);
+    }
+    if cost.hooks.is_empty() {
+        let _ = writeln!(out, "  no hook ran");
+    }
+}
+
 /// Every check and every hook row, whatever is missing: doctor never stops at the first gap.
-pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
+/// When the hooks are attached for real they stay attached for `sample` (zero: not at all), and
+/// what they cost meanwhile is the diagnosis' `cost`.
+pub fn diagnose(policy: &Policy, sample: Duration) -> anyhow::Result<Diagnosis> {
     let host = Host::this();
     let checks = host_checks::check_all(&host);
     let check = |name| checks.iter().find(|c| c.name == name).expect("every check is made");
@@ -83,10 +117,10 @@ pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
         c => Err(c.detail.clone()),
     };
     let root = probes::require_root().is_ok();
-    let (kernel_release, kernel_version, mut hooks, attached_for_real) = match KernelFacts::read() {
+    let (kernel_release, kernel_version, mut hooks, attached_for_real, cost) = match KernelFacts::read() {
         Ok(facts) => {
-            let (hooks, real) = hook_rows(&facts, policy, root && btf.is_ok());
-            (facts.release.clone(), facts.version.to_string(), hooks, real)
+            let (hooks, real, cost) = hook_rows(&facts, policy, root && btf.is_ok(), sample);
+            (facts.release.clone(), facts.version.to_string(), hooks, real, cost)
         }
         Err(e) => {
             let row = HookStatus {
@@ -95,7 +129,7 @@ pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
                 state: HookState::Failed,
                 reason: Some(format!("cannot plan the hooks: {e:#} (see above)")),
             };
-            (host.release().unwrap_or_default(), "?".into(), vec![row], false)
+            (host.release().unwrap_or_default(), "?".into(), vec![row], false, None)
         }
     };
     if host_checks::kprobes_unavailable(&checks) {
@@ -104,7 +138,7 @@ pub fn diagnose(policy: &Policy) -> anyhow::Result<Diagnosis> {
     if host_checks::tracefs_mounted(&host).is_none() {
         say_once_that_tracefs_is_missing(&mut hooks);
     }
-    Ok(Diagnosis { kernel_release, kernel_version, checks, btf, root, attached_for_real, hooks, rules: policy.rules() })
+    Ok(Diagnosis { kernel_release, kernel_version, checks, btf, root, attached_for_real, hooks, rules: policy.rules(), cost })
 }
 
 /// Kprobe hook rows that failed, would be attached, or wait for a module say "no kprobes" instead
@@ -128,17 +162,21 @@ pub fn say_once_that_tracefs_is_missing(hooks: &mut [HookStatus]) {
 }
 
 fn is_tracepoint(symbol: &str) -> bool {
-    PROBES.iter().any(|r| matches!(r.attach, Attach::Tracepoint { name, .. } if name == symbol))
+    PROBES.iter().any(|r| matches!(r.attach(), Attach::Tracepoint { name, .. } if name == symbol))
 }
 
-/// Attached for real when `attach` (root and BTF), else planned.
-fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool) -> (Vec<HookStatus>, bool) {
+/// Attached for real when `attach` (root and BTF), else planned; with the cost over `sample`
+/// when attached.
+fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool, sample: Duration) -> (Vec<HookStatus>, bool, Option<Cost>) {
     let release_functions = &policy.release_functions();
     if attach {
         // Attach for real (and detach on drop): the only proof that the verifier accepts the
         // programs on this kernel.
-        match probes::load_and_attach(facts, release_functions, 1 << 20) {
-            Ok(attached) => (attached.hooks, true),
+        match probes::load_and_attach(facts, release_functions, 1 << 20, probes::floor::ProgramSet::Auditing) {
+            Ok(mut attached) => {
+                let cost = if sample.is_zero() { None } else { measure_cost(&mut attached, sample) };
+                (attached.hooks, true, cost)
+            }
             Err(e) => {
                 let mut planned = probes::plan(facts, release_functions);
                 planned.push(HookStatus {
@@ -147,12 +185,31 @@ fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool) -> (Vec<HookSta
                     state: HookState::Failed,
                     reason: Some(format!("{e:#}")),
                 });
-                (planned, false)
+                (planned, false, None)
             }
         }
     } else {
-        (probes::plan(facts, release_functions), false)
+        (probes::plan(facts, release_functions), false, None)
     }
+}
+
+/// Leaves the probes attached for `sample` and reads what they did and cost meanwhile. The ring
+/// buffer is not read: a busy machine may fill it (counted as dropped), which costs nothing more.
+fn measure_cost(attached: &mut probes::Attached, sample: Duration) -> Option<Cost> {
+    let maps = match KernelMaps::take(&mut attached.ebpf) {
+        Ok(maps) => maps,
+        Err(e) => {
+            log::warn!("cannot measure the probes' cost: {e:#}");
+            return None;
+        }
+    };
+    std::thread::sleep(sample);
+    let run_times = attached.run_times();
+    Some(Cost {
+        sample_ms: sample.as_millis() as u64,
+        run_time_stats: run_times.is_some(),
+        hooks: totals(&maps.read_counters(), &attached.counter_names, run_times.as_deref()),
+    })
 }
 
 #[cfg(test)]
@@ -171,6 +228,7 @@ mod tests {
             attached_for_real: false,
             hooks: Vec::new(),
             rules: user.over(&crate::catalog::catalog()).unwrap().rules(),
+            cost: None,
         };
         let text = d.render();
         let rules: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("rules")).skip(2).take_while(|l| l.starts_with("  ")).collect();
@@ -227,6 +285,7 @@ mod tests {
             attached_for_real: false,
             hooks: Vec::new(),
             rules: Vec::new(),
+            cost: None,
         };
         let text = d.render();
         assert!(text.starts_with("checks\n  kernel      missing "), "{text}");
@@ -238,5 +297,43 @@ mod tests {
         assert_eq!(json["checks"][2]["name"], "kprobes");
         assert_eq!(json["checks"][2]["state"], "missing");
         assert!(json["checks"][2]["fix"].as_str().unwrap().contains("CONFIG_KPROBES=y"));
+    }
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use super::*;
+
+    #[test]
+    fn cost_rows_give_runs_time_and_time_per_run_of_each_hook() {
+        let hook = |name: &str, hits, runs: Option<u64>, ns: Option<u64>| HookTotals {
+            hook: name.into(),
+            hits,
+            emitted: 0,
+            dropped: 0,
+            bpf_runs: runs,
+            bpf_run_ns: ns,
+        };
+        let cost = Cost {
+            sample_ms: 1000,
+            run_time_stats: true,
+            hooks: vec![hook("unmap_page_range", 400, Some(400), Some(120_000)), hook("follow_pfn", 3, Some(6), Some(9_000))],
+        };
+        let mut out = String::new();
+        render_cost(&mut out, &cost);
+        let words = |l: String| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(words(row_of(&out, "unmap_page_range")), ["unmap_page_range", "400", "400", "120000", "300"], "{out}");
+        assert_eq!(words(row_of(&out, "follow_pfn")), ["follow_pfn", "3", "6", "9000", "1500"], "{out}");
+        assert!(out.starts_with("cost        over 1000 ms"), "{out}");
+
+        let without = Cost { sample_ms: 500, run_time_stats: false, hooks: vec![hook("zap_vma_ptes", 2, None, None)] };
+        let mut out = String::new();
+        render_cost(&mut out, &without);
+        assert!(out.contains("no BPF run-time statistics"), "{out}");
+        assert_eq!(words(row_of(&out, "zap_vma_ptes")), ["zap_vma_ptes", "2", "-", "-", "-"], "{out}");
+    }
+
+    fn row_of(out: &str, name: &str) -> String {
+        out.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_else(|| panic!("{out}")).to_string()
     }
 }

@@ -6,15 +6,16 @@ use anyhow::{Context, anyhow};
 use auditor_common::{HOOK_COUNT, HookCounters};
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{MapData, PerCpuArray, RingBuf},
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
+use crate::probes::run_time::RunTime;
+
 /// The maps the daemon reads, taken out of the loaded object.
 pub struct KernelMaps {
     pub events: AsyncFd<RingBuf<MapData>>,
-    pub stacks: StackTraceMap<MapData>,
     pub counters: PerCpuArray<MapData, HookCounters>,
 }
 
@@ -22,12 +23,11 @@ impl KernelMaps {
     pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
         let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("eBPF object has no map {name}"));
         let events = RingBuf::try_from(take("EVENTS")?).context("EVENTS is not a ring buffer")?;
-        let stacks = StackTraceMap::try_from(take("STACKS")?).context("STACKS is not a stack map")?;
         let counters = PerCpuArray::try_from(take("COUNTERS")?).context("COUNTERS is not a per-CPU array")?;
         // SAFETY: the ring buffer owns its fd for as long as the AsyncFd owns the ring buffer.
         let events = unsafe { AsyncFd::register_with_interest(events, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow!("polling the ring buffer: {e}"))?;
-        Ok(Self { events, stacks, counters })
+        Ok(Self { events, counters })
     }
 
     /// Waits until records are available, then returns all of them (copied out).
@@ -70,9 +70,20 @@ fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HookTotals {
     pub hook: String,
+    /// Times the hook's probes ran, counted by the programs themselves.
     pub hits: u64,
+    /// Records they wrote to the ring buffer.
     pub emitted: u64,
+    /// Records lost because the ring buffer was full.
     pub dropped: u64,
+    /// Runs of the hook's eBPF programs as the kernel counts them (an entry and a return probe
+    /// each count; `bpf_prog_info.run_cnt`); absent when the kernel keeps no run-time statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_runs: Option<u64>,
+    /// Nanoseconds spent in those runs (`bpf_prog_info.run_time_ns`): the probes' cost on this
+    /// machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_run_ns: Option<u64>,
 }
 
 /// Turns successive counter snapshots into "lost since last time" per hook.
@@ -115,13 +126,25 @@ impl Undecodable {
     }
 }
 
-/// Named totals for the hooks that ran at all.
-pub fn totals(counters: &[HookCounters], names: &[String]) -> Vec<HookTotals> {
+/// Named totals for the hooks that ran at all, with the kernel's run-time statistics per slot
+/// when it keeps them.
+pub fn totals(counters: &[HookCounters], names: &[String], run_times: Option<&[RunTime]>) -> Vec<HookTotals> {
     counters
         .iter()
         .zip(names)
-        .filter(|(c, name)| !name.is_empty() && (c.hits > 0 || c.dropped > 0))
-        .map(|(c, name)| HookTotals { hook: name.clone(), hits: c.hits, emitted: c.emitted, dropped: c.dropped })
+        .enumerate()
+        .filter(|(_, (c, name))| !name.is_empty() && (c.hits > 0 || c.dropped > 0))
+        .map(|(slot, (c, name))| {
+            let run = run_times.map(|r| r.get(slot).copied().unwrap_or_default());
+            HookTotals {
+                hook: name.clone(),
+                hits: c.hits,
+                emitted: c.emitted,
+                dropped: c.dropped,
+                bpf_runs: run.map(|r| r.runs),
+                bpf_run_ns: run.map(|r| r.ns),
+            }
+        })
         .collect()
 }
 
@@ -156,9 +179,20 @@ mod tests {
     #[test]
     fn totals_name_hooks_and_skip_idle_ones() {
         let names = vec!["follow_pfn".to_string(), "zap_vma_ptes".to_string()];
-        let t = totals(&[dropped(1), HookCounters::default()], &names);
+        let t = totals(&[dropped(1), HookCounters::default()], &names, None);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].hook, "follow_pfn");
         assert_eq!(t[0].dropped, 1);
+        assert_eq!((t[0].bpf_runs, t[0].bpf_run_ns), (None, None), "no statistics: none reported, not zero");
+    }
+
+    #[test]
+    fn totals_carry_each_hooks_bpf_run_time() {
+        let names = vec!["follow_pfn".to_string(), "zap_vma_ptes".to_string()];
+        let runs = [RunTime { runs: 20, ns: 31_000 }, RunTime { runs: 4, ns: 900 }];
+        let t = totals(&[dropped(0), dropped(0)], &names, Some(&runs));
+        assert_eq!((t[1].hook.as_str(), t[1].bpf_runs, t[1].bpf_run_ns), ("zap_vma_ptes", Some(4), Some(900)));
+        let json = serde_json::to_value(&t[0]).unwrap();
+        assert_eq!((json["bpf_runs"].as_u64(), json["bpf_run_ns"].as_u64()), (Some(20), Some(31_000)));
     }
 }

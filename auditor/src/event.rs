@@ -4,6 +4,9 @@
 //!
 //! Kernel pointers do not fit JSON's 2^53 integers, so every pointer and address is a `0x…` hex
 //! string on the wire ([`Hex`]).
+use std::sync::Arc;
+
+use auditor_common::Hook;
 use serde::{Deserialize, Serialize};
 
 /// A u64 written as a `0x…` hex string in JSON.
@@ -38,6 +41,69 @@ impl<'de> Deserialize<'de> for Hex {
     }
 }
 
+/// The hook that produced an event: one of the probe table's hooks (`auditor_common::Hook`), or
+/// a release function the policy hooks. On the wire it is the hook's name: `zap_vma_ptes` (also
+/// on kernels where it is attached to another symbol), or the release function's own name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HookRef {
+    /// A hook of the probe table (never `Hook::Release0`).
+    Table(Hook),
+    /// A policy release hook, named by its function.
+    Release(Arc<str>),
+}
+
+impl HookRef {
+    /// The hook of this wire name: a table hook's [`Hook::name`], else a release function.
+    pub fn from_name(name: &str) -> Self {
+        Hook::from_name(name).map_or_else(|| HookRef::Release(name.into()), HookRef::Table)
+    }
+
+    /// The name on the wire.
+    pub fn name(&self) -> &str {
+        match self {
+            HookRef::Table(hook) => hook.name(),
+            HookRef::Release(function) => function,
+        }
+    }
+}
+
+impl std::fmt::Display for HookRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<Hook> for HookRef {
+    fn from(hook: Hook) -> Self {
+        HookRef::Table(hook)
+    }
+}
+
+impl Serialize for HookRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for HookRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(HookRef::from_name(&String::deserialize(d)?))
+    }
+}
+
+impl schemars::JsonSchema for HookRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "HookName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A hook's name (`follow_pfn`, `zap_vma_ptes`…, the same on every kernel), or the name of a release function the policy hooks."
+        })
+    }
+}
+
 /// The task an event happened in (kernel snapshot at event time).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Task {
@@ -60,6 +126,25 @@ pub struct Frame {
     /// Module name for module text; `None` for vmlinux.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
+    /// Source file of the instruction (for a return address: of the call), from the module's
+    /// debug info (`module_lines.rs`); `None` without it (vmlinux, stripped modules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Line in `file`, 1-based.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+}
+
+impl Frame {
+    /// `file:line`, when the module's debug info gave them.
+    pub fn source(&self) -> Option<String> {
+        source(self.file.as_deref(), self.line)
+    }
+}
+
+/// `file:line` of a frame or holder, when both are known.
+pub fn source(file: Option<&str>, line: Option<u32>) -> Option<String> {
+    Some(format!("{}:{}", file?, line?))
 }
 
 impl std::fmt::Display for Frame {
@@ -115,10 +200,16 @@ pub struct Event {
     pub seq: u64,
     /// CLOCK_MONOTONIC ns (`bpf_ktime_get_ns`).
     pub ts_ns: u64,
-    /// Hooked function that produced the event (`follow_pfn`, `zap_vma_ptes`, a release hook…).
-    pub hook: String,
+    /// Hook that produced the event (`follow_pfn`, `zap_vma_ptes`, a release hook…).
+    pub hook: HookRef,
+    /// The kernel symbol the hook's probe is attached to on the recording's kernel, when the
+    /// decoder knows it (`zap_special_vma_range` for `zap_vma_ptes` on 7.1+). Absent in
+    /// recordings made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symbol: Option<String>,
     pub task: Task,
-    /// The first frame outside the hooked function: the kernel code that called it.
+    /// The first frame outside the attached symbol (and outside wrappers named like the hook):
+    /// the kernel code that called it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<Frame>,
     /// Kernel call chain, innermost first.

@@ -64,13 +64,37 @@ impl FilePaths {
 /// Path of the mapping containing `start` in /proc/PID/maps (None if the process or the
 /// mapping is gone, or it is anonymous).
 fn proc_maps_path(tgid: u32, start: u64) -> Option<String> {
-    let maps = procfs::process::Process::new(tgid as i32).ok()?.maps().ok()?;
-    let map = maps.into_iter().find(|m| m.address.0 <= start && start < m.address.1)?;
-    match map.pathname {
-        procfs::process::MMapPath::Path(p) => Some(p.display().to_string()),
-        procfs::process::MMapPath::Anonymous => None,
-        other => Some(format!("{other:?}").to_lowercase()),
+    let maps = std::fs::File::open(format!("/proc/{tgid}/maps")).ok()?;
+    path_in_maps(std::io::BufReader::new(maps), start)
+}
+
+/// The path of the mapping containing `start` in /proc/PID/maps text: `None` when no mapping
+/// contains `start` or it is anonymous; a pseudo path without its brackets (`[stack]` → `stack`).
+/// Lines that do not parse are skipped. Fuzzed (`fuzz/`): never panics on any text.
+///
+/// Parsed here rather than by procfs, the crate this used: its parser (procfs-core 0.18
+/// `MMapPath::from`) panics on the mapping of a file whose path starts with `/SYSV` and is
+/// shorter than 13 bytes, which any process able to create such a file could make the daemon
+/// read; and only two fields are needed (`start-end perms offset dev inode   path`, proc(5)).
+pub fn path_in_maps(maps: impl std::io::BufRead, start: u64) -> Option<String> {
+    for line in maps.split(b'\n') {
+        let line = line.ok()?;
+        let line = String::from_utf8_lossy(&line);
+        let mut fields = line.splitn(6, ' ');
+        let Some((low, high)) = fields.next().and_then(|range| range.split_once('-')) else { continue };
+        let (Ok(low), Ok(high)) = (u64::from_str_radix(low, 16), u64::from_str_radix(high, 16)) else { continue };
+        if !(low <= start && start < high) {
+            continue;
+        }
+        // perms, offset, dev and inode, then the path padded with spaces (none when anonymous).
+        let path = fields.nth(4).unwrap_or_default().trim_start();
+        return match path.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+            _ if path.is_empty() => None,
+            Some(pseudo) => Some(pseudo.to_string()),
+            None => Some(path.to_string()),
+        };
     }
+    None
 }
 
 /// The file whose filesystem is kernel device `kdev` (`s_dev`: major in the top 12 bits, minor in
@@ -139,6 +163,33 @@ mod tests {
             dev: kernel_dev(meta.dev()),
             ..Default::default()
         }
+    }
+
+    const MAPS: &str = "\
+55d0c8a00000-55d0c8a02000 r--p 00000000 fe:01 1835018                    /usr/bin/pfnaudit-scenario
+7f3a10000000-7f3a10004000 rw-s 00000000 00:05 412                        /dev/pfnaudit
+7f3a10004000-7f3a10025000 rw-p 00000000 00:00 0 
+7ffd5e3c1000-7ffd5e3e2000 rw-p 00000000 00:00 0                          [stack]
+";
+
+    #[test]
+    fn proc_maps_text_names_the_mapping_containing_an_address() {
+        let at = |start: u64| path_in_maps(MAPS.as_bytes(), start);
+        assert_eq!(at(0x7f3a_1000_1000).as_deref(), Some("/dev/pfnaudit"));
+        assert_eq!(at(0x7f3a_1000_4000), None, "anonymous: the end of /dev/pfnaudit's range is not in it");
+        assert_eq!(at(0x7ffd5e3c1000).as_deref(), Some("stack"));
+        assert_eq!(at(0x1000), None, "no mapping there");
+        assert_eq!(path_in_maps(&b"7f3a10000000 garbage\n"[..], 0x7f3a_1000_0000), None, "text that does not parse names nothing");
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `proc_maps`): procfs, which parsed these lines before,
+    /// panicked on a file named like a SysV shared memory segment but shorter.
+    #[test]
+    fn a_mapped_file_named_like_sysv_shared_memory_is_named_not_a_panic() {
+        let maps = b"7f3a10000000-7f3a10004000 rw-s 00000000 fe:01 77 /SYSV\n";
+        assert_eq!(path_in_maps(&maps[..], 0x7f3a_1000_0000).as_deref(), Some("/SYSV"));
+        let shm = b"7f3a10000000-7f3a10004000 rw-s 00000000 00:01 32769 /SYSV00000000 (deleted)\n";
+        assert_eq!(path_in_maps(&shm[..], 0x7f3a_1000_0000).as_deref(), Some("/SYSV00000000 (deleted)"));
     }
 
     #[test]

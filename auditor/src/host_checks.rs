@@ -208,19 +208,23 @@ pub fn modules(host: &Host) -> Check {
 }
 
 pub fn kallsyms(host: &Host) -> Check {
-    let fix_restrict = "run as root, and `sysctl kernel.kptr_restrict=0` if it is 2";
+    let fix_restrict = "run as root (with CAP_SYSLOG), and `sysctl kernel.kptr_restrict=0` if it is 2";
     let file = match std::fs::File::open(host.path("/proc/kallsyms")) {
         Ok(f) => f,
         Err(e) => {
             return Check::bad(KALLSYMS, CheckState::Missing, format!("cannot read /proc/kallsyms: {e}"), "mount /proc; run as root");
         }
     };
-    let mut first = String::new();
-    if BufReader::new(file).read_line(&mut first).is_err() || first.trim().is_empty() {
-        return Check::bad(KALLSYMS, CheckState::Missing, "/proc/kallsyms is empty", "boot a kernel with CONFIG_KALLSYMS=y");
-    }
+    // The first lines of an SMP x86-64 kernel are per-CPU symbols (`0000000000000000 A
+    // fixed_percpu_data`), at offset 0 even when addresses are shown: judge by the first text
+    // symbol (`_stext`).
+    let text_symbol =
+        BufReader::new(file).lines().map_while(Result::ok).find(|line| matches!(line.split_whitespace().nth(1), Some("T" | "t")));
+    let Some(text_symbol) = text_symbol else {
+        return Check::bad(KALLSYMS, CheckState::Missing, "/proc/kallsyms has no text symbol", "boot a kernel with CONFIG_KALLSYMS=y");
+    };
     let restrict = host.read("/proc/sys/kernel/kptr_restrict").map(|r| r.trim().to_string()).unwrap_or_else(|_| "?".into());
-    let address = first.split_whitespace().next().unwrap_or("");
+    let address = text_symbol.split_whitespace().next().unwrap_or("");
     if address.chars().all(|c| c == '0') {
         Check::bad(
             KALLSYMS,
@@ -362,6 +366,16 @@ mod tests {
         assert!(std::process::Command::new("gzip").arg(&plain).status().unwrap().success());
         let c = kprobes(&host);
         assert!(c.detail.starts_with("kernel built without CONFIG_KPROBES (/proc/config.gz)"), "{c:?}");
+    }
+
+    #[test]
+    fn per_cpu_symbols_at_zero_before_the_text_do_not_hide_the_addresses() {
+        let shown = "0000000000000000 A fixed_percpu_data\n0000000000000000 A __per_cpu_start\nffffffff81000000 T _stext\n";
+        let (_dir, host) = fixture(&[("/proc/kallsyms", shown), ("/proc/sys/kernel/kptr_restrict", "0\n")], 0);
+        assert_eq!(kallsyms(&host).state, CheckState::Ok);
+        let hidden = "0000000000000000 A fixed_percpu_data\n0000000000000000 T _stext\n";
+        let (_dir, host) = fixture(&[("/proc/kallsyms", hidden), ("/proc/sys/kernel/kptr_restrict", "0\n")], 0);
+        assert_eq!(kallsyms(&host).state, CheckState::Missing);
     }
 
     #[test]

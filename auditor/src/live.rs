@@ -7,7 +7,7 @@ use crate::{
     event::Event,
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
-    probes::{Attached, HookStatus},
+    probes::{Attached, HookStatus, floor::ProgramSet},
     record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
 };
 
@@ -17,12 +17,18 @@ pub struct LiveOptions {
     /// Whether the NDJSON output carries raw `event` records (for `replay`): said in `status`.
     pub events: bool,
     pub ring_buffer_bytes: u32,
+    /// `--module-debug-dir`: where modules' `.ko` files with debug info are looked for first.
+    pub module_debug_dirs: Vec<PathBuf>,
+    /// The auditing programs, or the benchmark's empty ones (`run --probe-floor`).
+    pub programs: ProgramSet,
     /// `--metrics`: where to serve `metrics` (which a `MetricsSink` among the sinks also feeds).
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Gets the kernel's per-hook counters at every poll.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Bounds on the correlator's state (`--max-pins`, `--max-pfnmaps`).
     pub limits: crate::correlate::Options,
+    /// Set by SIGHUP: the outputs are reopened (`Pipeline::reopen_on`).
+    pub reopen: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Session callbacks → records → pipeline.
@@ -61,6 +67,10 @@ impl Observer for LiveSource {
     fn failed(&self) -> bool {
         self.pipeline.failed()
     }
+
+    fn poll(&mut self) {
+        self.pipeline.poll();
+    }
 }
 
 /// Attaches, runs until `stop` resolves (after calling `started` once attached), and hands the
@@ -71,13 +81,22 @@ where
     S: FnOnce() -> anyhow::Result<F>,
     F: Future<Output = ()>,
 {
+    let mut pipeline = Pipeline::with_options(&opts.policy, opts.limits, sinks);
+    if let Some(flag) = &opts.reopen {
+        pipeline = pipeline.reopen_on(flag.clone());
+    }
     let mut source = LiveSource {
-        pipeline: Pipeline::with_options(&opts.policy, opts.limits, sinks),
+        pipeline,
         events: opts.events,
         policy_path: opts.policy_path.as_ref().map(|p| p.display().to_string()),
         rules: opts.policy.rules(),
     };
-    let session_opts = SessionOptions { release_functions: opts.policy.release_functions(), ring_buffer_bytes: opts.ring_buffer_bytes };
+    let session_opts = SessionOptions {
+        release_functions: opts.policy.release_functions(),
+        ring_buffer_bytes: opts.ring_buffer_bytes,
+        module_debug_dirs: opts.module_debug_dirs.clone(),
+        programs: opts.programs,
+    };
     let session = Session::start(&session_opts, opts.metrics.clone(), &mut source)?;
     if let Some(addr) = opts.metrics_addr {
         crate::metrics::serve(addr, opts.metrics).await?;

@@ -5,27 +5,30 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use auditor::{
+    cli_docs,
     correlate::{Options, Severity},
     doctor,
     gate_outcome::{code, exit_code},
     live::{LiveOptions, run_live},
     metrics::Metrics,
-    pipeline::{OutputError, Sink},
+    pipeline::{OutputError, Pipeline, Sink},
     policy::Policy,
-    replay::{ReplayError, replay_with},
+    probes::floor::ProgramSet,
+    replay::{ReplayError, replay_into},
     sink::{
         human::HumanSink,
         junit::JunitSink,
         metrics::MetricsSink,
         ndjson::{NdjsonRecords, NdjsonSink},
+        output_file::{OutputFile, Rotation},
         sarif::SarifSink,
     },
 };
@@ -48,9 +51,15 @@ struct Common {
     /// Ring buffer size in MiB (power of two)
     #[arg(long, default_value_t = 4)]
     ring_buffer_mib: u32,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9477)
-    #[arg(long)]
+    /// Serve Prometheus metrics: PORT listens on loopback only (127.0.0.1:PORT); another address
+    /// only when given explicitly as ADDRESS:PORT (e.g. 0.0.0.0:9477; no authentication)
+    #[arg(long, value_name = "[ADDRESS:]PORT", value_parser = metrics_address)]
     metrics: Option<SocketAddr>,
+    /// Directory with drivers' unstripped .ko files (searched for <module>.ko), for file:line of
+    /// module frames; looked in before /usr/lib/debug/lib/modules/RELEASE and
+    /// /lib/modules/RELEASE/modules.dep (repeatable)
+    #[arg(long, value_name = "DIR")]
+    module_debug_dir: Vec<PathBuf>,
     #[command(flatten)]
     limits: Limits,
 }
@@ -72,6 +81,18 @@ impl Limits {
         let bound = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Options { max_pins: bound(self.max_pins), max_pfnmaps: bound(self.max_pfnmaps) }
     }
+}
+
+/// Size rotation of the NDJSON `--output` file (a regular file; SIGHUP reopens it in any case).
+#[derive(Args)]
+struct OutputRotation {
+    /// Rotate the --output file before a record would take it past this many MiB: it becomes
+    /// PATH.1 (PATH.1 becomes PATH.2, ...) and a new PATH is opened; no record is ever split
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..))]
+    output_max_mib: Option<u64>,
+    /// Rotated files kept with --output-max-mib (PATH.1 ... PATH.N); the oldest beyond is replaced
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "output_max_mib", value_parser = clap::value_parser!(u32).range(1..))]
+    output_keep: u32,
 }
 
 /// The reports `gate` and `replay` write at the end of a run.
@@ -106,6 +127,13 @@ enum Command {
         /// Do not print findings on stderr
         #[arg(long, short)]
         quiet: bool,
+        /// Benchmark aid, audits nothing: attach empty eBPF programs wherever the auditing ones
+        /// would go, by the same mechanism, to measure what the probes alone cost (the floor
+        /// column of `cargo xtask bench`)
+        #[arg(long)]
+        probe_floor: bool,
+        #[command(flatten)]
+        rotation: OutputRotation,
         #[command(flatten)]
         common: Common,
     },
@@ -114,6 +142,8 @@ enum Command {
         /// NDJSON records of the run (with raw events, so it can be replayed)
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        rotation: OutputRotation,
         #[command(flatten)]
         reports: Reports,
         #[command(flatten)]
@@ -134,6 +164,8 @@ enum Command {
         #[arg(long)]
         human: bool,
         #[command(flatten)]
+        rotation: OutputRotation,
+        #[command(flatten)]
         reports: Reports,
         #[arg(long)]
         policy: Option<PathBuf>,
@@ -153,12 +185,22 @@ enum Command {
         /// Print the diagnosis as JSON
         #[arg(long)]
         json: bool,
+        /// Keep the hooks attached this long and report what they cost meanwhile (runs and ns
+        /// per hook, from the kernel's BPF run-time statistics); 0 skips it
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        sample_ms: u64,
     },
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    // `generate-docs DIR` (man pages and completions for the package) is not part of `Cli`, so
+    // they do not mention it.
+    let matches = Cli::command().subcommand(cli_docs::subcommand()).get_matches();
+    if let Some((cli_docs::SUBCOMMAND, m)) = matches.subcommand() {
+        return ExitCode::from(cli_docs::run(Cli::command(), m));
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
@@ -171,9 +213,9 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Doctor { policy, no_catalog, json } => {
+        Command::Doctor { policy, no_catalog, json, sample_ms } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
-            let d = doctor::diagnose(&policy)?;
+            let d = doctor::diagnose(&policy, std::time::Duration::from_millis(sample_ms))?;
             let text = if json { serde_json::to_string_pretty(&d)? + "\n" } else { d.render() };
             // A closed pipe (`doctor | head -3`) is an output error (exit 5), not a panic.
             let mut stdout = std::io::stdout().lock();
@@ -183,35 +225,47 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .map_err(|source| OutputError { output: "doctor output on stdout".into(), error: source })?;
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
-        Command::Replay { file, output, human, reports, policy, no_catalog, limits } => {
+        Command::Replay { file, output, human, rotation, reports, policy, no_catalog, limits } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
-            let ndjson = match &output {
-                Some(path) => ndjson_sink(path, NdjsonRecords::All { events: true })?,
-                None => ndjson_sink(Path::new("-"), NdjsonRecords::Findings)?,
+            let output = NdjsonOutput::new(output.as_deref(), &rotation)?;
+            let ndjson = match &output.path {
+                Some(_) => output.sink(NdjsonRecords::All { events: true })?,
+                None => output.sink(NdjsonRecords::Findings)?,
             };
             let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None)?;
-            match replay_with(reader, &name, &policy, limits.options(), sinks) {
+            let mut pipeline = Pipeline::with_options(&policy, limits.options(), sinks);
+            if let Some(flag) = output.reopen {
+                pipeline = pipeline.reopen_on(flag);
+            }
+            match replay_into(reader, &name, pipeline) {
                 Ok(_) => Ok(code::CLEAN),
                 Err(ReplayError::Output(e)) => Err(e.into()),
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Run { output, events, duration, quiet, common } => {
+        Command::Run { output, events, duration, quiet, probe_floor, rotation, common } => {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
-            let ndjson = ndjson_sink(&output, NdjsonRecords::All { events })?;
-            let opts = live_options(&common, policy, events);
+            let output = NdjsonOutput::new(Some(&output), &rotation)?;
+            let ndjson = output.sink(NdjsonRecords::All { events })?;
+            let mut opts = live_options(&common, policy, events, output.reopen);
+            if probe_floor {
+                eprintln!("pfn-auditor: --probe-floor: empty programs attached, nothing is audited (a benchmark aid)");
+                opts.programs = ProgramSet::Floor;
+            }
             let sinks =
                 pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts))?;
             run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
             Ok(code::CLEAN)
         }
-        Command::Gate { output, reports, common, cmd } => {
+        Command::Gate { output, rotation, reports, common, cmd } => {
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let fail_on = policy.fail_on.clone();
-            let ndjson = output.as_ref().map(|p| ndjson_sink(p, NdjsonRecords::All { events: true })).transpose()?;
-            let opts = live_options(&common, policy, output.is_some());
+            let recorded = output.is_some();
+            let output = NdjsonOutput::new(output.as_deref(), &rotation)?;
+            let ndjson = if recorded { Some(output.sink(NdjsonRecords::All { events: true })?) } else { None };
+            let opts = live_options(&common, policy, recorded, output.reopen);
             let sinks = pick_sinks(ndjson, HumanSink { findings: true }, &reports, &fail_on, live_metrics(&opts))?;
             let (status_tx, status_rx) = tokio::sync::oneshot::channel();
             let s = run_live(opts, sinks, || {
@@ -271,12 +325,15 @@ fn pick_sinks(
     Ok(sinks)
 }
 
-fn live_options(common: &Common, policy: Policy, events: bool) -> LiveOptions {
+fn live_options(common: &Common, policy: Policy, events: bool, reopen: Option<Arc<AtomicBool>>) -> LiveOptions {
     LiveOptions {
+        reopen,
         policy,
         policy_path: common.policy.clone(),
         events,
         ring_buffer_bytes: common.ring_buffer_mib.max(1).next_power_of_two() << 20,
+        module_debug_dirs: common.module_debug_dir.clone(),
+        programs: ProgramSet::Auditing,
         metrics_addr: common.metrics,
         metrics: Arc::new(Metrics::default()),
         limits: common.limits.options(),
@@ -305,20 +362,66 @@ async fn stop_signal(duration: Option<u64>) {
     }
 }
 
-/// NDJSON to a file ("-" = stdout), opened by `sink::open_output`. A file that cannot be created
-/// or is refused is an output error.
-fn ndjson_sink(path: &Path, records: NdjsonRecords) -> Result<Box<dyn Sink>, OutputError> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(NdjsonSink::new(BufWriter::new(std::io::stdout()), "stdout", records)));
+/// `--metrics`: `PORT` is loopback's port (the endpoint has no authentication: any other address
+/// must be given explicitly), `ADDRESS:PORT` listens there.
+fn metrics_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
     }
-    let name = path.display().to_string();
-    let file = auditor::sink::open_output(path).map_err(|source| OutputError { output: format!("NDJSON output {name}"), error: source })?;
-    let sink = NdjsonSink::new(
-        BufWriter::new(file.try_clone().map_err(|source| OutputError { output: format!("NDJSON output {name}"), error: source })?),
-        &name,
-        records,
-    );
-    // Only a regular file can be synced (fsync of a pipe or /dev/full is EINVAL).
-    let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
-    Ok(Box::new(if regular { sink.sync_at_end(file) } else { sink }))
+    text.parse().map_err(|_| format!("`{text}` is neither a PORT (listens on 127.0.0.1) nor an ADDRESS:PORT"))
+}
+
+/// Where NDJSON records go: a file (`path`), or stdout (`path` None, or "-").
+struct NdjsonOutput {
+    path: Option<PathBuf>,
+    rotation: Option<Rotation>,
+    /// Set by SIGHUP when the output is a file: the pipeline then reopens it.
+    reopen: Option<Arc<AtomicBool>>,
+}
+
+impl NdjsonOutput {
+    /// Refuses rotation without a file (setup error, exit 2) and, for a file, makes SIGHUP reopen
+    /// it (logrotate's convention) instead of ending the process.
+    fn new(path: Option<&Path>, rotation: &OutputRotation) -> anyhow::Result<Self> {
+        let path = path.filter(|p| p.as_os_str() != "-").map(Path::to_path_buf);
+        let rotation = match (rotation.output_max_mib, &path) {
+            (None, _) => None,
+            (Some(_), None) => anyhow::bail!("--output-max-mib needs --output FILE (stdout cannot be rotated)"),
+            (Some(mib), Some(_)) => Some(Rotation { max_bytes: mib << 20, keep: rotation.output_keep }),
+        };
+        let reopen = match path {
+            Some(_) => {
+                let flag = Arc::new(AtomicBool::new(false));
+                signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone()).context("cannot handle SIGHUP")?;
+                Some(flag)
+            }
+            None => None,
+        };
+        Ok(Self { path, rotation, reopen })
+    }
+
+    /// The sink, its file opened now by `sink::open_output`: a file that cannot be created or is
+    /// refused is an output error (exit 5).
+    fn sink(&self, records: NdjsonRecords) -> Result<Box<dyn Sink>, OutputError> {
+        let Some(path) = &self.path else {
+            return Ok(Box::new(NdjsonSink::new(BufWriter::new(std::io::stdout()), "stdout", records)));
+        };
+        let name = path.display().to_string();
+        let file = OutputFile::create(path, self.rotation)
+            .map_err(|source| OutputError { output: format!("NDJSON output {name}"), error: source })?;
+        Ok(Box::new(NdjsonSink::new(file, &name, records)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metrics_port_alone_is_loopback_and_an_address_is_taken_as_given() {
+        assert_eq!(metrics_address("9477").unwrap(), "127.0.0.1:9477".parse().unwrap());
+        assert_eq!(metrics_address("0.0.0.0:9477").unwrap(), "0.0.0.0:9477".parse().unwrap());
+        assert_eq!(metrics_address("[::1]:9477").unwrap(), "[::1]:9477".parse().unwrap());
+        assert!(metrics_address("9477x").is_err());
+    }
 }

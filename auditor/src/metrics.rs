@@ -1,4 +1,7 @@
-//! `--metrics ADDR`: Prometheus text exposition of per-hook counters, findings and events.
+//! `--metrics [ADDRESS:]PORT`: the OpenMetrics text exposition a Prometheus server scrapes
+//! (docs/metrics.md lists every metric). Whatever only grows is a counter (`_total`, so `rate()`
+//! applies): per-hook kernel counters, BPF run time and runs, events, findings, lost records.
+//! Gauges are only for levels, which go down too: pins held, PFN maps tracked.
 use std::{net::SocketAddr, sync::Arc, sync::atomic::AtomicU64};
 
 use prometheus_client::{
@@ -11,48 +14,89 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::drain::HookTotals;
+use crate::{drain::HookTotals, pipeline::Levels};
 
 type Labels = Vec<(String, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
+type SecondsCounter = Counter<f64, AtomicU64>;
 
 /// Live metrics of one run; cheap to update from the daemon loop.
 pub struct Metrics {
     registry: Registry,
-    hook_hits: Family<Labels, U64Gauge>,
-    hook_emitted: Family<Labels, U64Gauge>,
-    hook_dropped: Family<Labels, U64Gauge>,
+    hook_hits: Family<Labels, Counter>,
+    hook_emitted: Family<Labels, Counter>,
+    hook_dropped: Family<Labels, Counter>,
+    bpf_runs: Family<Labels, Counter>,
+    bpf_run_seconds: Family<Labels, SecondsCounter>,
     findings: Family<Labels, Counter>,
     lost: Family<Labels, Counter>,
     events: Counter,
+    pins_held: U64Gauge,
+    pfnmaps: U64Gauge,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("pfn_auditor");
-        let hook_hits = Family::<Labels, U64Gauge>::default();
-        let hook_emitted = Family::<Labels, U64Gauge>::default();
-        let hook_dropped = Family::<Labels, U64Gauge>::default();
-        let findings = Family::<Labels, Counter>::default();
-        let lost = Family::<Labels, Counter>::default();
-        let events = Counter::default();
+        let counters = || Family::<Labels, Counter>::default();
+        let (hook_hits, hook_emitted, hook_dropped) = (counters(), counters(), counters());
+        let (bpf_runs, findings, lost) = (counters(), counters(), counters());
+        let bpf_run_seconds = Family::<Labels, SecondsCounter>::default();
+        let (events, pins_held, pfnmaps) = (Counter::default(), U64Gauge::default(), U64Gauge::default());
         registry.register("hook_hits", "Times each probe ran (kernel counter)", hook_hits.clone());
-        registry.register("hook_emitted", "Records each probe wrote to the ring buffer", hook_emitted.clone());
-        registry.register("hook_dropped", "Records lost because the ring buffer was full", hook_dropped.clone());
+        registry.register("hook_emitted", "Records each probe wrote to the ring buffer (kernel counter)", hook_emitted.clone());
+        registry.register(
+            "hook_dropped",
+            "Records each probe lost because the ring buffer was full (kernel counter)",
+            hook_dropped.clone(),
+        );
+        registry.register("hook_bpf_runs", "Runs of each hook's eBPF programs (kernel run-time statistics)", bpf_runs.clone());
+        registry.register_with_unit(
+            "hook_bpf_run",
+            "Time spent in each hook's eBPF programs (kernel run-time statistics)",
+            prometheus_client::registry::Unit::Seconds,
+            bpf_run_seconds.clone(),
+        );
         registry.register("findings", "Findings reported, by kind and severity", findings.clone());
         registry.register("lost", "Records lost, by hook and reason (ring-full, undecodable)", lost.clone());
         registry.register("events", "Events decoded", events.clone());
-        Self { registry, hook_hits, hook_emitted, hook_dropped, findings, lost, events }
+        registry.register("pins_held", "Pins held now", pins_held.clone());
+        registry.register("pfnmaps_tracked", "PFN maps tracked now", pfnmaps.clone());
+        Self { registry, hook_hits, hook_emitted, hook_dropped, bpf_runs, bpf_run_seconds, findings, lost, events, pins_held, pfnmaps }
     }
 }
 
+/// Brings a counter up to a total read elsewhere (a kernel counter). A total below what was
+/// counted (a counter reset, which per-CPU map counters do not do) is ignored: counters only grow.
+fn advance(family: &Family<Labels, Counter>, labels: &Labels, total: u64) {
+    let counter = family.get_or_create(labels);
+    counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+fn hook_label(hook: &str) -> Labels {
+    vec![("hook".to_string(), hook.to_string())]
+}
+
 impl Metrics {
+    /// The kernel's per-hook counters, as totals since the probes were loaded.
     pub fn set_hooks(&self, totals: &[HookTotals]) {
         for t in totals {
-            let labels = vec![("hook".to_string(), t.hook.clone())];
-            self.hook_hits.get_or_create(&labels).set(t.hits);
-            self.hook_emitted.get_or_create(&labels).set(t.emitted);
-            self.hook_dropped.get_or_create(&labels).set(t.dropped);
+            let labels = hook_label(&t.hook);
+            advance(&self.hook_hits, &labels, t.hits);
+            advance(&self.hook_emitted, &labels, t.emitted);
+            advance(&self.hook_dropped, &labels, t.dropped);
+            // The kernel's run-time statistics (`bpf_prog_info.run_cnt` / `run_time_ns`, summed
+            // over the hook's programs) only grow while the programs stay loaded.
+            if let Some(runs) = t.bpf_runs {
+                advance(&self.bpf_runs, &labels, runs);
+            }
+            if let Some(ns) = t.bpf_run_ns {
+                let counter = self.bpf_run_seconds.get_or_create(&labels);
+                let seconds = ns as f64 / 1e9;
+                if seconds > counter.get() {
+                    counter.inc_by(seconds - counter.get());
+                }
+            }
         }
     }
 
@@ -72,6 +116,11 @@ impl Metrics {
 
     pub fn event(&self) {
         self.events.inc();
+    }
+
+    pub fn set_levels(&self, levels: &Levels) {
+        self.pins_held.set(levels.pins_held);
+        self.pfnmaps.set(levels.pfnmaps);
     }
 
     pub fn render(&self) -> String {
@@ -111,13 +160,53 @@ mod tests {
     #[test]
     fn exposition_names_hooks_and_finding_kinds() {
         let m = Metrics::default();
-        m.set_hooks(&[HookTotals { hook: "follow_pfn".into(), hits: 7, emitted: 6, dropped: 1 }]);
+        let totals = |runs, ns| HookTotals {
+            hook: "follow_pfn".into(),
+            hits: 7,
+            emitted: 6,
+            dropped: 1,
+            bpf_runs: Some(runs),
+            bpf_run_ns: Some(ns),
+        };
+        m.set_hooks(&[totals(10, 1_000_000)]);
+        m.set_hooks(&[totals(14, 1_500_000)]);
         m.finding("pin-outlived-revocation", "error");
         m.lost(&crate::record::Lost::undecodable("zap_vma_ptes", 2, 5));
         let text = m.render();
         assert!(text.contains(r#"pfn_auditor_lost_total{hook="zap_vma_ptes",reason="undecodable"} 2"#), "{text}");
-        assert!(text.contains(r#"pfn_auditor_hook_dropped{hook="follow_pfn"} 1"#), "{text}");
+        assert!(text.contains(r#"pfn_auditor_hook_dropped_total{hook="follow_pfn"} 1"#), "{text}");
+        assert!(text.contains(r#"pfn_auditor_hook_bpf_runs_total{hook="follow_pfn"} 14"#), "{text}");
+        assert!(text.contains(r#"pfn_auditor_hook_bpf_run_seconds_total{hook="follow_pfn"} 0.0015"#), "{text}");
+        assert!(text.contains("# TYPE pfn_auditor_hook_bpf_run_seconds counter"), "{text}");
         assert!(text.contains(r#"pfn_auditor_findings_total{kind="pin-outlived-revocation",severity="error"} 1"#), "{text}");
+    }
+
+    /// What `rate()` needs: every monotonic value is a counter, and a kernel total read again
+    /// moves it by the difference only; levels are gauges and go down.
+    #[test]
+    fn kernel_totals_are_counters_and_levels_are_gauges() {
+        let m = Metrics::default();
+        let totals = |hits| {
+            [HookTotals { hook: "unmap_mapping_range".into(), hits, emitted: 0, dropped: 0, bpf_runs: Some(hits), bpf_run_ns: None }]
+        };
+        m.set_hooks(&totals(10));
+        m.set_hooks(&totals(25));
+        m.set_levels(&Levels { pins_held: 3, pfnmaps: 2 });
+        m.set_levels(&Levels { pins_held: 1, pfnmaps: 2 });
+        let text = m.render();
+        for line in [
+            "# TYPE pfn_auditor_hook_hits counter",
+            r#"pfn_auditor_hook_hits_total{hook="unmap_mapping_range"} 25"#,
+            "# TYPE pfn_auditor_hook_bpf_runs counter",
+            r#"pfn_auditor_hook_bpf_runs_total{hook="unmap_mapping_range"} 25"#,
+            "# TYPE pfn_auditor_pins_held gauge",
+            "pfn_auditor_pins_held 1",
+            "pfn_auditor_pfnmaps_tracked 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        let gauges: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE") && l.ends_with(" gauge")).collect();
+        assert_eq!(gauges, ["# TYPE pfn_auditor_pins_held gauge", "# TYPE pfn_auditor_pfnmaps_tracked gauge"], "only levels are gauges");
     }
 
     #[tokio::test]

@@ -4,7 +4,13 @@
 //!
 //! An output that cannot be written stops the run: the first [`OutputError`] is kept, later records
 //! are not delivered, and the source stops at its next check of [`Pipeline::failed`].
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use crate::{
     correlate::{Correlator, Finding, Options},
@@ -42,6 +48,23 @@ pub trait Sink {
     fn finish(&mut self, _summary: &RunSummary) -> std::io::Result<()> {
         Ok(())
     }
+    /// SIGHUP: reopen the output at its path (logrotate moved the file away), between two records.
+    fn reopen(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// The correlator's current state, at every poll of a live run (every 100 ms) and at the end.
+    fn levels(&mut self, _levels: &Levels) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the correlator holds now (levels, not counts: they go down too).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Levels {
+    /// Pins currently held.
+    pub pins_held: u64,
+    /// PFN maps currently tracked.
+    pub pfnmaps: u64,
 }
 
 /// An output could not be written (`write`, `flush` or `fsync` failed). The I/O error is part of
@@ -73,6 +96,8 @@ pub struct Pipeline {
     /// Of those, the records the daemon could not decode.
     undecodable: BTreeMap<String, u64>,
     error: Option<OutputError>,
+    /// Set by the SIGHUP handler: reopen the outputs before the next record.
+    reopen: Option<Arc<AtomicBool>>,
 }
 
 impl Pipeline {
@@ -91,7 +116,26 @@ impl Pipeline {
             lost: BTreeMap::new(),
             undecodable: BTreeMap::new(),
             error: None,
+            reopen: None,
         }
+    }
+
+    /// Reopens every output (`Sink::reopen`) before the next record once `flag` is set (and clears
+    /// it): what `signal_hook::flag::register(SIGHUP, flag)` sets.
+    pub fn reopen_on(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.reopen = Some(flag);
+        self
+    }
+
+    /// Between records (a live run's 100 ms tick): reopens the outputs when asked, so a rotated
+    /// file is let go even when nothing is recorded, and hands the sinks the current levels.
+    pub fn poll(&mut self) {
+        let levels = self.levels();
+        self.each(|s| s.levels(&levels));
+    }
+
+    fn levels(&self) -> Levels {
+        Levels { pins_held: self.correlator.pins_held() as u64, pfnmaps: self.correlator.pfnmaps_tracked() as u64 }
     }
 
     /// Whether an output failed: the source should stop feeding records.
@@ -103,6 +147,16 @@ impl Pipeline {
     fn each(&mut self, mut deliver: impl FnMut(&mut dyn Sink) -> std::io::Result<()>) {
         if self.error.is_some() {
             return;
+        }
+        if let Some(flag) = &self.reopen
+            && flag.swap(false, Ordering::Relaxed)
+        {
+            for sink in &mut self.sinks {
+                if let Err(source) = sink.reopen() {
+                    self.error = Some(OutputError { output: sink.name(), error: source });
+                    return;
+                }
+            }
         }
         for sink in &mut self.sinks {
             if let Err(source) = deliver(sink.as_mut()) {
@@ -141,6 +195,7 @@ impl Pipeline {
     /// Ends the run: end-of-run findings (leaks), then the summary to every sink. The summary
     /// is returned even when an output failed (the caller reports the error).
     pub fn finish(mut self, end: RunEnd) -> (RunSummary, Option<OutputError>) {
+        self.poll();
         let result = self.correlator.finish();
         for f in &result.findings[self.reported..] {
             self.each(|s| s.finding(f));

@@ -8,7 +8,10 @@ use auditor_common::RELEASE_SLOTS;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::correlate::finding::{FindingKind, Severity, base_name};
+use crate::{
+    correlate::finding::{FindingKind, Severity, base_name},
+    event::HookRef,
+};
 
 /// How a release-hook call finds the pins it releases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +78,11 @@ impl HolderRule {
     }
 
     /// Is `hook` (a hooked release function) one of this holder's releases?
-    pub fn released_by(&self, hook: &str) -> bool {
-        self.release.iter().any(|r| same_function(r, hook))
+    pub fn released_by(&self, hook: &HookRef) -> bool {
+        match hook {
+            HookRef::Release(function) => self.release.iter().any(|r| same_function(r, function)),
+            HookRef::Table(_) => false,
+        }
     }
 
     /// One sentence on what the rule does, for `doctor` and the `status` record.
@@ -250,6 +256,9 @@ impl Policy {
             let names = h.module.iter().chain(&h.function).chain(&h.release);
             if names.into_iter().any(|n| n.trim().is_empty()) {
                 return Err(err(at, "`module`, `function` and `release` names must not be empty".into()));
+            }
+            if let Some(hook) = h.release.iter().find(|r| matches!(HookRef::from_name(r), HookRef::Table(_))) {
+                return Err(err(at, format!("release {hook:?} is the name of one of pfn-auditor's own hooks, not a release function")));
             }
             let release_match = match &h.release_match {
                 None => ReleaseMatch::Tgid,
@@ -485,6 +494,17 @@ fail_on = ["error", "warning"]
         assert!(e.reason.contains("release_arg_is"), "{e}");
     }
 
+    /// A release hook's events carry the function's name as their hook: one named like a hook of
+    /// the probe table could not be told from it.
+    #[test]
+    fn a_release_named_like_one_of_the_auditors_hooks_is_refused() {
+        let e = Policy::parse("[[holder]]\nmodule = \"m\"\nrelease = [\"f\", \"zap_vma_ptes\"]\n", "p.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "p.toml:1: release \"zap_vma_ptes\" is the name of one of pfn-auditor's own hooks, not a release function"
+        );
+    }
+
     #[test]
     fn more_release_functions_than_slots_is_refused() {
         let funcs: Vec<String> = (0..=RELEASE_SLOTS).map(|i| format!("\"f{i}\"")).collect();
@@ -560,7 +580,8 @@ fail_on = ["error", "warning"]
             assert_eq!(p.holder_for(Some(clone), Some("pfnaudit_test")).map(|(i, _)| i), Some(0), "{clone}");
         }
         assert!(p.holder_for(Some("pfnaudit_pin_tracked_more"), Some("pfnaudit_test")).is_none());
-        assert!(p.holders[0].released_by("pfnaudit_unpin_tracked.isra.0"));
+        assert!(p.holders[0].released_by(&HookRef::from_name("pfnaudit_unpin_tracked.isra.0")));
+        assert!(!p.holders[0].released_by(&HookRef::Table(auditor_common::Hook::UnmapMappingRange)), "a revocation releases nothing");
         let s = Policy::parse("[[suppress]]\nholder = \"hva_to_pfn\"\nkind = \"lookup-revoked\"\nreason = \"r\"\n", "p.toml").unwrap();
         assert!(s.suppression_for(Some("hva_to_pfn.constprop.0"), None, FindingKind::LookupRevoked).is_some());
     }

@@ -7,7 +7,6 @@
 use std::io::BufRead;
 
 use crate::{
-    correlate::Options,
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
     record::{Record, RunSummary},
@@ -17,28 +16,22 @@ use crate::{
 pub enum ReplayError {
     #[error("{file}:{line}: not a pfn-auditor record: {reason}")]
     Corrupt { file: String, line: usize, reason: String },
-    #[error("{file}: {source}")]
-    Io { file: String, source: std::io::Error },
+    /// The I/O error is part of the message, not a source: the one line says it once.
+    #[error("{file}: {error}")]
+    Io { file: String, error: std::io::Error },
     #[error("{file}: was not recorded with events (record the run with `pfn-auditor run --events`)")]
     NoEvents { file: String },
     #[error(transparent)]
     Output(#[from] OutputError),
 }
 
-/// Replays a recording into `sinks` with the correlator's default bounds; returns the run's summary.
+/// Replays a recording into `sinks` (the correlator's default bounds); returns the run's summary.
 pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Result<RunSummary, ReplayError> {
-    replay_with(reader, file, policy, Options::default(), sinks)
+    replay_into(reader, file, Pipeline::new(policy, sinks))
 }
 
-/// [`replay`] with the correlator's state bounded by `options` (`replay --max-pins/--max-pfnmaps`).
-pub fn replay_with(
-    mut reader: impl BufRead,
-    file: &str,
-    policy: &Policy,
-    options: Options,
-    sinks: Vec<Box<dyn Sink>>,
-) -> Result<RunSummary, ReplayError> {
-    let mut pipeline = Pipeline::with_options(policy, options, sinks);
+/// [`replay`] into a pipeline made by the caller (e.g. one that reopens its outputs on SIGHUP).
+pub fn replay_into(mut reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> Result<RunSummary, ReplayError> {
     let mut end = RunEnd::default();
     let mut events = 0usize;
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.
@@ -47,7 +40,14 @@ pub fn replay_with(
     let mut buf = String::new();
     for index in 0.. {
         buf.clear();
-        if reader.read_line(&mut buf).map_err(|source| ReplayError::Io { file: file.to_string(), source })? == 0 {
+        let read = reader.read_line(&mut buf).map_err(|error| match error.kind() {
+            // "stream did not contain valid UTF-8": which line, in the words of the other corrupt lines.
+            std::io::ErrorKind::InvalidData => {
+                ReplayError::Corrupt { file: file.to_string(), line: index + 1, reason: "not UTF-8 text".into() }
+            }
+            _ => ReplayError::Io { file: file.to_string(), error },
+        })?;
+        if read == 0 {
             break;
         }
         let line = buf.strip_suffix('\n').map_or(buf.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));

@@ -12,7 +12,7 @@
 //! 0.5 (without `-C target-cpu`, which a portable static binary cannot use) slower still; a
 //! recorded line is ~60 short keys and values (README "Correlator").
 use crate::{
-    event::{Cause, Event, EventBody, Frame, Hex, Task, Vma},
+    event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
     record::Record,
 };
 
@@ -164,8 +164,10 @@ impl<'a> Cursor<'a> {
         let function = self.optional(",\"function\":", |c| c.str().map(str::to_owned))?;
         let offset = self.field(",\"offset\":", Self::u64)?;
         let module = self.optional(",\"module\":", |c| c.str().map(str::to_owned))?;
+        let file = self.optional(",\"file\":", |c| c.str().map(str::to_owned))?;
+        let line = self.optional(",\"line\":", Self::u32)?;
         self.lit("}")?;
-        Some(Frame { addr, function, offset, module })
+        Some(Frame { addr, function, offset, module, file, line })
     }
 
     fn vma(&mut self) -> Option<Vma> {
@@ -197,7 +199,8 @@ impl<'a> Cursor<'a> {
     fn event(&mut self) -> Option<Event> {
         let seq = self.field("{\"type\":\"event\",\"seq\":", Self::u64)?;
         let ts_ns = self.field(",\"ts_ns\":", Self::u64)?;
-        let hook = self.field(",\"hook\":", Self::str)?.to_owned();
+        let hook = HookRef::from_name(self.field(",\"hook\":", Self::str)?);
+        let symbol = self.optional(",\"symbol\":", |c| c.str().map(str::to_owned))?;
         let tgid = self.field(",\"task\":{\"tgid\":", Self::u32)?;
         let pid = self.field(",\"pid\":", Self::u32)?;
         let start_time_ns = self.field(",\"start_time_ns\":", Self::u64)?;
@@ -260,7 +263,7 @@ impl<'a> Cursor<'a> {
             _ => return None,
         };
         self.lit("}")?;
-        Some(Event { seq, ts_ns, hook, task: Task { tgid, pid, start_time_ns, comm }, caller, stack, body })
+        Some(Event { seq, ts_ns, hook, symbol, task: Task { tgid, pid, start_time_ns, comm }, caller, stack, body })
     }
 }
 
@@ -286,7 +289,11 @@ mod tests {
             *ram = true;
         }
         // A frame without a function, an empty stack and PFN list, a vma without path in a revocation.
-        s.events[2].stack.push(Frame { addr: Hex(0), function: None, offset: 0, module: None });
+        s.events[2].stack.push(Frame { addr: Hex(0), function: None, offset: 0, module: None, file: None, line: None });
+        // A module frame with its source line, an event with the symbol its hook was attached to.
+        s.events[2].stack[1].file = Some("drivers/drv/drv.c".into());
+        s.events[2].stack[1].line = Some(42);
+        s.events[5].symbol = Some("zap_special_vma_range".into());
         if let EventBody::FramesGet { pfns, .. } = &mut s.events[3].body {
             pfns.clear();
         }

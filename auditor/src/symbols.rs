@@ -80,9 +80,13 @@ impl KernelSymbols {
     pub fn frame(&self, addr: u64) -> Frame {
         let idx = self.text.partition_point(|s| s.addr <= addr);
         match idx.checked_sub(1).map(|i| &self.text[i]) {
-            Some(sym) if sym.addr != 0 => {
-                Frame { addr: Hex(addr), function: Some(sym.name.clone()), offset: addr - sym.addr, module: sym.module.clone() }
-            }
+            Some(sym) if sym.addr != 0 => Frame {
+                addr: Hex(addr),
+                function: Some(sym.name.clone()),
+                offset: addr - sym.addr,
+                module: sym.module.clone(),
+                ..Frame::default()
+            },
             _ => Frame { addr: Hex(addr), ..Frame::default() },
         }
     }
@@ -119,6 +123,18 @@ impl LoadedModules {
             .collect();
         Self(modules)
     }
+}
+
+/// Which of `attached` (the symbols one hook's probes are attached to on this kernel) an event
+/// came from: the only one, else the one the stack is in (the `vmf_insert_pfn` hook is attached
+/// to `vmf_insert_pfn_prot` and the huge-page `vmf_insert_pfn_pmd*`/`_pud*`); `None` when neither
+/// tells.
+pub fn attached_symbol<'a>(stack: &[Frame], attached: &'a [String]) -> Option<&'a str> {
+    if let [only] = attached {
+        return Some(only);
+    }
+    let symbol = |function: &str| attached.iter().find(|symbol| crate::policy::same_function(symbol, function));
+    stack.iter().find_map(|f| f.function.as_deref().and_then(symbol)).map(String::as_str)
 }
 
 /// The first frame that is not inside the hooked function: the kernel code that called it.
@@ -203,6 +219,16 @@ ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
         let stack = [frame("vmf_insert_pfn_prot"), frame("vmf_insert_pfn"), frame("vfio_pci_mmap_huge_fault"), frame("__handle_mm_fault")];
         let attached = ["vmf_insert_pfn_prot".to_string()];
         assert_eq!(caller_of(&stack, "vmf_insert_pfn", &attached).unwrap().function.as_deref(), Some("vfio_pci_mmap_huge_fault"));
+    }
+
+    #[test]
+    fn the_attached_symbol_of_a_hook_on_several_functions_is_the_one_the_stack_is_in() {
+        let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
+        let attached = ["vmf_insert_pfn_prot".to_string(), "vmf_insert_pfn_pmd".to_string()];
+        let stack = [frame("vmf_insert_pfn_pmd.part.0"), frame("vfio_pci_mmap_huge_fault")];
+        assert_eq!(attached_symbol(&stack, &attached), Some("vmf_insert_pfn_pmd"));
+        assert_eq!(attached_symbol(&[frame("vfio_pci_mmap_huge_fault")], &attached), None, "a stack in neither");
+        assert_eq!(attached_symbol(&[], &attached[..1]), Some("vmf_insert_pfn_prot"), "one symbol needs no stack");
     }
 
     /// 7.1+ attaches the `zap_vma_ptes` hook to `zap_special_vma_range` (renamed): the caller is

@@ -43,6 +43,18 @@ fn corrupt_replay_file_is_a_one_line_error_with_its_line() {
     assert!(stderr.contains(&format!("{}:2: not a pfn-auditor record", file.display())), "{stderr}");
 }
 
+/// The reason used to be said twice (`stream did not contain valid
+/// UTF-8: stream did not contain valid UTF-8`) and no line was named.
+#[test]
+fn a_non_utf8_recording_is_one_line_naming_the_line_once() {
+    let file = temp_file("latin1.ndjson", "");
+    std::fs::write(&file, b"{\"type\":\"lost\",\"hook\":\"x\",\"count\":1,\"ts_ns\":1}\n{\"type\":\"caf\xe9\"}\n").unwrap();
+    let out = auditor().arg("replay").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr, format!("pfn-auditor: {}:2: not a pfn-auditor record: not UTF-8 text\n", file.display()));
+}
+
 #[test]
 fn replay_prints_finding_records_of_a_recording() {
     use auditor::{
@@ -267,16 +279,28 @@ fn new_report_files_are_private() {
     }
 }
 
-/// `--metrics` has no default: it listens only where it is told. The address its help suggests
-/// is loopback.
+/// `--metrics` has no default: it listens only where it is told, on loopback unless an address is
+/// given with the port.
 #[test]
-fn the_metrics_example_address_is_loopback() {
+fn metrics_listen_on_loopback_unless_an_address_is_given() {
     let out = auditor().args(["run", "--help"]).output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     let line = help.lines().skip_while(|l| !l.contains("--metrics")).take(3).collect::<String>();
     assert!(!line.contains("default"), "{line}");
-    let example = line.split("e.g. ").nth(1).unwrap().split(')').next().unwrap();
-    assert!(example.parse::<std::net::SocketAddr>().unwrap().ip().is_loopback(), "{example}");
+    assert!(line.contains("PORT listens on loopback only (127.0.0.1:PORT)"), "{line}");
+    let out = auditor().args(["run", "--metrics", "localhost"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("`localhost` is neither a PORT (listens on 127.0.0.1) nor an ADDRESS:PORT"), "{stderr}");
+}
+
+/// `run --probe-floor` audits nothing: its help must say so before anyone mistakes it for a mode.
+#[test]
+fn probe_floor_is_marked_as_a_benchmark_aid_that_audits_nothing() {
+    let out = auditor().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let text = help.lines().skip_while(|l| !l.contains("--probe-floor")).take(4).collect::<Vec<_>>().join(" ");
+    assert!(text.contains("Benchmark aid, audits nothing"), "{text}");
 }
 
 /// `doctor` on this machine: a row per prerequisite before the hooks. Where the kernel has no
@@ -326,22 +350,28 @@ fn fleet_recording(name: &str, pins: u64) -> (std::path::PathBuf, std::path::Pat
     (temp_file(&format!("{name}.ndjson"), &text), temp_file(&format!("{name}.toml"), FLEET_POLICY))
 }
 
+/// The last record of an NDJSON file (a run's summary).
+fn last_record(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(std::fs::read_to_string(path).unwrap().lines().last().unwrap()).unwrap()
+}
+
 #[test]
 fn replay_with_max_pins_evicts_the_oldest_pins_and_reports_it_as_a_loss() {
     let (file, policy) = fleet_recording("bounded", 10);
-    let junit = file.with_extension("junit");
+    let (junit, records) = (file.with_extension("junit"), file.with_extension("out"));
     let out = auditor()
         .arg("replay")
         .arg(&file)
         .arg("--policy")
         .arg(&policy)
-        .args(["--no-catalog", "--max-pins", "4", "--human", "--output", "-", "--junit"])
+        .args(["--no-catalog", "--max-pins", "4", "--human", "--junit"])
         .arg(&junit)
+        .arg("--output")
+        .arg(&records)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let summary = last_record(&records);
     assert_eq!((summary["type"].as_str(), summary["evicted_pins"].as_u64()), (Some("summary"), Some(6)), "{summary}");
     assert_eq!(summary["evicted_pfnmaps"].as_u64().unwrap_or(0), 0, "absent when 0");
     // The 4 pins kept (the newest) are reported when their files are revoked; the 6 evicted are not.
@@ -353,17 +383,18 @@ fn replay_with_max_pins_evicts_the_oldest_pins_and_reports_it_as_a_loss() {
 #[test]
 fn replay_with_max_pfnmaps_counts_the_pfn_maps_it_forgot() {
     let (file, policy) = fleet_recording("bounded-maps", 10);
+    let records = file.with_extension("out");
     let out = auditor()
         .arg("replay")
         .arg(&file)
         .arg("--policy")
         .arg(&policy)
-        .args(["--no-catalog", "--max-pfnmaps", "3", "--output", "-"])
+        .args(["--no-catalog", "--max-pfnmaps", "3", "--output"])
+        .arg(&records)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let summary = last_record(&records);
     assert_eq!(summary["evicted_pfnmaps"], 7, "{summary}");
 }
 

@@ -92,7 +92,14 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         events: s.events.len() as u64,
         lost_total: 4,
         undecodable: [("zap_vma_ptes".to_string(), 1)].into(),
-        hooks: vec![HookTotals { hook: "follow_pfn".into(), hits: 9, emitted: 6, dropped: 3 }],
+        hooks: vec![HookTotals {
+            hook: "follow_pfn".into(),
+            hits: 9,
+            emitted: 6,
+            dropped: 3,
+            bpf_runs: Some(18),
+            bpf_run_ns: Some(52_000),
+        }],
         duration_ms: 12,
     };
     lines.push(serde_json::to_string(&Record::Summary(run_summary)).unwrap());

@@ -2,7 +2,7 @@
 //! machine's own apt setup. The mirror is whatever the machine already uses for Debian.
 
 use crate::sh::{self, cache_dir};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -79,6 +79,29 @@ impl PrivateApt {
             .collect())
     }
 
+    /// Downloads `package` as `suite` has it (e.g. bookworm's, not forky's newer build), cached by
+    /// version, and returns its path.
+    pub fn download_from(&self, package: &str, suite: &str) -> Result<PathBuf> {
+        // ` prometheus | 2.42.0+ds-5+deb12u1 | http://mirror/debian bookworm/main amd64 Packages`
+        let madison = sh::output(self.command("apt-cache").args(["madison", package]))?;
+        let version = madison
+            .lines()
+            .find(|l| l.split('|').nth(2).is_some_and(|src| src.contains(&format!(" {suite}/"))))
+            .and_then(|l| l.split('|').nth(1))
+            .map(str::trim)
+            .with_context(|| format!("{suite} has no {package} (apt-cache madison {package})"))?;
+        let debs = self.root.join("debs");
+        let deb = debs.join(format!("{package}_{}_amd64.deb", version.replace(':', "%3a")));
+        if !deb.exists() {
+            eprintln!("xtask: downloading {package} {version} ({suite})");
+            sh::run(self.command("apt-get").current_dir(&debs).args(["download", "-q", &format!("{package}={version}")]))?;
+        }
+        if !deb.exists() {
+            bail!("apt-get download {package}={version} left no {}", deb.display());
+        }
+        Ok(deb)
+    }
+
     /// Downloads a package's .deb (cached) and returns its path.
     pub fn download(&self, package: &str) -> Result<PathBuf> {
         let debs = self.root.join("debs");
@@ -102,7 +125,7 @@ impl PrivateApt {
 }
 
 /// The machine's Debian mirror, from its deb822 sources or its one-line sources.list.
-fn debian_mirror() -> Result<String> {
+pub fn debian_mirror() -> Result<String> {
     let mut texts = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
         for entry in dir.flatten() {

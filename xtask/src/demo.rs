@@ -26,7 +26,8 @@ pub fn run() -> Result<()> {
     }
 }
 
-fn pick(scenarios: &[Scenario]) -> Option<&Scenario> {
+/// The demo's scenario: the one marked `demo = true` on 6.1, else the first with an error finding.
+pub fn pick(scenarios: &[Scenario]) -> Option<&Scenario> {
     let on_61 = || scenarios.iter().filter(|s| s.runs_on("6.1"));
     on_61()
         .find(|s| s.demo)

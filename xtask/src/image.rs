@@ -47,6 +47,18 @@ fn build_program(relative: &str, what_for: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The static busybox as bin/busybox, with a bin/<applet> link for each applet (bin/ must exist).
+pub fn add_busybox<W: std::io::Write>(cpio: &mut Cpio<W>) -> Result<()> {
+    ensure_static(Path::new(BUSYBOX)).context("busybox-static is needed (cargo xtask build installs it)")?;
+    cpio.file("bin/busybox", 0o755, &std::fs::read(BUSYBOX)?)?;
+    for applet in sh::output(Command::new(BUSYBOX).arg("--list"))?.lines() {
+        if applet != "busybox" {
+            cpio.symlink(&format!("bin/{applet}"), "busybox")?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes the initramfs to `path`.
 pub fn write(path: &Path, contents: &Contents) -> Result<()> {
     let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -57,13 +69,7 @@ pub fn write(path: &Path, contents: &Contents) -> Result<()> {
     // The kernel opens /dev/console for init's stdio before anything is mounted.
     cpio.char_device("dev/console", 5, 1)?;
 
-    ensure_static(Path::new(BUSYBOX)).context("busybox-static is needed (cargo xtask build installs it)")?;
-    cpio.file("bin/busybox", 0o755, &std::fs::read(BUSYBOX)?)?;
-    for applet in sh::output(Command::new(BUSYBOX).arg("--list"))?.lines() {
-        if applet != "busybox" {
-            cpio.symlink(&format!("bin/{applet}"), "busybox")?;
-        }
-    }
+    add_busybox(&mut cpio)?;
 
     let init = workspace_root().join("tests/vm/guest/init.sh");
     cpio.file("init", 0o755, &std::fs::read(&init).with_context(|| format!("cannot read {}", init.display()))?)?;

@@ -1,17 +1,22 @@
 //! Project automation: `cargo xtask <command>`. See `cargo xtask --help`.
 
 mod bench;
+mod btf_trim;
 mod debian;
 mod demo;
+mod fuzz;
 mod image;
 mod initramfs;
 mod kernels;
 mod modules;
+mod package;
 mod plan;
+mod prometheus;
 mod qemu;
 mod replay_check;
 mod setup;
 mod sh;
+mod systemd_test;
 mod verdict;
 mod vm;
 mod vm_test;
@@ -56,16 +61,48 @@ enum Cmd {
     },
     /// Boot 6.1, run the misbehaving-driver scenario and show what pfn-auditor reports
     Demo,
-    /// Measure the auditor's overhead on the scenario program's timing workloads in the guest
+    /// Measure the auditor's overhead on the scenario program's timing workloads in the guest:
+    /// bare, under empty programs on the same hooks (the floor) and attached; one
+    /// `bench <kernel> <workload> bare_ns= floor_ns= attached_ns= ratio=` line each
     Bench {
+        /// Kernel series to measure (5.10, 6.1, 6.12); all when omitted
         #[arg(long = "kernel")]
         kernels: Vec<String>,
         /// Iterations per workload
         #[arg(long, default_value_t = 2000)]
         iterations: u64,
+        /// Guest clock: icount (deterministic instruction-count time) or tcg (host time)
+        #[arg(long, value_enum, default_value_t = qemu::Clock::Icount)]
+        clock: qemu::Clock,
     },
-    /// Everything CI checks: `cargo test --workspace`, then `vm-test` on all kernels
+    /// Build the Debian package target/debian/pfn-auditor_<version>_amd64.deb (static binary,
+    /// hardened systemd service, default policy, man pages, completions); checks the unit with
+    /// `systemd-analyze verify`
+    Package,
+    /// Boot a Debian root with systemd (built once with debootstrap, cached in .vm-cache), install
+    /// the package, run the service against the demo's misbehaving driver, check its findings in
+    /// /var/log/pfn-auditor, then remove and purge it and check that nothing is left behind
+    SystemdTest {
+        /// Kernel series to boot (5.10, 6.1, 6.12)
+        #[arg(long = "kernel", default_value = "6.1")]
+        kernel: String,
+    },
+    /// Everything CI checks: `cargo test --workspace`, then `vm-test` on all kernels, then
+    /// `systemd-test` on 6.1
     Test,
+    /// Run every cargo-fuzz target in fuzz/ for N seconds each (installs cargo-fuzz; nightly);
+    /// prints the executions each reached. See docs/fuzzing.md
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Stop each target after this many executions instead (whichever comes first)
+        #[arg(long)]
+        runs: Option<u64>,
+        /// Fuzz only this target (repeatable); all when omitted
+        #[arg(long = "target")]
+        targets: Vec<String>,
+    },
 }
 
 fn main() {
@@ -91,13 +128,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::VmTest { kernels, no_auditor, only } => vm_test::run(&selected(&kernels)?, !no_auditor, &only),
         Cmd::Demo => demo::run(),
-        Cmd::Bench { kernels, iterations } => bench::run(&selected(&kernels)?, iterations),
+        Cmd::Package => package::build().map(drop),
+        Cmd::SystemdTest { kernel } => systemd_test::run(kernels::series(&kernel)?),
+        Cmd::Bench { kernels, iterations, clock } => bench::run(&selected(&kernels)?, clock, iterations),
+        Cmd::Fuzz { seconds, runs, targets } => fuzz::run(seconds, &targets, runs).map(drop),
         Cmd::Test => {
             setup::install_tools()?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             // auditor-ebpf only builds for the BPF target (auditor's build script builds it).
             sh::run(Command::new(cargo).current_dir(sh::workspace_root()).args(["test", "--workspace", "--exclude", "auditor-ebpf"]))?;
-            vm_test::run(&kernels::default_series(), true, &[])
+            vm_test::run(&kernels::default_series(), true, &[])?;
+            systemd_test::run(kernels::series("6.1")?)
         }
     }
 }

@@ -49,18 +49,17 @@ pub struct InTree {
 const INTREE_BOOT: &[&str] = &["vfio_pci", "vfio_iommu_type1", "kvm_amd", "vgem"];
 /// Loaded by the scenario program (their dependencies, if any, at boot).
 const INTREE_LATE: &[&str] = &["e1000"];
+/// The NIC of the `metrics` scenarios' user network (xtask/src/prometheus.rs); loaded at boot,
+/// idle when QEMU has no virtio NIC (virtio_pci is built in from 6.12).
+const NET_BOOT: &[&str] = &["virtio_pci", "virtio_net"];
 
 /// The in-tree modules of `kernel` for tests/vm/intree. A module built into the kernel
 /// (modules.builtin) is skipped.
 pub fn in_tree(kernel: &Kernel) -> Result<InTree> {
-    let index = in_tree_index(&kernel.modules_dir)?;
-    let builtin = std::fs::read_to_string(kernel.modules_dir.join("modules.builtin")).unwrap_or_default();
-    let builtin: Vec<String> = builtin.lines().map(|l| module_name(Path::new(l))).collect();
-    let unpacked = vm_target_dir().join(kernel.label).join("modules");
-    std::fs::create_dir_all(&unpacked)?;
+    let (index, builtin, unpacked) = kernel_modules(kernel)?;
     let mut boot = Vec::new();
     let mut late = Vec::new();
-    for (names, late_too) in [(INTREE_BOOT, false), (INTREE_LATE, true)] {
+    for (names, late_too) in [(INTREE_BOOT, false), (NET_BOOT, false), (INTREE_LATE, true)] {
         for name in names.iter().copied() {
             if builtin.iter().any(|b| b == name) {
                 continue;
@@ -79,6 +78,28 @@ pub fn in_tree(kernel: &Kernel) -> Result<InTree> {
         }
     }
     Ok(InTree { boot, late })
+}
+
+/// `names` (Debian's modules of `kernel`) and what they depend on, dependencies first; a module
+/// built into the kernel (modules.builtin) is skipped.
+pub fn with_deps(kernel: &Kernel, names: &[&str]) -> Result<Vec<Module>> {
+    let (index, builtin, unpacked) = kernel_modules(kernel)?;
+    let mut ordered = Vec::new();
+    for name in names.iter().copied().filter(|n| !builtin.iter().any(|b| b == n)) {
+        let file = index.get(name).with_context(|| format!("{name} is not in {}", kernel.modules_dir.display()))?;
+        add_with_deps(name, file.clone(), &index, &unpacked, &mut ordered)?;
+    }
+    Ok(ordered)
+}
+
+/// The kernel's modules by name, the names of those built in, and where decompressed copies go.
+fn kernel_modules(kernel: &Kernel) -> Result<(BTreeMap<String, PathBuf>, Vec<String>, PathBuf)> {
+    let index = in_tree_index(&kernel.modules_dir)?;
+    let builtin = std::fs::read_to_string(kernel.modules_dir.join("modules.builtin")).unwrap_or_default();
+    let builtin: Vec<String> = builtin.lines().map(|l| module_name(Path::new(l))).collect();
+    let unpacked = vm_target_dir().join(kernel.label).join("modules");
+    std::fs::create_dir_all(&unpacked)?;
+    Ok((index, builtin, unpacked))
 }
 
 const GCC12_LACKS: &[&str] = &[

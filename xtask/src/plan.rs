@@ -9,9 +9,15 @@
 //! # Optional per expectation, each checked on every finding of that kind:
 //! #   path = "/dev/pfnaudit"                  pin.vma.path
 //! #   holder_module = "vfio_iommu_type1"      pin.holder.module
+//! #   holder = "pfnaudit_pin_tracked"         pin.holder.function (the first frame of the pin's
+//! #                                           stack outside the hooked function)
+//! #   pages = 16                              pin.pages
 //! #   hook = "zap_vma_ptes"                   revocation.hook
 //! #   caller = "vfio_pci_zap_and_vma_lock"    revocation.caller.function (clone suffixes such as
 //! #                                           .constprop.0 / .isra.0 ignored on both sides)
+//! #   holder_source = "pfnaudit_test.c"       pin.holder.file and .line: a line of
+//! #                                           tests/vm/module/<file> that calls a raw lookup
+//! #                                           (NDJSON and the gate's SARIF)
 //! expect_on = { "5.10" = [] }               # replaces `expect` on these kernels
 //! min_suppressed = 1                        # summary.suppressed must be at least this
 //! max_lost = 0                              # default 0
@@ -21,6 +27,8 @@
 //! demo = false                              # the scenario `cargo xtask demo` shows
 //! gate_exit = 1                             # run under `pfn-auditor gate` instead; its exit code
 //! modules_loaded_by_command = true           # gate only: the gated command loads the modules
+//! metrics = true                            # `run --metrics`, scraped by Prometheus on the host
+//!                                           # while the program runs in a loop (xtask/src/prometheus.rs)
 //! why = "..."
 //! ```
 
@@ -74,6 +82,10 @@ pub struct Scenario {
     /// (nothing can be recorded).
     #[serde(default)]
     pub output_unwritable: bool,
+    /// `run --metrics` in the guest, the program run in a loop while Prometheus on the host scrapes
+    /// the daemon through a QEMU port forward; `rate()` over a counter must return a value above 0.
+    #[serde(default)]
+    pub metrics: bool,
     #[serde(default)]
     pub why: String,
 }
@@ -87,11 +99,20 @@ pub struct Expect {
     pub path: Option<String>,
     /// The holder's module every finding of this kind must name (`pin.holder.module`).
     pub holder_module: Option<String>,
+    /// The holder function every finding of this kind must name (`pin.holder.function`, read
+    /// from the pin's own stack), compared without compiler clone suffixes.
+    pub holder: Option<String>,
+    /// The pages every finding of this kind must say its pin holds (`pin.pages`).
+    pub pages: Option<u64>,
     /// The revoking hook every finding of this kind must name (`revocation.hook`).
     pub hook: Option<String>,
     /// The function that called the revoking hook (`revocation.caller.function`), compared
     /// without compiler clone suffixes.
     pub caller: Option<String>,
+    /// The test driver's source file every finding of this kind must locate its holder in
+    /// (`pin.holder.file` ends with it, and `pin.holder.line` of tests/vm/module/<file> calls a
+    /// raw lookup), in NDJSON and in the gate's SARIF (`physicalLocation`).
+    pub holder_source: Option<String>,
 }
 
 /// The programs a scenario can name, and their binary in the guest's /bin.
@@ -128,6 +149,7 @@ impl Scenario {
             (Some(_), _) if self.modules_loaded_by_command => "gate-late",
             (Some(_), _) if self.output_unwritable => "gate-full",
             (None, _) if self.output_unwritable => "run-full",
+            (None, _) if self.metrics => "metrics",
             (Some(_), _) => "gate",
             (None, true) => "background",
             (None, false) => "run",
@@ -164,6 +186,9 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
                 "scenario `{}`: output_unwritable runs `run` or `gate` to exit 5 (gate_exit = 5 or none; not background or modules_loaded_by_command)",
                 s.name
             );
+        }
+        if s.metrics && (s.gate_exit.is_some() || s.background || s.output_unwritable) {
+            bail!("scenario `{}`: metrics runs `run --metrics` (not gate_exit, background or output_unwritable)", s.name);
         }
         if s.modules_loaded_by_command && s.gate_exit.is_none() {
             bail!("scenario `{}`: modules_loaded_by_command needs gate_exit (only gated commands load modules)", s.name);
@@ -215,6 +240,9 @@ mod tests {
             parse("[[scenario]]\nname = \"a\"\noutput_unwritable = true\n").unwrap()[0].plan_line(),
             "a run-full pfnaudit-scenario\n"
         );
+        let scraped = "[[scenario]]\nname = \"a\"\nargs = [\"noise\", \"50\"]\nmetrics = true\n";
+        assert_eq!(parse(scraped).unwrap()[0].plan_line(), "a metrics pfnaudit-scenario noise 50\n");
+        assert!(parse("[[scenario]]\nname = \"a\"\nmetrics = true\ngate_exit = 0\n").unwrap_err().to_string().contains("metrics runs"));
         let wrong = "[[scenario]]\nname = \"a\"\ngate_exit = 1\noutput_unwritable = true\n";
         assert!(parse(wrong).unwrap_err().to_string().contains("exit 5"));
     }

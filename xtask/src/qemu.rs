@@ -2,6 +2,7 @@
 //! collects the result files the guest sends over the second serial port.
 
 use crate::kernels::Kernel;
+use crate::prometheus::Scrape;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -14,6 +15,11 @@ use std::time::{Duration, Instant};
 const FATAL_MARKERS: &[&str] = &["Kernel panic", "BUG: soft lockup", "self-detected stall", "detected stalls on CPUs"];
 const INIT_STARTED: &str = "PFNAUDIT-INIT-STARTED";
 const DONE: &str = "PFNAUDIT-DONE";
+const APPEND: &str = "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 loglevel=4 tsc=reliable intel_iommu=on";
+/// `PFNAUDIT-METRICS-READY <scenario>`: the daemon serves metrics; the host scrapes them now.
+const METRICS_READY: &str = "PFNAUDIT-METRICS-READY ";
+/// The label of the host's scrape result among a scenario's files.
+pub const PROMETHEUS_LABEL: &str = "prometheus";
 
 /// A file the guest sent: `(scenario, label)` → (status word, contents).
 pub type GuestFiles = BTreeMap<(String, String), Sent>;
@@ -24,12 +30,42 @@ pub struct Sent {
     pub text: String,
 }
 
+/// How the guest's clock runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Clock {
+    /// Plain TCG: guest time is host time, so it carries TCG's emulation cost and the host's load
+    /// (the VM tests; timings drift by a quarter between days)
+    Tcg,
+    /// `-icount shift=0,sleep=off`: guest time is the guest's instruction count, one nanosecond
+    /// per instruction, and an idle guest skips ahead: timings are deterministic and a kprobe
+    /// trap costs what its instructions cost, not what TCG takes to emulate it. The RTC starts at
+    /// a fixed date and runs on guest time too: the kernel mixes the boot time into its random
+    /// pool, and random numbers place mappings and slab objects
+    Icount,
+}
+
+impl Clock {
+    /// QEMU arguments for this clock.
+    fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            Clock::Tcg => &[],
+            Clock::Icount => &["-icount", "shift=0,sleep=off", "-rtc", "base=2026-11-30T00:00:00,clock=vm"],
+        }
+    }
+}
+
 pub struct Boot<'a> {
     pub kernel: &'a Kernel,
     pub initrd: &'a Path,
     /// target/vm-test/<kernel>: console.log and serial1.log go here.
     pub dir: &'a Path,
     pub timeout: Duration,
+    /// A root disk image (virtio, `/dev/vda`), booted as a copy-on-write snapshot so the image is
+    /// never changed, and what the kernel command line gets in addition (the systemd test).
+    pub disk: Option<(&'a Path, &'a str)>,
+    pub clock: Clock,
+    /// The plan has `metrics` scenarios: forward their ports and scrape them from the host.
+    pub scrape: Option<&'a Scrape>,
 }
 
 pub struct Finished {
@@ -38,7 +74,8 @@ pub struct Finished {
 }
 
 enum Attempt {
-    Done,
+    /// With what the host scraped, per scenario.
+    Done(GuestFiles),
     /// The kernel died before our init ran: TCG flakiness, worth one retry.
     EarlyPanic,
     Failed(String),
@@ -52,9 +89,11 @@ impl Boot<'_> {
         for try_no in 1..=2 {
             let _ = std::fs::remove_file(&serial_log);
             match self.attempt(&console_log, &serial_log)? {
-                Attempt::Done => {
+                Attempt::Done(scraped) => {
                     let text = std::fs::read_to_string(&serial_log).unwrap_or_default();
-                    return Ok(Finished { console_log, files: parse_guest_files(&text) });
+                    let mut files = parse_guest_files(&text);
+                    files.extend(scraped);
+                    return Ok(Finished { console_log, files });
                 }
                 Attempt::EarlyPanic if try_no == 1 => {
                     eprintln!("xtask: {} panicked before init started; retrying once", self.kernel.release);
@@ -72,6 +111,7 @@ impl Boot<'_> {
         let lines = console_lines(&mut qemu);
         let deadline = Instant::now() + self.timeout;
         let mut init_started = false;
+        let mut scrapes = Vec::new();
         let outcome = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match lines.recv_timeout(left) {
@@ -89,9 +129,15 @@ impl Boot<'_> {
                 eprintln!("  [{}] {}", self.kernel.label, line[at..].trim());
             }
             init_started |= line.contains(INIT_STARTED);
+            if let (Some(scrape), Some(at)) = (self.scrape, line.find(METRICS_READY)) {
+                // In a thread: the console is read on while Prometheus scrapes.
+                let name = line[at + METRICS_READY.len()..].trim().to_owned();
+                let (scrape, label) = (scrape.clone(), self.kernel.label.to_owned());
+                scrapes.push(std::thread::spawn(move || (name, scrape.check(&label))));
+            }
             if line.contains(DONE) {
                 break if line.contains(&format!("{DONE} ok")) {
-                    Attempt::Done
+                    Attempt::Done(GuestFiles::new())
                 } else {
                     Attempt::Failed(format!("guest stopped early: {}", line.trim()))
                 };
@@ -104,11 +150,24 @@ impl Boot<'_> {
                 };
             }
         };
-        stop(&mut qemu, matches!(outcome, Attempt::Done));
+        stop(&mut qemu, matches!(outcome, Attempt::Done(_)));
         for line in lines.try_iter() {
             writeln!(log, "{line}")?;
         }
-        Ok(outcome)
+        // A scrape ends by itself within its wait, whatever the guest did.
+        let mut scraped = GuestFiles::new();
+        for handle in scrapes {
+            let (name, result) = handle.join().map_err(|_| anyhow::anyhow!("the scrape thread panicked"))?;
+            let (status, text) = match result {
+                Ok(line) => ("0", line),
+                Err(e) => ("1", format!("{e:#}")),
+            };
+            scraped.insert((name, PROMETHEUS_LABEL.to_owned()), Sent { status: status.to_owned(), text: text + "\n" });
+        }
+        Ok(match outcome {
+            Attempt::Done(_) => Attempt::Done(scraped),
+            other => other,
+        })
     }
 
     fn command(&self, serial_log: &Path) -> Command {
@@ -119,17 +178,22 @@ impl Boot<'_> {
         // with SVM + nested paging so kvm_amd runs inside the TCG guest.
         cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "qemu64,+svm,+npt", "-m", "1G", "-smp", "1"])
             .args(["-device", "intel-iommu,intremap=on", "-device", "edu", "-nic", "none", "-device", "e1000"])
+            .args(self.clock.qemu_args())
+            .args(self.scrape.map(Scrape::qemu_args).unwrap_or_default())
             .args(["-nographic", "-no-reboot"])
             .arg("-kernel")
             .arg(&self.kernel.vmlinuz)
             .arg("-initrd")
             .arg(self.initrd)
-            .args(["-append", "console=ttyS0 panic=-1 oops=panic softlockup_panic=1 loglevel=4 tsc=reliable intel_iommu=on"])
+            .args(["-append", &format!("{APPEND}{}", self.disk.map(|(_, extra)| format!(" {extra}")).unwrap_or_default())])
             .args(["-serial", "mon:stdio", "-serial"])
             .arg(format!("file:{}", serial_log.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some((image, _)) = self.disk {
+            cmd.arg("-drive").arg(format!("file={},format=raw,if=virtio,snapshot=on", image.display()));
+        }
         cmd
     }
 }
@@ -194,6 +258,39 @@ pub fn parse_guest_files(stream: &str) -> GuestFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn qemu_args(clock: Clock) -> Vec<String> {
+        let kernel = Kernel {
+            label: "6.1",
+            release: "6.1.0-50-amd64".into(),
+            vmlinuz: "vmlinuz".into(),
+            modules_dir: "modules".into(),
+            headers: "headers".into(),
+        };
+        let boot = Boot {
+            kernel: &kernel,
+            initrd: Path::new("initrd"),
+            dir: Path::new("dir"),
+            timeout: Duration::ZERO,
+            disk: None,
+            clock,
+            scrape: None,
+        };
+        boot.command(Path::new("serial1.log")).get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn icount_is_added_for_the_bench_only() {
+        let tcg = qemu_args(Clock::Tcg);
+        assert!(!tcg.iter().any(|a| a.contains("icount")), "the VM tests' command line stays plain TCG: {tcg:?}");
+        let icount = qemu_args(Clock::Icount);
+        let at = icount.iter().position(|a| a == "-icount").expect("-icount given");
+        assert_eq!(icount[at + 1], "shift=0,sleep=off");
+        assert_eq!(icount[at + 2..at + 4], ["-rtc", "base=2026-11-30T00:00:00,clock=vm"], "the boot time is fixed");
+        let mut without: Vec<String> = icount.clone();
+        without.drain(at..at + 4);
+        assert_eq!(without, tcg, "icount changes nothing else");
+    }
 
     #[test]
     fn framed_files_are_split_by_scenario_and_label_with_their_status() {

@@ -19,15 +19,24 @@ const APT_PACKAGES: &[&str] = &[
     "zstd", // Debian ships compressed .ko files
     "libc6-dev",
     "musl-tools",
-    "patchelf", // lets newer releases' kbuild tools run with their own C library (kernels.rs)
+    "patchelf",      // lets newer releases' kbuild tools run with their own C library (kernels.rs)
+    "libxml2-utils", // xmllint: the JUnit reports are validated against tests/schemas/junit-10.xsd
+    "systemd",       // systemd-analyze verify of the package's unit (package.rs)
+    "debootstrap",   // the Debian root of the systemd test (systemd_test.rs)
+    "e2fsprogs",     // mkfs.ext4 -d: that root as a disk image, without mounting anything
 ];
 
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 const BPF_LINKER_VERSION: &str = "0.10.4";
+/// cargo-fuzz for `cargo xtask fuzz` (runs with the nightly toolchain installed above).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
+/// `cargo xtask build`: prints the binary's path.
 pub fn build(release: bool) -> Result<PathBuf> {
     install_tools()?;
-    build_auditor(release)
+    let binary = build_auditor(release)?;
+    println!("{}", binary.display());
+    Ok(binary)
 }
 
 /// Everything the build and the VM rig need from outside the workspace.
@@ -85,6 +94,17 @@ fn install_bpf_linker() -> Result<()> {
     sh::run(Command::new("cargo").args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--locked"]))
 }
 
+/// cargo-fuzz, pinned; nightly with it (`cargo +nightly fuzz`). Only `cargo xtask fuzz` needs it.
+pub fn install_cargo_fuzz() -> Result<()> {
+    install_rust_toolchains()?;
+    let current = Command::new("cargo").args(["fuzz", "--version"]).output();
+    if current.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION)) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+    sh::run(Command::new("cargo").args(["install", &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"), "--locked"]))
+}
+
 /// The path of the static pfn-auditor binary for a profile.
 pub fn auditor_binary(release: bool) -> PathBuf {
     let profile = if release { "release" } else { "debug" };
@@ -100,7 +120,6 @@ pub fn build_auditor(release: bool) -> Result<PathBuf> {
     sh::run(&mut cargo)?;
     let binary = auditor_binary(release);
     ensure_static(&binary)?;
-    println!("{}", binary.display());
     Ok(binary)
 }
 

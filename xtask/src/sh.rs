@@ -11,10 +11,11 @@ pub fn describe(cmd: &Command) -> String {
     parts.join(" ")
 }
 
-/// Runs a command with inherited output; fails if it exits non-zero.
+/// Runs a command with its output on our stderr (stdout is for results, e.g. `cargo xtask
+/// bench`'s lines); fails if it exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let what = describe(cmd);
-    let status = cmd.stdin(Stdio::null()).status().with_context(|| format!("cannot start `{what}`"))?;
+    let status = cmd.stdin(Stdio::null()).stdout(std::io::stderr()).status().with_context(|| format!("cannot start `{what}`"))?;
     if !status.success() {
         bail!("`{what}` failed ({status})");
     }

@@ -1,6 +1,8 @@
 //! Judges one scenario's run against its expectations in scenarios.toml.
 
 use crate::plan::{Expect, Scenario, function_base};
+#[path = "../../tests/schemas/validate.rs"]
+mod schemas;
 use crate::qemu::GuestFiles;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -21,6 +23,9 @@ pub struct Tally {
     /// `raw-lookup` events whose vma the kernel side did not find (every pin must know its vma:
     /// mm-only lookups are resolved in the kernel).
     pub lookups_without_vma: usize,
+    /// Hooks of the summary whose BPF run-time statistics are missing or impossible (fewer
+    /// program runs than probe hits, or runs that took no time), each with why.
+    pub bad_run_stats: Vec<String>,
 }
 
 /// What a finding names, as far as the expectations check it (`None`: the finding names none).
@@ -30,11 +35,21 @@ pub struct Evidence {
     pub path: Option<String>,
     /// `pin.holder.module`
     pub holder_module: Option<String>,
+    /// `pin.holder.function`
+    pub holder: Option<String>,
+    /// `pin.pages`
+    pub pages: Option<u64>,
     /// `revocation.hook`
     pub hook: Option<String>,
     /// `revocation.caller.function`
     pub caller: Option<String>,
+    /// `pin.holder.file` and `pin.holder.line`
+    pub holder_file: Option<String>,
+    pub holder_line: Option<u64>,
 }
+
+/// The raw lookups the test driver makes: the line of a holder's call site calls one of them.
+const RAW_LOOKUP_CALLS: &[&str] = &["follow_pfn(", "follow_pte(", "follow_pfnmap_start("];
 
 impl Evidence {
     fn of(finding: &Value) -> Self {
@@ -42,8 +57,12 @@ impl Evidence {
         Evidence {
             path: text("/pin/vma/path"),
             holder_module: text("/pin/holder/module"),
+            holder: text("/pin/holder/function"),
+            pages: finding.pointer("/pin/pages").and_then(Value::as_u64),
             hook: text("/revocation/hook"),
             caller: text("/revocation/caller/function"),
+            holder_file: text("/pin/holder/file"),
+            holder_line: finding.pointer("/pin/holder/line").and_then(Value::as_u64),
         }
     }
 
@@ -52,6 +71,7 @@ impl Evidence {
         let checks = [
             ("mapping", &expect.path, &self.path, false),
             ("holder module", &expect.holder_module, &self.holder_module, false),
+            ("holder", &expect.holder, &self.holder, true),
             ("revoking hook", &expect.hook, &self.hook, false),
             ("revocation caller", &expect.caller, &self.caller, true),
         ];
@@ -67,7 +87,32 @@ impl Evidence {
                 out.push(format!("a {} finding names {what} {} instead of {want}", expect.kind, got.as_deref().unwrap_or("none")));
             }
         }
+        if let Some(want) = expect.pages
+            && self.pages != Some(want)
+        {
+            let got = self.pages.map_or("no".to_owned(), |n| n.to_string());
+            out.push(format!("a {} finding's pin holds {got} page(s) instead of {want}", expect.kind));
+        }
+        if let Some(file) = &expect.holder_source {
+            out.extend(self.holder_source_problem(file, &expect.kind));
+        }
         out
+    }
+
+    /// The holder must be located at a line of the test driver's `file` that makes a raw lookup.
+    fn holder_source_problem(&self, file: &str, kind: &str) -> Option<String> {
+        let (Some(got), Some(line)) = (&self.holder_file, self.holder_line) else {
+            return Some(format!("a {kind} finding has no holder file:line (expected one in {file})"));
+        };
+        if !got.ends_with(&format!("/{file}")) && got != file {
+            return Some(format!("a {kind} finding locates its holder in {got}:{line} instead of {file}"));
+        }
+        let source = std::fs::read_to_string(crate::sh::vm_sources_dir().join("module").join(file)).unwrap_or_default();
+        let text = source.lines().nth((line as usize).saturating_sub(1)).unwrap_or("");
+        if !RAW_LOOKUP_CALLS.iter().any(|call| text.contains(call)) {
+            return Some(format!("a {kind} finding locates its holder at {file}:{line}, which makes no raw lookup: {:?}", text.trim()));
+        }
+        None
     }
 }
 
@@ -82,7 +127,11 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
                 *tally.findings.entry(kind.to_owned()).or_default() += 1;
                 tally.evidence.entry(kind.to_owned()).or_default().push(Evidence::of(&record));
             }
-            Some("summary") => tally.suppressed = record.get("suppressed").and_then(Value::as_u64),
+            Some("summary") => {
+                tally.suppressed = record.get("suppressed").and_then(Value::as_u64);
+                let hooks = record.get("hooks").and_then(Value::as_array).into_iter().flatten();
+                tally.bad_run_stats.extend(hooks.filter_map(bad_run_stats));
+            }
             Some("event") if record.get("kind").and_then(Value::as_str) == Some("raw-lookup") => {
                 if record.pointer("/vma/vma").and_then(Value::as_str).is_none_or(|vma| vma == "0x0") {
                     tally.lookups_without_vma += 1;
@@ -95,6 +144,20 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
         }
     }
     Ok(tally)
+}
+
+/// Why a summary hook's run-time statistics cannot be right, if so: the kernel keeps them on every
+/// tested kernel (5.8+), runs include each probe hit (a return probe runs too), and a run takes time.
+fn bad_run_stats(hook: &Value) -> Option<String> {
+    let name = hook.get("hook").and_then(Value::as_str).unwrap_or("?");
+    let hits = hook.get("hits").and_then(Value::as_u64).unwrap_or(0);
+    let (Some(runs), Some(ns)) = (hook.get("bpf_runs").and_then(Value::as_u64), hook.get("bpf_run_ns").and_then(Value::as_u64)) else {
+        return Some(format!("{name} has no BPF run-time statistics"));
+    };
+    if runs < hits {
+        return Some(format!("{name}: {runs} BPF runs for {hits} hits"));
+    }
+    (runs > 0 && ns == 0).then(|| format!("{name}: {runs} BPF runs took 0 ns"))
 }
 
 /// Ok(summary) on PASS, Err(reason) on FAIL. Without an auditor only the scenario program is judged.
@@ -131,6 +194,7 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     if scenario.gate_exit.is_some() {
         problems.extend(gate_reports(
             &tally,
+            scenario.expect_for(kernel).iter().any(|e| e.holder_source.is_some()),
             scenario.gate_exit == Some(3),
             get("junit").map(|s| s.text.as_str()),
             get("sarif").map(|s| s.text.as_str()),
@@ -141,6 +205,17 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     }
     if !tally.has_status {
         problems.push("no status record".to_owned());
+    }
+    if !tally.bad_run_stats.is_empty() {
+        problems.push(format!("summary: {}", tally.bad_run_stats.join(", ")));
+    }
+    let mut scraped = None;
+    if scenario.metrics {
+        match get(crate::qemu::PROMETHEUS_LABEL) {
+            Some(sent) if sent.status == "0" => scraped = Some(sent.text.trim().to_owned()),
+            Some(sent) => problems.push(format!("Prometheus on the host: {}", sent.text.trim())),
+            None => problems.push("the guest never said its metrics were ready (no scrape)".to_owned()),
+        }
     }
     if tally.lookups_without_vma > 0 {
         problems.push(format!("{} raw-lookup event(s) carry no vma", tally.lookups_without_vma));
@@ -182,20 +257,27 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
         if found.is_empty() {
             found.push("no findings, as expected".into());
         }
-        Ok(format!("{}{suppressed}", found.join(", ")))
+        let scraped = scraped.map(|line| format!("; Prometheus on the host: {line}")).unwrap_or_default();
+        Ok(format!("{}{suppressed}{scraped}", found.join(", ")))
     } else {
         Err(problems.join("; "))
     }
 }
 
-/// The reports a CI system reads: JUnit has one failing case per failing finding, and one for
-/// the loss when the gate fails closed (or a passing one when clean), SARIF one result per finding.
-fn gate_reports(tally: &Tally, fails_closed: bool, junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
+/// The reports a CI system reads: each validates against its schema (tests/schemas), JUnit has
+/// one failing case per failing finding, and one for the loss when the gate fails closed (or a
+/// passing one when clean), SARIF one result per finding.
+/// With `sources`, each SARIF result is located at the file:line of a finding's holder.
+fn gate_reports(tally: &Tally, sources: bool, fails_closed: bool, junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
     let mut problems = Vec::new();
     let errors: usize = tally.findings.iter().filter(|(k, _)| ERROR_KINDS.contains(&k.as_str())).map(|(_, n)| n).sum();
     match junit {
         None => problems.push("gate wrote no JUnit report".to_owned()),
         Some(xml) => {
+            match schemas::junit_problems(xml) {
+                Ok(invalid) => problems.extend(invalid),
+                Err(e) => problems.push(e),
+            }
             let failures = xml.matches("<failure").count();
             let loss_cases = usize::from(fails_closed);
             if (errors > 0) != (failures > loss_cases) {
@@ -208,14 +290,34 @@ fn gate_reports(tally: &Tally, fails_closed: bool, junit: Option<&str>, sarif: O
     }
     match sarif.map(serde_json::from_str::<Value>) {
         Some(Ok(doc)) => {
+            problems.extend(schemas::sarif_problems(sarif.unwrap_or_default()));
             let results = doc["runs"][0]["results"].as_array().map_or(0, Vec::len);
             let findings: usize = tally.findings.values().sum();
             if results != findings {
                 problems.push(format!("SARIF has {results} result(s) for {findings} finding(s)"));
             }
+            if sources {
+                problems.extend(sarif_source_problems(tally, &doc));
+            }
         }
         Some(Err(e)) => problems.push(format!("SARIF is not JSON: {e}")),
         None => problems.push("gate wrote no SARIF report".to_owned()),
+    }
+    problems
+}
+
+/// Each SARIF result whose physical location is not the file:line of a finding's holder.
+fn sarif_source_problems(tally: &Tally, doc: &Value) -> Vec<String> {
+    let holders: Vec<(&str, u64)> =
+        tally.evidence.values().flatten().filter_map(|e| Some((e.holder_file.as_deref()?, e.holder_line?))).collect();
+    let results = doc["runs"][0]["results"].as_array().cloned().unwrap_or_default();
+    let mut problems = Vec::new();
+    for result in &results {
+        let physical = &result["locations"][0]["physicalLocation"];
+        let (uri, line) = (physical["artifactLocation"]["uri"].as_str().unwrap_or(""), physical["region"]["startLine"].as_u64());
+        if !holders.iter().any(|(file, l)| uri.ends_with(*file) && line == Some(*l)) {
+            problems.push(format!("SARIF result located at {uri:?} line {line:?}, not at a finding's holder {holders:?}"));
+        }
     }
     problems
 }
@@ -294,6 +396,20 @@ mod tests {
     }
 
     #[test]
+    fn summary_hooks_must_carry_plausible_bpf_run_time_statistics() {
+        let s = scenario("{ kind = \"pin-leaked\", count = 0 }");
+        let summary = |hook: &str| format!("{STATUS}{{\"type\":\"summary\",\"hooks\":[{hook}]}}\n");
+        let good = summary("{\"hook\":\"follow_pte\",\"hits\":3,\"bpf_runs\":6,\"bpf_run_ns\":4000}");
+        assert!(judge(&s, "6.1", &files(&good, "0"), true).is_ok());
+        let missing = summary("{\"hook\":\"follow_pte\",\"hits\":3}");
+        assert!(judge(&s, "6.1", &files(&missing, "0"), true).unwrap_err().contains("follow_pte has no BPF run-time statistics"));
+        let fewer = summary("{\"hook\":\"zap_vma_ptes\",\"hits\":3,\"bpf_runs\":2,\"bpf_run_ns\":10}");
+        assert!(judge(&s, "6.1", &files(&fewer, "0"), true).unwrap_err().contains("zap_vma_ptes: 2 BPF runs for 3 hits"));
+        let free = summary("{\"hook\":\"zap_vma_ptes\",\"hits\":1,\"bpf_runs\":2,\"bpf_run_ns\":0}");
+        assert!(judge(&s, "6.1", &files(&free, "0"), true).unwrap_err().contains("took 0 ns"));
+    }
+
+    #[test]
     fn a_finding_without_the_expected_mapping_path_fails() {
         let s = scenario("{ kind = \"pin-leaked\", count = 1, path = \"/dev/pfnaudit\" }");
         let named =
@@ -325,6 +441,20 @@ mod tests {
     }
 
     #[test]
+    fn the_holder_read_from_the_pins_stack_and_its_pages_are_checked_on_every_finding() {
+        let s = scenario("{ kind = \"pin-outlived-revocation\", count = 1, holder = \"pfnaudit_pin_tracked\", pages = 16 }");
+        let finding = |holder: &str, pages: u64| {
+            format!(
+                "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-outlived-revocation\",\"pin\":{{\"holder\":{{\"function\":\"{holder}\"}},\"pages\":{pages}}}}}\n"
+            )
+        };
+        assert!(judge(&s, "6.1", &files(&finding("pfnaudit_pin_tracked.isra.0", 16), "0"), true).is_ok());
+        let why = judge(&s, "6.1", &files(&finding("pfnaudit_storm_a", 15), "0"), true).unwrap_err();
+        assert!(why.contains("names holder pfnaudit_storm_a instead of pfnaudit_pin_tracked"), "{why}");
+        assert!(why.contains("pin holds 15 page(s) instead of 16"), "{why}");
+    }
+
+    #[test]
     fn per_kernel_expectations_and_the_suppressed_count_are_judged() {
         let toml = "[[scenario]]\nname = \"s\"\nexpect = [{ kind = \"pin-outlived-revocation\", count = 1 }]\n\
                     expect_on = { \"5.10\" = [] }\nmin_suppressed = 1\n";
@@ -339,14 +469,79 @@ mod tests {
         assert!(why.contains("expected 1 pin-outlived-revocation finding(s), got 0"), "{why}");
     }
 
-    #[test]
-    fn a_gate_that_leaves_tracefs_kprobes_behind_fails() {
+    const CLEAN_JUNIT: &str = "<testsuites name=\"pfn-auditor\" tests=\"1\" failures=\"0\" errors=\"0\">\
+        <testsuite name=\"pfn-auditor\" tests=\"1\" errors=\"0\" failures=\"0\"><testcase name=\"no pin outlived a revocation\"/></testsuite>\
+        </testsuites>";
+    const CLEAN_SARIF: &str = "{\"version\":\"2.1.0\",\"runs\":[{\"tool\":{\"driver\":{\"name\":\"pfn-auditor\"}},\"results\":[]}]}";
+
+    fn clean_gate() -> (Scenario, GuestFiles) {
         let mut s = scenario("");
         s.gate_exit = Some(0);
         let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
         let mut guest = files(STATUS, "0");
-        guest.insert(("s".into(), "junit".into()), sent("<testsuites><testcase name=\"clean\"/></testsuites>"));
-        guest.insert(("s".into(), "sarif".into()), sent("{\"runs\":[{\"results\":[]}]}"));
+        guest.insert(("s".into(), "junit".into()), sent(CLEAN_JUNIT));
+        guest.insert(("s".into(), "sarif".into()), sent(CLEAN_SARIF));
+        (s, guest)
+    }
+
+    #[test]
+    fn gate_reports_that_break_their_schemas_fail() {
+        let (s, mut guest) = clean_gate();
+        assert!(judge(&s, "6.1", &guest, true).is_ok(), "{:?}", judge(&s, "6.1", &guest, true));
+        let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
+        guest.insert(
+            ("s".into(), "junit".into()),
+            sent(&CLEAN_JUNIT.replace(" errors=\"0\" failures", " disabled=\"0\" errors=\"0\" failures")),
+        );
+        guest.insert(("s".into(), "sarif".into()), sent(&CLEAN_SARIF.replace("\"version\":\"2.1.0\",", "")));
+        let why = judge(&s, "6.1", &guest, true).unwrap_err();
+        assert!(why.contains("JUnit") && why.contains("disabled"), "{why}");
+        assert!(why.contains("SARIF") && why.contains("version"), "{why}");
+    }
+
+    #[test]
+    fn the_holder_must_be_located_at_a_driver_line_that_makes_a_raw_lookup_in_ndjson_and_sarif() {
+        let (mut s, mut guest) = clean_gate();
+        s.expect = vec![Expect {
+            kind: "pin-leaked".into(),
+            count: 1,
+            path: None,
+            holder_module: None,
+            holder: None,
+            pages: None,
+            hook: None,
+            caller: None,
+            holder_source: Some("pfnaudit_test.c".into()),
+        }];
+        let source = std::fs::read_to_string(crate::sh::vm_sources_dir().join("module/pfnaudit_test.c")).unwrap();
+        let lookup_line = source.lines().position(|l| l.contains("return follow_pfn(")).unwrap() + 1;
+        let finding = |line: usize| {
+            format!(
+                "{STATUS}{{\"type\":\"finding\",\"kind\":\"pin-leaked\",\"pin\":{{\"holder\":{{\"file\":\"/build/pfnaudit_test.c\",\"line\":{line}}}}}}}\n"
+            )
+        };
+        let sarif = |line: usize| {
+            CLEAN_SARIF.replace(
+                "\"results\":[]",
+                &format!("\"results\":[{{\"message\":{{\"text\":\"m\"}},\"locations\":[{{\"physicalLocation\":{{\"artifactLocation\":{{\"uri\":\"file:///build/pfnaudit_test.c\"}},\"region\":{{\"startLine\":{line}}}}}}}]}}]"),
+            )
+        };
+        let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
+        guest.insert(("s".into(), "ndjson".into()), sent(&finding(lookup_line)));
+        guest.insert(("s".into(), "sarif".into()), sent(&sarif(lookup_line)));
+        assert!(judge(&s, "6.1", &guest, true).is_ok(), "{:?}", judge(&s, "6.1", &guest, true));
+        guest.insert(("s".into(), "sarif".into()), sent(&sarif(1)));
+        assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("SARIF result located at"));
+        guest.insert(("s".into(), "ndjson".into()), sent(&finding(1)));
+        assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("which makes no raw lookup"));
+        guest.insert(("s".into(), "ndjson".into()), sent(&finding(lookup_line).replace(",\"line\"", ",\"no-line\"")));
+        assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("has no holder file:line"));
+    }
+
+    #[test]
+    fn a_gate_that_leaves_tracefs_kprobes_behind_fails() {
+        let (s, mut guest) = clean_gate();
+        let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
         guest.insert(("s".into(), "leftover".into()), sent("\n"));
         assert!(judge(&s, "6.1", &guest, true).is_ok(), "{:?}", judge(&s, "6.1", &guest, true));
         guest.insert(("s".into(), "leftover".into()), sent("p:pfnaudit/e91_0 pfnaudit_test:pfnaudit_unpin_tracked\n"));

@@ -3,7 +3,8 @@
 
 use crate::debian::PrivateApt;
 use crate::kernels::{self, Series};
-use crate::qemu::{Boot, Finished};
+use crate::prometheus::Scrape;
+use crate::qemu::{Boot, Clock, Finished};
 use crate::sh::vm_target_dir;
 use crate::{image, modules, setup};
 use anyhow::Result;
@@ -29,9 +30,16 @@ impl Guest {
         Ok(Guest { auditor, scenario_program, intree_program, apt: PrivateApt::open()? })
     }
 
-    /// Boots `series` with `plan` (one line per item, see tests/vm/guest/init.sh). Result files are
-    /// also kept under target/vm-test/<kernel>/<scenario>.<label>.
+    /// Boots `series` with `plan` (one line per item, see tests/vm/guest/init.sh) under plain TCG.
+    /// Result files are also kept under target/vm-test/<kernel>/<scenario>.<label>.
     pub fn boot(&self, series: Series, plan: &str) -> Result<(PathBuf, Finished)> {
+        // TCG boots a distro kernel in about a minute; each item starts the auditor (BPF load and
+        // verification are slow under emulation) and runs a scenario.
+        self.boot_with(series, plan, Clock::Tcg, Duration::from_secs(150))
+    }
+
+    /// [`Guest::boot`] with another clock, allowing `per_item` for each plan item.
+    pub fn boot_with(&self, series: Series, plan: &str, clock: Clock, per_item: Duration) -> Result<(PathBuf, Finished)> {
         let kernel = kernels::fetch(&self.apt, series)?;
         let modules = modules::prepare(&kernel)?;
         let in_tree = modules::in_tree(&kernel)?;
@@ -47,12 +55,16 @@ impl Guest {
             plan,
         };
         image::write(&initrd, &contents)?;
-        let items = plan.lines().count() as u64;
-        // TCG boots a distro kernel in about a minute; each item starts the auditor (BPF load and
-        // verification are slow under emulation) and runs a scenario.
-        let timeout = Duration::from_secs(180 + 150 * items);
+        let items = plan.lines().count() as u32;
+        let timeout = Duration::from_secs(180) + per_item * items;
+        // `metrics` items (tests/vm/guest/init.sh) are scraped from the host by Prometheus.
+        let scrape = if plan.lines().any(|l| l.split_whitespace().nth(1) == Some("metrics")) {
+            Some(Scrape::prepare(&self.apt, &dir)?)
+        } else {
+            None
+        };
         eprintln!("xtask: booting {} with {items} plan item(s)", kernel.release);
-        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout }.run()?;
+        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout, disk: None, clock, scrape: scrape.as_ref() }.run()?;
         for ((name, label), sent) in &finished.files {
             std::fs::write(dir.join(format!("{name}.{label}")), &sent.text)?;
         }

@@ -16,8 +16,8 @@ pub fn run(kernels: &[Series], with_auditor: bool, only: &[String]) -> Result<()
         scenarios.retain(|s| only.iter().any(|prefix| s.name.starts_with(prefix.as_str())));
     }
     if !with_auditor {
-        // The guest runs gated scenarios only under the auditor's gate: nothing to judge without it.
-        scenarios.retain(|s| s.gate_exit.is_none());
+        // The guest runs gated and metrics scenarios only with the auditor: nothing to judge without it.
+        scenarios.retain(|s| s.gate_exit.is_none() && !s.metrics);
     }
     let guest = Guest::prepare(with_auditor)?;
     let (mut passed, mut failed) = (0, 0);

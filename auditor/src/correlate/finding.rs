@@ -2,7 +2,7 @@
 //! in order and contain nothing made at output time, so a replay prints the same bytes.
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Cause, Frame, Hex, Task, Vma};
+use crate::event::{Cause, Frame, Hex, HookRef, Task, Vma};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -110,6 +110,12 @@ pub struct Holder {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub module: Option<String>,
     pub offset: u64,
+    /// Source file and line of the call site, from the module's debug info (see
+    /// [`Frame::file`]); `None` without it. Not part of the fingerprint.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub line: Option<u32>,
 }
 
 impl Holder {
@@ -119,9 +125,16 @@ impl Holder {
         self.function.as_deref().map(base_name)
     }
 
+    /// `file:line` of the call site, when the module's debug info gave them.
+    pub fn source(&self) -> Option<String> {
+        crate::event::source(self.file.as_deref(), self.line)
+    }
+
     pub fn from_frame(frame: Option<&Frame>) -> Self {
         match frame {
-            Some(f) => Holder { function: f.function.clone(), module: f.module.clone(), offset: f.offset },
+            Some(f) => {
+                Holder { function: f.function.clone(), module: f.module.clone(), offset: f.offset, file: f.file.clone(), line: f.line }
+            }
             None => Holder::default(),
         }
     }
@@ -150,7 +163,10 @@ pub struct PinEvidence {
     pub id: u64,
     pub source: PinSource,
     /// Hook that took it (`follow_pfn`, `get_vaddr_frames`…).
-    pub hook: String,
+    pub hook: HookRef,
+    /// The kernel symbol the hook was attached to (absent in recordings older than this field).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub symbol: Option<String>,
     pub holder: Holder,
     pub task: Task,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -172,7 +188,12 @@ pub struct PinEvidence {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RevocationEvidence {
     pub cause: Cause,
-    pub hook: String,
+    /// The revoking hook (`zap_vma_ptes`, also on kernels where it is attached to another symbol).
+    pub hook: HookRef,
+    /// The kernel symbol the hook was attached to (`zap_special_vma_range` on 7.1+; absent in
+    /// recordings older than this field).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub symbol: Option<String>,
     pub task: Task,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub caller: Option<Frame>,
@@ -225,12 +246,14 @@ mod tests {
 
     #[test]
     fn fingerprint_is_stable_and_ignores_offsets_and_pids() {
-        let a = Holder { function: Some("drv_pin".into()), module: Some("drv".into()), offset: 0x10 };
+        let a = Holder { function: Some("drv_pin".into()), module: Some("drv".into()), offset: 0x10, ..Holder::default() };
         let b = Holder { offset: 0x99, ..a.clone() };
         let fa = fingerprint(&a, FindingKind::PinLeaked, Some("/dev/x"));
         assert_eq!(fa, fingerprint(&b, FindingKind::PinLeaked, Some("/dev/x")));
         assert_ne!(fa, fingerprint(&a, FindingKind::PinOutlivedExit, Some("/dev/x")));
         assert_ne!(fa, fingerprint(&a, FindingKind::PinLeaked, Some("/dev/y")));
+        let with_source = Holder { file: Some("drv.c".into()), line: Some(12), ..a.clone() };
+        assert_eq!(fa, fingerprint(&with_source, FindingKind::PinLeaked, Some("/dev/x")), "a rebuilt driver keeps its findings");
         assert_eq!(fa.len(), 16);
     }
 
@@ -238,13 +261,14 @@ mod tests {
     /// (FNV-1a 64 over NUL-terminated holder function, module, kind, path; computed independently).
     #[test]
     fn fingerprint_algorithm_is_pinned() {
-        let h = Holder { function: Some("f".into()), module: Some("m".into()), offset: 0 };
+        let h = Holder { function: Some("f".into()), module: Some("m".into()), offset: 0, ..Holder::default() };
         assert_eq!(fingerprint(&h, FindingKind::PinLeaked, Some("/p")), "35ebeebd90938f2f");
     }
 
     #[test]
     fn clone_suffixes_are_not_part_of_the_fingerprint() {
-        let plain = Holder { function: Some("vaddr_get_pfns".into()), module: Some("vfio_iommu_type1".into()), offset: 221 };
+        let plain =
+            Holder { function: Some("vaddr_get_pfns".into()), module: Some("vfio_iommu_type1".into()), offset: 221, ..Holder::default() };
         let want = fingerprint(&plain, FindingKind::PinOutlivedRevocation, Some("/sys/devices/pci0000:00/0000:00:05.0/resource0"));
         for clone in [
             "vaddr_get_pfns.constprop.0",

@@ -30,7 +30,7 @@ use index::IntervalIndex;
 use intern::Interner;
 use pin::{Origin, Pin, Release, Run, subtract};
 
-use crate::probes::table::NESTING_HOOKS;
+use crate::probes::table;
 
 const PAGE: u64 = 4096;
 
@@ -326,7 +326,15 @@ impl Correlator {
 
     /// The one copy of the origin of a pin of `source` that `ev` takes.
     fn origin(&mut self, ev: &Event, source: PinSource) -> Arc<Origin> {
-        let hash = self.origins.hash((source == PinSource::RawLookup, &ev.hook, &ev.task, &ev.caller, ev.stack.len(), ev.stack.first()));
+        let hash = self.origins.hash((
+            source == PinSource::RawLookup,
+            &ev.hook,
+            &ev.symbol,
+            &ev.task,
+            &ev.caller,
+            ev.stack.len(),
+            ev.stack.first(),
+        ));
         self.origins.get_or_insert(hash, |o| o.is_of(ev, source), || Origin::of(ev, source))
     }
 
@@ -761,10 +769,11 @@ impl Kept {
     }
 }
 
-/// How a raw lookup by caller `function` in `module` ends, or `None` when it is not a pin (a nested hook, a
-/// kernel-internal holder, a RAM PFN the holder refuses).
+/// How a raw lookup by caller `function` in `module` ends, or `None` when it is not a pin (a
+/// hooked function that owns its lookups by the probe table's roles, a kernel-internal holder of
+/// the policy, a RAM PFN the holder refuses).
 fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>, ram: bool) -> Option<Release> {
-    if function.is_some_and(|f| NESTING_HOOKS.iter().any(|n| same_function(n.name(), f))) {
+    if function.is_some_and(|f| table::owns_its_lookups(f, same_function)) {
         return None;
     }
     Some(match policy.holder_for(function, module) {
@@ -809,6 +818,7 @@ fn revocation_evidence(ev: &Event, cause: Cause) -> RevocationEvidence {
     RevocationEvidence {
         cause,
         hook: ev.hook.clone(),
+        symbol: ev.symbol.clone(),
         task: ev.task.clone(),
         caller: ev.caller.clone(),
         ts_ns: ev.ts_ns,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use smallvec::{SmallVec, smallvec};
 
 use crate::{
-    event::{Event, Frame, Hex, Task, Vma},
+    event::{Event, Frame, Hex, HookRef, Task, Vma},
     policy::ArgMeaning,
 };
 
@@ -63,7 +63,9 @@ impl Run {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Origin {
     pub source: PinSource,
-    pub hook: String,
+    pub hook: HookRef,
+    /// The symbol the hook was attached to, when the event said.
+    pub symbol: Option<String>,
     pub holder: Holder,
     pub task: Task,
     pub stack: Vec<Frame>,
@@ -75,6 +77,7 @@ impl Origin {
         Origin {
             source,
             hook: ev.hook.clone(),
+            symbol: ev.symbol.clone(),
             holder: Holder::from_frame(ev.caller.as_ref()),
             task: ev.task.clone(),
             stack: ev.stack.clone(),
@@ -86,6 +89,7 @@ impl Origin {
         let caller = ev.caller.as_ref();
         self.source == source
             && self.hook == ev.hook
+            && self.symbol == ev.symbol
             && self.task == ev.task
             && self.stack == ev.stack
             && self.holder.function.as_deref() == caller.and_then(|f| f.function.as_deref())
@@ -340,6 +344,7 @@ impl Pin {
             id: self.id,
             source: origin.source,
             hook: origin.hook.clone(),
+            symbol: origin.symbol.clone(),
             holder: origin.holder.clone(),
             task: origin.task.clone(),
             vma: self.vma.as_deref().cloned(),

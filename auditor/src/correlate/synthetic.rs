@@ -1,6 +1,6 @@
 //! Synthetic event streams shaped like what the kernel emits, for tests and benchmarks. Each
 //! helper models one kernel call; pointers are made-up but consistent.
-use crate::event::{Cause, Event, EventBody, Frame, Hex, Task, Vma};
+use crate::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma};
 
 pub const DEVICE_PATH: &str = "/dev/pfnaudit";
 
@@ -67,14 +67,39 @@ impl Proc {
 }
 
 pub fn frame(function: &str, module: Option<&str>) -> Frame {
-    Frame { addr: Hex(0xffff_ffff_c000_0000), function: Some(function.into()), offset: 0x2a, module: module.map(Into::into) }
+    Frame {
+        addr: Hex(0xffff_ffff_c000_0000),
+        function: Some(function.into()),
+        offset: 0x2a,
+        module: module.map(Into::into),
+        ..Frame::default()
+    }
+}
+
+/// The findings of one frame-vector pin of 4 pages kept past a munmap (one error finding): what
+/// report tests render.
+pub fn kept_past_munmap() -> Vec<super::Finding> {
+    let p = Proc::new(1);
+    let mut s = Stream::default();
+    s.frames_get(&p, 0x1000, false, 4).vma_revoke(&p, Cause::Unmap, 0..4);
+    let mut c = super::Correlator::new(&crate::policy::Policy::default());
+    s.events.iter().flat_map(|e| c.handle(e)).collect()
 }
 
 impl Stream {
     pub fn push(&mut self, hook: &str, task: Task, caller: Option<Frame>, body: EventBody) -> &mut Self {
         self.ts += 1_000;
         let stack: Vec<Frame> = std::iter::once(frame(hook, None)).chain(caller.clone()).collect();
-        self.events.push(Event { seq: self.events.len() as u64, ts_ns: self.ts, hook: hook.into(), task, caller, stack, body });
+        self.events.push(Event {
+            seq: self.events.len() as u64,
+            ts_ns: self.ts,
+            hook: HookRef::from_name(hook),
+            symbol: None,
+            task,
+            caller,
+            stack,
+            body,
+        });
         self
     }
 

@@ -22,15 +22,30 @@ impl KernelBtf {
 
     pub fn from_dir(dir: &Path, modules: &[&str]) -> anyhow::Result<Self> {
         let vmlinux_path = dir.join("vmlinux");
-        let vmlinux = Btf::from_file(&vmlinux_path)
+        let vmlinux = std::fs::read(&vmlinux_path)
             .map_err(|e| anyhow!("cannot read kernel BTF {}: {e} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)", vmlinux_path.display()))?;
-        let mut loaded = HashMap::new();
+        let mut module_blobs = Vec::new();
         for module in modules {
             let path = dir.join(module);
             if path.exists() {
-                let btf = Btf::from_split_file(&path, &vmlinux).map_err(|e| anyhow!("cannot read module BTF {}: {e}", path.display()))?;
-                loaded.insert(module.to_string(), btf);
+                let blob = std::fs::read(&path).map_err(|e| anyhow!("cannot read module BTF {}: {e}", path.display()))?;
+                module_blobs.push((*module, blob));
             }
+        }
+        let module_blobs: Vec<(&str, &[u8])> = module_blobs.iter().map(|(name, blob)| (*name, blob.as_slice())).collect();
+        // from_bytes names the blob (`vmlinux: …`): prefixed with the directory, that is its path.
+        Self::from_bytes(&vmlinux, &module_blobs).map_err(|e| anyhow!("{}/{e}", dir.display()))
+    }
+
+    /// The vmlinux BTF blob (`/sys/kernel/btf/vmlinux`, the `.BTF` section of an ELF) and the
+    /// split BTF blobs of modules by name. A blob that is not BTF is a one-line error naming it
+    /// (`vmlinux: …` or the module's name), never a panic: the blobs are fuzzed (`fuzz/`).
+    pub fn from_bytes(vmlinux: &[u8], modules: &[(&str, &[u8])]) -> anyhow::Result<Self> {
+        let vmlinux = Btf::from_bytes(vmlinux).map_err(|e| anyhow!("vmlinux: not BTF: {e}"))?;
+        let mut loaded = HashMap::new();
+        for (module, blob) in modules {
+            let btf = Btf::from_split_bytes(blob, &vmlinux).map_err(|e| anyhow!("{module}: not split BTF: {e}"))?;
+            loaded.insert(module.to_string(), btf);
         }
         Ok(Self { vmlinux, modules: loaded })
     }
@@ -92,22 +107,34 @@ impl KernelBtf {
     }
 }
 
+/// Links followed from a member or parameter to the type it is made of (typedefs, qualifiers,
+/// pointers): a kernel's BTF needs a handful; a chain that loops (only a corrupt BTF has one) ends
+/// here instead of looping forever.
+const MAX_CHAIN: usize = 32;
+/// Levels of anonymous structs and unions looked through: the kernel nests two or three; a struct
+/// that contains itself (only a corrupt BTF has one) ends here instead of overflowing the stack.
+const MAX_ANONYMOUS_DEPTH: u32 = 8;
+
 /// Bit offset of `field` in `s`, descending into anonymous members.
 fn member_offset(btf: &Btf, s: &btf_rs::Struct, field: &str) -> Option<u32> {
+    member_offset_within(btf, s, field, MAX_ANONYMOUS_DEPTH)
+}
+
+fn member_offset_within(btf: &Btf, s: &btf_rs::Struct, field: &str, depth: u32) -> Option<u32> {
     for m in &s.members {
         let name = btf.resolve_name(m).unwrap_or_default();
         if name == field {
             return Some(m.bit_offset());
         }
-        if name.is_empty() {
+        if name.is_empty() && depth > 0 {
             // Through qualifiers: `struct vm_fault` starts with a `const struct { .. }` (5.13+).
-            let inner = btf.chained_type_iter(m).find_map(|t| match t {
+            let inner = btf.chained_type_iter(m).take(MAX_CHAIN).find_map(|t| match t {
                 Type::Struct(inner) | Type::Union(inner) => Some(inner),
                 _ => None,
             });
             let Some(inner) = inner else { continue };
-            if let Some(off) = member_offset(btf, &inner, field) {
-                return Some(m.bit_offset() + off);
+            if let Some(off) = member_offset_within(btf, &inner, field, depth - 1) {
+                return m.bit_offset().checked_add(off);
             }
         }
     }
@@ -116,7 +143,7 @@ fn member_offset(btf: &Btf, s: &btf_rs::Struct, field: &str) -> Option<u32> {
 
 /// Name of the struct a parameter points to (through typedefs/const), or of its type.
 fn pointee_name(btf: &Btf, param: &dyn BtfType) -> String {
-    for t in btf.chained_type_iter(param) {
+    for t in btf.chained_type_iter(param).take(MAX_CHAIN) {
         match &t {
             Type::Struct(s) | Type::Union(s) => return btf.resolve_name(s).unwrap_or_default(),
             Type::Fwd(f) => return btf.resolve_name(f).unwrap_or_default(),
@@ -262,6 +289,55 @@ mod tests {
         assert!(layout.pg_reserved_bit < 64, "PG_reserved bit {}", layout.pg_reserved_bit);
         assert!(complete(&[layout.file_dentry, layout.dentry_name, layout.dentry_parent, layout.sb_s_type, layout.fs_type_name]));
         assert!(complete(&[layout.vm_fault_vma, layout.vm_fault_address]));
+    }
+
+    /// A little-endian BTF blob of `types` (each `[name_off, info, size_or_type, extra..]`) and
+    /// `strings` (starting with the empty name).
+    fn blob(types: &[&[u32]], strings: &[u8]) -> Vec<u8> {
+        let words: Vec<u8> = types.iter().flat_map(|t| t.iter()).flat_map(|w| w.to_le_bytes()).collect();
+        let mut out = vec![0x9f, 0xeb, 1, 0];
+        for w in [24, 0, words.len() as u32, words.len() as u32, strings.len() as u32] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend(words);
+        out.extend_from_slice(strings);
+        out
+    }
+
+    const STRUCT: u32 = 4 << 24;
+    const TYPEDEF: u32 = 8 << 24;
+    const FUNC: u32 = 12 << 24;
+    const FUNC_PROTO: u32 = 13 << 24;
+
+    /// Found by fuzzing (`fuzz/`, target `btf`): a struct whose anonymous member is the struct
+    /// itself overflowed the stack when a field was looked up.
+    #[test]
+    fn a_struct_that_contains_itself_has_no_such_field_instead_of_overflowing_the_stack() {
+        // 1: struct vm_area_struct { int vm_start; struct vm_area_struct /* anonymous */; }
+        let strings = b"\0vm_area_struct\0vm_start\0int\0";
+        let btf = blob(&[&[1, STRUCT | 2, 16, 16, 2, 0, 0, 1, 64], &[25, 1 << 24, 4, 32]], strings);
+        let btf = KernelBtf::from_bytes(&btf, &[]).unwrap();
+        assert_eq!(btf.field_offset("vm_area_struct", "vm_start"), Some(0));
+        assert_eq!(btf.field_offset("vm_area_struct", "vm_end"), None);
+        let err = kernel_layout(&btf, KernelVersion::new(6, 1), 0).unwrap_err().to_string();
+        assert_eq!(err, "kernel BTF has no field vm_area_struct::vm_end");
+    }
+
+    /// A typedef chain that loops (a corrupt BTF, like the struct above) ends instead of hanging.
+    #[test]
+    fn a_parameter_whose_typedefs_loop_has_no_type_name() {
+        // 1: typedef a_t b_t; 2: typedef b_t a_t; 3: proto (a_t vma); 4: func follow_pte
+        let strings = b"\0a_t\0b_t\0vma\0follow_pte\0";
+        let types: [&[u32]; 4] = [&[5, TYPEDEF, 2], &[1, TYPEDEF, 1], &[0, FUNC_PROTO | 1, 0, 9, 1], &[13, FUNC, 3]];
+        let btf = KernelBtf::from_bytes(&blob(&types, strings), &[]).unwrap();
+        assert_eq!(btf.func_params("follow_pte"), Some(vec![("vma".to_string(), String::new())]));
+    }
+
+    #[test]
+    fn a_blob_that_is_not_btf_is_a_one_line_error_naming_it() {
+        let err = KernelBtf::from_bytes(b"\x7fELF, not BTF", &[]).err().unwrap().to_string();
+        assert!(err.starts_with("vmlinux: not BTF: "), "{err}");
+        assert!(!err.contains('\n'));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Loading the eBPF object and attaching its programs where the probe table says, on the running
 //! kernel. The result says, per hook, what happened (for the `status` record and `doctor`).
+pub mod floor;
 pub mod kernel_version;
 pub mod layout;
 mod module_hooks;
+pub mod run_time;
 pub mod table;
 mod tracefs_kprobe;
 
@@ -18,11 +20,13 @@ use crate::{
     policy::ReleaseFunction,
     symbols::{KernelSymbols, LoadedModules},
 };
+use floor::ProgramSet;
 use kernel_version::KernelVersion;
 use layout::{KernelBtf, kernel_layout};
 use module_hooks::{
     BTF_MODULES, ModuleHook, armed_until_loaded, module_not_loaded, not_in_kallsyms, release_not_loaded, write_frame_vector_layout,
 };
+use run_time::{RunTime, RunTimeStats};
 use table::{Attach, ProbeRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -76,16 +80,24 @@ pub struct Attached {
     module_hooks: Vec<ModuleHook>,
     /// Whether the modules with BTF the hooks need were loaded at the last look.
     btf_modules_loaded: bool,
+    /// The kernel's run-time statistics, on for as long as this is held (`None`: refused).
+    run_time_stats: Option<RunTimeStats>,
 }
 
 impl Attached {
+    /// Per counter slot, the runs of its programs and the time spent in them since they were
+    /// loaded; `None` when the kernel keeps no run-time statistics.
+    pub fn run_times(&self) -> Option<Vec<RunTime>> {
+        self.run_time_stats.as_ref().map(|_| run_time::read(&self.ebpf))
+    }
+
     /// Per counter slot, the kernel symbols that slot's probes are attached to on this kernel
     /// (the decoder finds an event's caller outside them).
     pub fn symbols_by_slot(&self) -> Vec<Vec<String>> {
         let mut slots = vec![Vec::new(); HOOK_COUNT];
         for h in self.hooks.iter().filter(|h| h.state == HookState::Attached) {
-            if let Some(hook) = Hook::FIXED.iter().find(|k| k.name() == h.hook) {
-                slots[*hook as usize].push(h.symbol.clone());
+            if let Some(hook) = Hook::from_name(&h.hook) {
+                slots[hook as usize].push(h.symbol.clone());
             }
         }
         slots
@@ -143,7 +155,7 @@ impl KernelFacts {
 
 /// What attaching `row` would do on this kernel, before trying (absent symbol, module missing).
 fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
-    let Attach::Function { symbol, .. } = row.attach else { return None };
+    let Attach::Function { symbol, .. } = row.attach() else { return None };
     let status =
         |state, reason: String| Some(HookStatus { hook: row.hook.name().into(), symbol: symbol.into(), state, reason: Some(reason) });
     if let Some(module) = row.module
@@ -161,7 +173,7 @@ fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
 /// 5.10s have a static 6-argument `follow_pte` helper, not the exported lookup).
 fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
     let arity = row.arity?;
-    let symbol = row.attach.symbol();
+    let symbol = row.symbol;
     let params = btf.func_params(symbol)?;
     (params.len() != arity).then(|| HookStatus {
         hook: row.hook.name().into(),
@@ -192,7 +204,7 @@ pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<H
     for row in rows {
         statuses.push(precheck(facts, row).unwrap_or(HookStatus {
             hook: row.hook.name().into(),
-            symbol: row.attach.symbol().into(),
+            symbol: row.symbol.into(),
             state: HookState::Available,
             reason: None,
         }));
@@ -226,8 +238,14 @@ pub fn require_root() -> anyhow::Result<()> {
 }
 
 /// Loads the eBPF object with this kernel's layout and attaches every hook the table selects,
-/// plus one kprobe per policy release function.
-pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction], ring_buffer_bytes: u32) -> anyhow::Result<Attached> {
+/// plus one kprobe per policy release function; `programs` says whether the auditing programs or
+/// the benchmark's empty ones (`floor.rs`).
+pub fn load_and_attach(
+    facts: &KernelFacts,
+    release_functions: &[ReleaseFunction],
+    ring_buffer_bytes: u32,
+    programs: ProgramSet,
+) -> anyhow::Result<Attached> {
     require_root()?;
     if release_functions.len() > RELEASE_SLOTS {
         anyhow::bail!("the policy names {} release functions; at most {RELEASE_SLOTS} are supported", release_functions.len());
@@ -241,6 +259,8 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction
         .load(EBPF_OBJECT)
         .context("loading the eBPF object failed")?;
     write_frame_vector_layout(&mut ebpf, &btf, facts.version)?;
+    // On before the first attach, so every run is counted.
+    let run_time_stats = RunTimeStats::enable();
     let tracefs = tracefs_kprobe::tracefs_root();
     if let Some(tracefs) = &tracefs {
         tracefs_kprobe::remove_stale_events(tracefs);
@@ -252,21 +272,21 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction
         if let Some(status) = prototype_mismatch(&btf, row) {
             hooks.push(status);
         } else if follows_its_module(row) {
-            let mut hook = ModuleHook::row(row, hooks.len());
+            let mut hook = ModuleHook::row(row, programs.attach(row), hooks.len());
             hooks.push(hook.arm(&mut ebpf, &facts.symbols, facts.version, tracefs.as_deref()));
             module_hooks.push(hook);
         } else if let Some(status) = precheck(facts, row) {
             hooks.push(status);
         } else {
-            let (state, reason) = match attach_row(&mut ebpf, row) {
+            let (state, reason) = match attach_row(&mut ebpf, programs.attach(row)) {
                 Ok(()) => (HookState::Attached, None),
                 Err(e) => (HookState::Failed, Some(failure_reason(&e))),
             };
-            hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.attach.symbol().into(), state, reason });
+            hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.symbol.into(), state, reason });
         }
     }
     for (slot, release) in release_functions.iter().enumerate() {
-        let mut hook = ModuleHook::release(slot, release, hooks.len());
+        let mut hook = ModuleHook::release(programs.release(slot), release, hooks.len());
         hooks.push(hook.arm(&mut ebpf, &facts.symbols, facts.version, tracefs.as_deref()));
         module_hooks.push(hook);
     }
@@ -284,6 +304,7 @@ pub fn load_and_attach(facts: &KernelFacts, release_functions: &[ReleaseFunction
         counter_names,
         module_hooks,
         btf_modules_loaded: BTF_MODULES.iter().all(|m| facts.symbols.has_module(m)),
+        run_time_stats,
     })
 }
 
@@ -297,8 +318,8 @@ pub(crate) fn failure_reason(e: &anyhow::Error) -> String {
     }
 }
 
-fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
-    match row.attach {
+fn attach_row(ebpf: &mut Ebpf, attach: Attach) -> anyhow::Result<()> {
+    match attach {
         Attach::Function { symbol, entry, ret } => {
             // Return probe first: an entry without its return would leave per-thread state behind.
             if let Some(ret) = ret {
@@ -308,7 +329,9 @@ fn attach_row(ebpf: &mut Ebpf, row: &ProbeRow) -> anyhow::Result<()> {
         }
         Attach::Tracepoint { category, name, program } => {
             let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
-            prog.load().with_context(|| format!("verifier rejected {program}"))?;
+            if prog.fd().is_err() {
+                prog.load().with_context(|| format!("verifier rejected {program}"))?;
+            }
             prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
             Ok(())
         }
@@ -343,7 +366,7 @@ mod tests {
         let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded eBPF object parses");
         let mut named: Vec<&str> = Vec::new();
         for row in table::PROBES {
-            match row.attach {
+            match row.attach() {
                 Attach::Function { entry, ret, .. } => named.extend(std::iter::once(entry).chain(ret)),
                 Attach::Tracepoint { program, .. } => named.push(program),
             }
@@ -352,6 +375,31 @@ mod tests {
         named.extend(releases.iter().map(String::as_str));
         let missing: Vec<&&str> = named.iter().filter(|p| !object.programs.contains_key(**p)).collect();
         assert!(missing.is_empty(), "programs named by the probe table but not in the object: {missing:?}");
+    }
+
+    /// The floor's empty program must be of the type of the program it stands in for: a kprobe
+    /// costs what a kprobe costs, a kretprobe more.
+    #[test]
+    fn each_floor_program_is_of_the_type_of_the_auditing_program_it_replaces() {
+        let object = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded eBPF object parses");
+        let section =
+            |name: &str| object.programs.get(name).map(|p| format!("{:?}", p.section)).unwrap_or_else(|| format!("no program {name}"));
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for row in table::PROBES {
+            let (real, empty) = (ProgramSet::Auditing.attach(row), ProgramSet::Floor.attach(row));
+            match (real, empty) {
+                (Attach::Function { entry, ret, .. }, Attach::Function { entry: e, ret: r, .. }) => {
+                    pairs.push((entry.into(), e.into()));
+                    pairs.extend(ret.zip(r).map(|(a, b)| (a.into(), b.into())));
+                }
+                (Attach::Tracepoint { program, .. }, Attach::Tracepoint { program: p, .. }) => pairs.push((program.into(), p.into())),
+                _ => panic!("{}: the floor changed the attach mechanism", real.symbol()),
+            }
+        }
+        pairs.extend((0..RELEASE_SLOTS).map(|slot| (ProgramSet::Auditing.release(slot), ProgramSet::Floor.release(slot))));
+        for (real, empty) in pairs {
+            assert_eq!(section(&empty), section(&real), "{empty} stands in for {real}");
+        }
     }
 
     #[test]

@@ -32,14 +32,11 @@ pub const BTF_MODULES: &[&str] = &["videobuf2_common"];
 
 #[derive(Clone, Debug)]
 enum Target {
-    Row(&'static ProbeRow),
-    /// Policy release function `function`, served by program `release_{slot}`; `module` is its
-    /// holder's.
-    Release {
-        slot: usize,
-        function: String,
-        module: Option<String>,
-    },
+    /// A table row, with what it attaches in this run's program set.
+    Row(&'static ProbeRow, Attach),
+    /// Policy release function `function`, served by kprobe `program` (`release_{slot}`, or the
+    /// floor's empty one); `module` is its holder's.
+    Release { program: String, function: String, module: Option<String> },
 }
 
 /// A hook armed through tracefs on `module:function`.
@@ -66,12 +63,12 @@ pub struct ModuleHook {
 }
 
 impl ModuleHook {
-    pub fn row(row: &'static ProbeRow, status: usize) -> Self {
-        Self::new(Target::Row(row), status)
+    pub fn row(row: &'static ProbeRow, attach: Attach, status: usize) -> Self {
+        Self::new(Target::Row(row, attach), status)
     }
 
-    pub fn release(slot: usize, release: &ReleaseFunction, status: usize) -> Self {
-        Self::new(Target::Release { slot, function: release.name.clone(), module: release.module.clone() }, status)
+    pub fn release(program: String, release: &ReleaseFunction, status: usize) -> Self {
+        Self::new(Target::Release { program, function: release.name.clone(), module: release.module.clone() }, status)
     }
 
     fn new(target: Target, status: usize) -> Self {
@@ -80,14 +77,14 @@ impl ModuleHook {
 
     fn symbol(&self) -> &str {
         match &self.target {
-            Target::Row(row) => row.attach.symbol(),
+            Target::Row(row, _) => row.symbol,
             Target::Release { function, .. } => function,
         }
     }
 
     fn hook_name(&self) -> &'static str {
         match &self.target {
-            Target::Row(row) => row.hook.name(),
+            Target::Row(row, _) => row.hook.name(),
             Target::Release { .. } => "release",
         }
     }
@@ -98,7 +95,7 @@ impl ModuleHook {
         match symbols.module_of(self.symbol()) {
             Some(in_kallsyms) => in_kallsyms.map(str::to_string),
             None => match &self.target {
-                Target::Row(row) => row.module.map(str::to_string),
+                Target::Row(row, _) => row.module.map(str::to_string),
                 Target::Release { module, .. } => module.clone(),
             },
         }
@@ -184,7 +181,7 @@ impl ModuleHook {
     /// The status while the function is not in kallsyms.
     pub fn not_loaded_status(&self, symbols: &KernelSymbols, version: KernelVersion) -> HookStatus {
         match &self.target {
-            Target::Row(row) => match row.module {
+            Target::Row(row, _) => match row.module {
                 Some(module) if !symbols.has_module(module) => {
                     self.status(HookState::ModuleNotLoaded, Some(module_not_loaded(self.symbol(), module, version)))
                 }
@@ -206,13 +203,13 @@ impl ModuleHook {
     /// an entry without its return would leave per-thread state behind.
     fn programs(&self) -> anyhow::Result<Vec<(String, bool)>> {
         match &self.target {
-            Target::Row(row) => {
-                let Attach::Function { entry, ret, .. } = row.attach else {
-                    anyhow::bail!("{} is a tracepoint, not a module function", row.attach.symbol())
+            Target::Row(row, attach) => {
+                let Attach::Function { entry, ret, .. } = *attach else {
+                    anyhow::bail!("{} is a tracepoint, not a module function", row.symbol)
                 };
                 Ok(ret.map(|r| (r.to_string(), true)).into_iter().chain([(entry.to_string(), false)]).collect())
             }
-            Target::Release { slot, .. } => Ok(vec![(format!("release_{slot}"), false)]),
+            Target::Release { program, .. } => Ok(vec![(program.clone(), false)]),
         }
     }
 

@@ -6,7 +6,7 @@ use auditor_common::Hook;
 
 use super::kernel_version::KernelVersion;
 
-/// Where a probe attaches.
+/// Where a probe attaches: a row's symbol with its hook's programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Attach {
     /// kprobe (and optionally kretprobe) on a kernel function.
@@ -24,328 +24,244 @@ impl Attach {
     }
 }
 
+/// The eBPF programs of a hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Programs {
+    /// Entry kprobe, and the kretprobe when the hook reads the return value.
+    Kprobe { entry: &'static str, ret: Option<&'static str> },
+    /// A tracepoint of this category; the row's symbol is the tracepoint's name.
+    Tracepoint { category: &'static str, program: &'static str },
+}
+
+/// What a hook is for, as the daemon (refuses to start without the essential ones), `doctor`
+/// (says whether the machine can be audited) and the correlator (drops lookups that are not pins)
+/// use it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A raw PFN lookup: at least one must be attached, or no pin is ever seen. `nests`: the
+    /// hooked function's own raw lookups belong to it (`follow_pte()` inside `follow_pfn()` on
+    /// 6.1 is the `follow_pfn` lookup): a lookup whose caller is it is not a pin of its own.
+    RawLookup { nests: bool },
+    /// A revocation: `essential` ones must all be attached, or a revoked pin looks held-and-fine.
+    Revocation { essential: bool },
+    /// The frame-vector pin: its raw lookups are the pin it reports (nesting, as above).
+    FrameVector,
+    /// A function that looks PFNs up for the kernel's own bookkeeping: a lookup it makes is not
+    /// a pin (dropped in the kernel, and by the correlator for recordings that still have one).
+    KernelInternal,
+    /// Anything else the correlator needs (PFN maps, frame-vector puts, vma frees, exits).
+    Other,
+}
+
+impl Role {
+    /// The hooked function's own raw lookups belong to it.
+    pub fn owns_its_lookups(self) -> bool {
+        matches!(self, Role::RawLookup { nests: true } | Role::FrameVector | Role::KernelInternal)
+    }
+}
+
+/// What holds for a hook on every kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct HookFacts {
+    pub hook: Hook,
+    /// The programs its rows attach (a row may name another entry program).
+    pub programs: Programs,
+    pub role: Role,
+    /// Said by `doctor` when the running kernel has no row for it.
+    pub absent: &'static str,
+}
+
+const fn facts(hook: Hook, entry: &'static str, ret: Option<&'static str>, role: Role) -> HookFacts {
+    HookFacts { hook, programs: Programs::Kprobe { entry, ret }, role, absent: "" }
+}
+
+impl HookFacts {
+    const fn absent(mut self, why: &'static str) -> Self {
+        self.absent = why;
+        self
+    }
+}
+
+const RAW: Role = Role::RawLookup { nests: false };
+const NESTING_RAW: Role = Role::RawLookup { nests: true };
+const ESSENTIAL_REVOCATION: Role = Role::Revocation { essential: true };
+
+/// Every fixed hook once, in id order (tested).
+pub const HOOKS: &[HookFacts] = &[
+    facts(Hook::RemapPfnRange, "remap_pfn_range_entry", Some("remap_pfn_range_return"), Role::Other),
+    facts(Hook::FollowPfn, "follow_pfn_entry", Some("follow_pfn_return"), NESTING_RAW)
+        .absent("follow_pfn was removed in 6.10; follow_pte (6.10-6.11) or follow_pfnmap_start (6.12+) is hooked instead"),
+    facts(Hook::FollowPte, "follow_pte_entry", Some("follow_pte_return"), NESTING_RAW)
+        .absent("follow_pte was replaced by follow_pfnmap_start in 6.12, which is hooked instead"),
+    facts(Hook::FollowPfnmapStart, "follow_pfnmap_start_entry", Some("follow_pfnmap_start_return"), RAW)
+        .absent("follow_pfnmap_start appeared in 6.12; follow_pfn/follow_pte are hooked instead"),
+    facts(Hook::GetVaddrFrames, "get_vaddr_frames_entry", Some("get_vaddr_frames_return"), Role::FrameVector),
+    facts(Hook::PutVaddrFrames, "put_vaddr_frames_entry", None, Role::Other),
+    facts(Hook::UnmapMappingRange, "unmap_mapping_range_entry", Some("unmap_mapping_range_return"), ESSENTIAL_REVOCATION),
+    facts(Hook::UnmapMappingPages, "unmap_mapping_pages_entry", Some("unmap_mapping_pages_return"), Role::Revocation { essential: false }),
+    facts(Hook::ZapVmaPtes, "zap_vma_ptes_entry", Some("zap_vma_ptes_return"), ESSENTIAL_REVOCATION),
+    facts(Hook::UnmapPageRange, "unmap_page_range_entry", None, ESSENTIAL_REVOCATION),
+    facts(Hook::ExitMmap, "exit_mmap_entry", Some("exit_mmap_return"), ESSENTIAL_REVOCATION),
+    facts(Hook::VmAreaFree, "vm_area_free_entry", None, Role::Other),
+    HookFacts {
+        hook: Hook::TaskExit,
+        programs: Programs::Tracepoint { category: "sched", program: "sched_process_exit" },
+        role: Role::Other,
+        absent: "",
+    },
+    facts(Hook::KernelInternal, "kernel_internal_entry", Some("kernel_internal_return"), Role::KernelInternal),
+    facts(Hook::InsertPfn, "insert_pfn_entry", None, Role::Other),
+];
+
+/// A hook's facts (every fixed hook has them; `Release0` has none).
+pub fn facts_of(hook: Hook) -> Option<&'static HookFacts> {
+    HOOKS.iter().find(|f| f.hook == hook)
+}
+
 /// One row: a hook carried by one symbol over a kernel range.
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeRow {
     pub hook: Hook,
-    pub attach: Attach,
+    /// Kernel function (or tracepoint name) attached.
+    pub symbol: &'static str,
     /// First kernel with this symbol in this role.
     pub since: KernelVersion,
     /// Last kernel with it (inclusive); `None` = still present.
     pub until: Option<KernelVersion>,
     /// Kernel module that exports it in this range (`None` = vmlinux).
     pub module: Option<&'static str>,
-    /// Said by `doctor` when the running kernel is outside the range.
-    pub outside: &'static str,
     /// Number of parameters the program reads the function with, checked against the kernel's
     /// BTF where it has the function: a symbol of that name with another prototype is not hooked.
     pub arity: Option<usize>,
+    /// An entry program other than the hook's (a variant of the function with other arguments).
+    pub entry: Option<&'static str>,
 }
 
 const fn v(major: u32, minor: u32) -> KernelVersion {
     KernelVersion::new(major, minor)
 }
 
-const fn func(symbol: &'static str, entry: &'static str, ret: Option<&'static str>) -> Attach {
-    Attach::Function { symbol, entry, ret }
-}
-
 const ALWAYS: KernelVersion = v(5, 10);
 
-/// Roles of hooks, as the daemon (refuses to start without the essential ones), `doctor` (says
-/// whether the machine can be audited) and the correlator (drops nested lookups) use them.
-///
-/// Raw PFN lookups: at least one must be attached, or no pin is ever seen.
-pub const RAW_LOOKUP_HOOKS: &[Hook] = &[Hook::FollowPfn, Hook::FollowPte, Hook::FollowPfnmapStart];
-/// Revocations: every one must be attached, or a revoked pin looks held-and-fine.
-pub const REVOCATION_HOOKS: &[Hook] = &[Hook::UnmapMappingRange, Hook::ZapVmaPtes, Hook::UnmapPageRange, Hook::ExitMmap];
-/// Hooked functions whose own raw lookups belong to them: `follow_pte()` inside `follow_pfn()`
-/// (6.1) is the `follow_pfn` lookup, and `get_vaddr_frames()`'s lookups are the frame-vector pin
-/// it reports. A lookup whose caller is one of these is not a pin of its own.
-pub const NESTING_HOOKS: &[Hook] = &[Hook::FollowPfn, Hook::FollowPte, Hook::GetVaddrFrames];
+/// `hook` on `symbol`, on every kernel, in vmlinux, with the hook's programs.
+const fn row(hook: Hook, symbol: &'static str) -> ProbeRow {
+    ProbeRow { hook, symbol, since: ALWAYS, until: None, module: None, arity: None, entry: None }
+}
+
+impl ProbeRow {
+    const fn since(mut self, major: u32, minor: u32) -> Self {
+        self.since = v(major, minor);
+        self
+    }
+
+    const fn until(mut self, major: u32, minor: u32) -> Self {
+        self.until = Some(v(major, minor));
+        self
+    }
+
+    const fn module(mut self, module: &'static str) -> Self {
+        self.module = Some(module);
+        self
+    }
+
+    const fn arity(mut self, arity: usize) -> Self {
+        self.arity = Some(arity);
+        self
+    }
+
+    const fn entry(mut self, program: &'static str) -> Self {
+        self.entry = Some(program);
+        self
+    }
+
+    pub fn facts(&self) -> &'static HookFacts {
+        facts_of(self.hook).expect("every row's hook has facts (tested)")
+    }
+
+    /// The programs and the symbol, as attached.
+    pub fn attach(&self) -> Attach {
+        match self.facts().programs {
+            Programs::Kprobe { entry, ret } => Attach::Function { symbol: self.symbol, entry: self.entry.unwrap_or(entry), ret },
+            Programs::Tracepoint { category, program } => Attach::Tracepoint { category, name: self.symbol, program },
+        }
+    }
+}
 
 /// An essential hook that is not attached (or attachable): auditing would report nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MissingEssential {
-    /// None of [`RAW_LOOKUP_HOOKS`].
+    /// No [`Role::RawLookup`] hook.
     RawLookup,
-    /// This one of [`REVOCATION_HOOKS`].
+    /// This essential [`Role::Revocation`] hook.
     Revocation(Hook),
 }
 
 /// The first essential hook `usable` says no to.
 pub fn missing_essential(usable: impl Fn(Hook) -> bool) -> Option<MissingEssential> {
-    if !RAW_LOOKUP_HOOKS.iter().any(|h| usable(*h)) {
+    if !HOOKS.iter().any(|f| matches!(f.role, Role::RawLookup { .. }) && usable(f.hook)) {
         return Some(MissingEssential::RawLookup);
     }
-    REVOCATION_HOOKS.iter().find(|h| !usable(**h)).map(|h| MissingEssential::Revocation(*h))
+    HOOKS.iter().find(|f| f.role == ESSENTIAL_REVOCATION && !usable(f.hook)).map(|f| MissingEssential::Revocation(f.hook))
 }
 
+/// Whether a raw lookup made by kernel function `caller` belongs to a hooked function that owns
+/// its lookups ([`Role::owns_its_lookups`]) on any kernel of the table: then it is not a pin.
+/// `same` compares function names (compiler clones included).
+pub fn owns_its_lookups(caller: &str, same: impl Fn(&str, &str) -> bool) -> bool {
+    PROBES.iter().any(|r| r.facts().role.owns_its_lookups() && same(r.symbol, caller))
+}
+
+/// One row per symbol and kernel range; the hook's programs unless the row names its own entry.
 pub const PROBES: &[ProbeRow] = &[
-    ProbeRow {
-        hook: Hook::RemapPfnRange,
-        attach: func("remap_pfn_range", "remap_pfn_range_entry", Some("remap_pfn_range_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        // vm_iomap_memory() and io_remap_pfn_range() end in remap_pfn_range() on every kernel; on
-        // 6.1+ remap_pfn_range() wraps remap_pfn_range_internal()/_notrack(), whose callers
-        // outside remap_pfn_range() are kernel-internal.
-        outside: "",
-        arity: None,
-    },
+    // vm_iomap_memory() and io_remap_pfn_range() end in remap_pfn_range() on every kernel; on
+    // 6.1+ remap_pfn_range() wraps remap_pfn_range_internal()/_notrack(), whose callers outside
+    // remap_pfn_range() are kernel-internal.
+    row(Hook::RemapPfnRange, "remap_pfn_range"),
+    // 7.x drivers that describe their mapping in `mmap_prepare` (/dev/mem) ask for a PFN remap
+    // with mmap_action_remap(); the core performs it once the vma exists, in
+    // remap_pfn_range_complete(vma, action) (checked in forky's 7.2.12 BTF), reading
+    // action->remap.{start, start_pfn, size}. Absent before the mmap_prepare series.
+    row(Hook::RemapPfnRange, "remap_pfn_range_complete").entry("remap_pfn_range_complete_entry").arity(2),
     // PFN maps made at fault time (mm/memory.c, mm/huge_memory.c): the first insertion into a
     // VM_PFNMAP vma is recorded. Optional rows: the huge variants were `vmf_insert_pfn_pmd_prot()`
     // / `_pud_prot()` (5.8+, with inline `vmf_insert_pfn_pmd()` wrappers) and later plain
     // exported `vmf_insert_pfn_pmd()` / `_pud()`; whichever name the kernel has is attached, the
     // other is reported absent. A vma is recorded once, so a kernel with both costs nothing more.
-    ProbeRow {
-        hook: Hook::InsertPfn,
-        attach: func("vmf_insert_pfn_prot", "insert_pfn_entry", None),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::InsertPfn,
-        attach: func("vmf_insert_pfn_pmd_prot", "insert_pfn_pmd_entry", None),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::InsertPfn,
-        attach: func("vmf_insert_pfn_pmd", "insert_pfn_pmd_entry", None),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::InsertPfn,
-        attach: func("vmf_insert_pfn_pud_prot", "insert_pfn_pud_entry", None),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::InsertPfn,
-        attach: func("vmf_insert_pfn_pud", "insert_pfn_pud_entry", None),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::RemapPfnRange,
-        // 7.x drivers that describe their mapping in `mmap_prepare` (/dev/mem) ask for a PFN remap
-        // with mmap_action_remap(); the core performs it once the vma exists, in
-        // remap_pfn_range_complete(vma, action) (checked in forky's 7.2.12 BTF), reading
-        // action->remap.{start, start_pfn, size}. Absent before the mmap_prepare series.
-        attach: func("remap_pfn_range_complete", "remap_pfn_range_complete_entry", Some("remap_pfn_range_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: Some(2),
-    },
-    ProbeRow {
-        hook: Hook::FollowPfn,
-        attach: func("follow_pfn", "follow_pfn_entry", Some("follow_pfn_return")),
-        since: ALWAYS,
-        until: Some(v(6, 9)),
-        module: None,
-        outside: "follow_pfn was removed in 6.10; follow_pte (6.10-6.11) or follow_pfnmap_start (6.12+) is hooked instead",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::FollowPte,
-        // Exported with this 4-argument prototype from 5.12, and in 5.10 stable (Debian 5.10.0-32
-        // has it); older 5.10s have a static 6-argument helper: the loader checks the prototype
-        // in BTF before attaching.
-        attach: func("follow_pte", "follow_pte_entry", Some("follow_pte_return")),
-        since: ALWAYS,
-        until: Some(v(6, 11)),
-        module: None,
-        outside: "follow_pte was replaced by follow_pfnmap_start in 6.12, which is hooked instead",
-        arity: Some(4),
-    },
-    ProbeRow {
-        hook: Hook::FollowPfnmapStart,
-        attach: func("follow_pfnmap_start", "follow_pfnmap_start_entry", Some("follow_pfnmap_start_return")),
-        since: v(6, 12),
-        until: None,
-        module: None,
-        outside: "follow_pfnmap_start appeared in 6.12; follow_pfn/follow_pte are hooked instead",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::GetVaddrFrames,
-        attach: func("get_vaddr_frames", "get_vaddr_frames_entry", Some("get_vaddr_frames_return")),
-        since: ALWAYS,
-        until: Some(v(5, 11)),
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::GetVaddrFrames,
-        attach: func("get_vaddr_frames", "get_vaddr_frames_entry", Some("get_vaddr_frames_return")),
-        since: v(5, 12),
-        until: None,
-        module: Some("videobuf2_common"),
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::PutVaddrFrames,
-        attach: func("put_vaddr_frames", "put_vaddr_frames_entry", None),
-        since: ALWAYS,
-        until: Some(v(5, 11)),
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::PutVaddrFrames,
-        attach: func("put_vaddr_frames", "put_vaddr_frames_entry", None),
-        since: v(5, 12),
-        until: None,
-        module: Some("videobuf2_common"),
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::UnmapMappingRange,
-        attach: func("unmap_mapping_range", "unmap_mapping_range_entry", Some("unmap_mapping_range_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::UnmapMappingPages,
-        attach: func("unmap_mapping_pages", "unmap_mapping_pages_entry", Some("unmap_mapping_pages_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::ZapVmaPtes,
-        attach: func("zap_vma_ptes", "zap_vma_ptes_entry", Some("zap_vma_ptes_return")),
-        since: ALWAYS,
-        until: Some(v(7, 0)),
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::ZapVmaPtes,
-        // 7.1 renamed zap_vma_ptes(vma, address, size) to this, same arguments.
-        attach: func("zap_special_vma_range", "zap_vma_ptes_entry", Some("zap_vma_ptes_return")),
-        since: v(7, 1),
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::UnmapPageRange,
-        // Global (the OOM reaper calls it) and under every munmap/mremap/MAP_FIXED/exit teardown.
-        attach: func("unmap_page_range", "unmap_page_range_entry", None),
-        since: ALWAYS,
-        until: Some(v(7, 0)),
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::UnmapPageRange,
-        // 7.1 inlined unmap_page_range() into __zap_vma_range(tlb, vma, start, end, details) (the
-        // former unmap_single_vma()), same arguments, under every teardown and revocation.
-        attach: func("__zap_vma_range", "unmap_page_range_entry", None),
-        since: v(7, 1),
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::ExitMmap,
-        attach: func("exit_mmap", "exit_mmap_entry", Some("exit_mmap_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::VmAreaFree,
-        attach: func("vm_area_free", "vm_area_free_entry", None),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::TaskExit,
-        attach: Attach::Tracepoint { category: "sched", name: "sched_process_exit", program: "sched_process_exit" },
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    // Kernel-internal PFN users: lookups nested in them are bookkeeping, not pins. Any of them
-    // may be missing (no PAT, renamed); the rows are optional.
-    ProbeRow {
-        hook: Hook::KernelInternal,
-        attach: func("untrack_pfn", "kernel_internal_entry", Some("kernel_internal_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::KernelInternal,
-        attach: func("track_pfn_copy", "kernel_internal_entry", Some("kernel_internal_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::KernelInternal,
-        attach: func("follow_phys", "kernel_internal_entry", Some("kernel_internal_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
-    ProbeRow {
-        hook: Hook::KernelInternal,
-        attach: func("generic_access_phys", "kernel_internal_entry", Some("kernel_internal_return")),
-        since: ALWAYS,
-        until: None,
-        module: None,
-        outside: "",
-        arity: None,
-    },
+    row(Hook::InsertPfn, "vmf_insert_pfn_prot"),
+    row(Hook::InsertPfn, "vmf_insert_pfn_pmd_prot").entry("insert_pfn_pmd_entry"),
+    row(Hook::InsertPfn, "vmf_insert_pfn_pmd").entry("insert_pfn_pmd_entry"),
+    row(Hook::InsertPfn, "vmf_insert_pfn_pud_prot").entry("insert_pfn_pud_entry"),
+    row(Hook::InsertPfn, "vmf_insert_pfn_pud").entry("insert_pfn_pud_entry"),
+    row(Hook::FollowPfn, "follow_pfn").until(6, 9),
+    // Exported with this 4-argument prototype from 5.12, and in 5.10 stable (Debian 5.10.0-32
+    // has it); older 5.10s have a static 6-argument helper: the loader checks the prototype in
+    // BTF before attaching.
+    row(Hook::FollowPte, "follow_pte").until(6, 11).arity(4),
+    row(Hook::FollowPfnmapStart, "follow_pfnmap_start").since(6, 12),
+    row(Hook::GetVaddrFrames, "get_vaddr_frames").until(5, 11),
+    row(Hook::GetVaddrFrames, "get_vaddr_frames").since(5, 12).module("videobuf2_common"),
+    row(Hook::PutVaddrFrames, "put_vaddr_frames").until(5, 11),
+    row(Hook::PutVaddrFrames, "put_vaddr_frames").since(5, 12).module("videobuf2_common"),
+    row(Hook::UnmapMappingRange, "unmap_mapping_range"),
+    row(Hook::UnmapMappingPages, "unmap_mapping_pages"),
+    row(Hook::ZapVmaPtes, "zap_vma_ptes").until(7, 0),
+    // 7.1 renamed zap_vma_ptes(vma, address, size) to this, same arguments.
+    row(Hook::ZapVmaPtes, "zap_special_vma_range").since(7, 1),
+    // Global (the OOM reaper calls it) and under every munmap/mremap/MAP_FIXED/exit teardown.
+    row(Hook::UnmapPageRange, "unmap_page_range").until(7, 0),
+    // 7.1 inlined unmap_page_range() into __zap_vma_range(tlb, vma, start, end, details) (the
+    // former unmap_single_vma()), same arguments, under every teardown and revocation.
+    row(Hook::UnmapPageRange, "__zap_vma_range").since(7, 1),
+    row(Hook::ExitMmap, "exit_mmap"),
+    row(Hook::VmAreaFree, "vm_area_free"),
+    row(Hook::TaskExit, "sched_process_exit"),
+    // Kernel-internal PFN users (x86 PAT in arch/x86/mm/pat/memtype.c, ptrace's access to
+    // /dev/mem-like maps in mm/memory.c): lookups nested in them are bookkeeping, not pins. Any
+    // of them may be missing (no PAT, renamed); the rows are optional.
+    row(Hook::KernelInternal, "untrack_pfn"),
+    row(Hook::KernelInternal, "track_pfn_copy"),
+    row(Hook::KernelInternal, "follow_phys"),
+    row(Hook::KernelInternal, "generic_access_phys"),
 ];
 
 /// Why a hook has no row for this kernel.
@@ -357,13 +273,14 @@ pub struct OutOfRange {
 
 /// The rows that apply to `kernel`, and the hooks that have none (with the table's reason).
 pub fn select(kernel: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<OutOfRange>) {
+    let table = PROBES;
     let in_range = |row: &ProbeRow| row.since <= kernel && row.until.is_none_or(|until| kernel <= until);
-    let chosen: Vec<&ProbeRow> = PROBES.iter().filter(|row| in_range(row)).collect();
+    let chosen: Vec<&ProbeRow> = table.iter().filter(|row| in_range(row)).collect();
     let mut missing: Vec<OutOfRange> = Vec::new();
-    for row in PROBES {
+    for row in table {
         let covered = chosen.iter().any(|c| c.hook == row.hook);
         if !covered && !missing.iter().any(|m| m.hook == row.hook) {
-            missing.push(OutOfRange { hook: row.hook, reason: row.outside });
+            missing.push(OutOfRange { hook: row.hook, reason: row.facts().absent });
         }
     }
     (chosen, missing)
@@ -407,10 +324,10 @@ mod tests {
     fn pfn_maps_made_at_fault_time_and_by_mmap_prepare_are_hooked_on_every_kernel() {
         for kernel in [v(5, 10), v(6, 1), v(6, 12), v(7, 2)] {
             let (rows, _) = select(kernel);
-            let symbols: Vec<&str> = rows.iter().filter(|r| r.hook == Hook::InsertPfn).map(|r| r.attach.symbol()).collect();
+            let symbols: Vec<&str> = rows.iter().filter(|r| r.hook == Hook::InsertPfn).map(|r| r.symbol).collect();
             assert!(symbols.contains(&"vmf_insert_pfn_prot"), "{kernel}: {symbols:?}");
             assert!(symbols.iter().any(|s| s.starts_with("vmf_insert_pfn_pmd")), "{kernel}: {symbols:?}");
-            let complete = rows.iter().find(|r| r.attach.symbol() == "remap_pfn_range_complete").expect("mmap_prepare row");
+            let complete = rows.iter().find(|r| r.symbol == "remap_pfn_range_complete").expect("mmap_prepare row");
             assert_eq!((complete.hook, complete.arity), (Hook::RemapPfnRange, Some(2)));
         }
     }
@@ -419,13 +336,34 @@ mod tests {
     fn essential_hooks_are_one_raw_lookup_and_every_revocation() {
         assert_eq!(missing_essential(|_| true), None);
         assert_eq!(missing_essential(|h| h != Hook::ZapVmaPtes), Some(MissingEssential::Revocation(Hook::ZapVmaPtes)));
-        assert_eq!(missing_essential(|h| !RAW_LOOKUP_HOOKS.contains(&h)), Some(MissingEssential::RawLookup));
+        let raw_lookup = [Hook::FollowPfn, Hook::FollowPte, Hook::FollowPfnmapStart];
+        assert_eq!(missing_essential(|h| !raw_lookup.contains(&h)), Some(MissingEssential::RawLookup));
+        assert_eq!(missing_essential(|h| h != Hook::UnmapMappingPages), None, "unmap_mapping_pages is not essential");
         assert_eq!(missing_essential(|h| h != Hook::FollowPfn), None, "one raw lookup hook is enough");
     }
 
     #[test]
+    fn every_fixed_hook_has_its_facts_once_in_id_order() {
+        assert_eq!(HOOKS.iter().map(|f| f.hook).collect::<Vec<_>>(), Hook::FIXED);
+        assert!(facts_of(Hook::Release0).is_none());
+    }
+
+    /// The correlator's rule: lookups made by a hooked function that owns them are not pins,
+    /// on every kernel and in compiler clones.
+    #[test]
+    fn nesting_and_kernel_internal_callers_own_their_lookups() {
+        let same = |a: &str, b: &str| crate::policy::same_function(a, b);
+        for caller in ["follow_pfn", "follow_pte", "get_vaddr_frames", "untrack_pfn", "generic_access_phys.isra.0", "track_pfn_copy"] {
+            assert!(owns_its_lookups(caller, same), "{caller}");
+        }
+        for caller in ["follow_pfnmap_start", "vaddr_get_pfns", "hva_to_pfn_remapped", "zap_vma_ptes"] {
+            assert!(!owns_its_lookups(caller, same), "{caller}");
+        }
+    }
+
+    #[test]
     fn kernel_7_1_renames_are_followed() {
-        let symbol = |kernel, hook| select(kernel).0.iter().find(|r| r.hook == hook).map(|r| r.attach.symbol());
+        let symbol = |kernel, hook| select(kernel).0.iter().find(|r| r.hook == hook).map(|r| r.symbol);
         assert_eq!(symbol(v(7, 0), Hook::ZapVmaPtes), Some("zap_vma_ptes"));
         assert_eq!(symbol(v(7, 1), Hook::ZapVmaPtes), Some("zap_special_vma_range"));
         assert_eq!(symbol(v(7, 0), Hook::UnmapPageRange), Some("unmap_page_range"));

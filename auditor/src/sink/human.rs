@@ -6,7 +6,7 @@ use std::io::Write as _;
 
 use crate::{
     correlate::Finding,
-    event::Frame,
+    event::{Frame, HookRef},
     pipeline::Sink,
     probes::HookState,
     record::{HookChange, LossReason, Lost, RunSummary, Status},
@@ -90,7 +90,7 @@ pub fn render(f: &Finding) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}[{}] {}", f.severity.name().to_uppercase(), f.kind.name(), f.message);
     let p = &f.pin;
-    let _ = writeln!(out, "  holder    {} in {}[{}]", p.holder, p.task.comm, p.task.tgid);
+    let _ = writeln!(out, "  holder    {}{} in {}[{}]", p.holder, at(p.holder.source()), p.task.comm, p.task.tgid);
     if let Some(v) = &p.vma {
         let _ = writeln!(
             out,
@@ -106,14 +106,15 @@ pub fn render(f: &Finding) -> String {
     }
     let pfns: Vec<String> =
         p.pfns.iter().map(|r| if r.count == 1 { format!("{:#x}", r.first) } else { format!("{:#x}+{}", r.first, r.count) }).collect();
-    let _ = writeln!(out, "  pin       {} via {}: {} page(s) at {:#x}, pfn {}", source(f), p.hook, p.pages, p.start.0, pfns.join(", "));
+    let via = hook_label(&p.hook, p.symbol.as_deref());
+    let _ = writeln!(out, "  pin       {} via {via}: {} page(s) at {:#x}, pfn {}", source(f), p.pages, p.start.0, pfns.join(", "));
     let _ = writeln!(out, "  release   {}", p.release);
     if let Some(r) = &f.revocation {
         let caller = r.caller.as_ref().map(Frame::to_string).unwrap_or_else(|| "?".into());
         let _ = writeln!(
             out,
             "  revoked   {} from {} in {}[{}], {:.3} ms after the pin",
-            r.hook,
+            hook_label(&r.hook, r.symbol.as_deref()),
             caller,
             r.task.comm,
             r.task.tgid,
@@ -122,15 +123,44 @@ pub fn render(f: &Finding) -> String {
     }
     let _ = writeln!(out, "  pinned at");
     for frame in p.stack.iter().take(STACK_LINES) {
-        let _ = writeln!(out, "    {frame}");
+        let _ = writeln!(out, "    {frame}{}", at(frame.source()));
     }
     let _ = writeln!(out, "  fingerprint {}", f.fingerprint);
     out
+}
+
+/// ` at file:line` after a frame, when its source line is known.
+fn at(source: Option<String>) -> String {
+    source.map(|s| format!(" at {s}")).unwrap_or_default()
 }
 
 fn source(f: &Finding) -> &'static str {
     match f.pin.source {
         crate::correlate::PinSource::RawLookup => "raw lookup",
         crate::correlate::PinSource::FrameVector => "frame vector",
+    }
+}
+
+/// A hook with the symbol it was attached to when that has another name:
+/// `zap_vma_ptes (zap_special_vma_range)` on 7.1+.
+fn hook_label(hook: &HookRef, symbol: Option<&str>) -> String {
+    match symbol {
+        Some(symbol) if symbol != hook.name() => format!("{hook} ({symbol})"),
+        _ => hook.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use auditor_common::Hook;
+
+    use super::*;
+
+    #[test]
+    fn a_hook_attached_to_a_renamed_function_names_both() {
+        let zap = HookRef::Table(Hook::ZapVmaPtes);
+        assert_eq!(hook_label(&zap, Some("zap_special_vma_range")), "zap_vma_ptes (zap_special_vma_range)");
+        assert_eq!(hook_label(&zap, Some("zap_vma_ptes")), "zap_vma_ptes");
+        assert_eq!(hook_label(&zap, None), "zap_vma_ptes", "a recording without symbols");
     }
 }

@@ -1,8 +1,15 @@
-//! `--metrics ADDR`: the run's events, findings and losses counted into the Prometheus registry
-//! that `crate::metrics` serves (the kernel's per-hook counters are set by the session).
+//! `--metrics`: the run's events, findings and losses counted into the Prometheus registry that
+//! `crate::metrics` serves, and the correlator's levels (the kernel's per-hook counters are set by
+//! the session).
 use std::sync::Arc;
 
-use crate::{correlate::Finding, event::Event, metrics::Metrics, pipeline::Sink, record::Lost};
+use crate::{
+    correlate::Finding,
+    event::Event,
+    metrics::Metrics,
+    pipeline::{Levels, Sink},
+    record::Lost,
+};
 
 pub struct MetricsSink(pub Arc<Metrics>);
 
@@ -23,6 +30,11 @@ impl Sink for MetricsSink {
 
     fn lost(&mut self, lost: &Lost) -> std::io::Result<()> {
         self.0.lost(lost);
+        Ok(())
+    }
+
+    fn levels(&mut self, levels: &Levels) -> std::io::Result<()> {
+        self.0.set_levels(levels);
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ pub mod human;
 pub mod junit;
 pub mod metrics;
 pub mod ndjson;
+pub mod output_file;
 pub mod sarif;
 
 use std::{
@@ -27,6 +28,24 @@ use std::{
 /// the check and the write. A refusal is an `io::Error` whose text says why; the caller names the
 /// output (exit code 5).
 pub fn open_output(path: &Path) -> std::io::Result<File> {
+    open_checked(path, Existing::Truncate)
+}
+
+/// [`open_output`]'s rule, but an existing regular file of the running user is appended to, not
+/// truncated: how an output is reopened on SIGHUP, when whoever sent it may or may not have moved
+/// the file away (records already in it are kept).
+pub fn reopen_output(path: &Path) -> std::io::Result<File> {
+    open_checked(path, Existing::Append)
+}
+
+/// What [`open_checked`] does to an existing regular file of the running user.
+#[derive(Clone, Copy, PartialEq)]
+enum Existing {
+    Truncate,
+    Append,
+}
+
+fn open_checked(path: &Path, existing: Existing) -> std::io::Result<File> {
     // Before opening too: opening a FIFO for writing blocks until someone reads it, and a FIFO
     // planted by another user must not hold the run up.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -34,6 +53,7 @@ pub fn open_output(path: &Path) -> std::io::Result<File> {
     }
     let file = std::fs::OpenOptions::new()
         .write(true)
+        .append(existing == Existing::Append)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
@@ -44,7 +64,7 @@ pub fn open_output(path: &Path) -> std::io::Result<File> {
         })?;
     let meta = file.metadata()?;
     refuse_foreign(&meta)?;
-    if meta.file_type().is_file() {
+    if meta.file_type().is_file() && existing == Existing::Truncate {
         file.set_len(0)?;
     }
     Ok(file)
@@ -143,6 +163,19 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
         std::os::unix::fs::chown(&fifo, Some(65534), Some(65534)).unwrap();
         assert!(open_output(&fifo).unwrap_err().to_string().starts_with("refusing to write to a file owned by uid 65534"));
+    }
+
+    #[test]
+    fn a_reopened_output_keeps_what_is_in_it_and_follows_the_same_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ndjson");
+        std::fs::write(&path, "{\"a\":1}\n").unwrap();
+        let mut file = reopen_output(&path).unwrap();
+        file.write_all(b"{\"b\":2}\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n{\"b\":2}\n");
+        let link = dir.path().join("link.ndjson");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(reopen_output(&link).unwrap_err().to_string(), "refusing to write through a symbolic link");
     }
 
     #[test]

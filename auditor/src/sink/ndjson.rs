@@ -1,7 +1,8 @@
 //! One JSON object a line. Flushed per finding, per status, hook and loss record, and at the end
 //! (then synced when it is a file), so a dashboard tailing the file sees findings live; raw events
-//! are buffered between those.
-use std::io::Write;
+//! are buffered between those. Each line goes to its [`Destination`] whole, so a rotated or
+//! reopened file never splits one.
+use super::output_file::Destination;
 
 use crate::{
     correlate::Finding,
@@ -19,24 +20,18 @@ pub enum NdjsonRecords {
     Findings,
 }
 
-pub struct NdjsonSink<W: Write> {
+pub struct NdjsonSink<W: Destination> {
     out: W,
     name: String,
     records: NdjsonRecords,
-    /// Synced at the end (a file; not stdout or a pipe).
-    sync: Option<std::fs::File>,
+    /// The line being written, reused.
+    line: Vec<u8>,
 }
 
-impl<W: Write> NdjsonSink<W> {
+impl<W: Destination> NdjsonSink<W> {
     /// `name` says where the records go, for error messages ("stdout", a path).
     pub fn new(out: W, name: &str, records: NdjsonRecords) -> Self {
-        Self { out, name: name.to_string(), records, sync: None }
-    }
-
-    /// Also `fsync` this file at the end of the run.
-    pub fn sync_at_end(mut self, file: std::fs::File) -> Self {
-        self.sync = Some(file);
-        self
+        Self { out, name: name.to_string(), records, line: Vec::with_capacity(1024) }
     }
 
     fn all(&self) -> bool {
@@ -44,8 +39,10 @@ impl<W: Write> NdjsonSink<W> {
     }
 
     pub fn write(&mut self, record: &Record) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, record)?;
-        self.out.write_all(b"\n")
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record)?;
+        self.line.push(b'\n');
+        self.out.write_record(&self.line)
     }
 
     fn write_flushed(&mut self, record: &Record) -> std::io::Result<()> {
@@ -58,7 +55,7 @@ impl<W: Write> NdjsonSink<W> {
     }
 }
 
-impl<W: Write> Sink for NdjsonSink<W> {
+impl<W: Destination> Sink for NdjsonSink<W> {
     fn name(&self) -> String {
         format!("NDJSON output {}", self.name)
     }
@@ -87,16 +84,18 @@ impl<W: Write> Sink for NdjsonSink<W> {
         if self.all() {
             self.write(&Record::Summary(summary.clone()))?;
         }
-        self.out.flush()?;
-        match &self.sync {
-            Some(file) => file.sync_all(),
-            None => Ok(()),
-        }
+        self.out.sync()
+    }
+
+    fn reopen(&mut self) -> std::io::Result<()> {
+        self.out.reopen()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
     use crate::correlate::{
         Correlator,
@@ -110,6 +109,8 @@ mod tests {
         flushes: usize,
         full: bool,
     }
+
+    impl Destination for &mut Disk {}
 
     impl Write for &mut Disk {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

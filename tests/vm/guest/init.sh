@@ -19,7 +19,10 @@
 #   gate-full  `gate` with its NDJSON output on /dev/full (every write fails with ENOSPC): the
 #              gate must stop, name the output and exit with its own code
 #   run-full   `run --output /dev/full --duration 30`: the same for the daemon (no program runs)
-#   bench      the scenario bare and with the auditor attached, three times each (timing only)
+#   metrics    `run --metrics 0.0.0.0:9477` on the user network's NIC, the program run in a loop
+#              until the host (Prometheus, xtask/src/prometheus.rs) is done scraping
+#   bench      the scenario bare, under `run --probe-floor` and with the auditor attached, three
+#              times each (timing only)
 
 export PATH=/bin
 mount -t proc proc /proc
@@ -92,6 +95,9 @@ unload_modules() {
 
 POLICY=""
 [ -f /policy.toml ] && POLICY="--policy /policy.toml"
+# The test module as built (with debug info): holders get their file:line. Debian's modules there
+# are stripped, so theirs fall back to func+off [module].
+POLICY="$POLICY --module-debug-dir /modules"
 HAVE_AUDITOR=0
 [ -x /bin/pfn-auditor ] && HAVE_AUDITOR=1
 
@@ -197,25 +203,84 @@ run_full() { # name
     send "$name" stderr $status "/out/$name.stderr"
 }
 
-# Three runs each way, appended to one file: the host keeps the fastest (TCG timing is noisy).
-run_bench() { # name program args...
+# The daemon scraped by Prometheus on the host: QEMU forwards host ports to 10.0.2.15:9477 (the
+# metrics) and :9478, which the host connects to when it is done. The program runs in a loop until
+# then (or 240 s), so the counters move while they are scraped.
+run_metrics() { # name program args...
     name=$1
     shift
-    echo "PFNAUDIT-BENCH $name: $*"
+    echo "PFNAUDIT-SCENARIO $name (metrics): $*"
+    ifname=""
+    for dev in /sys/class/net/*; do
+        [ "$(basename "$(readlink $dev/device/driver)")" = virtio_net ] && ifname=${dev##*/}
+    done
+    [ -n "$ifname" ] && ip link set "$ifname" up && ip addr add 10.0.2.15/24 dev "$ifname" ||
+        echo "PFNAUDIT-ERROR $name: no virtio NIC for the metrics network"
+    scenario_status=0
+    if start_auditor "$name" --events --metrics 0.0.0.0:9477; then
+        nc -l -p 9478 < /dev/null > /dev/null 2>&1 &
+        release=$!
+        echo "PFNAUDIT-METRICS-READY $name"
+        end=$(($(date +%s) + 240))
+        while kill -0 $release 2>/dev/null && [ "$(date +%s)" -lt $end ]; do
+            "$@" < /dev/null >> "/out/$name.scenario" 2>&1 || scenario_status=$?
+        done
+        kill $release 2>/dev/null
+        stop_auditor
+    else
+        kill -KILL $AUDITOR 2>/dev/null
+        AUDITOR_STATUS=not-ready
+    fi
+    echo "PFNAUDIT-SCENARIO-END $name scenario=$scenario_status auditor=$AUDITOR_STATUS"
+    send "$name" scenario $scenario_status "/out/$name.scenario"
+    send "$name" ndjson "$AUDITOR_STATUS" "/out/$name.ndjson"
+    send "$name" stderr "$AUDITOR_STATUS" "/out/$name.stderr"
+}
+
+# Three runs each way, appended to one file per way: bare, under `pfn-auditor run --probe-floor`
+# (empty programs on the same hooks: what the probes alone cost) and with the auditor attached.
+run_bench() { # name program args...
+    # Not $name: start_auditor sets it.
+    bench=$1
+    shift
+    echo "PFNAUDIT-BENCH $bench: $*"
+    # Every run gets the same address-space layout: where mappings land changes what mmap costs.
+    echo 0 > /proc/sys/kernel/randomize_va_space
+    bench_runs "$bench" bare "$@"
+    [ $HAVE_AUDITOR = 1 ] || return 0
+    for way in floor attached; do
+        floor=""
+        [ $way = floor ] && floor=--probe-floor
+        if start_auditor "$bench-$way" $floor; then
+            before=$(cpu_ticks $AUDITOR)
+            bench_runs "$bench" $way "$@"
+            # The daemon's share of the single vCPU during the runs.
+            echo "cpu_ticks=$(($(cpu_ticks $AUDITOR) - before))" > "/out/$bench-$way.daemon"
+            send "$bench" "$way-daemon" 0 "/out/$bench-$way.daemon"
+            stop_auditor
+        else
+            kill -KILL $AUDITOR 2>/dev/null
+            wait $AUDITOR
+            AUDITOR_STATUS=not-ready
+        fi
+        send "$bench" "$way-stderr" "$AUDITOR_STATUS" "/out/$bench-$way.stderr"
+    done
+}
+
+cpu_ticks() { # pid: user + system time of the process so far, in USER_HZ (100 on x86) ticks
+    set -- $(cat /proc/$1/stat)
+    echo $((${14} + ${15}))
+}
+
+bench_runs() { # bench way program args... (own variable names: sh variables are global)
+    runs_of=$1
+    runs_way=$2
+    shift 2
     status=0
     for i in 1 2 3; do
-        "$@" < /dev/null >> "/out/$name.bare" 2>&1 || status=$?
+        "$@" < /dev/null >> "/out/$runs_of.$runs_way" 2>&1 || status=$?
     done
-    send "$name" bare $status "/out/$name.bare"
-    if [ $HAVE_AUDITOR = 1 ] && start_auditor "$name"; then
-        status=0
-        for i in 1 2 3; do
-            "$@" < /dev/null >> "/out/$name.attached" 2>&1 || status=$?
-        done
-        stop_auditor
-        send "$name" attached $status "/out/$name.attached"
-        send "$name" stderr "$AUDITOR_STATUS" "/out/$name.stderr"
-    fi
+    send "$runs_of" "$runs_way" $status "/out/$runs_of.$runs_way"
 }
 
 while read -r name mode args; do
@@ -226,6 +291,7 @@ while read -r name mode args; do
         gate-late) [ $HAVE_AUDITOR = 1 ] && unload_modules && run_gate "$name" /tmp/load-modules-and-run $args ;;
         gate-full) [ $HAVE_AUDITOR = 1 ] && GATE_OUTPUT=/dev/full && run_gate "$name" $args; GATE_OUTPUT= ;;
         run-full) [ $HAVE_AUDITOR = 1 ] && run_full "$name" ;;
+        metrics) [ $HAVE_AUDITOR = 1 ] && run_metrics "$name" $args ;;
         *) run_scenario "$name" "$mode" $args ;;
     esac
 done < /plan

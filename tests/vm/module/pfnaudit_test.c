@@ -123,6 +123,56 @@ static __always_inline int raw_lookup(struct mm_struct *mm, struct vm_area_struc
 #endif
 }
 
+/*
+ * A storm of distinct kernel stacks (the stack-storm scenario): lookup number @n of ordinary memory
+ * (the process's stack vma: never a pin) is made STORM_DEPTH calls deep through pfnaudit_storm_a()
+ * and pfnaudit_storm_b(), chosen by the bits of @n, so each lookup has a stack of its own. The two
+ * count their calls in different variables so that the compiler cannot fold them into one.
+ */
+#define STORM_DEPTH 18
+static unsigned long storm_calls_a, storm_calls_b;
+noinline int pfnaudit_storm_a(struct mm_struct *mm, struct vm_area_struct *vma, unsigned long n, int depth);
+noinline int pfnaudit_storm_b(struct mm_struct *mm, struct vm_area_struct *vma, unsigned long n, int depth);
+
+static __always_inline int storm_step(struct mm_struct *mm, struct vm_area_struct *vma, unsigned long n, int depth)
+{
+	unsigned long pfn;
+	int ret;
+
+	if (!depth)
+		return raw_lookup(mm, vma, vma->vm_start, false, &pfn);
+	if (n & 1)
+		ret = pfnaudit_storm_a(mm, vma, n >> 1, depth - 1);
+	else
+		ret = pfnaudit_storm_b(mm, vma, n >> 1, depth - 1);
+	barrier(); /* not a tail call: this frame stays on the stack */
+	return ret;
+}
+
+noinline int pfnaudit_storm_a(struct mm_struct *mm, struct vm_area_struct *vma, unsigned long n, int depth)
+{
+	WRITE_ONCE(storm_calls_a, storm_calls_a + 1);
+	return storm_step(mm, vma, n, depth);
+}
+
+noinline int pfnaudit_storm_b(struct mm_struct *mm, struct vm_area_struct *vma, unsigned long n, int depth)
+{
+	WRITE_ONCE(storm_calls_b, storm_calls_b + 1);
+	return storm_step(mm, vma, n, depth);
+}
+
+/* @count storm lookups numbered from @first (distinct numbers: distinct stacks). */
+static void storm(struct mm_struct *mm, unsigned long first, unsigned int count)
+{
+	struct vm_area_struct *vma = find_vma(mm, mm->start_stack);
+	unsigned int i;
+
+	if (!vma || vma->vm_start > mm->start_stack || (vma->vm_flags & (VM_IO | VM_PFNMAP)))
+		return;
+	for (i = 0; i < count; i++)
+		pfnaudit_storm_a(mm, vma, first + i, STORM_DEPTH);
+}
+
 /* Looks up each page and appends its PFN to @kept; returns pages done or -errno. */
 #define LOOKUP_PAGES(req, kept, nkept)                                                        \
 	({                                                                                     \
@@ -145,6 +195,8 @@ static __always_inline int raw_lookup(struct mm_struct *mm, struct vm_area_struc
 				break;                                                         \
 			}                                                                      \
 			(kept)[(nkept)++] = pfn;                                               \
+			if ((req)->storm)                                                      \
+				storm(mm, done * (req)->storm, (req)->storm);                  \
 			done++;                                                                \
 		}                                                                              \
 		mmap_read_unlock(mm);                                                          \

@@ -13,7 +13,8 @@ struct pfnaudit_req {
 	__u64 addr;		/* user address (page aligned) */
 	__u64 npages;		/* pages from addr */
 	__u32 use_follow_pte;	/* PIN_TRACKED: look up with follow_pte() (5.10..6.11) */
-	__u32 pad;
+	__u32 storm;		/* PIN_TRACKED: after each page, this many lookups of ordinary
+				 * memory (never pins), each from a kernel stack of its own */
 	__s64 result;		/* out: pages handled, or -errno */
 };
 

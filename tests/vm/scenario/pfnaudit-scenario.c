@@ -249,6 +249,35 @@ static void pin_loop(long n)
 }
 
 /*
+ * Run under `pfn-auditor gate`: stops the auditor (our parent) so that it reads nothing meanwhile,
+ * pins STORM_PAGES pages while the driver makes @n lookups from kernel stacks of their own after
+ * each page (STORM_PAGES * @n distinct stacks, more than any stack table holds; none is a pin),
+ * lets the auditor go on and revokes. The one finding must carry the pin's own stack: all pages
+ * one pin of pfnaudit_pin_tracked. A record pointing into a shared stack table would by now point
+ * at a storm stack: another holder, the pin split.
+ */
+#define STORM_PAGES 16
+static void stack_storm(long n)
+{
+	int fd = open_dev();
+	void *p = map_dev(fd, STORM_PAGES);
+	struct pfnaudit_req r = { .addr = (unsigned long)p, .npages = STORM_PAGES, .storm = n };
+
+	stopped_parent = getppid();
+	if (kill(stopped_parent, SIGSTOP))
+		die("SIGSTOP the auditor");
+	if (ioctl(fd, PFNAUDIT_PIN_TRACKED, &r) < 0 || r.result != STORM_PAGES)
+		die("PIN_TRACKED with a stack storm");
+	if (kill(stopped_parent, SIGCONT))
+		die("SIGCONT the auditor");
+	stopped_parent = 0;
+	req(fd, PFNAUDIT_REVOKE, NULL, 0, 0, "REVOKE");
+	req(fd, PFNAUDIT_UNPIN_TRACKED, NULL, 0, 0, "UNPIN_TRACKED");
+	unmap(p, STORM_PAGES);
+	close(fd);
+}
+
+/*
  * Run under `pfn-auditor gate`: stops the auditor (our parent) so that it cannot drain, maps and
  * unmaps the PFN device @n times (three watched records each, no pin: no finding can come of it)
  * until the ring buffer overflows, then lets it go on. The gate must fail closed (exit 3).
@@ -310,6 +339,8 @@ int main(int argc, char **argv)
 		mmap_storm(n);
 	} else if (!strcmp(scenario, "starve-auditor"))
 		starve_auditor(n);
+	else if (!strcmp(scenario, "stack-storm"))
+		stack_storm(n);
 	else if (!strcmp(scenario, "bench-truncate"))
 		timed(truncate_storm, n);
 	else if (!strcmp(scenario, "bench-mmap"))
