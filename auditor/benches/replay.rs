@@ -1,8 +1,9 @@
 //! Replay decoding (`cargo bench -p auditor --bench replay`): `event` lines of a fleet recording
-//! read by the `Record` deserializer (serde_json, flattened tagged enum), by the borrowed wire
-//! structs of `replay_parse` (serde_json). sonic-rs 0.5 on the same wire structs measured the
-//! same as serde_json here (2026-11-29, without `-C target-cpu`, which a portable static binary
-//! cannot use), so it is not a dependency.
+//! read by the `Record` deserializer (serde_json, flattened tagged enum) and by `replay_parse`'s
+//! reader of the exact bytes `run --events` writes. Measured and not kept (2026-11-29, without
+//! `-C target-cpu`, which a portable static binary cannot use): serde_json into borrowed wire
+//! structs ~0.7 M lines/s, sonic-rs 0.5 on the same structs slower, simd-json 0.19 (runtime CPU
+//! detection) ~25% slower than serde_json in `pfn-auditor replay`.
 use auditor::{correlate::synthetic::Fleet, record::Record, replay_parse::fast_event};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -13,7 +14,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("replay_parse");
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("record_serde_json", |b| b.iter(|| lines.iter().filter(|l| serde_json::from_str::<Record>(l).is_ok()).count()));
-    group.bench_function("wire_serde_json", |b| b.iter(|| lines.iter().filter(|l| fast_event(l).is_some()).count()));
+    group.bench_function("fast_event", |b| b.iter(|| lines.iter().filter(|l| fast_event(l).is_some()).count()));
     group.finish();
 }
 

@@ -25,6 +25,8 @@ pub struct LiveOptions {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Gets the kernel's per-hook counters at every poll.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Bounds on the correlator's state (`--max-pins`, `--max-pfnmaps`).
+    pub limits: crate::correlate::Options,
     /// Set by SIGHUP: the outputs are reopened (`Pipeline::reopen_on`).
     pub reopen: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -79,7 +81,7 @@ where
     S: FnOnce() -> anyhow::Result<F>,
     F: Future<Output = ()>,
 {
-    let mut pipeline = Pipeline::new(&opts.policy, sinks);
+    let mut pipeline = Pipeline::with_options(&opts.policy, opts.limits, sinks);
     if let Some(flag) = &opts.reopen {
         pipeline = pipeline.reopen_on(flag.clone());
     }

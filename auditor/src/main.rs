@@ -14,7 +14,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use auditor::{
     cli_docs,
-    correlate::Severity,
+    correlate::{Options, Severity},
     doctor,
     gate_outcome::{code, exit_code},
     live::{LiveOptions, run_live},
@@ -60,6 +60,27 @@ struct Common {
     /// /lib/modules/RELEASE/modules.dep (repeatable)
     #[arg(long, value_name = "DIR")]
     module_debug_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: Limits,
+}
+
+/// Bounds on the correlator's state (README "Bounded state"). Past one, the oldest pin or PFN map
+/// is evicted and counted in the summary: a loss, like lost events (`gate` exits 3).
+#[derive(Args)]
+struct Limits {
+    /// Pins tracked at most (each is one or more page runs of one lookup or frame vector)
+    #[arg(long, default_value_t = Options::default().max_pins as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pins: u64,
+    /// PFN maps tracked at most (their vmas name the file of a later lookup that carries only the mm)
+    #[arg(long, default_value_t = Options::default().max_pfnmaps as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pfnmaps: u64,
+}
+
+impl Limits {
+    fn options(&self) -> Options {
+        let bound = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Options { max_pins: bound(self.max_pins), max_pfnmaps: bound(self.max_pfnmaps) }
+    }
 }
 
 /// Size rotation of the NDJSON `--output` file (a regular file; SIGHUP reopens it in any case).
@@ -151,6 +172,8 @@ enum Command {
         /// Do not apply the built-in holder catalog under the policy
         #[arg(long)]
         no_catalog: bool,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// Check kernel, BTF, privileges and which hook carries which role on this kernel
     Doctor {
@@ -202,7 +225,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .map_err(|source| OutputError { output: "doctor output on stdout".into(), error: source })?;
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
-        Command::Replay { file, output, human, rotation, reports, policy, no_catalog } => {
+        Command::Replay { file, output, human, rotation, reports, policy, no_catalog, limits } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
@@ -212,7 +235,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 None => output.sink(NdjsonRecords::Findings)?,
             };
             let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None)?;
-            let mut pipeline = Pipeline::new(&policy, sinks);
+            let mut pipeline = Pipeline::with_options(&policy, limits.options(), sinks);
             if let Some(flag) = output.reopen {
                 pipeline = pipeline.reopen_on(flag);
             }
@@ -313,6 +336,7 @@ fn live_options(common: &Common, policy: Policy, events: bool, reopen: Option<Ar
         programs: ProgramSet::Auditing,
         metrics_addr: common.metrics,
         metrics: Arc::new(Metrics::default()),
+        limits: common.limits.options(),
     }
 }
 

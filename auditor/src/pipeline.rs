@@ -13,7 +13,7 @@ use std::{
 };
 
 use crate::{
-    correlate::{Correlator, Finding},
+    correlate::{Correlator, Finding, Options},
     event::Event,
     policy::Policy,
     record::{HookChange, LossReason, Lost, RunSummary, Status},
@@ -101,9 +101,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline whose correlator has the default bounds ([`Options::default`]).
     pub fn new(policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Self {
+        Self::with_options(policy, Options::default(), sinks)
+    }
+
+    /// A pipeline whose correlator keeps its state within `options` (`--max-pins`, `--max-pfnmaps`).
+    pub fn with_options(policy: &Policy, options: Options, sinks: Vec<Box<dyn Sink>>) -> Self {
         Self {
-            correlator: Correlator::new(policy),
+            correlator: Correlator::with_options(policy, options),
             sinks,
             reported: 0,
             events: 0,

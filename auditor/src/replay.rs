@@ -25,30 +25,36 @@ pub enum ReplayError {
     Output(#[from] OutputError),
 }
 
-/// Replays a recording into `sinks`; returns the run's summary.
+/// Replays a recording into `sinks` (the correlator's default bounds); returns the run's summary.
 pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Result<RunSummary, ReplayError> {
     replay_into(reader, file, Pipeline::new(policy, sinks))
 }
 
 /// [`replay`] into a pipeline made by the caller (e.g. one that reopens its outputs on SIGHUP).
-pub fn replay_into(reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> Result<RunSummary, ReplayError> {
+pub fn replay_into(mut reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> Result<RunSummary, ReplayError> {
     let mut end = RunEnd::default();
     let mut events = 0usize;
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.
     let mut recorded_events = false;
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|error| match error.kind() {
-            // `lines()` says "stream did not contain valid UTF-8": which line, in the words of the
-            // other corrupt lines.
+    // One line buffer for the whole file (`lines()` allocates a `String` per line).
+    let mut buf = String::new();
+    for index in 0.. {
+        buf.clear();
+        let read = reader.read_line(&mut buf).map_err(|error| match error.kind() {
+            // "stream did not contain valid UTF-8": which line, in the words of the other corrupt lines.
             std::io::ErrorKind::InvalidData => {
                 ReplayError::Corrupt { file: file.to_string(), line: index + 1, reason: "not UTF-8 text".into() }
             }
             _ => ReplayError::Io { file: file.to_string(), error },
         })?;
+        if read == 0 {
+            break;
+        }
+        let line = buf.strip_suffix('\n').map_or(buf.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = crate::replay_parse::record(&line).map_err(|e| ReplayError::Corrupt {
+        let record: Record = crate::replay_parse::record(line).map_err(|e| ReplayError::Corrupt {
             file: file.to_string(),
             line: index + 1,
             reason: e.to_string(),

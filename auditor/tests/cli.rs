@@ -337,3 +337,75 @@ fn doctor_into_a_closed_pipe_is_exit_5_not_a_panic() {
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(stderr.starts_with("pfn-auditor: cannot write the doctor output on stdout: Broken pipe"), "{stderr}");
 }
+
+/// A fleet recording of `pins` pins (each on its own PFN map), its policy, and no revocation
+/// noise: `pins` findings when every pinned file is revoked.
+fn fleet_recording(name: &str, pins: u64) -> (std::path::PathBuf, std::path::PathBuf) {
+    use auditor::{
+        correlate::synthetic::{FLEET_POLICY, Fleet},
+        record::Record,
+    };
+    let fleet = Fleet::new(pins);
+    let text: String = (0..).map_while(|n| fleet.event(n, 0)).map(|e| serde_json::to_string(&Record::Event(e)).unwrap() + "\n").collect();
+    (temp_file(&format!("{name}.ndjson"), &text), temp_file(&format!("{name}.toml"), FLEET_POLICY))
+}
+
+/// The last record of an NDJSON file (a run's summary).
+fn last_record(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(std::fs::read_to_string(path).unwrap().lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn replay_with_max_pins_evicts_the_oldest_pins_and_reports_it_as_a_loss() {
+    let (file, policy) = fleet_recording("bounded", 10);
+    let (junit, records) = (file.with_extension("junit"), file.with_extension("out"));
+    let out = auditor()
+        .arg("replay")
+        .arg(&file)
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--no-catalog", "--max-pins", "4", "--human", "--junit"])
+        .arg(&junit)
+        .arg("--output")
+        .arg(&records)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = last_record(&records);
+    assert_eq!((summary["type"].as_str(), summary["evicted_pins"].as_u64()), (Some("summary"), Some(6)), "{summary}");
+    assert_eq!(summary["evicted_pfnmaps"].as_u64().unwrap_or(0), 0, "absent when 0");
+    // The 4 pins kept (the newest) are reported when their files are revoked; the 6 evicted are not.
+    assert_eq!(summary["counts"]["pin-outlived-revocation"], 4, "{summary}");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("6 pin(s) and 0 PFN map(s) evicted unreported"));
+    assert!(std::fs::read_to_string(&junit).unwrap().contains("events-lost"));
+}
+
+#[test]
+fn replay_with_max_pfnmaps_counts_the_pfn_maps_it_forgot() {
+    let (file, policy) = fleet_recording("bounded-maps", 10);
+    let records = file.with_extension("out");
+    let out = auditor()
+        .arg("replay")
+        .arg(&file)
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--no-catalog", "--max-pfnmaps", "3", "--output"])
+        .arg(&records)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = last_record(&records);
+    assert_eq!(summary["evicted_pfnmaps"], 7, "{summary}");
+}
+
+#[test]
+fn a_bound_of_zero_is_a_usage_error_with_exit_2() {
+    for flag in ["--max-pins", "--max-pfnmaps"] {
+        let out = auditor().args(["replay", "/nonexistent.ndjson", flag, "0"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.lines().next().unwrap().contains(&format!("invalid value '0' for '{flag} <MAX")), "{stderr}");
+    }
+    let help = String::from_utf8(auditor().args(["gate", "--help"]).output().unwrap().stdout).unwrap();
+    assert!(help.contains("--max-pins") && help.contains("--max-pfnmaps"), "{help}");
+}

@@ -7,12 +7,16 @@
 //! by [`Options`].
 pub mod finding;
 mod index;
+mod intern;
 mod pin;
 #[cfg(test)]
 mod reference;
 pub mod synthetic;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::Arc,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +27,8 @@ use crate::{
 pub use finding::{Finding, FindingKind, Holder, PinSource, Severity};
 use finding::{RevocationEvidence, fingerprint};
 use index::IntervalIndex;
-use pin::{Pin, Release, Run, subtract};
+use intern::Interner;
+use pin::{Origin, Pin, Release, Run, subtract};
 
 use crate::probes::table;
 
@@ -76,7 +81,7 @@ pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64, evict
     }
     if evicted_pins + evicted_pfnmaps > 0 {
         notes.push(format!(
-            "state limit reached: {evicted_pins} pin(s) and {evicted_pfnmaps} PFN map(s) evicted unreported: findings may be missing"
+            "state limit reached: {evicted_pins} pin(s) and {evicted_pfnmaps} PFN map(s) evicted unreported: findings may be missing (raise --max-pins / --max-pfnmaps)"
         ));
     }
     notes
@@ -96,8 +101,8 @@ pub struct Options {
 
 impl Default for Options {
     /// 1 Mi pins and 256 Ki PFN maps: far above a real workload (per-page lookups coalesce), and
-    /// about 1.5 GiB of state at most (a pin with its copies of the lookup's stack, task and vma
-    /// is ~1.4 KiB, a PFN map ~0.5 KiB: `examples/hold-pins`).
+    /// well under 1 GiB of state (`examples/hold-pins`: ~1 KiB a pin with its own PFN map, most
+    /// of it the indexes and the PFN map's vma; what pins share is stored once, `intern.rs`).
     fn default() -> Self {
         Self { max_pins: 1 << 20, max_pfnmaps: 1 << 18 }
     }
@@ -105,7 +110,7 @@ impl Default for Options {
 
 /// A PFN map and its insertion order (for eviction).
 struct PfnMapEntry {
-    vma: Vma,
+    vma: Arc<Vma>,
     order: u64,
 }
 
@@ -143,6 +148,9 @@ pub struct Correlator {
     by_release_key: IntervalIndex<usize>,
     /// Frame-vector pins by `struct frame_vector *`.
     by_vec: HashMap<u64, u64>,
+    /// Who took the pins (task, call site, stack) and their vmas, one copy each (`intern.rs`).
+    origins: Interner<Origin>,
+    vmas: Interner<Vma>,
     /// Reused candidate buffer: no allocation per event once warm.
     scratch: Vec<u64>,
     next_pin_id: u64,
@@ -176,6 +184,8 @@ impl Correlator {
             by_tgid: BTreeSet::new(),
             by_release_key: IntervalIndex::default(),
             by_vec: HashMap::new(),
+            origins: Interner::default(),
+            vmas: Interner::default(),
             scratch: Vec::new(),
             next_pin_id: 1,
             exited: HashSet::new(),
@@ -285,7 +295,8 @@ impl Correlator {
         self.next_pfnmap_order += 1;
         self.pfnmaps_by_addr.insert(vma.mm.0, vma.start.0, vma.end.0.saturating_sub(1), vma.vma.0);
         self.pfnmap_order.insert(order, vma.vma.0);
-        self.pfnmaps.insert(vma.vma.0, PfnMapEntry { vma: vma.clone(), order });
+        let vma = self.shared_vma(vma);
+        self.pfnmaps.insert(vma.vma.0, PfnMapEntry { vma, order });
     }
 
     fn remove_pfnmap(&mut self, ptr: u64) {
@@ -297,19 +308,38 @@ impl Correlator {
 
     /// The vma a lookup came from: as recorded, completed with what the PFN map knew; for
     /// mm-only lookups (follow_pte before 6.10) the PFN map containing the address.
-    fn resolve_vma(&mut self, vma: &Vma, address: u64) -> Option<Vma> {
-        if vma.vma.0 != 0 {
-            let mut v = vma.clone();
-            if v.path.is_none() {
-                v.path = self.pfnmaps.get(&vma.vma.0).and_then(|m| m.vma.path.clone());
-            }
-            return Some(v);
+    fn resolve_vma(&mut self, vma: &Vma, address: u64) -> Option<Arc<Vma>> {
+        if vma.vma.0 == 0 {
+            return self.pfnmap_at(vma.mm.0, address);
         }
-        self.pfnmap_at(vma.mm.0, address)
+        match self.pfnmaps.get(&vma.vma.0).and_then(|m| m.vma.path.clone()) {
+            Some(path) if vma.path.is_none() => Some(self.shared_vma(&Vma { path: Some(path), ..vma.clone() })),
+            _ => Some(self.shared_vma(vma)),
+        }
+    }
+
+    /// The one copy of a vma that pins and PFN maps share.
+    fn shared_vma(&mut self, vma: &Vma) -> Arc<Vma> {
+        let hash = self.vmas.hash(vma);
+        self.vmas.get_or_insert(hash, |v| v == vma, || vma.clone())
+    }
+
+    /// The one copy of the origin of a pin of `source` that `ev` takes.
+    fn origin(&mut self, ev: &Event, source: PinSource) -> Arc<Origin> {
+        let hash = self.origins.hash((
+            source == PinSource::RawLookup,
+            &ev.hook,
+            &ev.symbol,
+            &ev.task,
+            &ev.caller,
+            ev.stack.len(),
+            ev.stack.first(),
+        ));
+        self.origins.get_or_insert(hash, |o| o.is_of(ev, source), || Origin::of(ev, source))
     }
 
     /// The PFN map of `mm` containing `address` (the lowest vma pointer if several do).
-    fn pfnmap_at(&mut self, mm: u64, address: u64) -> Option<Vma> {
+    fn pfnmap_at(&mut self, mm: u64, address: u64) -> Option<Arc<Vma>> {
         let ptr = self.pfnmap_ptr_at(mm, address)?;
         self.pfnmaps.get(&ptr).map(|m| m.vma.clone())
     }
@@ -341,7 +371,7 @@ impl Correlator {
                 self.by_file.insert(v.mapping.0, first, last, id);
             }
         }
-        self.by_tgid.insert((p.task.tgid, release_class(p.release), id));
+        self.by_tgid.insert((p.task().tgid, release_class(p.release), id));
         if let Some(is) = self.release_arg(p.release) {
             let Release::Policy(rule) = p.release else { return };
             for r in &p.runs {
@@ -369,7 +399,7 @@ impl Correlator {
                 self.by_file.remove(v.mapping.0, file_pages(v, r).0, id);
             }
         }
-        self.by_tgid.remove(&(p.task.tgid, release_class(p.release), id));
+        self.by_tgid.remove(&(p.task().tgid, release_class(p.release), id));
         if let (Some(is), Release::Policy(rule)) = (self.release_arg(p.release), p.release) {
             for r in &p.runs {
                 if let Some(key) = run_key(r, is) {
@@ -396,7 +426,7 @@ impl Correlator {
             self.evicted_pins += 1;
         }
         self.index_pin(&pin);
-        if let Some(vec) = pin.vec {
+        if let Some(vec) = pin.vec() {
             self.by_vec.insert(vec.0, pin.id);
         }
         self.pins.insert(pin.id, pin);
@@ -405,7 +435,7 @@ impl Correlator {
     fn remove_pin(&mut self, id: u64) -> Option<Pin> {
         let pin = self.pins.remove(&id)?;
         self.unindex_pin(&pin);
-        if let Some(vec) = pin.vec {
+        if let Some(vec) = pin.vec() {
             self.by_vec.remove(&vec.0);
         }
         Some(pin)
@@ -427,7 +457,7 @@ impl Correlator {
         self.unindex_pin(&pin);
         let out = change(&mut pin);
         if pin.is_empty() {
-            if let Some(vec) = pin.vec {
+            if let Some(vec) = pin.vec() {
                 self.by_vec.remove(&vec.0);
             }
         } else {
@@ -470,10 +500,10 @@ impl Correlator {
         let mut absorbed = None;
         for &id in &ids {
             let Some(p) = self.pins.get(&id) else { continue };
-            if !(p.source == PinSource::RawLookup
-                && p.holder.function.as_deref() == function
-                && p.holder.module.as_deref() == module
-                && p.task.tgid == ev.task.tgid
+            if !(p.source() == PinSource::RawLookup
+                && p.holder().function.as_deref() == function
+                && p.holder().module.as_deref() == module
+                && p.task().tgid == ev.task.tgid
                 && p.vma_ptr() == vma_ptr
                 && p.mm == mm)
             {
@@ -504,7 +534,8 @@ impl Correlator {
         if vma.is_none() {
             self.pins_without_vma += 1;
         }
-        let pin = Pin::raw(self.next_pin_id, ev, Holder::from_frame(caller), vma, mm, page, pfn, release);
+        let origin = self.origin(ev, PinSource::RawLookup);
+        let pin = Pin::raw(self.next_pin_id, origin, ev.ts_ns, vma, mm, page, pfn, release);
         self.next_pin_id += 1;
         self.add_pin(pin);
     }
@@ -540,7 +571,8 @@ impl Correlator {
     #[allow(clippy::too_many_arguments)]
     fn frames_get(&mut self, ev: &Event, vec: Hex, start: u64, mm: u64, nr_frames: u32, is_pfns: bool, pfns: &[u64]) -> Vec<Finding> {
         let vma = self.pfnmap_at(mm, start);
-        let pin = Pin::frames(self.next_pin_id, ev, vec, start, mm, nr_frames, pfns, vma);
+        let origin = self.origin(ev, PinSource::FrameVector);
+        let pin = Pin::frames(self.next_pin_id, origin, ev.ts_ns, vec, start, mm, nr_frames, pfns, vma);
         self.next_pin_id += 1;
         let found = if is_pfns { vec![self.finding(&pin, FindingKind::PfnmapFrameVector, None, ev.ts_ns)] } else { Vec::new() };
         // A reused vector pointer replaces its old pin.
@@ -631,7 +663,8 @@ impl Correlator {
             if !scope.covers(p) {
                 continue;
             }
-            let kind = match verdict(p.release, scope.cause, self.exited.contains(&(p.task.tgid, p.task.start_time_ns))) {
+            let task = p.task();
+            let kind = match verdict(p.release, scope.cause, self.exited.contains(&(task.tgid, task.start_time_ns))) {
                 Verdict::Nothing => continue,
                 Verdict::Ends => {
                     self.remove_pin(id);
@@ -658,13 +691,14 @@ impl Correlator {
 /// The finding `kind` of pin `p` (with the revocation that caused it, if one did) at `ts_ns`.
 fn make_finding(policy: &Policy, p: &Pin, kind: FindingKind, revocation: Option<RevocationEvidence>, ts_ns: u64) -> Finding {
     let path = p.vma.as_ref().and_then(|v| v.path.clone());
+    let holder = p.holder();
     let what = mapping_label(p);
     let release = release_label(policy, p);
     let message = match &revocation {
         Some(r) => format!(
             "{} by {} kept {} page(s) of {} after {} ({}) by {}[{}]",
             p.source_label(),
-            p.holder,
+            holder,
             p.pages(),
             what,
             cause_label(r.cause),
@@ -672,12 +706,12 @@ fn make_finding(policy: &Policy, p: &Pin, kind: FindingKind, revocation: Option<
             r.task.comm,
             r.task.tgid
         ),
-        None => format!("{} by {}: {} page(s) of {what} — {}", p.source_label(), p.holder, p.pages(), kind.description()),
+        None => format!("{} by {}: {} page(s) of {what} — {}", p.source_label(), holder, p.pages(), kind.description()),
     };
     Finding {
         kind,
         severity: kind.severity(),
-        fingerprint: fingerprint(&p.holder, kind, path.as_deref()),
+        fingerprint: fingerprint(holder, kind, path.as_deref()),
         message,
         ts_ns,
         age_ns: ts_ns.saturating_sub(p.ts_ns),
@@ -828,7 +862,7 @@ fn run_key(r: &Run, is: ArgMeaning) -> Option<u64> {
 /// whose path could not be found, or (a frame vector outside any PFN map, whose vma the kernel
 /// record does not carry) the user address.
 fn mapping_label(p: &Pin) -> String {
-    match &p.vma {
+    match p.vma.as_deref() {
         Some(crate::event::Vma { path: Some(path), .. }) => path.clone(),
         Some(v) if v.mapping.0 == 0 => "anonymous memory".into(),
         Some(v) => format!("a file mapping (dev {} ino {})", v.dev, v.ino),

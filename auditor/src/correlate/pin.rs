@@ -1,7 +1,11 @@
 //! A held pin: a set of page runs. Per-page lookups coalesce into runs; a release by PFN or
 //! address takes exactly the pages it gives back out of them, so a pin can shrink or split.
+use std::sync::Arc;
+
+use smallvec::{SmallVec, smallvec};
+
 use crate::{
-    event::{Event, Hex, HookRef, Task, Vma},
+    event::{Event, Frame, Hex, HookRef, Task, Vma},
     policy::ArgMeaning,
 };
 
@@ -53,53 +57,117 @@ impl Run {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct Pin {
-    pub id: u64,
+/// Who took a pin: the hook, the caller (holder), the task and the kernel stack of the lookup
+/// or `get_vaddr_frames()` call. Every pin one task takes at one call site has the same, so pins
+/// share one copy (`Correlator` interns it, `intern.rs`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Origin {
     pub source: PinSource,
     pub hook: HookRef,
     /// The symbol the hook was attached to, when the event said.
     pub symbol: Option<String>,
     pub holder: Holder,
     pub task: Task,
-    pub vma: Option<Vma>,
+    pub stack: Vec<Frame>,
+}
+
+impl Origin {
+    /// The origin of a pin of `source` that event `ev` takes.
+    pub fn of(ev: &Event, source: PinSource) -> Self {
+        Origin {
+            source,
+            hook: ev.hook.clone(),
+            symbol: ev.symbol.clone(),
+            holder: Holder::from_frame(ev.caller.as_ref()),
+            task: ev.task.clone(),
+            stack: ev.stack.clone(),
+        }
+    }
+
+    /// Whether [`Origin::of`] `ev` and `source` is this origin (compared without copying).
+    pub fn is_of(&self, ev: &Event, source: PinSource) -> bool {
+        let caller = ev.caller.as_ref();
+        self.source == source
+            && self.hook == ev.hook
+            && self.symbol == ev.symbol
+            && self.task == ev.task
+            && self.stack == ev.stack
+            && self.holder.function.as_deref() == caller.and_then(|f| f.function.as_deref())
+            && self.holder.module.as_deref() == caller.and_then(|f| f.module.as_deref())
+            && self.holder.offset == caller.map_or(0, |f| f.offset)
+    }
+}
+
+/// Finding kinds already reported for a pin (one finding per pin and kind), one bit each.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Reported(u8);
+
+impl Reported {
+    pub fn contains(&self, kind: &FindingKind) -> bool {
+        self.0 & (1 << *kind as u8) != 0
+    }
+
+    pub fn push(&mut self, kind: FindingKind) {
+        self.0 |= 1 << kind as u8;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// A frame vector's pointer and the PFNs its kernel record carried (the first frames).
+#[derive(Clone, Debug)]
+struct FrameVec {
+    vec: Hex,
+    pfns: Vec<PfnRange>,
+}
+
+/// A held pin: ~100 bytes of its own; what it shares with other pins (its origin, its vma) is
+/// behind an `Arc`.
+#[derive(Clone, Debug)]
+pub struct Pin {
+    pub id: u64,
+    pub origin: Arc<Origin>,
+    pub vma: Option<Arc<Vma>>,
     pub mm: u64,
     /// The pages held, by user address, in address order; never empty.
-    pub runs: Vec<Run>,
-    /// Frame vectors: the PFNs the kernel record carried (the first frames).
-    frame_pfns: Vec<PfnRange>,
-    pub vec: Option<Hex>,
+    pub runs: SmallVec<[Run; 1]>,
+    frames: Option<Box<FrameVec>>,
     pub release: Release,
     pub ts_ns: u64,
-    pub stack: Vec<crate::event::Frame>,
     /// Kinds already reported for this pin (one finding per pin and kind).
-    pub reported: Vec<FindingKind>,
+    pub reported: Reported,
 }
 
 impl Pin {
     #[allow(clippy::too_many_arguments)]
-    pub fn raw(id: u64, ev: &Event, holder: Holder, vma: Option<Vma>, mm: u64, page: u64, pfn: u64, release: Release) -> Self {
+    pub fn raw(id: u64, origin: Arc<Origin>, ts_ns: u64, vma: Option<Arc<Vma>>, mm: u64, page: u64, pfn: u64, release: Release) -> Self {
         Pin {
             id,
-            source: PinSource::RawLookup,
-            hook: ev.hook.clone(),
-            symbol: ev.symbol.clone(),
-            holder,
-            task: ev.task.clone(),
+            origin,
             vma,
             mm,
-            runs: vec![Run { start: page, pages: 1, pfn: Some(pfn) }],
-            frame_pfns: Vec::new(),
-            vec: None,
+            runs: smallvec![Run { start: page, pages: 1, pfn: Some(pfn) }],
+            frames: None,
             release,
-            ts_ns: ev.ts_ns,
-            stack: ev.stack.clone(),
-            reported: Vec::new(),
+            ts_ns,
+            reported: Reported::default(),
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn frames(id: u64, ev: &Event, vec: Hex, start: u64, mm: u64, nr_frames: u32, pfns: &[u64], vma: Option<Vma>) -> Self {
+    pub fn frames(
+        id: u64,
+        origin: Arc<Origin>,
+        ts_ns: u64,
+        vec: Hex,
+        start: u64,
+        mm: u64,
+        nr_frames: u32,
+        pfns: &[u64],
+        vma: Option<Arc<Vma>>,
+    ) -> Self {
         let mut ranges: Vec<PfnRange> = Vec::new();
         for &pfn in pfns {
             match ranges.last_mut() {
@@ -109,21 +177,32 @@ impl Pin {
         }
         Pin {
             id,
-            source: PinSource::FrameVector,
-            hook: ev.hook.clone(),
-            symbol: ev.symbol.clone(),
-            holder: Holder::from_frame(ev.caller.as_ref()),
-            task: ev.task.clone(),
+            origin,
             vma,
             mm,
-            runs: vec![Run { start, pages: nr_frames as u64, pfn: None }],
-            frame_pfns: ranges,
-            vec: Some(vec),
+            runs: smallvec![Run { start, pages: nr_frames as u64, pfn: None }],
+            frames: Some(Box::new(FrameVec { vec, pfns: ranges })),
             release: Release::FrameVector,
-            ts_ns: ev.ts_ns,
-            stack: ev.stack.clone(),
-            reported: Vec::new(),
+            ts_ns,
+            reported: Reported::default(),
         }
+    }
+
+    /// The frame vector of a frame-vector pin.
+    pub fn vec(&self) -> Option<Hex> {
+        self.frames.as_ref().map(|f| f.vec)
+    }
+
+    pub fn source(&self) -> PinSource {
+        self.origin.source
+    }
+
+    pub fn holder(&self) -> &Holder {
+        &self.origin.holder
+    }
+
+    pub fn task(&self) -> &Task {
+        &self.origin.task
     }
 
     pub fn vma_ptr(&self) -> u64 {
@@ -208,7 +287,7 @@ impl Pin {
 
     /// Joins runs that became contiguous in address and PFN.
     fn merge_runs(&mut self) {
-        let mut merged: Vec<Run> = Vec::with_capacity(self.runs.len());
+        let mut merged: SmallVec<[Run; 1]> = SmallVec::with_capacity(self.runs.len());
         for run in self.runs.drain(..) {
             match merged.last_mut() {
                 Some(last) if last.end() == run.start && last.pfn.zip(run.pfn).is_some_and(|(a, b)| a + last.pages == b) => {
@@ -224,7 +303,7 @@ impl Pin {
     /// taken, as ranges of the same keys. What stays held stays in the pin, split if need be.
     pub fn give_back(&mut self, is: ArgMeaning, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         let mut taken = Vec::new();
-        let mut kept = Vec::with_capacity(self.runs.len() + 1);
+        let mut kept = SmallVec::with_capacity(self.runs.len() + 1);
         for run in &self.runs {
             let Some(first) = run.key(is) else {
                 kept.push(*run);
@@ -249,33 +328,34 @@ impl Pin {
     }
 
     pub fn source_label(&self) -> &'static str {
-        match self.source {
+        match self.source() {
             PinSource::RawLookup => "raw PFN lookup",
             PinSource::FrameVector => "frame-vector pin",
         }
     }
 
     pub fn evidence(&self, release: String) -> PinEvidence {
-        let pfns = match self.source {
-            PinSource::FrameVector => self.frame_pfns.clone(),
-            PinSource::RawLookup => self.runs.iter().filter_map(|r| Some(PfnRange { first: r.pfn?, count: r.pages })).collect(),
+        let pfns = match &self.frames {
+            Some(f) => f.pfns.clone(),
+            None => self.runs.iter().filter_map(|r| Some(PfnRange { first: r.pfn?, count: r.pages })).collect(),
         };
+        let origin = &*self.origin;
         PinEvidence {
             id: self.id,
-            source: self.source,
-            hook: self.hook.clone(),
-            symbol: self.symbol.clone(),
-            holder: self.holder.clone(),
-            task: self.task.clone(),
-            vma: self.vma.clone(),
+            source: origin.source,
+            hook: origin.hook.clone(),
+            symbol: origin.symbol.clone(),
+            holder: origin.holder.clone(),
+            task: origin.task.clone(),
+            vma: self.vma.as_deref().cloned(),
             start: Hex(self.start()),
             end: Hex(self.end()),
             pfns,
             pages: self.pages(),
-            vec: self.vec,
+            vec: self.vec(),
             release,
             ts_ns: self.ts_ns,
-            stack: self.stack.clone(),
+            stack: origin.stack.clone(),
         }
     }
 }

@@ -1,12 +1,15 @@
 //! The correlator as it was before its indexes: every event scans every pin. Kept as the
 //! reference the indexed [`super::Correlator`] is checked against on random streams (tests only).
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use super::{
     Kept, PAGE, Scope, Summary, Verdict,
     finding::{Finding, FindingKind, Holder, PinSource, RevocationEvidence},
     lookup_release, make_finding,
-    pin::{Pin, Release, subtract},
+    pin::{Origin, Pin, Release, subtract},
     released_keys, revocation_evidence, verdict,
 };
 use crate::{
@@ -60,7 +63,7 @@ impl Reference {
                 self.frames_get(ev, *vec, start.0, mm.0, *nr_frames, *is_pfns, pfns)
             }
             EventBody::FramesPut { vec } => {
-                self.pins.retain(|p| p.vec != Some(*vec));
+                self.pins.retain(|p| p.vec() != Some(*vec));
                 Vec::new()
             }
             EventBody::ReleaseCall { args } => {
@@ -83,7 +86,7 @@ impl Reference {
             EventBody::TaskExit {} => {
                 self.exited.insert((ev.task.tgid, ev.task.start_time_ns));
                 // Pins without a declared release end with their holder process.
-                self.pins.retain(|p| !(p.release == Release::HolderExit && p.task.tgid == ev.task.tgid));
+                self.pins.retain(|p| !(p.release == Release::HolderExit && p.task().tgid == ev.task.tgid));
                 Vec::new()
             }
         };
@@ -109,21 +112,21 @@ impl Reference {
 
     /// The vma a lookup came from: as recorded, completed with what the PFN map knew; for
     /// mm-only lookups (follow_pte before 6.10) the PFN map containing the address.
-    fn resolve_vma(&self, vma: &Vma, address: u64) -> Option<Vma> {
+    fn resolve_vma(&self, vma: &Vma, address: u64) -> Option<Arc<Vma>> {
         if vma.vma.0 != 0 {
             let mut v = vma.clone();
             if v.path.is_none() {
                 v.path = self.pfnmaps.get(&vma.vma.0).and_then(|m| m.path.clone());
             }
-            return Some(v);
+            return Some(Arc::new(v));
         }
         self.pfnmap_at(vma.mm.0, address)
     }
 
-    fn pfnmap_at(&self, mm: u64, address: u64) -> Option<Vma> {
+    fn pfnmap_at(&self, mm: u64, address: u64) -> Option<Arc<Vma>> {
         let mut hits: Vec<&Vma> = self.pfnmaps.values().filter(|m| m.mm.0 == mm && m.start.0 <= address && address < m.end.0).collect();
         hits.sort_by_key(|m| m.vma.0);
-        hits.first().map(|m| (*m).clone())
+        hits.first().map(|m| Arc::new((*m).clone()))
     }
 
     fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
@@ -138,10 +141,10 @@ impl Reference {
         // vfio and friends look up one page at a time: extend the holder's pin when this page
         // continues one of its runs (or is already in it).
         if self.pins.iter_mut().any(|p| {
-            p.source == PinSource::RawLookup
-                && p.holder.function == holder.function
-                && p.holder.module == holder.module
-                && p.task.tgid == ev.task.tgid
+            p.source() == PinSource::RawLookup
+                && p.holder().function == holder.function
+                && p.holder().module == holder.module
+                && p.task().tgid == ev.task.tgid
                 && p.vma_ptr() == vma_ptr
                 && p.mm == mm
                 && !(counts_holds && p.holds(page, pfn))
@@ -152,7 +155,8 @@ impl Reference {
         if vma.is_none() {
             self.pins_without_vma += 1;
         }
-        let pin = Pin::raw(self.next_pin_id, ev, holder, vma, mm, page, pfn, release);
+        let origin = Arc::new(Origin::of(ev, PinSource::RawLookup));
+        let pin = Pin::raw(self.next_pin_id, origin, ev.ts_ns, vma, mm, page, pfn, release);
         self.next_pin_id += 1;
         self.pins.push(pin);
     }
@@ -160,10 +164,11 @@ impl Reference {
     #[allow(clippy::too_many_arguments)]
     fn frames_get(&mut self, ev: &Event, vec: Hex, start: u64, mm: u64, nr_frames: u32, is_pfns: bool, pfns: &[u64]) -> Vec<Finding> {
         let vma = self.pfnmap_at(mm, start);
-        let pin = Pin::frames(self.next_pin_id, ev, vec, start, mm, nr_frames, pfns, vma);
+        let origin = Arc::new(Origin::of(ev, PinSource::FrameVector));
+        let pin = Pin::frames(self.next_pin_id, origin, ev.ts_ns, vec, start, mm, nr_frames, pfns, vma);
         self.next_pin_id += 1;
         let found = if is_pfns { vec![self.finding(&pin, FindingKind::PfnmapFrameVector, None, ev.ts_ns)] } else { Vec::new() };
-        self.pins.retain(|p| p.vec != Some(vec)); // a reused vector pointer replaces its old pin
+        self.pins.retain(|p| p.vec() != Some(vec)); // a reused vector pointer replaces its old pin
         self.pins.push(pin);
         found
     }
@@ -174,7 +179,7 @@ impl Reference {
         {
             let of_rule = |p: &Pin| p.release == Release::Policy(rule);
             match how {
-                ReleaseMatch::Tgid => self.pins.retain(|p| !(of_rule(p) && p.task.tgid == ev.task.tgid)),
+                ReleaseMatch::Tgid => self.pins.retain(|p| !(of_rule(p) && p.task().tgid == ev.task.tgid)),
                 ReleaseMatch::Arg { index, is, count } => {
                     let Some((first, end)) = released_keys(args, index, is, count) else { continue };
                     let mut left = vec![(first, end)];
@@ -197,7 +202,7 @@ impl Reference {
             if !scope.covers(p) {
                 continue;
             }
-            let kind = match verdict(p.release, scope.cause, self.exited.contains(&(p.task.tgid, p.task.start_time_ns))) {
+            let kind = match verdict(p.release, scope.cause, self.exited.contains(&(p.task().tgid, p.task().start_time_ns))) {
                 Verdict::Nothing => continue,
                 Verdict::Ends => {
                     ended.push(p.id);

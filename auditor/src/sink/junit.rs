@@ -53,7 +53,7 @@ pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64, evicted: u6
             )
         } else {
             format!(
-                "{lost} kernel record(s) lost and {evicted} pin(s) or PFN map(s) evicted from the correlator's bounded state: this run cannot show that no pin outlived a revocation"
+                "{lost} kernel record(s) lost and {evicted} pin(s) or PFN map(s) evicted from the correlator's bounded state: this run cannot show that no pin outlived a revocation; rerun with a larger --max-pins / --max-pfnmaps"
             )
         });
         status.set_type("events-lost");
