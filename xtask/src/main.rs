@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask <command>`. See `cargo xtask --help`.
 
 mod bench;
+mod check_verdict;
 mod debian;
 mod demo;
 mod image;

@@ -100,6 +100,9 @@ pub fn tally(ndjson: &str) -> Result<Tally, String> {
 /// Ok(summary) on PASS, Err(reason) on FAIL. Without an auditor only the scenario program is judged.
 /// `kernel` is the series label (the scenario's expectations may differ per kernel).
 pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor: bool) -> Result<String, String> {
+    if let Some(check) = scenario.check {
+        return crate::check_verdict::judge(check, scenario, kernel, files);
+    }
     let get = |label: &str| files.get(&(scenario.name.clone(), label.to_owned()));
     let program = get("scenario").ok_or("the guest sent no result (did the VM stop early?)")?;
     // A background scenario is killed on purpose; it only fails by never getting ready.
@@ -139,6 +142,14 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
             problems.push(format!("tracefs kprobe events left after exit: {}", leftover.replace('\n', "; ")));
         }
     }
+    problems.extend(expectations(scenario, kernel, &tally));
+    if problems.is_empty() { Ok(found(&tally)) } else { Err(problems.join("; ")) }
+}
+
+/// What every daemon's NDJSON must show: a status record, a vma on every raw lookup, exactly the
+/// expected findings with their evidence, the suppressed count, and the losses allowed.
+pub(crate) fn expectations(scenario: &Scenario, kernel: &str, tally: &Tally) -> Vec<String> {
+    let mut problems = Vec::new();
     if !tally.has_status {
         problems.push("no status record".to_owned());
     }
@@ -173,19 +184,20 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     if !scenario.expect_loss && tally.lost > scenario.max_lost {
         problems.push(format!("{} events lost (allowed {})", tally.lost, scenario.max_lost));
     }
-    if problems.is_empty() {
-        let mut found: Vec<String> = tally.findings.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        let suppressed = match tally.suppressed {
-            Some(n) if n > 0 => format!(" ({n} suppressed)"),
-            _ => String::new(),
-        };
-        if found.is_empty() {
-            found.push("no findings, as expected".into());
-        }
-        Ok(format!("{}{suppressed}", found.join(", ")))
-    } else {
-        Err(problems.join("; "))
+    problems
+}
+
+/// The outcome of a run: `found` kinds, or "no findings", and the suppressed count.
+pub(crate) fn found(tally: &Tally) -> String {
+    let mut found: Vec<String> = tally.findings.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let suppressed = match tally.suppressed {
+        Some(n) if n > 0 => format!(" ({n} suppressed)"),
+        _ => String::new(),
+    };
+    if found.is_empty() {
+        found.push("no findings, as expected".into());
     }
+    format!("{}{suppressed}", found.join(", "))
 }
 
 /// The reports a CI system reads: JUnit has one failing case per failing finding, and one for
@@ -220,7 +232,7 @@ fn gate_reports(tally: &Tally, fails_closed: bool, junit: Option<&str>, sarif: O
     problems
 }
 
-fn last_line(text: &str) -> String {
+pub(crate) fn last_line(text: &str) -> String {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned()
 }
 
