@@ -327,6 +327,10 @@ pub fn modules(host: &Host) -> Check {
     }
 }
 
+/// How far into /proc/kallsyms a real address is looked for (Debian's 6.1 has some 40 per-CPU
+/// symbols at the start).
+const KALLSYMS_LINES_LOOKED_AT: usize = 4096;
+
 pub fn kallsyms(host: &Host) -> Check {
     let fix_restrict = "run as root, and `sysctl kernel.kptr_restrict=0` if it is 2";
     let file = match std::fs::File::open(host.path("/proc/kallsyms")) {
@@ -335,13 +339,15 @@ pub fn kallsyms(host: &Host) -> Check {
             return Check::bad(KALLSYMS, CheckState::Missing, format!("cannot read /proc/kallsyms: {e}"), "mount /proc; run as root");
         }
     };
-    let mut first = String::new();
-    if BufReader::new(file).read_line(&mut first).is_err() || first.trim().is_empty() {
+    // x86-64 lists its per-CPU symbols first, at offsets from 0 (`0000000000000000 A
+    // fixed_percpu_data`) even for root: hidden addresses are all zero, so look past them.
+    let lines: Vec<String> = BufReader::new(file).lines().take(KALLSYMS_LINES_LOOKED_AT).map_while(Result::ok).collect();
+    if lines.iter().all(|l| l.trim().is_empty()) {
         return Check::bad(KALLSYMS, CheckState::Missing, "/proc/kallsyms is empty", "boot a kernel with CONFIG_KALLSYMS=y");
     }
     let restrict = host.read("/proc/sys/kernel/kptr_restrict").map(|r| r.trim().to_string()).unwrap_or_else(|_| "?".into());
-    let address = first.split_whitespace().next().unwrap_or("");
-    if address.chars().all(|c| c == '0') {
+    let zero = |l: &String| l.split_whitespace().next().unwrap_or("").chars().all(|c| c == '0');
+    if lines.iter().all(zero) {
         Check::bad(
             KALLSYMS,
             CheckState::Missing,
@@ -499,6 +505,16 @@ mod tests {
         assert_eq!(c.state, CheckState::Missing);
         assert!(c.detail.contains("kptr_restrict=2"), "{c:?}");
         assert!(c.fix.unwrap().contains("sysctl kernel.kptr_restrict=0"));
+    }
+
+    #[test]
+    fn per_cpu_symbols_at_zero_do_not_hide_real_addresses() {
+        let listing = "0000000000000000 A fixed_percpu_data\n0000000000001000 A cpu_debug_store\nffffffff81000000 T _stext\n";
+        let (_dir, host) = fixture(&[("/proc/kallsyms", listing), ("/proc/sys/kernel/kptr_restrict", "0\n")], 0);
+        assert_eq!(kallsyms(&host).state, CheckState::Ok, "{:?}", kallsyms(&host));
+        let hidden = "0000000000000000 A fixed_percpu_data\n0000000000000000 T _stext\n";
+        let (_dir, host) = fixture(&[("/proc/kallsyms", hidden), ("/proc/sys/kernel/kptr_restrict", "0\n")], 1000);
+        assert_eq!(kallsyms(&host).state, CheckState::Missing);
     }
 
     #[test]

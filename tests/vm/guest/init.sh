@@ -100,7 +100,7 @@ HAVE_AUDITOR=0
 
 # Starts the auditor for scenario $1 (extra args after it) and waits for its status record.
 start_auditor() {
-    name=$1
+    local name=$1
     shift
     pfn-auditor run $POLICY --output "/out/$name.ndjson" "$@" < /dev/null 2> "/out/$name.stderr" &
     AUDITOR=$!
@@ -352,13 +352,13 @@ check_kill9_restart() { # name program args...
     send "$name" facts 0 "/out/$name.facts"
 }
 
-# The daemon's memory under a storm: VmHWM (peak RSS) once attached and, polled each second, at
-# the end. The program gets the auditor's pid as its last argument (it stops it for a while).
+# The daemon's memory under a storm: VmRSS once attached and after the storm, and VmHWM (peak
+# RSS, attaching included) polled each second until it exits. The program gets the auditor's pid as its last argument (it stops it for a while).
 check_storm() { # name program args...
     name=$1
     shift
     start_auditor "$name" || return
-    idle=$(awk '/VmHWM/ { print $2 }' /proc/$AUDITOR/status)
+    rss_attached=$(awk '/VmRSS/ { print $2 }' /proc/$AUDITOR/status)
     (
         while kill -0 $AUDITOR 2>/dev/null; do
             awk '/VmHWM/ { print $2 }' /proc/$AUDITOR/status > "/out/$name.hwm.new" 2>/dev/null &&
@@ -370,10 +370,12 @@ check_storm() { # name program args...
     "$@" $AUDITOR < /dev/null > "/out/$name.scenario" 2>&1
     scenario_status=$?
     kill -CONT $AUDITOR 2>/dev/null
+    rss_end=$(awk '/VmRSS/ { print $2 }' /proc/$AUDITOR/status)
     stop_auditor
     wait $poller
     {
-        echo "hwm_attached_kib=$idle"
+        echo "rss_attached_kib=$rss_attached"
+        echo "rss_end_kib=$rss_end"
         echo "hwm_peak_kib=$(cat "/out/$name.hwm" 2>/dev/null)"
         echo "leftover_events=$(count_events)"
     } > "/out/$name.facts"
