@@ -80,6 +80,7 @@ impl Session {
     /// Attaches everything. Fails (setup error) when the kernel lacks what auditing needs.
     /// `metrics` gets the kernel's per-hook counters at every poll.
     pub fn start(opts: &SessionOptions, metrics: Arc<Metrics>, observer: &mut dyn Observer) -> anyhow::Result<Self> {
+        refuse_disabled_kprobes(&crate::host_checks::Host::this())?;
         let facts = KernelFacts::read()?;
         let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes, opts.programs)?;
         require_essential_hooks(&attached)?;
@@ -226,6 +227,16 @@ fn require_essential_hooks(attached: &Attached) -> anyhow::Result<()> {
             let why = attached.hooks.iter().find(|h| h.hook == hook.name()).and_then(|h| h.reason.clone()).unwrap_or_default();
             anyhow::bail!("revocation hook {} could not be attached: {why} (run `pfn-auditor doctor`)", hook.name())
         }
+    }
+}
+
+/// With kprobes switched off system-wide every hook attaches and none fires: the run would see
+/// nothing and look clean. Refuse to start instead (setup error), with the command that fixes it.
+fn refuse_disabled_kprobes(host: &crate::host_checks::Host) -> anyhow::Result<()> {
+    let check = crate::host_checks::kprobes_on(host);
+    match (check.state, check.fix) {
+        (crate::host_checks::CheckState::Missing, Some(fix)) => anyhow::bail!("{}; `{fix}` (run `pfn-auditor doctor`)", check.detail),
+        _ => Ok(()),
     }
 }
 

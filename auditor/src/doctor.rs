@@ -22,8 +22,8 @@ pub const NO_TRACEFS: &str = "tracefs not mounted (see above)";
 pub struct Diagnosis {
     pub kernel_release: String,
     pub kernel_version: String,
-    /// One per prerequisite, in order (kernel, btf, kprobes, tracefs, modules, kallsyms,
-    /// privileges), each with a fix unless it is ok.
+    /// One per prerequisite, in order (kernel, btf, kprobes, kprobes-on, ringbuf, fentry, tracefs,
+    /// modules, kallsyms, privileges), each with a fix unless it is ok.
     pub checks: Vec<Check>,
     pub btf: Result<String, String>,
     pub root: bool,
@@ -109,7 +109,7 @@ fn render_cost(out: &mut String, cost: &Cost) {
 /// When the hooks are attached for real they stay attached for `sample` (zero: not at all), and
 /// what they cost meanwhile is the diagnosis' `cost`.
 pub fn diagnose(policy: &Policy, sample: Duration) -> anyhow::Result<Diagnosis> {
-    let host = Host::this();
+    let host = Host::this().probe_features();
     let checks = host_checks::check_all(&host);
     let check = |name| checks.iter().find(|c| c.name == name).expect("every check is made");
     let btf = match check(host_checks::BTF) {
@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn checks_come_first_each_with_its_fix_and_a_missing_one_means_not_ready() {
         let dir = tempfile::tempdir().unwrap();
-        let checks = host_checks::check_all(&Host { root: dir.path().to_path_buf(), euid: 0 });
+        let checks = host_checks::check_all(&Host { root: dir.path().to_path_buf(), euid: 0, features: Default::default() });
         let d = Diagnosis {
             kernel_release: String::new(),
             kernel_version: "?".into(),
@@ -294,6 +294,7 @@ mod tests {
         assert!(text.find("  kprobes ").unwrap() < text.find("hooks ").unwrap(), "{text}");
         assert!(!d.ready());
         let json = serde_json::to_value(&d).unwrap();
+        assert!(text.contains("  kprobes-on  ok       /sys/kernel/debug/kprobes/enabled not readable"), "{text}");
         assert_eq!(json["checks"][2]["name"], "kprobes");
         assert_eq!(json["checks"][2]["state"], "missing");
         assert!(json["checks"][2]["fix"].as_str().unwrap().contains("CONFIG_KPROBES=y"));

@@ -1,7 +1,8 @@
 //! What `doctor` checks on the host before the hooks, one row per prerequisite, each with what to
-//! do about it: kernel release, BTF, kprobes, tracefs, /proc/modules, /proc/kallsyms, privileges.
-//! Pure functions over a [`Host`] (a root directory and an euid), so tests run them on fixture
-//! directories; every check runs whatever the others found.
+//! do about it: kernel release, BTF, kprobes (present, and not disabled system-wide), the BPF ring
+//! buffer, fentry, tracefs, /proc/modules, /proc/kallsyms, privileges. Pure functions over a
+//! [`Host`] (a root directory, an euid and what the bpf(2) feature probes said), so tests run them
+//! on fixture directories; every check runs whatever the others found.
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
@@ -51,6 +52,9 @@ impl Check {
 pub const KERNEL: &str = "kernel";
 pub const BTF: &str = "btf";
 pub const KPROBES: &str = "kprobes";
+pub const KPROBES_ON: &str = "kprobes-on";
+pub const RING_BUFFER: &str = "ringbuf";
+pub const FENTRY: &str = "fentry";
 pub const TRACEFS: &str = "tracefs";
 pub const MODULES: &str = "modules";
 pub const KALLSYMS: &str = "kallsyms";
@@ -61,13 +65,51 @@ pub const PRIVILEGES: &str = "privileges";
 pub struct Host {
     pub root: PathBuf,
     pub euid: u32,
+    pub features: Features,
+}
+
+/// What the kernel said when asked through bpf(2) (aya's feature probes, which load a trivial
+/// program or create a small map): supported or not, or why it could not be asked.
+#[derive(Clone, Debug)]
+pub struct Features {
+    /// `BPF_MAP_TYPE_RINGBUF` (Linux 5.8), the map every record goes through.
+    pub ring_buffer: Result<bool, String>,
+    /// `BPF_PROG_TYPE_TRACING` (fentry/fexit through BPF trampolines, Linux 5.5 on x86-64).
+    pub fentry: Result<bool, String>,
+}
+
+impl Default for Features {
+    /// Not asked: doctor asks as root only.
+    fn default() -> Self {
+        let not_root = || Err("probing needs root".to_string());
+        Self { ring_buffer: not_root(), fentry: not_root() }
+    }
+}
+
+impl Features {
+    /// Probes the running kernel.
+    pub fn probe() -> Self {
+        Self {
+            ring_buffer: aya::sys::is_map_supported(aya::maps::MapType::RingBuf).map_err(|e| format!("probe failed: {e}")),
+            fentry: aya::sys::is_program_supported(aya::programs::ProgramType::Tracing).map_err(|e| format!("probe failed: {e}")),
+        }
+    }
 }
 
 impl Host {
-    /// The machine this runs on.
+    /// The machine this runs on, its features not probed (see [`Host::probe_features`]).
     pub fn this() -> Self {
         // SAFETY: geteuid has no preconditions.
-        Self { root: PathBuf::from("/"), euid: unsafe { libc::geteuid() } }
+        Self { root: PathBuf::from("/"), euid: unsafe { libc::geteuid() }, features: Features::default() }
+    }
+
+    /// Asks the kernel through bpf(2), as root only: unprivileged bpf(2) is off on Debian, and
+    /// asking as another user would only be refused.
+    pub fn probe_features(mut self) -> Self {
+        if self.euid == 0 {
+            self.features = Features::probe();
+        }
+        self
     }
 
     fn path(&self, absolute: &str) -> PathBuf {
@@ -101,7 +143,18 @@ impl Host {
 
 /// Every check, in the order `doctor` prints them.
 pub fn check_all(host: &Host) -> Vec<Check> {
-    vec![kernel(host), btf(host), kprobes(host), tracefs(host), modules(host), kallsyms(host), privileges(host)]
+    vec![
+        kernel(host),
+        btf(host),
+        kprobes(host),
+        kprobes_on(host),
+        ring_buffer(host),
+        fentry(host),
+        tracefs(host),
+        modules(host),
+        kallsyms(host),
+        privileges(host),
+    ]
 }
 
 pub fn kernel(host: &Host) -> Check {
@@ -158,6 +211,73 @@ pub fn kprobes(host: &Host) -> Check {
             fix,
         ),
     }
+}
+
+/// The system-wide kprobe switch (`kernel/kprobes.c`, debugfs `kprobes/enabled`): at 0 every
+/// kprobe is disarmed and new ones are registered disarmed, so the hooks attach without error and
+/// never fire — a run would see nothing and look clean.
+pub const KPROBES_ENABLED: &str = "/sys/kernel/debug/kprobes/enabled";
+
+pub fn kprobes_on(host: &Host) -> Check {
+    match host.read(KPROBES_ENABLED).map(|v| v.trim().to_string()) {
+        Ok(v) if v == "0" => Check::bad(
+            KPROBES_ON,
+            CheckState::Missing,
+            format!("kprobes are disabled system-wide ({KPROBES_ENABLED} is 0): hooks attach but never fire"),
+            format!("echo 1 > {KPROBES_ENABLED}"),
+        ),
+        Ok(v) => Check::ok(KPROBES_ON, format!("{KPROBES_ENABLED} is {v}")),
+        Err(e) => Check::ok(
+            KPROBES_ON,
+            format!("{KPROBES_ENABLED} not readable ({}): kprobes are on unless someone turned them off there", io_reason(&e)),
+        ),
+    }
+}
+
+/// The BPF ring buffer appeared in Linux 5.8 (commit 457f44363a88).
+const RING_BUFFER_SINCE: crate::probes::kernel_version::KernelVersion = crate::probes::kernel_version::KernelVersion::new(5, 8);
+
+pub fn ring_buffer(host: &Host) -> Check {
+    let missing = || {
+        Check::bad(
+            RING_BUFFER,
+            CheckState::Missing,
+            "no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8): records cannot reach the daemon",
+            "boot Linux 5.8 or later",
+        )
+    };
+    match &host.features.ring_buffer {
+        Ok(true) => Check::ok(RING_BUFFER, "BPF_MAP_TYPE_RINGBUF (probed)"),
+        Ok(false) => missing(),
+        Err(why) => match host.release().and_then(|r| crate::probes::kernel_version::KernelVersion::parse_release(&r)) {
+            Some(v) if v >= RING_BUFFER_SINCE => {
+                Check::ok(RING_BUFFER, format!("BPF_MAP_TYPE_RINGBUF expected on {v} (not probed: {why})"))
+            }
+            Some(_) => missing(),
+            None => Check::bad(
+                RING_BUFFER,
+                CheckState::Warning,
+                format!("unknown: not probed ({why}) and no kernel release to judge by"),
+                "run doctor as root",
+            ),
+        },
+    }
+}
+
+/// Informational: every hook is a kprobe or a tracepoint, so fentry is never needed.
+pub fn fentry(host: &Host) -> Check {
+    let support = match &host.features.fentry {
+        Ok(true) => "supported (probed)".to_string(),
+        Ok(false) => "not supported (probed)".to_string(),
+        Err(why) => format!("not probed ({why})"),
+    };
+    Check::ok(FENTRY, format!("{support}; not needed: every hook is a kprobe or a tracepoint"))
+}
+
+/// An I/O error without Rust's `(os error N)` suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
 }
 
 /// `CONFIG_X=v` in a kernel config; `None` when it is absent or `# CONFIG_X is not set`.
@@ -288,14 +408,14 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         }
-        let host = Host { root: dir.path().to_path_buf(), euid };
+        let host = Host { root: dir.path().to_path_buf(), euid, features: Features::default() };
         (dir, host)
     }
 
     const ALL_CAPS: &str = "Name:\tx\nCapEff:\t000001ffffffffff\n";
 
     fn ready_host() -> (tempfile::TempDir, Host) {
-        fixture(
+        let (dir, mut host) = fixture(
             &[
                 ("/proc/sys/kernel/osrelease", "6.1.0-50-amd64\n"),
                 ("/sys/kernel/btf/vmlinux", "btf"),
@@ -305,9 +425,12 @@ mod tests {
                 ("/proc/kallsyms", "ffffffff81000000 T _stext\n"),
                 ("/proc/sys/kernel/kptr_restrict", "1\n"),
                 ("/proc/self/status", ALL_CAPS),
+                (KPROBES_ENABLED, "1\n"),
             ],
             0,
-        )
+        );
+        host.features = Features { ring_buffer: Ok(true), fentry: Ok(true) };
+        (dir, host)
     }
 
     #[test]
@@ -315,7 +438,10 @@ mod tests {
         let (_dir, host) = ready_host();
         let checks = check_all(&host);
         assert!(checks.iter().all(|c| c.state == CheckState::Ok && c.fix.is_none()), "{checks:#?}");
-        assert_eq!(checks.iter().map(|c| c.name).collect::<Vec<_>>(), [KERNEL, BTF, KPROBES, TRACEFS, MODULES, KALLSYMS, PRIVILEGES]);
+        assert_eq!(
+            checks.iter().map(|c| c.name).collect::<Vec<_>>(),
+            [KERNEL, BTF, KPROBES, KPROBES_ON, RING_BUFFER, FENTRY, TRACEFS, MODULES, KALLSYMS, PRIVILEGES]
+        );
         assert_eq!(checks[0].detail, "6.1.0-50-amd64 (6.1)");
         assert!(!kprobes_unavailable(&checks));
     }
@@ -324,8 +450,10 @@ mod tests {
     fn an_empty_host_gets_every_check_with_a_fix() {
         let (_dir, host) = fixture(&[], 1000);
         let checks = check_all(&host);
-        assert_eq!(checks.len(), 7, "no check stops the others");
-        for c in &checks {
+        assert_eq!(checks.len(), 10, "no check stops the others");
+        // What cannot be known there is not claimed missing: the kprobe switch (debugfs) and
+        // fentry (informational: never needed).
+        for c in checks.iter().filter(|c| ![KPROBES_ON, FENTRY].contains(&c.name)) {
             assert_ne!(c.state, CheckState::Ok, "{c:?}");
             assert!(c.fix.as_deref().is_some_and(|f| !f.is_empty()), "{c:?}");
         }
@@ -388,6 +516,16 @@ mod tests {
     }
 
     #[test]
+    fn per_cpu_symbols_at_zero_do_not_hide_real_addresses() {
+        let listing = "0000000000000000 A fixed_percpu_data\n0000000000001000 A cpu_debug_store\nffffffff81000000 T _stext\n";
+        let (_dir, host) = fixture(&[("/proc/kallsyms", listing), ("/proc/sys/kernel/kptr_restrict", "0\n")], 0);
+        assert_eq!(kallsyms(&host).state, CheckState::Ok, "{:?}", kallsyms(&host));
+        let hidden = "0000000000000000 A fixed_percpu_data\n0000000000000000 T _stext\n";
+        let (_dir, host) = fixture(&[("/proc/kallsyms", hidden), ("/proc/sys/kernel/kptr_restrict", "0\n")], 1000);
+        assert_eq!(kallsyms(&host).state, CheckState::Missing);
+    }
+
+    #[test]
     fn root_without_bpf_capabilities_is_missing_and_names_them() {
         // CAP_BPF (39) and CAP_PERFMON (38), no CAP_SYS_ADMIN.
         let (_dir, host) = fixture(&[("/proc/self/status", "CapEff:\t000000c000000000\n")], 0);
@@ -397,6 +535,40 @@ mod tests {
         // CAP_SYS_ADMIN alone covers the other two (kernels before 5.8 have neither).
         let (_dir, host) = fixture(&[("/proc/self/status", "CapEff:\t0000000000200000\n")], 0);
         assert_eq!(privileges(&host), Check::ok(PRIVILEGES, "root; CAP_SYS_ADMIN effective (it covers CAP_BPF CAP_PERFMON)"));
+    }
+
+    #[test]
+    fn kprobes_disabled_through_debugfs_are_missing_with_the_command_that_enables_them() {
+        let (_dir, host) = fixture(&[(KPROBES_ENABLED, "0\n")], 0);
+        let c = kprobes_on(&host);
+        assert_eq!(c.state, CheckState::Missing);
+        assert_eq!(c.detail, "kprobes are disabled system-wide (/sys/kernel/debug/kprobes/enabled is 0): hooks attach but never fire");
+        assert_eq!(c.fix.as_deref(), Some("echo 1 > /sys/kernel/debug/kprobes/enabled"));
+        let (_dir, host) = fixture(&[], 0);
+        let c = kprobes_on(&host);
+        assert_eq!(c.state, CheckState::Ok, "unknown is not missing: {c:?}");
+        assert!(c.detail.contains("not readable (No such file or directory)"), "{c:?}");
+    }
+
+    #[test]
+    fn the_ring_buffer_is_probed_else_judged_by_the_kernel_release() {
+        let (_dir, mut host) = fixture(&[("/proc/sys/kernel/osrelease", "5.4.0-42-generic\n")], 1000);
+        let c = ring_buffer(&host);
+        assert_eq!((c.state, c.fix.as_deref()), (CheckState::Missing, Some("boot Linux 5.8 or later")), "{c:?}");
+        host.features.ring_buffer = Ok(true);
+        assert_eq!(ring_buffer(&host).state, CheckState::Ok, "a probe beats the version");
+        let (_dir, host) = fixture(&[("/proc/sys/kernel/osrelease", "6.1.0-50-amd64\n")], 1000);
+        assert_eq!(ring_buffer(&host).detail, "BPF_MAP_TYPE_RINGBUF expected on 6.1 (not probed: probing needs root)");
+        let (_dir, mut host) = fixture(&[("/proc/sys/kernel/osrelease", "6.1.0-50-amd64\n")], 0);
+        host.features.ring_buffer = Ok(false);
+        assert_eq!(ring_buffer(&host).state, CheckState::Missing, "a probe that says no is believed");
+    }
+
+    #[test]
+    fn fentry_is_reported_as_not_needed_whatever_the_probe_says() {
+        let (_dir, mut host) = fixture(&[], 0);
+        host.features.fentry = Ok(false);
+        assert_eq!(fentry(&host), Check::ok(FENTRY, "not supported (probed); not needed: every hook is a kprobe or a tracepoint"));
     }
 
     #[test]

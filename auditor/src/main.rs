@@ -227,6 +227,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Replay { file, output, human, rotation, reports, policy, no_catalog, limits } => {
             let policy = Policy::load(policy.as_deref(), !no_catalog)?;
+            refuse_shared_paths(Some(&file), output.as_deref(), &reports)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
             let output = NdjsonOutput::new(output.as_deref(), &rotation)?;
@@ -246,6 +247,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::Run { output, events, duration, quiet, probe_floor, rotation, common } => {
+            let mut signals = StopSignals::install()?;
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let output = NdjsonOutput::new(Some(&output), &rotation)?;
             let ndjson = output.sink(NdjsonRecords::All { events })?;
@@ -256,12 +258,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             let sinks =
                 pick_sinks(Some(ndjson), HumanSink { findings: !quiet }, &Reports::none(), &opts.policy.fail_on, live_metrics(&opts))?;
-            run_live(opts, sinks, || Ok(stop_signal(duration))).await?;
+            run_live(opts, sinks, || Ok(async move { signals.or_duration(duration).await })).await?;
             Ok(code::CLEAN)
         }
         Command::Gate { output, rotation, reports, common, cmd } => {
+            let mut signals = StopSignals::install()?;
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let fail_on = policy.fail_on.clone();
+            refuse_shared_paths(None, output.as_deref(), &reports)?;
             let recorded = output.is_some();
             let output = NdjsonOutput::new(output.as_deref(), &rotation)?;
             let ndjson = if recorded { Some(output.sink(NdjsonRecords::All { events: true })?) } else { None };
@@ -276,7 +280,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     .spawn()
                     .with_context(|| format!("cannot start {:?}", cmd[0]))?;
                 Ok(async move {
-                    let status = child.wait().await;
+                    let status = tokio::select! {
+                        status = child.wait() => status,
+                        signal = signals.recv() => {
+                            // Passed on to the command once; the run ends when it has exited.
+                            if let Some(pid) = child.id() {
+                                // SAFETY: plain kill(2) of our own child, which has not been reaped.
+                                unsafe { libc::kill(pid as i32, signal) };
+                            }
+                            child.wait().await
+                        }
+                    };
                     let _ = status_tx.send(status.map(|s| s.success()).unwrap_or(false));
                 })
             })
@@ -300,6 +314,18 @@ impl Reports {
     fn none() -> Self {
         Self { junit: None, sarif: None, allow_loss: false }
     }
+}
+
+/// Before any output is opened: no two on one file, none on the replayed recording (one line,
+/// exit 5, nothing opened or truncated).
+fn refuse_shared_paths(input: Option<&Path>, ndjson: Option<&Path>, reports: &Reports) -> Result<(), OutputError> {
+    fn named<'a>(what: &str, path: &'a Option<PathBuf>) -> Option<(String, &'a Path)> {
+        path.as_deref().map(|p| (format!("{what} {}", p.display()), p))
+    }
+    let ndjson = ndjson.filter(|p| p.as_os_str() != "-").map(|p| (format!("NDJSON output {}", p.display()), p));
+    let outputs: Vec<(String, &Path)> =
+        ndjson.into_iter().chain(named("JUnit report", &reports.junit)).chain(named("SARIF report", &reports.sarif)).collect();
+    auditor::sink::refuse_shared_paths(input, &outputs)
 }
 
 /// The outputs of a run, in the order they see each record. A new output is one line here. Report
@@ -345,20 +371,44 @@ fn live_metrics(opts: &LiveOptions) -> Option<Arc<Metrics>> {
     opts.metrics_addr.map(|_| opts.metrics.clone())
 }
 
-/// SIGINT, SIGTERM or the duration: whichever comes first.
-async fn stop_signal(duration: Option<u64>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let timeout = async {
-        match duration {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-            None => std::future::pending().await,
+/// SIGINT and SIGTERM, caught from the start of `run` and `gate`: a signal that comes while the
+/// probes are being attached (seconds on a slow machine) is kept, and the run stops as soon as
+/// it is attached — status and summary written, exit code as usual — instead of dying half
+/// attached. Once caught, later signals are caught too: the final drain is not cut short.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM (also one caught before this call); returns its number.
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => libc::SIGINT,
+            _ = self.terminate.recv() => libc::SIGTERM,
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = timeout => {}
+    }
+
+    /// A signal or `duration` seconds, whichever comes first.
+    async fn or_duration(&mut self, duration: Option<u64>) {
+        let timeout = async {
+            match duration {
+                Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.recv() => {}
+            _ = timeout => {}
+        }
     }
 }
 

@@ -236,7 +236,35 @@ fn a_closed_stdout_pipe_stops_replay_with_exit_5() {
 #[test]
 fn an_output_that_cannot_be_created_is_exit_5() {
     let stderr = replay_failing(&["--output", "/nonexistent-dir/run.ndjson"], std::process::Stdio::null());
-    assert!(stderr.starts_with("pfn-auditor: cannot write the NDJSON output /nonexistent-dir/run.ndjson: "), "{stderr}");
+    assert_eq!(
+        stderr,
+        "pfn-auditor: cannot write the NDJSON output /nonexistent-dir/run.ndjson: directory /nonexistent-dir does not exist\n"
+    );
+}
+
+#[test]
+fn two_outputs_on_one_file_are_refused_before_either_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report");
+    std::fs::write(&report, "last run's report").unwrap();
+    let stderr = replay_failing(&["--junit", report.to_str().unwrap(), "--sarif", report.to_str().unwrap()], std::process::Stdio::null());
+    let r = report.display();
+    assert_eq!(stderr, format!("pfn-auditor: cannot write the SARIF report {r}: it is the same file as the JUnit report {r}\n"));
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "last run's report", "nothing was opened");
+}
+
+#[test]
+fn replay_refuses_to_write_over_its_own_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("run.ndjson");
+    std::fs::copy(gate_fixture("gate-catches-revoke.ndjson"), &recording).unwrap();
+    let before = std::fs::read(&recording).unwrap();
+    let out = auditor().arg("replay").arg(&recording).arg("--output").arg(&recording).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let r = recording.display();
+    assert_eq!(stderr, format!("pfn-auditor: cannot write the NDJSON output {r}: it is the same file as the input {r}\n"));
+    assert_eq!(std::fs::read(&recording).unwrap(), before, "the recording is intact");
 }
 
 #[test]
@@ -326,6 +354,9 @@ fn doctor_on_this_host_checks_kprobes_before_the_hooks() {
     let d: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let check = d["checks"].as_array().unwrap().iter().find(|c| c["name"] == "kprobes").unwrap().clone();
     assert_eq!(check["state"], "missing", "{check}");
+    // Every check is printed, whatever the kprobes check found.
+    let names: Vec<&str> = d["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kernel", "btf", "kprobes", "kprobes-on", "ringbuf", "fentry", "tracefs", "modules", "kallsyms", "privileges"]);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod bench;
 mod btf_trim;
+mod check_verdict;
 mod debian;
 mod demo;
 mod fuzz;

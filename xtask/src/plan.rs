@@ -29,6 +29,9 @@
 //! modules_loaded_by_command = true           # gate only: the gated command loads the modules
 //! metrics = true                            # `run --metrics`, scraped by Prometheus on the host
 //!                                           # while the program runs in a loop (xtask/src/prometheus.rs)
+//! check = "storm"                           # a guest-side check instead (init.sh `check_storm`,
+//!                                           # judged by verdict.rs `judge_check`); see `Check`
+//! max_rss_mib = 64                          # check = "storm": the daemon's peak RSS bound
 //! why = "..."
 //! ```
 
@@ -86,8 +89,52 @@ pub struct Scenario {
     /// the daemon through a QEMU port forward; `rate()` over a counter must return a value above 0.
     #[serde(default)]
     pub metrics: bool,
+    /// A guest-side check of the daemon itself rather than a scenario under it.
+    pub check: Option<Check>,
+    /// `check = "storm"`: the daemon's peak RSS (VmHWM) must stay under this many MiB.
+    pub max_rss_mib: Option<u64>,
     #[serde(default)]
     pub why: String,
+}
+
+/// The guest-side checks (tests/vm/guest/init.sh `check_<name>`, dashes as underscores). The
+/// scenario's `program` and `args` are the workload where the check runs one; `expect` applies to
+/// the NDJSON of the (first) daemon, as for any scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// `doctor --json` as root, as nobody, without tracefs, with kprobes switched off in debugfs
+    /// (and `run` then); no workload.
+    Doctor,
+    /// SIGTERM while `run` is attaching; no workload.
+    SigtermAttach,
+    /// SIGTERM while `run` drains the workload's records (the workload still running).
+    SigtermDrain,
+    /// Two `run`s at once, both seeing the workload; the second stops, the first keeps working.
+    SecondInstance,
+    /// `run` killed with SIGKILL, then a new `run` with the workload; nothing left behind.
+    Kill9Restart,
+    /// `run` under the workload (given the daemon's pid: it stops it for a while), its peak RSS
+    /// bounded and its losses accounted per hook.
+    Storm,
+}
+
+impl Check {
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Doctor => "doctor",
+            Check::SigtermAttach => "sigterm-attach",
+            Check::SigtermDrain => "sigterm-drain",
+            Check::SecondInstance => "second-instance",
+            Check::Kill9Restart => "kill9-restart",
+            Check::Storm => "storm",
+        }
+    }
+
+    /// Whether the daemon records raw events (`run --events`), so its recording can be replayed.
+    pub fn records_events(self) -> bool {
+        matches!(self, Check::SecondInstance | Check::Kill9Restart)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -143,9 +190,20 @@ impl Scenario {
         PROGRAMS.iter().find(|(key, _)| *key == self.program).map_or("pfnaudit-scenario", |(_, bin)| bin)
     }
 
+    /// Whether `pfn-auditor replay` of the run's NDJSON must reprint its findings (it recorded
+    /// raw events).
+    pub fn replayable(&self) -> bool {
+        !self.output_unwritable && self.check.is_none_or(Check::records_events)
+    }
+
     /// The guest plan line: `<name> <mode> <program> <args...>` (see tests/vm/guest/init.sh).
     pub fn plan_line(&self) -> String {
+        let check_mode;
         let mode = match (self.gate_exit, self.background) {
+            _ if self.check.is_some() => {
+                check_mode = format!("check-{}", self.check.map_or("", Check::name));
+                check_mode.as_str()
+            }
             (Some(_), _) if self.modules_loaded_by_command => "gate-late",
             (Some(_), _) if self.output_unwritable => "gate-full",
             (None, _) if self.output_unwritable => "run-full",
@@ -189,6 +247,12 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
         }
         if s.metrics && (s.gate_exit.is_some() || s.background || s.output_unwritable) {
             bail!("scenario `{}`: metrics runs `run --metrics` (not gate_exit, background or output_unwritable)", s.name);
+        }
+        if s.check.is_some() && (s.gate_exit.is_some() || s.background || s.output_unwritable) {
+            bail!("scenario `{}`: a check runs the daemon its own way (no gate_exit, background or output_unwritable)", s.name);
+        }
+        if s.max_rss_mib.is_some() != (s.check == Some(Check::Storm)) {
+            bail!("scenario `{}`: max_rss_mib goes with check = \"storm\", and a storm needs it", s.name);
         }
         if s.modules_loaded_by_command && s.gate_exit.is_none() {
             bail!("scenario `{}`: modules_loaded_by_command needs gate_exit (only gated commands load modules)", s.name);
@@ -275,6 +339,22 @@ mod tests {
         assert!(parse(bad).unwrap_err().to_string().contains("unknown program `nope`"));
         let elsewhere = "[[scenario]]\nname = \"a\"\nkernels = [\"6.1\"]\nexpect_on = { \"5.10\" = [] }\n";
         assert!(parse(elsewhere).unwrap_err().to_string().contains("does not run on"));
+    }
+
+    #[test]
+    fn checks_have_their_own_plan_mode_and_exclude_the_other_modes() {
+        let storm = "[[scenario]]\nname = \"s\"\nargs = [\"storm\", \"15000\"]\ncheck = \"storm\"\nmax_rss_mib = 64\n";
+        let list = parse(storm).unwrap();
+        assert_eq!(list[0].plan_line(), "s check-storm pfnaudit-scenario storm 15000\n");
+        assert!(!list[0].replayable());
+        let kill = "[[scenario]]\nname = \"k\"\nargs = [\"x\"]\ncheck = \"kill9-restart\"\n";
+        assert_eq!(parse(kill).unwrap()[0].plan_line(), "k check-kill9-restart pfnaudit-scenario x\n");
+        assert!(parse(kill).unwrap()[0].replayable());
+        let gated = "[[scenario]]\nname = \"g\"\ncheck = \"doctor\"\ngate_exit = 0\n";
+        assert!(parse(gated).unwrap_err().to_string().contains("its own way"));
+        let unbounded = "[[scenario]]\nname = \"s\"\ncheck = \"storm\"\n";
+        assert!(parse(unbounded).unwrap_err().to_string().contains("max_rss_mib"));
+        assert!(parse("[[scenario]]\nname = \"s\"\ncheck = \"nope\"\n").is_err());
     }
 
     #[test]

@@ -163,6 +163,9 @@ fn bad_run_stats(hook: &Value) -> Option<String> {
 /// Ok(summary) on PASS, Err(reason) on FAIL. Without an auditor only the scenario program is judged.
 /// `kernel` is the series label (the scenario's expectations may differ per kernel).
 pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor: bool) -> Result<String, String> {
+    if let Some(check) = scenario.check {
+        return crate::check_verdict::judge(check, scenario, kernel, files);
+    }
     let get = |label: &str| files.get(&(scenario.name.clone(), label.to_owned()));
     let program = get("scenario").ok_or("the guest sent no result (did the VM stop early?)")?;
     // A background scenario is killed on purpose; it only fails by never getting ready.
@@ -203,12 +206,6 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
             problems.push(format!("tracefs kprobe events left after exit: {}", leftover.replace('\n', "; ")));
         }
     }
-    if !tally.has_status {
-        problems.push("no status record".to_owned());
-    }
-    if !tally.bad_run_stats.is_empty() {
-        problems.push(format!("summary: {}", tally.bad_run_stats.join(", ")));
-    }
     let mut scraped = None;
     if scenario.metrics {
         match get(crate::qemu::PROMETHEUS_LABEL) {
@@ -216,6 +213,26 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
             Some(sent) => problems.push(format!("Prometheus on the host: {}", sent.text.trim())),
             None => problems.push("the guest never said its metrics were ready (no scrape)".to_owned()),
         }
+    }
+    problems.extend(expectations(scenario, kernel, &tally));
+    if problems.is_empty() {
+        let scraped = scraped.map(|line| format!("; Prometheus on the host: {line}")).unwrap_or_default();
+        Ok(format!("{}{scraped}", found(&tally)))
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// What every daemon's NDJSON must show: a status record, run-time statistics in the summary, a
+/// vma on every raw lookup, exactly the expected findings with their evidence, the suppressed
+/// count, and the losses allowed.
+pub(crate) fn expectations(scenario: &Scenario, kernel: &str, tally: &Tally) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !tally.has_status {
+        problems.push("no status record".to_owned());
+    }
+    if !tally.bad_run_stats.is_empty() {
+        problems.push(format!("summary: {}", tally.bad_run_stats.join(", ")));
     }
     if tally.lookups_without_vma > 0 {
         problems.push(format!("{} raw-lookup event(s) carry no vma", tally.lookups_without_vma));
@@ -248,20 +265,20 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     if !scenario.expect_loss && tally.lost > scenario.max_lost {
         problems.push(format!("{} events lost (allowed {})", tally.lost, scenario.max_lost));
     }
-    if problems.is_empty() {
-        let mut found: Vec<String> = tally.findings.iter().map(|(k, n)| format!("{n} {k}")).collect();
-        let suppressed = match tally.suppressed {
-            Some(n) if n > 0 => format!(" ({n} suppressed)"),
-            _ => String::new(),
-        };
-        if found.is_empty() {
-            found.push("no findings, as expected".into());
-        }
-        let scraped = scraped.map(|line| format!("; Prometheus on the host: {line}")).unwrap_or_default();
-        Ok(format!("{}{suppressed}{scraped}", found.join(", ")))
-    } else {
-        Err(problems.join("; "))
+    problems
+}
+
+/// The outcome of a run: `found` kinds, or "no findings", and the suppressed count.
+pub(crate) fn found(tally: &Tally) -> String {
+    let mut found: Vec<String> = tally.findings.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let suppressed = match tally.suppressed {
+        Some(n) if n > 0 => format!(" ({n} suppressed)"),
+        _ => String::new(),
+    };
+    if found.is_empty() {
+        found.push("no findings, as expected".into());
     }
+    format!("{}{suppressed}", found.join(", "))
 }
 
 /// The reports a CI system reads: each validates against its schema (tests/schemas), JUnit has
@@ -322,7 +339,7 @@ fn sarif_source_problems(tally: &Tally, doc: &Value) -> Vec<String> {
     problems
 }
 
-fn last_line(text: &str) -> String {
+pub(crate) fn last_line(text: &str) -> String {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned()
 }
 

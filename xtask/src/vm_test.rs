@@ -16,8 +16,8 @@ pub fn run(kernels: &[Series], with_auditor: bool, only: &[String]) -> Result<()
         scenarios.retain(|s| only.iter().any(|prefix| s.name.starts_with(prefix.as_str())));
     }
     if !with_auditor {
-        // The guest runs gated and metrics scenarios only with the auditor: nothing to judge without it.
-        scenarios.retain(|s| s.gate_exit.is_none() && !s.metrics);
+        // The guest runs gated, metrics and check scenarios only with the auditor: nothing to judge without it.
+        scenarios.retain(|s| s.gate_exit.is_none() && !s.metrics && s.check.is_none());
     }
     let guest = Guest::prepare(with_auditor)?;
     let (mut passed, mut failed) = (0, 0);
@@ -34,8 +34,8 @@ pub fn run(kernels: &[Series], with_auditor: bool, only: &[String]) -> Result<()
                     .map(|s| {
                         let what = verdict::judge(s, series.label, &finished.files, with_auditor)?;
                         match &guest.auditor {
-                            // Nothing could be recorded to replay.
-                            Some(_) if s.output_unwritable => Ok(what),
+                            // Nothing (or no raw events) recorded to replay.
+                            Some(_) if !s.replayable() => Ok(what),
                             Some(auditor) => {
                                 let recording = dir.join(format!("{}.ndjson", s.name));
                                 let n = replay_check::check(auditor, &recording, &vm_sources_dir().join("policy.toml"))?;

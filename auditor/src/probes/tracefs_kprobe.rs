@@ -76,7 +76,10 @@ impl Drop for TracefsKprobe {
     }
 }
 
-/// Removes events of earlier runs that were killed before they could (their pid is gone).
+/// Removes events of earlier runs that were killed before they could: their pid is gone, or now
+/// belongs to a process that is not pfn-auditor (pids are reused). Events of another running
+/// instance are kept (instances coexist); and the kernel refuses to remove an event that a perf
+/// event still uses (EBUSY), so a live run's hooks cannot be taken from it even by mistake.
 pub fn remove_stale_events(tracefs: &Path) {
     let Ok(events) = std::fs::read_to_string(tracefs.join("kprobe_events")) else { return };
     for line in events.lines() {
@@ -84,10 +87,15 @@ pub fn remove_stale_events(tracefs: &Path) {
         let Some(event) = line.split_whitespace().next().and_then(|e| e.split_once(':')).map(|(_, e)| e) else { continue };
         let Some(name) = event.strip_prefix(GROUP).and_then(|n| n.strip_prefix('/')) else { continue };
         let Some(pid) = name.strip_prefix('e').and_then(|n| n.split('_').next()).and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if pid != std::process::id() && !is_auditor(pid) {
             let _ = write_kprobe_events(tracefs, &format!("-:{event}"));
         }
     }
+}
+
+/// Whether process `pid` exists and is pfn-auditor (its `comm`, the executable's name).
+fn is_auditor(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == "pfn-auditor")
 }
 
 /// Appends one command: opening kprobe_events without append would delete every event.
@@ -131,15 +139,21 @@ mod tests {
     fn events_of_dead_runs_are_removed_and_live_ones_and_others_kept() {
         let dir = tempfile::tempdir().unwrap();
         let own = std::process::id();
+        // A live process that is not pfn-auditor: the pid of a killed run, reused.
+        let mut reused = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let events = format!(
             "p:pfnaudit/e999999999_0 pfnaudit_test:pfnaudit_unpin_tracked\n\
              r:pfnaudit/e{own}_1 videobuf2_common:get_vaddr_frames\n\
-             p:kprobes/e999999999_0 someone_elses:probe\n"
+             p:pfnaudit/e{}_2 pfnaudit_test:pfnaudit_unpin_tracked\n\
+             p:kprobes/e999999999_0 someone_elses:probe\n",
+            reused.id()
         );
         std::fs::write(dir.path().join("kprobe_events"), &events).unwrap();
         remove_stale_events(dir.path());
+        let _ = reused.kill();
+        let _ = reused.wait();
         // A regular file stands in for tracefs: the commands written are appended to it.
         let written = std::fs::read_to_string(dir.path().join("kprobe_events")).unwrap();
-        assert_eq!(&written[events.len()..], "-:pfnaudit/e999999999_0\n");
+        assert_eq!(&written[events.len()..], format!("-:pfnaudit/e999999999_0\n-:pfnaudit/e{}_2\n", reused.id()));
     }
 }

@@ -60,7 +60,7 @@ fn open_checked(path: &Path, existing: Existing) -> std::io::Result<File> {
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => refused("refusing to write through a symbolic link"),
-            _ => e,
+            _ => about_the_directory(path, e),
         })?;
     let meta = file.metadata()?;
     refuse_foreign(&meta)?;
@@ -77,6 +77,56 @@ fn refuse_foreign(meta: &std::fs::Metadata) -> std::io::Result<()> {
     let me = unsafe { libc::geteuid() };
     if (kind.is_file() || std::os::unix::fs::FileTypeExt::is_fifo(&kind)) && meta.uid() != me {
         return Err(refused(&format!("refusing to write to a file owned by uid {} (running as uid {me})", meta.uid())));
+    }
+    Ok(())
+}
+
+/// An error that is the directory's, said about the directory (the output's name is said by the
+/// caller): "directory /x does not exist" rather than "No such file or directory (os error 2)".
+fn about_the_directory(path: &Path, e: std::io::Error) -> std::io::Error {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let why = match e.raw_os_error() {
+        Some(libc::ENOENT) if !parent.exists() => format!("directory {} does not exist", parent.display()),
+        Some(libc::ENOTDIR) => format!("{} is not a directory", parent.display()),
+        Some(libc::EACCES) if std::fs::symlink_metadata(path).is_err() => {
+            format!("no permission to create a file in directory {}", parent.display())
+        }
+        Some(libc::EROFS) => format!("directory {} is on a read-only file system", parent.display()),
+        _ => return e,
+    };
+    std::io::Error::new(e.kind(), why)
+}
+
+/// Refuses two outputs of one run on the same file (`--output x --junit x`: each would truncate
+/// and overwrite the other), and an output on the run's input (`replay r.ndjson --output
+/// r.ndjson` would empty the recording before reading it). Paths are compared made absolute and,
+/// when both exist, by device and inode (a hard link or `./x` is the same file). Character
+/// devices (`/dev/null` twice) may be shared. `outputs` are (name, path) as the output errors name
+/// them (`JUnit report out.xml`); the error names the second of a pair and says the first.
+pub fn refuse_shared_paths(input: Option<&Path>, outputs: &[(String, &Path)]) -> Result<(), crate::pipeline::OutputError> {
+    let key = |path: &Path| {
+        let meta = std::fs::metadata(path).ok();
+        if meta.as_ref().is_some_and(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type())) {
+            return None;
+        }
+        Some((std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()), meta.map(|m| (m.dev(), m.ino()))))
+    };
+    let same = |a: &(std::path::PathBuf, Option<(u64, u64)>), b: &(std::path::PathBuf, Option<(u64, u64)>)| {
+        a.0 == b.0 || (a.1.is_some() && a.1 == b.1)
+    };
+    let input = input.map(|p| (format!("input {}", p.display()), p));
+    let all: Vec<(String, &Path)> = input.into_iter().chain(outputs.iter().map(|(n, p)| (n.clone(), *p))).collect();
+    for (i, (name, path)) in all.iter().enumerate() {
+        let Some(k) = key(path) else { continue };
+        if let Some((first, _)) = all[..i].iter().find(|(_, earlier)| key(earlier).is_some_and(|e| same(&e, &k))) {
+            return Err(crate::pipeline::OutputError {
+                output: name.clone(),
+                error: std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("it is the same file as the {first}")),
+            });
+        }
     }
     Ok(())
 }
@@ -176,6 +226,48 @@ mod tests {
         let link = dir.path().join("link.ndjson");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert_eq!(reopen_output(&link).unwrap_err().to_string(), "refusing to write through a symbolic link");
+    }
+
+    #[test]
+    fn a_missing_or_unwritable_directory_is_named_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-dir/run.ndjson");
+        assert_eq!(
+            open_output(&missing).unwrap_err().to_string(),
+            format!("directory {} does not exist", dir.path().join("no-such-dir").display())
+        );
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(open_output(&file.join("run.ndjson")).unwrap_err().to_string(), format!("{} is not a directory", file.display()));
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            let locked = dir.path().join("locked");
+            std::fs::create_dir(&locked).unwrap();
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+            let err = open_output(&locked.join("run.ndjson")).unwrap_err();
+            assert_eq!(err.to_string(), format!("no permission to create a file in directory {}", locked.display()));
+        }
+    }
+
+    #[test]
+    fn two_outputs_on_one_file_or_an_output_on_the_input_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report");
+        let junit = ("JUnit report report".to_string(), report.as_path());
+        let err = refuse_shared_paths(None, &[junit.clone(), ("SARIF report report".into(), report.as_path())]).unwrap_err();
+        assert_eq!(err.to_string(), "cannot write the SARIF report report: it is the same file as the JUnit report report");
+        // A hard link of an existing file is the same file too.
+        std::fs::write(&report, "").unwrap();
+        let link = dir.path().join("link");
+        std::fs::hard_link(&report, &link).unwrap();
+        assert!(refuse_shared_paths(None, &[junit.clone(), ("NDJSON output link".into(), link.as_path())]).is_err());
+        let recording = dir.path().join("run.ndjson");
+        let err = refuse_shared_paths(Some(&recording), &[("NDJSON output run.ndjson".into(), recording.as_path())]).unwrap_err();
+        assert!(err.to_string().ends_with(&format!("it is the same file as the input {}", recording.display())), "{err}");
+        let other = dir.path().join("other");
+        assert!(refuse_shared_paths(Some(&recording), &[junit, ("SARIF report other".into(), other.as_path())]).is_ok());
+        let null = Path::new("/dev/null");
+        assert!(refuse_shared_paths(None, &[("JUnit report /dev/null".into(), null), ("SARIF report /dev/null".into(), null)]).is_ok());
     }
 
     #[test]

@@ -23,6 +23,9 @@
 #              until the host (Prometheus, xtask/src/prometheus.rs) is done scraping
 #   bench      the scenario bare, under `run --probe-floor` and with the auditor attached, three
 #              times each (timing only)
+#   check-X    the guest-side check `check_X` below (dashes as underscores): doctor with pieces
+#              removed, signals, two instances, kill -9 and restart, a storm. Each sends what it
+#              saw as files, and `facts` (key=value lines) for what only the guest can see.
 
 export PATH=/bin
 mount -t proc proc /proc
@@ -97,13 +100,15 @@ POLICY=""
 [ -f /policy.toml ] && POLICY="--policy /policy.toml"
 # The test module as built (with debug info): holders get their file:line. Debian's modules there
 # are stripped, so theirs fall back to func+off [module].
+# doctor takes the policy only.
+DOCTOR_POLICY=$POLICY
 POLICY="$POLICY --module-debug-dir /modules"
 HAVE_AUDITOR=0
 [ -x /bin/pfn-auditor ] && HAVE_AUDITOR=1
 
 # Starts the auditor for scenario $1 (extra args after it) and waits for its status record.
 start_auditor() {
-    name=$1
+    local name=$1
     shift
     pfn-auditor run $POLICY --output "/out/$name.ndjson" "$@" < /dev/null 2> "/out/$name.stderr" &
     AUDITOR=$!
@@ -125,6 +130,11 @@ start_auditor() {
 # SIGINT drains and flushes; a stuck auditor is killed after 120 s (status 137 then).
 stop_auditor() {
     kill -INT $AUDITOR 2>/dev/null
+    wait_auditor
+}
+
+# Waits for $AUDITOR to exit (killed after 120 s); its status in AUDITOR_STATUS.
+wait_auditor() {
     ( sleep 120; kill -KILL $AUDITOR 2>/dev/null ) &
     watchdog=$!
     wait $AUDITOR
@@ -201,6 +211,186 @@ run_full() { # name
     send "$name" scenario 0 "/out/$name.scenario"
     send "$name" ndjson $status /dev/null
     send "$name" stderr $status "/out/$name.stderr"
+}
+
+# tracefs kprobe events of pfn-auditor, all of them or those of pid $1.
+pfnaudit_events() {
+    grep "pfnaudit/e${1}" /sys/kernel/tracing/kprobe_events 2>/dev/null
+}
+
+count_events() {
+    pfnaudit_events "$1" | wc -l
+}
+
+# doctor --json as root, as nobody, without tracefs, with kprobes switched off (and `run` then).
+check_doctor() { # name
+    name=$1
+    pfn-auditor doctor --json $DOCTOR_POLICY > "/out/$name.full" 2>> "/out/$name.stderr"
+    send "$name" doctor-full $? "/out/$name.full"
+    pfnaudit-scenario as-user 65534 pfn-auditor doctor --json > "/out/$name.nonroot" 2>> "/out/$name.stderr"
+    send "$name" doctor-nonroot $? "/out/$name.nonroot"
+    # tracefs is mounted twice: on its own, and automounted under debugfs.
+    umount /sys/kernel/tracing
+    umount -l /sys/kernel/debug
+    echo "tracefs_mounts_while_removed=$(grep -c tracefs /proc/mounts)" > "/out/$name.facts"
+    pfn-auditor doctor --json $DOCTOR_POLICY > "/out/$name.notracefs" 2>> "/out/$name.stderr"
+    send "$name" doctor-notracefs $? "/out/$name.notracefs"
+    mount -t debugfs debugfs /sys/kernel/debug
+    mount -t tracefs tracefs /sys/kernel/tracing
+    echo 0 > /sys/kernel/debug/kprobes/enabled
+    echo "kprobes_enabled_while_off=$(cat /sys/kernel/debug/kprobes/enabled)" >> "/out/$name.facts"
+    pfn-auditor doctor --json $DOCTOR_POLICY > "/out/$name.kprobesoff" 2>> "/out/$name.stderr"
+    send "$name" doctor-kprobesoff $? "/out/$name.kprobesoff"
+    pfn-auditor run $POLICY --duration 5 --output "/out/$name.ndjson" < /dev/null 2> "/out/$name.run-stderr"
+    send "$name" run-kprobesoff $? "/out/$name.run-stderr"
+    echo 1 > /sys/kernel/debug/kprobes/enabled
+    send "$name" stderr 0 "/out/$name.stderr"
+    send "$name" facts 0 "/out/$name.facts"
+}
+
+# SIGTERM while the probes are being attached: programs loaded (a bpf-prog descriptor), no status
+# record yet. The run must still end with its status and summary, exit 0, nothing left behind.
+check_sigterm_attach() { # name
+    name=$1
+    pfn-auditor run $POLICY --output "/out/$name.ndjson" < /dev/null 2> "/out/$name.stderr" &
+    AUDITOR=$!
+    during=no
+    i=0
+    while [ $i -lt 1200 ] && kill -0 $AUDITOR 2>/dev/null; do
+        if ls -l /proc/$AUDITOR/fd 2>/dev/null | grep -q bpf-prog; then
+            grep -qE '"type": ?"status"' "/out/$name.ndjson" || during=yes
+            break
+        fi
+        sleep 0.05
+        i=$((i + 1))
+    done
+    kill -TERM $AUDITOR
+    wait_auditor
+    {
+        echo "signal_during_attach=$during"
+        echo "leftover_events=$(count_events)"
+    } > "/out/$name.facts"
+    send "$name" ndjson $AUDITOR_STATUS "/out/$name.ndjson"
+    send "$name" stderr $AUDITOR_STATUS "/out/$name.stderr"
+    send "$name" facts 0 "/out/$name.facts"
+}
+
+# SIGTERM while the daemon drains a storm of records (the workload still running).
+check_sigterm_drain() { # name program args...
+    name=$1
+    shift
+    start_auditor "$name" || return
+    "$@" < /dev/null > "/out/$name.scenario" 2>&1 &
+    work=$!
+    sleep 3
+    running=no
+    kill -0 $work 2>/dev/null && running=yes
+    kill -TERM $AUDITOR
+    wait_auditor
+    kill -KILL $work 2>/dev/null
+    wait $work
+    {
+        echo "workload_running_at_signal=$running"
+        echo "leftover_events=$(count_events)"
+    } > "/out/$name.facts"
+    send "$name" ndjson $AUDITOR_STATUS "/out/$name.ndjson"
+    send "$name" stderr $AUDITOR_STATUS "/out/$name.stderr"
+    send "$name" facts 0 "/out/$name.facts"
+}
+
+# Two daemons at once: both see the scenario; the second stopping leaves the first's hooks (its
+# tracefs events, its release hook) working, as the correct use after it shows.
+check_second_instance() { # name program args...
+    name=$1
+    shift
+    start_auditor "$name" --events || return
+    first=$AUDITOR
+    start_auditor "$name.second" --events || return
+    second=$AUDITOR
+    "$@" < /dev/null > "/out/$name.scenario" 2>&1
+    scenario_status=$?
+    first_events=$(count_events "${first}_")
+    second_events=$(count_events "${second}_")
+    stop_auditor
+    second_status=$AUDITOR_STATUS
+    first_events_after=$(count_events "${first}_")
+    pfnaudit-scenario correct-use < /dev/null >> "/out/$name.scenario" 2>&1 || scenario_status=$?
+    AUDITOR=$first
+    stop_auditor
+    {
+        echo "first_events=$first_events"
+        echo "second_events=$second_events"
+        echo "first_events_after_second_stopped=$first_events_after"
+        echo "leftover_events=$(count_events)"
+    } > "/out/$name.facts"
+    send "$name" scenario $scenario_status "/out/$name.scenario"
+    send "$name" ndjson $AUDITOR_STATUS "/out/$name.ndjson"
+    send "$name" stderr $AUDITOR_STATUS "/out/$name.stderr"
+    send "$name" ndjson-second $second_status "/out/$name.second.ndjson"
+    send "$name" stderr-second $second_status "/out/$name.second.stderr"
+    send "$name" facts 0 "/out/$name.facts"
+}
+
+# kill -9, then a new run: the killed run's tracefs events are removed at its start, the new run
+# works, and nothing is left once it stopped (no tracefs event, no pinned map).
+check_kill9_restart() { # name program args...
+    name=$1
+    shift
+    start_auditor "$name.killed" || return
+    killed=$AUDITOR
+    before=$(count_events "${killed}_")
+    kill -KILL $killed
+    wait $killed
+    after_kill=$(count_events "${killed}_")
+    start_auditor "$name" --events || return
+    after_restart=$(count_events "${killed}_")
+    "$@" < /dev/null > "/out/$name.scenario" 2>&1
+    scenario_status=$?
+    stop_auditor
+    {
+        echo "killed_events_before=$before"
+        echo "killed_events_after_kill=$after_kill"
+        echo "killed_events_after_restart=$after_restart"
+        echo "leftover_events=$(count_events)"
+        echo "pinned=$(find /sys/fs/bpf -mindepth 1 | wc -l)"
+    } > "/out/$name.facts"
+    send "$name" scenario $scenario_status "/out/$name.scenario"
+    send "$name" ndjson $AUDITOR_STATUS "/out/$name.ndjson"
+    send "$name" stderr $AUDITOR_STATUS "/out/$name.stderr"
+    send "$name" facts 0 "/out/$name.facts"
+}
+
+# The daemon's memory under a storm: VmRSS once attached and after the storm, and VmHWM (peak
+# RSS, attaching included) polled each second until it exits. The program gets the auditor's pid as its last argument (it stops it for a while).
+check_storm() { # name program args...
+    name=$1
+    shift
+    start_auditor "$name" || return
+    rss_attached=$(awk '/VmRSS/ { print $2 }' /proc/$AUDITOR/status)
+    (
+        while kill -0 $AUDITOR 2>/dev/null; do
+            awk '/VmHWM/ { print $2 }' /proc/$AUDITOR/status > "/out/$name.hwm.new" 2>/dev/null &&
+                [ -s "/out/$name.hwm.new" ] && mv "/out/$name.hwm.new" "/out/$name.hwm"
+            sleep 1
+        done
+    ) &
+    poller=$!
+    "$@" $AUDITOR < /dev/null > "/out/$name.scenario" 2>&1
+    scenario_status=$?
+    kill -CONT $AUDITOR 2>/dev/null
+    rss_end=$(awk '/VmRSS/ { print $2 }' /proc/$AUDITOR/status)
+    stop_auditor
+    wait $poller
+    {
+        echo "rss_attached_kib=$rss_attached"
+        echo "rss_end_kib=$rss_end"
+        echo "hwm_peak_kib=$(cat "/out/$name.hwm" 2>/dev/null)"
+        echo "leftover_events=$(count_events)"
+    } > "/out/$name.facts"
+    send "$name" scenario $scenario_status "/out/$name.scenario"
+    send "$name" ndjson $AUDITOR_STATUS "/out/$name.ndjson"
+    send "$name" stderr $AUDITOR_STATUS "/out/$name.stderr"
+    send "$name" facts 0 "/out/$name.facts"
 }
 
 # The daemon scraped by Prometheus on the host: QEMU forwards host ports to 10.0.2.15:9477 (the
@@ -292,6 +482,7 @@ while read -r name mode args; do
         gate-full) [ $HAVE_AUDITOR = 1 ] && GATE_OUTPUT=/dev/full && run_gate "$name" $args; GATE_OUTPUT= ;;
         run-full) [ $HAVE_AUDITOR = 1 ] && run_full "$name" ;;
         metrics) [ $HAVE_AUDITOR = 1 ] && run_metrics "$name" $args ;;
+        check-*) [ $HAVE_AUDITOR = 1 ] && "check_$(echo "${mode#check-}" | tr - _)" "$name" $args ;;
         *) run_scenario "$name" "$mode" $args ;;
     esac
 done < /plan

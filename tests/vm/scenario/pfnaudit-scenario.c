@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * pfnaudit-scenario NAME [N]: drives /dev/pfnaudit (tests/vm/module) through one misuse (or correct
+ * pfnaudit-scenario NAME [N] [AUDITOR-PID]: drives /dev/pfnaudit (tests/vm/module) through one misuse (or correct
  * use) of raw PFNs, so that pfn-auditor has something real to report. Every step is checked; a
- * failed step prints what failed and exits 1. tests/vm/scenarios.toml says what each must produce.
+ * failed step prints what failed and exits 1. `pfnaudit-scenario as-user UID PROG ARGS...` runs
+ * PROG as that user (doctor without privileges). tests/vm/scenarios.toml says what each must produce.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -297,6 +299,45 @@ static void starve_auditor(long n)
 	close(dev);
 }
 
+/*
+ * A storm for the daemon: @n rounds of map 64 pages of the PFN device, look each page up (64
+ * raw-lookup records), release them, unmap (about 70 records a round: 15000 rounds make a
+ * million). In the middle fifth of the rounds the auditor @auditor is stopped (SIGSTOP), so the
+ * ring buffer overflows and records are dropped; it is continued for the rest, to drain.
+ */
+static void storm(long n, pid_t auditor)
+{
+	int fd = open_dev();
+
+	for (long i = 0; i < n; i++) {
+		if (auditor && i == 2 * n / 5) {
+			stopped_parent = auditor;
+			if (kill(auditor, SIGSTOP))
+				die("SIGSTOP the auditor");
+		}
+		if (auditor && i == 3 * n / 5) {
+			if (kill(auditor, SIGCONT))
+				die("SIGCONT the auditor");
+			stopped_parent = 0;
+		}
+		void *p = map_dev(fd, PFNAUDIT_MAX_PAGES);
+
+		req(fd, PFNAUDIT_PIN_TRACKED, p, PFNAUDIT_MAX_PAGES, 0, "PIN_TRACKED");
+		req(fd, PFNAUDIT_UNPIN_TRACKED, NULL, 0, 0, "UNPIN_TRACKED");
+		unmap(p, PFNAUDIT_MAX_PAGES);
+	}
+	close(fd);
+}
+
+/* Runs @argv as user and group @uid, with no supplementary groups (busybox has no setpriv --reuid). */
+static void as_user(uid_t uid, char **argv)
+{
+	if (setgroups(0, NULL) || setgid(uid) || setuid(uid))
+		die("dropping to the user");
+	execvp(argv[0], argv);
+	die("exec");
+}
+
 static void timed(void (*workload)(long), long n)
 {
 	unsigned long long t0 = now_ns();
@@ -314,6 +355,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	scenario = argv[1];
+	if (!strcmp(scenario, "as-user") && argc > 3)
+		as_user(atol(argv[2]), argv + 3);
 	if (!strcmp(scenario, "raw-pin-revoke"))
 		raw_pin_then(0, PFNAUDIT_REVOKE);
 	else if (!strcmp(scenario, "raw-pin-revoke-follow-pte"))
@@ -341,6 +384,8 @@ int main(int argc, char **argv)
 		starve_auditor(n);
 	else if (!strcmp(scenario, "stack-storm"))
 		stack_storm(n);
+	else if (!strcmp(scenario, "storm"))
+		storm(n, argc > 3 ? atol(argv[3]) : 0);
 	else if (!strcmp(scenario, "bench-truncate"))
 		timed(truncate_storm, n);
 	else if (!strcmp(scenario, "bench-mmap"))
