@@ -230,11 +230,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             refuse_shared_paths(Some(&file), output.as_deref(), &reports)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
+            // `--output -` is every record on stdout; no --output, the finding records only.
+            let records = if output.is_some() { NdjsonRecords::All { events: true } } else { NdjsonRecords::Findings };
             let output = NdjsonOutput::new(output.as_deref(), &rotation)?;
-            let ndjson = match &output.path {
-                Some(_) => output.sink(NdjsonRecords::All { events: true })?,
-                None => output.sink(NdjsonRecords::Findings)?,
-            };
+            let ndjson = output.sink(records)?;
             let sinks = pick_sinks(Some(ndjson), HumanSink { findings: human }, &reports, &policy.fail_on, None)?;
             let mut pipeline = Pipeline::with_options(&policy, limits.options(), sinks);
             if let Some(flag) = output.reopen {

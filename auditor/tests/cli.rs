@@ -202,6 +202,23 @@ fn replay_with_human_output_prints_the_findings_the_gate_printed() {
 }
 
 /// `replay FILE ARGS` whose output cannot be written: exit code 5 and one line naming the output.
+/// `--output -` is the whole replayed run on stdout, as `--output FILE` writes it, not the
+/// finding records alone.
+#[test]
+fn replay_output_dash_prints_every_record_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.ndjson");
+    let to_file = replay_gate().arg("--output").arg(&file).output().unwrap();
+    assert!(to_file.status.success(), "{}", String::from_utf8_lossy(&to_file.stderr));
+    let to_stdout = replay_gate().args(["--output", "-"]).output().unwrap();
+    assert!(to_stdout.status.success(), "{}", String::from_utf8_lossy(&to_stdout.stderr));
+    let stdout = String::from_utf8(to_stdout.stdout).unwrap();
+    let types: std::collections::BTreeSet<String> =
+        stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["type"].as_str().unwrap().to_string()).collect();
+    assert!(["status", "event", "finding", "summary"].iter().all(|t| types.contains(*t)), "{types:?}");
+    assert_eq!(stdout, std::fs::read_to_string(&file).unwrap());
+}
+
 fn replay_failing(args: &[&str], stdout: std::process::Stdio) -> String {
     let out = replay_gate().args(args).stdout(stdout).output().unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
