@@ -25,6 +25,12 @@ pub enum ReplayError {
     Output(#[from] OutputError),
 }
 
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): a parser's message quotes the
+/// recording, whose JSON strings may hold any character, and a replay error is one line.
+fn on_one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 /// Replays a recording into `sinks` (the correlator's default bounds); returns the run's summary.
 pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Result<RunSummary, ReplayError> {
     replay_into(reader, file, Pipeline::new(policy, sinks))
@@ -57,7 +63,7 @@ pub fn replay_into(mut reader: impl BufRead, file: &str, mut pipeline: Pipeline)
         let record: Record = crate::replay_parse::record(line).map_err(|e| ReplayError::Corrupt {
             file: file.to_string(),
             line: index + 1,
-            reason: e.to_string(),
+            reason: on_one_line(&e.to_string()),
         })?;
         match record {
             Record::Status(status) => {

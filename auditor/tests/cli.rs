@@ -55,6 +55,18 @@ fn a_non_utf8_recording_is_one_line_naming_the_line_once() {
     assert_eq!(stderr, format!("pfn-auditor: {}:2: not a pfn-auditor record: not UTF-8 text\n", file.display()));
 }
 
+/// A JSON string in a bad record may hold a newline; the message quoting it stays one line
+/// (found by the replay fuzz target).
+#[test]
+fn a_bad_record_quoting_a_newline_is_still_one_line() {
+    let file = temp_file("newline.ndjson", "{\"type\":\"ev\\nt\",\"seq\":1}\n");
+    let out = auditor().arg("replay").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("unknown variant `ev\\nt`"), "{stderr}");
+}
+
 #[test]
 fn replay_prints_finding_records_of_a_recording() {
     use auditor::{
