@@ -299,6 +299,11 @@ impl Pin {
         self.runs = merged;
     }
 
+    /// Whether the pin holds a page whose PFN (or user page number) is in `[lo, hi)`.
+    pub fn holds_key(&self, is: ArgMeaning, lo: u64, hi: u64) -> bool {
+        self.runs.iter().any(|r| r.key(is).is_some_and(|first| first < hi && lo < first.saturating_add(r.pages)))
+    }
+
     /// Gives back the pages whose PFN (or user page number) is in `[lo, hi)`; returns those
     /// taken, as ranges of the same keys. What stays held stays in the pin, split if need be.
     pub fn give_back(&mut self, is: ArgMeaning, lo: u64, hi: u64) -> Vec<(u64, u64)> {
