@@ -8,9 +8,10 @@ use auditor_common::RELEASE_SLOTS;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{
-    correlate::finding::{FindingKind, Severity, base_name},
+use crate::vocab::{
     event::HookRef,
+    finding::{FindingKind, Severity, same_function},
+    record::RuleStatus,
 };
 
 /// How a release-hook call finds the pins it releases.
@@ -62,11 +63,6 @@ pub struct HolderRule {
     pub kernel_internal: bool,
     /// The file the rule was read from (`catalog.toml` for the built-in catalog).
     pub source: String,
-}
-
-/// Same function, compiler clones included: `vaddr_get_pfns.constprop.0` is `vaddr_get_pfns`.
-pub fn same_function(a: &str, b: &str) -> bool {
-    base_name(a) == base_name(b)
 }
 
 impl HolderRule {
@@ -133,22 +129,6 @@ impl Suppression {
     fn matches(&self, function: Option<&str>, module: Option<&str>, kind: FindingKind) -> bool {
         self.kind == kind && (function.is_some_and(|f| same_function(&self.holder, f)) || Some(self.holder.as_str()) == module)
     }
-}
-
-/// One active rule, as `doctor` and the `status` record list them.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
-pub struct RuleStatus {
-    /// `holder` or `suppress`.
-    pub rule: String,
-    /// `function [module]` of a holder; the function or module name a suppression names.
-    pub holder: String,
-    /// Release functions (hooked).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub release: Vec<String>,
-    /// What the rule does, in one sentence.
-    pub effect: String,
-    /// The policy file it comes from, or `catalog.toml` for the built-in catalog.
-    pub source: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -352,7 +352,7 @@ mod tests {
     /// on every kernel and in compiler clones.
     #[test]
     fn nesting_and_kernel_internal_callers_own_their_lookups() {
-        let same = |a: &str, b: &str| crate::policy::same_function(a, b);
+        let same = |a: &str, b: &str| crate::vocab::finding::same_function(a, b);
         for caller in ["follow_pfn", "follow_pte", "get_vaddr_frames", "untrack_pfn", "generic_access_phys.isra.0", "track_pfn_copy"] {
             assert!(owns_its_lookups(caller, same), "{caller}");
         }
