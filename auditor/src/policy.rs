@@ -8,6 +8,7 @@ use auditor_common::RELEASE_SLOTS;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::probes::table::hook_of_function;
 use crate::vocab::{
     event::HookRef,
     finding::{FindingKind, Severity, same_function},
@@ -237,8 +238,11 @@ impl Policy {
             if names.into_iter().any(|n| n.trim().is_empty()) {
                 return Err(err(at, "`module`, `function` and `release` names must not be empty".into()));
             }
-            if let Some(hook) = h.release.iter().find(|r| matches!(HookRef::from_name(r), HookRef::Table(_))) {
-                return Err(err(at, format!("release {hook:?} is the name of one of pfn-auditor's own hooks, not a release function")));
+            if let Some((function, hook)) = h.release.iter().find_map(|r| Some((r, hook_of_function(r)?))) {
+                return Err(err(
+                    at,
+                    format!("release {function:?} is hooked by pfn-auditor itself (as {}), not a release function", hook.name()),
+                ));
             }
             let release_match = match &h.release_match {
                 None => ReleaseMatch::Tgid,
@@ -475,14 +479,27 @@ fail_on = ["error", "warning"]
     }
 
     /// A release hook's events carry the function's name as their hook: one named like a hook of
-    /// the probe table could not be told from it.
+    /// the probe table, or like a symbol a hook is attached to on some kernel (compiler clones
+    /// included), could not be told from it.
     #[test]
-    fn a_release_named_like_one_of_the_auditors_hooks_is_refused() {
+    fn a_release_that_is_one_of_the_auditors_hooks_is_refused_under_any_of_its_names() {
         let e = Policy::parse("[[holder]]\nmodule = \"m\"\nrelease = [\"f\", \"zap_vma_ptes\"]\n", "p.toml").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "p.toml:1: release \"zap_vma_ptes\" is the name of one of pfn-auditor's own hooks, not a release function"
+            "p.toml:1: release \"zap_vma_ptes\" is hooked by pfn-auditor itself (as zap_vma_ptes), not a release function"
         );
+        for (alias, hook) in [
+            ("zap_special_vma_range", "zap_vma_ptes"),
+            ("__zap_vma_range", "unmap_page_range"),
+            ("unmap_page_range.constprop.0", "unmap_page_range"),
+            ("exit_mmap.isra.0", "exit_mmap"),
+            ("follow_pte.part.0", "follow_pte"),
+            ("untrack_pfn.cold", "kernel_internal_lookup"),
+        ] {
+            let e = Policy::parse(&format!("[[holder]]\nmodule = \"m\"\nrelease = [\"{alias}\"]\n"), "p.toml").unwrap_err();
+            assert_eq!(e.reason, format!("release \"{alias}\" is hooked by pfn-auditor itself (as {hook}), not a release function"));
+        }
+        assert!(Policy::parse("[[holder]]\nmodule = \"m\"\nrelease = [\"zap_page_range_single\"]\n", "p.toml").is_ok());
     }
 
     #[test]
