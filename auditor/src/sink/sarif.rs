@@ -19,9 +19,9 @@ use serde_sarif::sarif::{
 };
 
 use crate::{
-    correlate::{Finding, FindingKind, Severity},
     pipeline::{OutputError, Sink},
-    record::{RunSummary, Status},
+    vocab::finding::{Finding, FindingKind, Severity},
+    vocab::record::{RunSummary, Status},
 };
 
 /// The `uriBaseId` of source files under the source root (the name GitHub code scanning and
