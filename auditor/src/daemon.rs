@@ -87,7 +87,7 @@ impl Session {
         require_essential_hooks(&attached)?;
         let maps = KernelMaps::take(&mut attached.ebpf)?;
         observer.attached(&attached);
-        let decoder = Decoder::new(attached.counter_names.clone(), attached.symbols_by_slot());
+        let decoder = Decoder::new(attached.counter_hooks.clone(), attached.symbols_by_slot());
         Ok(Self {
             attached,
             maps,
@@ -142,7 +142,7 @@ impl Session {
 
     /// The kernel's counters and run-time statistics per hook, now.
     fn totals(&self) -> Vec<crate::vocab::record::HookTotals> {
-        totals(&self.maps.read_counters(), &self.attached.counter_names, self.attached.run_times().as_deref())
+        totals(&self.maps.read_counters(), &self.attached.counter_hooks, self.attached.run_times().as_deref())
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
@@ -205,27 +205,27 @@ impl Session {
         let counters = self.maps.read_counters();
         let now = monotonic_ns();
         for (slot, count) in self.losses.new_losses(&counters) {
-            let name = self.attached.counter_names.get(slot).cloned().unwrap_or_default();
+            let name = self.decoder.hook_name(slot as u32);
             observer.lost(&Lost::ring_full(&name, count, now));
         }
         for lost in self.undecodable.take(now) {
             observer.lost(&lost);
         }
-        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names, self.attached.run_times().as_deref()));
+        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_hooks, self.attached.run_times().as_deref()));
     }
 }
 
 /// Without a raw-lookup hook or the revocation hooks the run would report nothing and look clean:
 /// refuse to start instead.
 fn require_essential_hooks(attached: &Attached) -> anyhow::Result<()> {
-    let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook.name() && h.state == HookState::Attached);
+    let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook && h.state == HookState::Attached);
     match missing_essential(attached_hook) {
         None => Ok(()),
         Some(MissingEssential::RawLookup) => {
             anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)")
         }
         Some(MissingEssential::Revocation(hook)) => {
-            let why = attached.hooks.iter().find(|h| h.hook == hook.name()).and_then(|h| h.reason.clone()).unwrap_or_default();
+            let why = attached.hooks.iter().find(|h| h.hook == hook).and_then(|h| h.reason.clone()).unwrap_or_default();
             anyhow::bail!("revocation hook {} could not be attached: {why} (run `pfn-auditor doctor`)", hook.name())
         }
     }

@@ -10,7 +10,7 @@
 //! re-attached when its address changes; calls in between are missed.
 use std::path::Path;
 
-use auditor_common::FrameVectorLayout;
+use auditor_common::{FrameVectorLayout, Hook};
 use aya::{Ebpf, maps::Array, programs::kprobe::KProbeLinkId};
 
 use super::{
@@ -80,10 +80,11 @@ impl ModuleHook {
         }
     }
 
-    fn hook_name(&self) -> &'static str {
+    /// The hook of its status row: the table row's, or `Release0` for every release function.
+    fn hook(&self) -> Hook {
         match &self.target {
-            Target::Row(row, _) => row.hook.name(),
-            Target::Release { .. } => "release",
+            Target::Row(row, _) => row.hook,
+            Target::Release { .. } => Hook::Release0,
         }
     }
 
@@ -190,7 +191,7 @@ impl ModuleHook {
     }
 
     fn status(&self, state: HookState, reason: Option<String>) -> HookStatus {
-        HookStatus { hook: self.hook_name().into(), symbol: self.symbol().into(), state, reason }
+        HookStatus { hook: self.hook(), symbol: self.symbol().into(), state, reason }
     }
 
     pub fn status_index(&self) -> usize {
