@@ -12,11 +12,12 @@ use crate::{
     metrics::Metrics,
     module_lines::ModuleDebugInfo,
     probes::{
-        self, Attached, HookState, HookStatus, KernelFacts,
+        self, Attached, KernelFacts,
         table::{MissingEssential, missing_essential},
     },
-    record::Lost,
     symbols::{KernelSymbols, LoadedModules},
+    vocab::hook_status::{HookState, HookStatus},
+    vocab::record::Lost,
 };
 
 /// How often the ring buffer is drained. The kernel wakes the daemon for no record (only for a
@@ -32,7 +33,7 @@ pub trait Observer {
     /// Probes attached; `status` is ready to be written.
     fn attached(&mut self, attached: &Attached);
     /// One decoded event.
-    fn event(&mut self, event: &crate::event::Event);
+    fn event(&mut self, event: &crate::vocab::event::Event);
     /// Records of a hook lost since the last report: the ring buffer was full, or they could not
     /// be decoded (version skew between eBPF object and daemon).
     fn lost(&mut self, lost: &Lost);
@@ -54,7 +55,7 @@ pub struct SessionOptions {
 
 /// What the session saw, for the summary.
 pub struct SessionEnd {
-    pub hooks: Vec<crate::drain::HookTotals>,
+    pub hooks: Vec<crate::vocab::record::HookTotals>,
 }
 
 /// An attached session, ready to run.
@@ -86,7 +87,7 @@ impl Session {
         require_essential_hooks(&attached)?;
         let maps = KernelMaps::take(&mut attached.ebpf)?;
         observer.attached(&attached);
-        let decoder = Decoder::new(attached.counter_names.clone(), attached.symbols_by_slot());
+        let decoder = Decoder::new(attached.counter_hooks.clone(), attached.symbols_by_slot());
         Ok(Self {
             attached,
             maps,
@@ -140,8 +141,8 @@ impl Session {
     }
 
     /// The kernel's counters and run-time statistics per hook, now.
-    fn totals(&self) -> Vec<crate::drain::HookTotals> {
-        totals(&self.maps.read_counters(), &self.attached.counter_names, self.attached.run_times().as_deref())
+    fn totals(&self) -> Vec<crate::vocab::record::HookTotals> {
+        totals(&self.maps.read_counters(), &self.attached.counter_hooks, self.attached.run_times().as_deref())
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
@@ -204,27 +205,27 @@ impl Session {
         let counters = self.maps.read_counters();
         let now = monotonic_ns();
         for (slot, count) in self.losses.new_losses(&counters) {
-            let name = self.attached.counter_names.get(slot).cloned().unwrap_or_default();
+            let name = self.decoder.hook_name(slot as u32);
             observer.lost(&Lost::ring_full(&name, count, now));
         }
         for lost in self.undecodable.take(now) {
             observer.lost(&lost);
         }
-        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names, self.attached.run_times().as_deref()));
+        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_hooks, self.attached.run_times().as_deref()));
     }
 }
 
 /// Without a raw-lookup hook or the revocation hooks the run would report nothing and look clean:
 /// refuse to start instead.
 fn require_essential_hooks(attached: &Attached) -> anyhow::Result<()> {
-    let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook.name() && h.state == HookState::Attached);
+    let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook && h.state == HookState::Attached);
     match missing_essential(attached_hook) {
         None => Ok(()),
         Some(MissingEssential::RawLookup) => {
             anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)")
         }
         Some(MissingEssential::Revocation(hook)) => {
-            let why = attached.hooks.iter().find(|h| h.hook == hook.name()).and_then(|h| h.reason.clone()).unwrap_or_default();
+            let why = attached.hooks.iter().find(|h| h.hook == hook).and_then(|h| h.reason.clone()).unwrap_or_default();
             anyhow::bail!("revocation hook {} could not be attached: {why} (run `pfn-auditor doctor`)", hook.name())
         }
     }

@@ -8,10 +8,15 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
 };
-use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
-use crate::probes::run_time::RunTime;
+use crate::{
+    probes::run_time::RunTime,
+    vocab::{
+        event::HookRef,
+        record::{HookTotals, Lost},
+    },
+};
 
 /// The maps the daemon reads, taken out of the loaded object.
 pub struct KernelMaps {
@@ -66,26 +71,6 @@ fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
     out
 }
 
-/// Per-hook totals as reported in `summary` and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct HookTotals {
-    pub hook: String,
-    /// Times the hook's probes ran, counted by the programs themselves.
-    pub hits: u64,
-    /// Records they wrote to the ring buffer.
-    pub emitted: u64,
-    /// Records lost because the ring buffer was full.
-    pub dropped: u64,
-    /// Runs of the hook's eBPF programs as the kernel counts them (an entry and a return probe
-    /// each count; `bpf_prog_info.run_cnt`); absent when the kernel keeps no run-time statistics.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bpf_runs: Option<u64>,
-    /// Nanoseconds spent in those runs (`bpf_prog_info.run_time_ns`): the probes' cost on this
-    /// machine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bpf_run_ns: Option<u64>,
-}
-
 /// Turns successive counter snapshots into "lost since last time" per hook.
 #[derive(Default)]
 pub struct LossTracker {
@@ -121,23 +106,25 @@ impl Undecodable {
     }
 
     /// One `lost` record per hook counted since the last call.
-    pub fn take(&mut self, ts_ns: u64) -> Vec<crate::record::Lost> {
-        std::mem::take(&mut self.0).into_iter().map(|(hook, count)| crate::record::Lost::undecodable(&hook, count, ts_ns)).collect()
+    pub fn take(&mut self, ts_ns: u64) -> Vec<Lost> {
+        std::mem::take(&mut self.0).into_iter().map(|(hook, count)| Lost::undecodable(&hook, count, ts_ns)).collect()
     }
 }
 
-/// Named totals for the hooks that ran at all, with the kernel's run-time statistics per slot
+/// Totals for the hooks that ran at all (`hooks`: each counter slot's hook, `None` for an unused
+/// release slot), with the kernel's run-time statistics per slot
 /// when it keeps them.
-pub fn totals(counters: &[HookCounters], names: &[String], run_times: Option<&[RunTime]>) -> Vec<HookTotals> {
+pub fn totals(counters: &[HookCounters], hooks: &[Option<HookRef>], run_times: Option<&[RunTime]>) -> Vec<HookTotals> {
     counters
         .iter()
-        .zip(names)
+        .zip(hooks)
         .enumerate()
-        .filter(|(_, (c, name))| !name.is_empty() && (c.hits > 0 || c.dropped > 0))
-        .map(|(slot, (c, name))| {
+        .filter_map(|(slot, (c, hook))| Some((slot, c, hook.as_ref()?)))
+        .filter(|(_, c, _)| c.hits > 0 || c.dropped > 0)
+        .map(|(slot, c, hook)| {
             let run = run_times.map(|r| r.get(slot).copied().unwrap_or_default());
             HookTotals {
-                hook: name.clone(),
+                hook: hook.clone(),
                 hits: c.hits,
                 emitted: c.emitted,
                 dropped: c.dropped,
@@ -150,6 +137,8 @@ pub fn totals(counters: &[HookCounters], names: &[String], run_times: Option<&[R
 
 #[cfg(test)]
 mod tests {
+    use auditor_common::Hook;
+
     use super::*;
 
     fn dropped(n: u64) -> HookCounters {
@@ -171,28 +160,29 @@ mod tests {
         assert!(!u.count("zap_vma_ptes"));
         assert!(!u.count("unknown"));
         let lost = u.take(7);
-        assert_eq!(lost, [crate::record::Lost::undecodable("unknown", 1, 7), crate::record::Lost::undecodable("zap_vma_ptes", 2, 7)]);
+        assert_eq!(lost, [Lost::undecodable("unknown", 1, 7), Lost::undecodable("zap_vma_ptes", 2, 7)]);
         assert!(u.take(8).is_empty(), "reported once");
         assert!(u.count("follow_pfn"), "logged again after a report");
     }
 
     #[test]
     fn totals_name_hooks_and_skip_idle_ones() {
-        let names = vec!["follow_pfn".to_string(), "zap_vma_ptes".to_string()];
-        let t = totals(&[dropped(1), HookCounters::default()], &names, None);
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].hook, "follow_pfn");
+        let hooks = [Some(Hook::FollowPfn.into()), Some(Hook::ZapVmaPtes.into()), None];
+        let t = totals(&[dropped(1), HookCounters::default(), dropped(3)], &hooks, None);
+        assert_eq!(t.len(), 1, "an idle hook and an unused slot have no totals");
+        assert_eq!(t[0].hook, HookRef::Table(Hook::FollowPfn));
         assert_eq!(t[0].dropped, 1);
         assert_eq!((t[0].bpf_runs, t[0].bpf_run_ns), (None, None), "no statistics: none reported, not zero");
     }
 
     #[test]
     fn totals_carry_each_hooks_bpf_run_time() {
-        let names = vec!["follow_pfn".to_string(), "zap_vma_ptes".to_string()];
+        let hooks = [Some(Hook::FollowPfn.into()), Some(HookRef::Release("drv_unpin".into()))];
         let runs = [RunTime { runs: 20, ns: 31_000 }, RunTime { runs: 4, ns: 900 }];
-        let t = totals(&[dropped(0), dropped(0)], &names, Some(&runs));
-        assert_eq!((t[1].hook.as_str(), t[1].bpf_runs, t[1].bpf_run_ns), ("zap_vma_ptes", Some(4), Some(900)));
+        let t = totals(&[dropped(0), dropped(0)], &hooks, Some(&runs));
+        assert_eq!((t[1].hook.name(), t[1].bpf_runs, t[1].bpf_run_ns), ("drv_unpin", Some(4), Some(900)));
         let json = serde_json::to_value(&t[0]).unwrap();
+        assert_eq!(json["hook"], "follow_pfn", "named on the wire");
         assert_eq!((json["bpf_runs"].as_u64(), json["bpf_run_ns"].as_u64()), (Some(20), Some(31_000)));
     }
 }

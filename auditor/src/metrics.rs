@@ -14,7 +14,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::{drain::HookTotals, pipeline::Levels};
+use crate::{pipeline::Levels, vocab::record::HookTotals};
 
 type Labels = Vec<(String, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
@@ -81,7 +81,7 @@ impl Metrics {
     /// The kernel's per-hook counters, as totals since the probes were loaded.
     pub fn set_hooks(&self, totals: &[HookTotals]) {
         for t in totals {
-            let labels = hook_label(&t.hook);
+            let labels = hook_label(t.hook.name());
             advance(&self.hook_hits, &labels, t.hits);
             advance(&self.hook_emitted, &labels, t.emitted);
             advance(&self.hook_dropped, &labels, t.dropped);
@@ -105,10 +105,10 @@ impl Metrics {
         self.findings.get_or_create(&labels).inc();
     }
 
-    pub fn lost(&self, lost: &crate::record::Lost) {
+    pub fn lost(&self, lost: &crate::vocab::record::Lost) {
         let reason = match lost.reason {
             None => "ring-full",
-            Some(crate::record::LossReason::Undecodable) => "undecodable",
+            Some(crate::vocab::record::LossReason::Undecodable) => "undecodable",
         };
         let labels = vec![("hook".to_string(), lost.hook.clone()), ("reason".to_string(), reason.to_string())];
         self.lost.get_or_create(&labels).inc_by(lost.count);
@@ -156,12 +156,13 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::event::HookRef;
 
     #[test]
     fn exposition_names_hooks_and_finding_kinds() {
         let m = Metrics::default();
         let totals = |runs, ns| HookTotals {
-            hook: "follow_pfn".into(),
+            hook: HookRef::from_name("follow_pfn"),
             hits: 7,
             emitted: 6,
             dropped: 1,
@@ -171,7 +172,7 @@ mod tests {
         m.set_hooks(&[totals(10, 1_000_000)]);
         m.set_hooks(&[totals(14, 1_500_000)]);
         m.finding("pin-outlived-revocation", "error");
-        m.lost(&crate::record::Lost::undecodable("zap_vma_ptes", 2, 5));
+        m.lost(&crate::vocab::record::Lost::undecodable("zap_vma_ptes", 2, 5));
         let text = m.render();
         assert!(text.contains(r#"pfn_auditor_lost_total{hook="zap_vma_ptes",reason="undecodable"} 2"#), "{text}");
         assert!(text.contains(r#"pfn_auditor_hook_dropped_total{hook="follow_pfn"} 1"#), "{text}");
@@ -187,7 +188,14 @@ mod tests {
     fn kernel_totals_are_counters_and_levels_are_gauges() {
         let m = Metrics::default();
         let totals = |hits| {
-            [HookTotals { hook: "unmap_mapping_range".into(), hits, emitted: 0, dropped: 0, bpf_runs: Some(hits), bpf_run_ns: None }]
+            [HookTotals {
+                hook: HookRef::from_name("unmap_mapping_range"),
+                hits,
+                emitted: 0,
+                dropped: 0,
+                bpf_runs: Some(hits),
+                bpf_run_ns: None,
+            }]
         };
         m.set_hooks(&totals(10));
         m.set_hooks(&totals(25));

@@ -71,7 +71,7 @@ fn a_bad_record_quoting_a_newline_is_still_one_line() {
 fn replay_prints_finding_records_of_a_recording() {
     use auditor::{
         correlate::synthetic::{Proc, Stream},
-        record::Record,
+        vocab::record::Record,
     };
     let p = Proc::new(5);
     let mut s = Stream::default();
@@ -191,7 +191,7 @@ fn replay_gate() -> Command {
 fn replay_of_a_recorded_gate_run_writes_the_junit_and_sarif_the_gate_wrote() {
     let dir = temp_file("unused", "").parent().unwrap().to_path_buf();
     let (junit, sarif) = (dir.join("replayed.junit"), dir.join("replayed.sarif"));
-    let out = replay_gate().arg("--junit").arg(&junit).arg("--sarif").arg(&sarif).output().unwrap();
+    let out = replay_gate().arg("--junit").arg(&junit).arg("--sarif").arg(&sarif).args(["--source-root", "/src/driver"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&junit).unwrap(), std::fs::read_to_string(gate_fixture("gate-catches-revoke.junit")).unwrap());
     assert_eq!(std::fs::read_to_string(&sarif).unwrap(), std::fs::read_to_string(gate_fixture("gate-catches-revoke.sarif")).unwrap());
@@ -403,7 +403,7 @@ fn doctor_into_a_closed_pipe_is_exit_5_not_a_panic() {
 fn fleet_recording(name: &str, pins: u64) -> (std::path::PathBuf, std::path::PathBuf) {
     use auditor::{
         correlate::synthetic::{FLEET_POLICY, Fleet},
-        record::Record,
+        vocab::record::Record,
     };
     let fleet = Fleet::new(pins);
     let text: String = (0..).map_while(|n| fleet.event(n, 0)).map(|e| serde_json::to_string(&Record::Event(e)).unwrap() + "\n").collect();

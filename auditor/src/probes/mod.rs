@@ -1,24 +1,26 @@
-//! Loading the eBPF object and attaching its programs where the probe table says, on the running
-//! kernel. The result says, per hook, what happened (for the `status` record and `doctor`).
+//! Orchestration: which hooks to arm on the running kernel (the probe table, `table.rs`), loading
+//! the eBPF object with this kernel's layout, arming each selected row with the primitives of
+//! `attach/`, following module loads (`module_hooks.rs`), and saying per hook what happened (for
+//! the `status` record and `doctor`).
+mod attach;
 pub mod floor;
 pub mod kernel_version;
 pub mod layout;
 mod module_hooks;
 pub mod run_time;
 pub mod table;
-mod tracefs_kprobe;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use auditor_common::{HOOK_COUNT, Hook, RELEASE_SLOTS};
-use aya::{
-    Ebpf, EbpfLoader,
-    programs::{KProbe, TracePoint, kprobe::KProbeLinkId},
-};
-use serde::{Deserialize, Serialize};
+use aya::{Ebpf, EbpfLoader};
 
 use crate::{
     policy::ReleaseFunction,
     symbols::{KernelSymbols, LoadedModules},
+    vocab::{
+        event::HookRef,
+        hook_status::{HookState, HookStatus},
+    },
 };
 use floor::ProgramSet;
 use kernel_version::KernelVersion;
@@ -29,53 +31,15 @@ use module_hooks::{
 use run_time::{RunTime, RunTimeStats};
 use table::{Attach, ProbeRow};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum HookState {
-    Attached,
-    /// The running kernel has no such function in this role (the reason says which replaces it).
-    Absent,
-    /// The function lives in a module that is not loaded.
-    ModuleNotLoaded,
-    /// Present, but loading or attaching failed (the reason carries the error).
-    Failed,
-    /// `doctor` without privileges: would be attached.
-    Available,
-}
-
-impl HookState {
-    /// As in the records (`module-not-loaded`).
-    pub fn name(self) -> &'static str {
-        match self {
-            HookState::Attached => "attached",
-            HookState::Absent => "absent",
-            HookState::ModuleNotLoaded => "module-not-loaded",
-            HookState::Failed => "failed",
-            HookState::Available => "available",
-        }
-    }
-}
-
-/// One row of the `status` record / `doctor` output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct HookStatus {
-    /// Hook name (`follow_pfn`, `unmap_page_range`, or `release` for policy hooks).
-    pub hook: String,
-    /// Kernel symbol (function or tracepoint) it is attached to.
-    pub symbol: String,
-    pub state: HookState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
 /// What the daemon needs from a successful attach.
 pub struct Attached {
     pub ebpf: Ebpf,
     pub hooks: Vec<HookStatus>,
     pub kernel_release: String,
     kernel_version: KernelVersion,
-    /// Name of each counter slot (`HOOK_COUNT` entries): hook names, then release functions.
-    pub counter_names: Vec<String>,
+    /// The hook of each counter slot (`HOOK_COUNT` entries): the table's hooks, then the policy's
+    /// release functions; `None` for a release slot the policy leaves unused.
+    pub counter_hooks: Vec<Option<HookRef>>,
     /// Hooks that follow their module (see `module_hooks.rs`).
     module_hooks: Vec<ModuleHook>,
     /// Whether the modules with BTF the hooks need were loaded at the last look.
@@ -95,10 +59,8 @@ impl Attached {
     /// (the decoder finds an event's caller outside them).
     pub fn symbols_by_slot(&self) -> Vec<Vec<String>> {
         let mut slots = vec![Vec::new(); HOOK_COUNT];
-        for h in self.hooks.iter().filter(|h| h.state == HookState::Attached) {
-            if let Some(hook) = Hook::from_name(&h.hook) {
-                slots[hook as usize].push(h.symbol.clone());
-            }
+        for h in self.hooks.iter().filter(|h| h.state == HookState::Attached && h.hook != Hook::Release0) {
+            slots[h.hook as usize].push(h.symbol.clone());
         }
         slots
     }
@@ -156,8 +118,7 @@ impl KernelFacts {
 /// What attaching `row` would do on this kernel, before trying (absent symbol, module missing).
 fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
     let Attach::Function { symbol, .. } = row.attach() else { return None };
-    let status =
-        |state, reason: String| Some(HookStatus { hook: row.hook.name().into(), symbol: symbol.into(), state, reason: Some(reason) });
+    let status = |state, reason: String| Some(HookStatus { hook: row.hook, symbol: symbol.into(), state, reason: Some(reason) });
     if let Some(module) = row.module
         && !facts.symbols.has_module(module)
     {
@@ -169,18 +130,10 @@ fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
     None
 }
 
-/// A symbol whose prototype is not the one the eBPF program reads (the table's `arity`; e.g. old
-/// 5.10s have a static 6-argument `follow_pte` helper, not the exported lookup).
+/// A symbol whose prototype is not the one the eBPF program reads (the table's `arity`).
 fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
-    let arity = row.arity?;
-    let symbol = row.symbol;
-    let params = btf.func_params(symbol)?;
-    (params.len() != arity).then(|| HookStatus {
-        hook: row.hook.name().into(),
-        symbol: symbol.into(),
-        state: HookState::Absent,
-        reason: Some(format!("{symbol} here takes {} arguments, not the {arity} the probe reads; not hooked", params.len())),
-    })
+    let reason = attach::prototype_mismatch(btf, row.symbol, row.arity?)?;
+    Some(HookStatus { hook: row.hook, symbol: row.symbol.into(), state: HookState::Absent, reason: Some(reason) })
 }
 
 /// Rows for hooks the table says this kernel does not have.
@@ -188,12 +141,7 @@ fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<Hoo
     let (rows, missing) = table::select(version);
     let absent = missing
         .into_iter()
-        .map(|m| HookStatus {
-            hook: m.hook.name().into(),
-            symbol: m.hook.name().into(),
-            state: HookState::Absent,
-            reason: Some(m.reason.into()),
-        })
+        .map(|m| HookStatus { hook: m.hook, symbol: m.hook.name().into(), state: HookState::Absent, reason: Some(m.reason.into()) })
         .collect();
     (rows, absent)
 }
@@ -203,7 +151,7 @@ pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<H
     let (rows, mut statuses) = out_of_range_rows(facts.version);
     for row in rows {
         statuses.push(precheck(facts, row).unwrap_or(HookStatus {
-            hook: row.hook.name().into(),
+            hook: row.hook,
             symbol: row.symbol.into(),
             state: HookState::Available,
             reason: None,
@@ -216,7 +164,7 @@ pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<H
             (false, Some(module)) => (HookState::Available, Some(armed_until_loaded(module, func))),
             (false, None) => (HookState::Absent, Some(release_not_loaded(func))),
         };
-        statuses.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
+        statuses.push(HookStatus { hook: Hook::Release0, symbol: func.clone(), state, reason });
     }
     statuses
 }
@@ -261,9 +209,9 @@ pub fn load_and_attach(
     write_frame_vector_layout(&mut ebpf, &btf, facts.version)?;
     // On before the first attach, so every run is counted.
     let run_time_stats = RunTimeStats::enable();
-    let tracefs = tracefs_kprobe::tracefs_root();
+    let tracefs = attach::tracefs_root();
     if let Some(tracefs) = &tracefs {
-        tracefs_kprobe::remove_stale_events(tracefs);
+        attach::remove_stale_events(tracefs);
     }
 
     let (rows, mut hooks) = out_of_range_rows(facts.version);
@@ -278,11 +226,11 @@ pub fn load_and_attach(
         } else if let Some(status) = precheck(facts, row) {
             hooks.push(status);
         } else {
-            let (state, reason) = match attach_row(&mut ebpf, programs.attach(row)) {
+            let (state, reason) = match attach::attach(&mut ebpf, programs.attach(row)) {
                 Ok(()) => (HookState::Attached, None),
-                Err(e) => (HookState::Failed, Some(failure_reason(&e))),
+                Err(e) => (HookState::Failed, Some(attach::failure_reason(&e))),
             };
-            hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.symbol.into(), state, reason });
+            hooks.push(HookStatus { hook: row.hook, symbol: row.symbol.into(), state, reason });
         }
     }
     for (slot, release) in release_functions.iter().enumerate() {
@@ -291,69 +239,20 @@ pub fn load_and_attach(
         module_hooks.push(hook);
     }
 
-    let mut counter_names: Vec<String> =
-        (0..HOOK_COUNT as u32).map(|i| Hook::from_u32(i).map(|h| h.name().to_string()).unwrap_or_default()).collect();
+    let mut counter_hooks: Vec<Option<HookRef>> = (0..HOOK_COUNT as u32).map(|i| Hook::from_u32(i).map(HookRef::Table)).collect();
     for (slot, release) in release_functions.iter().enumerate() {
-        counter_names[Hook::Release0 as usize + slot] = release.name.clone();
+        counter_hooks[Hook::Release0 as usize + slot] = Some(HookRef::Release(release.name.as_str().into()));
     }
     Ok(Attached {
         ebpf,
         hooks,
         kernel_release: facts.release.clone(),
         kernel_version: facts.version,
-        counter_names,
+        counter_hooks,
         module_hooks,
         btf_modules_loaded: BTF_MODULES.iter().all(|m| facts.symbols.has_module(m)),
         run_time_stats,
     })
-}
-
-/// One line for the status row; the full error (with the verifier log) goes to the debug log.
-pub(crate) fn failure_reason(e: &anyhow::Error) -> String {
-    let full = format!("{e:#}");
-    log::debug!("{full}");
-    match full.split_once('\n') {
-        Some((first, _)) => format!("{first} (full verifier log with RUST_LOG=debug)"),
-        None => full,
-    }
-}
-
-fn attach_row(ebpf: &mut Ebpf, attach: Attach) -> anyhow::Result<()> {
-    match attach {
-        Attach::Function { symbol, entry, ret } => {
-            // Return probe first: an entry without its return would leave per-thread state behind.
-            if let Some(ret) = ret {
-                attach_kprobe(ebpf, ret, symbol)?;
-            }
-            attach_kprobe(ebpf, entry, symbol).map(drop)
-        }
-        Attach::Tracepoint { category, name, program } => {
-            let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
-            if prog.fd().is_err() {
-                prog.load().with_context(|| format!("verifier rejected {program}"))?;
-            }
-            prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
-            Ok(())
-        }
-    }
-}
-
-fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> anyhow::Result<KProbeLinkId> {
-    loaded_kprobe(ebpf, program)?.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))
-}
-
-/// The kprobe program `program`, loaded into the kernel. One program may serve several symbols
-/// (the kernel-internal markers, a hook re-attached after a module reload): it is loaded once.
-fn loaded_kprobe<'a>(ebpf: &'a mut Ebpf, program: &str) -> anyhow::Result<&'a mut KProbe> {
-    let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
-    if prog.fd().is_err() {
-        prog.load().with_context(|| format!("verifier rejected {program}"))?;
-    }
-    Ok(prog)
-}
-
-fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
-    ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
 }
 
 #[cfg(test)]
