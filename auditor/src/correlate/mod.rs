@@ -91,7 +91,7 @@ pub struct Options {
 
 impl Default for Options {
     /// 1 Mi pins and 256 Ki PFN maps: far above a real workload (per-page lookups coalesce), and
-    /// well under 1 GiB of state (`examples/hold-pins`: ~1 KiB a pin with its own PFN map, most
+    /// well under 1 GiB of state (`examples/hold-pins`: ~650 bytes a pin with its own PFN map, most
     /// of it the indexes and the PFN map's vma; what pins share is stored once, `intern.rs`).
     fn default() -> Self {
         Self { max_pins: 1 << 20, max_pfnmaps: 1 << 18 }
