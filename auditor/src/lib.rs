@@ -3,14 +3,14 @@
 pub mod catalog;
 pub mod cli_docs;
 pub mod correlate;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod decode;
 pub mod doctor;
-pub mod drain;
+pub(crate) mod drain;
 pub mod file_names;
 pub mod file_paths;
 pub mod gate_outcome;
-pub mod host_checks;
+pub(crate) mod host_checks;
 pub mod live;
 pub mod metrics;
 pub mod module_lines;

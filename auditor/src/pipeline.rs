@@ -130,7 +130,7 @@ impl Pipeline {
 
     /// Between records (a live run's 100 ms tick): reopens the outputs when asked, so a rotated
     /// file is let go even when nothing is recorded, and hands the sinks the current levels.
-    pub fn poll(&mut self) {
+    pub(crate) fn poll(&mut self) {
         let levels = self.levels();
         self.each(|s| s.levels(&levels));
     }
@@ -171,7 +171,7 @@ impl Pipeline {
         self.each(|s| s.status(status));
     }
 
-    pub fn hook_changed(&mut self, change: &HookChange) {
+    pub(crate) fn hook_changed(&mut self, change: &HookChange) {
         self.each(|s| s.hook_changed(change));
     }
 
