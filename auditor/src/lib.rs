@@ -1,5 +1,7 @@
 //! pfn-auditor userspace: probes (load/attach) → drain (ring buffer) → decode (raw → typed
-//! events) → correlate (pure) → sinks (ndjson, junit, sarif, metrics, human).
+//! events) → correlate (pure) → sinks (ndjson, junit, sarif, metrics, human), all speaking the
+//! vocabulary of `vocab` (the bottom layer; docs/architecture.md). Exported is what the binary,
+//! tests, benches, examples and fuzz targets use; the rest is crate-private, so unused code warns.
 pub mod catalog;
 pub mod cli_docs;
 pub mod correlate;
