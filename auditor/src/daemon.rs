@@ -16,8 +16,10 @@ use crate::{
         table::{MissingEssential, missing_essential},
     },
     symbols::{KernelSymbols, LoadedModules},
-    vocab::hook_status::{HookState, HookStatus},
-    vocab::record::Lost,
+    vocab::{
+        hook_status::{HookState, HookStatus},
+        record::Lost,
+    },
 };
 
 /// How often the ring buffer is drained. The kernel wakes the daemon for no record (only for a

@@ -15,9 +15,11 @@ use std::{
 use crate::{
     correlate::{Correlator, Options},
     policy::Policy,
-    vocab::event::Event,
-    vocab::finding::Finding,
-    vocab::record::{HookChange, LossReason, Lost, RunSummary, Status},
+    vocab::{
+        event::Event,
+        finding::Finding,
+        record::{HookChange, LossReason, Lost, RunSummary, Status},
+    },
 };
 
 /// One output of a run: NDJSON, human text, JUnit, SARIF, metrics. Every method has a no-op

@@ -11,8 +11,10 @@ use serde_sarif::sarif::{
 
 use crate::{
     pipeline::{OutputError, Sink},
-    vocab::finding::{Finding, FindingKind, Severity},
-    vocab::record::{RunSummary, Status},
+    vocab::{
+        finding::{Finding, FindingKind, Severity},
+        record::{RunSummary, Status},
+    },
 };
 
 /// The SARIF report of a run, written at its end: a function of the findings and of the version
