@@ -12,7 +12,7 @@ use std::{
     hash::Hash,
 };
 
-pub struct IntervalIndex<K> {
+pub(crate) struct IntervalIndex<K> {
     /// `(group, first, id)` → last (inclusive).
     entries: BTreeMap<(K, u64, u64), u64>,
     groups: HashMap<K, Group>,
@@ -43,7 +43,7 @@ impl<K: Copy + Ord + Hash> IntervalIndex<K> {
     }
 
     /// Moves the end of an interval already held (its start stays).
-    pub fn set_last(&mut self, group: K, first: u64, id: u64, last: u64) {
+    pub(crate) fn set_last(&mut self, group: K, first: u64, id: u64, last: u64) {
         let last = last.max(first);
         if let Some(end) = self.entries.get_mut(&(group, first, id)) {
             *end = last;
@@ -66,7 +66,7 @@ impl<K: Copy + Ord + Hash> IntervalIndex<K> {
 
     /// Pushes the ids of `group`'s intervals that overlap `[lo, last]` (unsorted, an id once per
     /// interval).
-    pub fn overlapping(&self, group: K, lo: u64, last: u64, out: &mut Vec<u64>) {
+    pub(crate) fn overlapping(&self, group: K, lo: u64, last: u64, out: &mut Vec<u64>) {
         let Some(g) = self.groups.get(&group) else { return };
         let from = lo.saturating_sub(g.longest);
         if from > last {
