@@ -16,20 +16,22 @@ use crate::{
         table::{MissingEssential, missing_essential},
     },
     symbols::{KernelSymbols, LoadedModules},
-    vocab::hook_status::{HookState, HookStatus},
-    vocab::record::Lost,
+    vocab::{
+        hook_status::{HookState, HookStatus},
+        record::Lost,
+    },
 };
 
 /// How often the ring buffer is drained. The kernel wakes the daemon for no record (only for a
 /// backlog past 256 KiB, `auditor-ebpf/src/emit.rs`): records wait for this timer, so a finding
 /// is written at most this long plus its decoding after the event that completes it, within
 /// 100 ms, and a busy holder costs no context switch per record.
-pub const DRAIN_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often the kernel's counters are read for losses and metrics.
 const COUNTER_POLL: Duration = Duration::from_millis(100);
 
 /// What a session reports, in order; `live.rs` turns these into records for the pipeline.
-pub trait Observer {
+pub(crate) trait Observer {
     /// Probes attached; `status` is ready to be written.
     fn attached(&mut self, attached: &Attached);
     /// One decoded event.
@@ -45,7 +47,7 @@ pub trait Observer {
     fn poll(&mut self);
 }
 
-pub struct SessionOptions {
+pub(crate) struct SessionOptions {
     pub release_functions: Vec<crate::policy::ReleaseFunction>,
     pub ring_buffer_bytes: u32,
     /// `--module-debug-dir`: where to look first for modules' `.ko` files with debug info.
@@ -54,12 +56,12 @@ pub struct SessionOptions {
 }
 
 /// What the session saw, for the summary.
-pub struct SessionEnd {
+pub(crate) struct SessionEnd {
     pub hooks: Vec<crate::vocab::record::HookTotals>,
 }
 
 /// An attached session, ready to run.
-pub struct Session {
+pub(crate) struct Session {
     attached: Attached,
     maps: KernelMaps,
     /// What kallsyms said when `modules` was read: stacks of a module loaded later symbolize
@@ -101,10 +103,6 @@ impl Session {
             undecodable: Undecodable::default(),
             metrics,
         })
-    }
-
-    pub fn kernel_release(&self) -> &str {
-        &self.attached.kernel_release
     }
 
     /// Runs until `stop` completes, then drains what is left and returns the totals. Stops early,
@@ -242,7 +240,7 @@ fn refuse_disabled_kprobes(host: &crate::host_checks::Host) -> anyhow::Result<()
 }
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns()` stamps events with.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

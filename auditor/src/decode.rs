@@ -130,12 +130,12 @@ impl Decoder {
     }
 
     /// A module hook was attached, detached or re-attached: the symbols per slot from now on.
-    pub fn set_symbols(&mut self, slot_symbols: Vec<Vec<String>>) {
+    pub(crate) fn set_symbols(&mut self, slot_symbols: Vec<Vec<String>>) {
         self.slot_symbols = slot_symbols;
     }
 
     /// The name of a hook slot (a release slot carries the policy's function name).
-    pub fn hook_name(&self, slot: u32) -> String {
+    pub(crate) fn hook_name(&self, slot: u32) -> String {
         self.hook(slot).name().to_string()
     }
 
@@ -246,7 +246,7 @@ fn to_vma(v: &VmaInfo, path: Option<String>) -> Vma {
 }
 
 /// Live enrichment: kallsyms, the file names the kernel sent, /proc and the file system.
-pub struct LiveEnrich<'a> {
+pub(crate) struct LiveEnrich<'a> {
     pub symbols: &'a KernelSymbols,
     names: &'a mut KernelFileNames,
     files: &'a mut FilePaths,

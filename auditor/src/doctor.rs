@@ -19,9 +19,9 @@ use crate::{
 };
 
 /// The reason of every kprobe hook row when the `kprobes` check says the kernel has none.
-pub const NO_KPROBES: &str = "kprobes unavailable on this kernel (see above)";
+pub(crate) const NO_KPROBES: &str = "kprobes unavailable on this kernel (see above)";
 /// The reason of a tracepoint row that failed when the `tracefs` check found none.
-pub const NO_TRACEFS: &str = "tracefs not mounted (see above)";
+pub(crate) const NO_TRACEFS: &str = "tracefs not mounted (see above)";
 
 /// Everything doctor found, printable as a table or JSON.
 #[derive(Debug, serde::Serialize)]
@@ -192,7 +192,7 @@ pub fn diagnose(policy: &Policy, sample: Duration) -> anyhow::Result<Diagnosis> 
 /// Kprobe hook rows that failed, would be attached, or wait for a module say "no kprobes" instead
 /// of repeating the attach error (or promising to attach later); rows absent by design, tracepoint
 /// rows and failed steps keep theirs.
-pub fn say_once_that_kprobes_are_unavailable(hooks: &mut [HookRow]) {
+pub(crate) fn say_once_that_kprobes_are_unavailable(hooks: &mut [HookRow]) {
     for h in hooks.iter_mut().filter_map(HookRow::status_mut) {
         let waits = h.state == HookState::ModuleNotLoaded || (h.hook == Hook::Release0 && h.state == HookState::Absent);
         if (waits || matches!(h.state, HookState::Failed | HookState::Available)) && !is_tracepoint(&h.symbol) {
@@ -203,7 +203,7 @@ pub fn say_once_that_kprobes_are_unavailable(hooks: &mut [HookRow]) {
 }
 
 /// Tracepoint rows that failed say "no tracefs" (their id is read from tracefs).
-pub fn say_once_that_tracefs_is_missing(hooks: &mut [HookRow]) {
+pub(crate) fn say_once_that_tracefs_is_missing(hooks: &mut [HookRow]) {
     for h in hooks.iter_mut().filter_map(HookRow::status_mut).filter(|h| h.state == HookState::Failed && is_tracepoint(&h.symbol)) {
         h.reason = Some(NO_TRACEFS.into());
     }

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// The maps the daemon reads, taken out of the loaded object.
-pub struct KernelMaps {
+pub(crate) struct KernelMaps {
     pub events: AsyncFd<RingBuf<MapData>>,
     pub counters: PerCpuArray<MapData, HookCounters>,
 }
@@ -36,7 +36,7 @@ impl KernelMaps {
     }
 
     /// Waits until records are available, then returns all of them (copied out).
-    pub async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
+    pub(crate) async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut guard = self.events.readable_mut().await.context("waiting for the ring buffer")?;
         let batch = drain_ring(guard.get_inner_mut());
         guard.clear_ready();
@@ -44,12 +44,12 @@ impl KernelMaps {
     }
 
     /// Whatever is in the ring buffer right now, without waiting (final drain at shutdown).
-    pub fn drain_now(&mut self) -> Vec<Vec<u8>> {
+    pub(crate) fn drain_now(&mut self) -> Vec<Vec<u8>> {
         drain_ring(self.events.get_mut())
     }
 
     /// Counters summed over CPUs, indexed by hook slot.
-    pub fn read_counters(&self) -> Vec<HookCounters> {
+    pub(crate) fn read_counters(&self) -> Vec<HookCounters> {
         (0..HOOK_COUNT as u32)
             .map(|slot| match self.counters.get(&slot, 0) {
                 Ok(per_cpu) => per_cpu.iter().fold(HookCounters::default(), |acc, c| HookCounters {
@@ -73,13 +73,13 @@ fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
 
 /// Turns successive counter snapshots into "lost since last time" per hook.
 #[derive(Default)]
-pub struct LossTracker {
+pub(crate) struct LossTracker {
     reported: HashMap<usize, u64>,
 }
 
 impl LossTracker {
     /// `(slot, newly lost)` for every slot whose `dropped` grew since the last call.
-    pub fn new_losses(&mut self, counters: &[HookCounters]) -> Vec<(usize, u64)> {
+    pub(crate) fn new_losses(&mut self, counters: &[HookCounters]) -> Vec<(usize, u64)> {
         let mut out = Vec::new();
         for (slot, c) in counters.iter().enumerate() {
             let seen = self.reported.entry(slot).or_default();
@@ -95,7 +95,7 @@ impl LossTracker {
 /// Records that did not parse, per hook name, until the next counter poll reports them as
 /// `lost` records with `reason: undecodable`.
 #[derive(Default)]
-pub struct Undecodable(std::collections::BTreeMap<String, u64>);
+pub(crate) struct Undecodable(std::collections::BTreeMap<String, u64>);
 
 impl Undecodable {
     /// Counts one record of `hook`; true for the first one since the last report (worth a log line).
@@ -114,7 +114,7 @@ impl Undecodable {
 /// Totals for the hooks that ran at all (`hooks`: each counter slot's hook, `None` for an unused
 /// release slot), with the kernel's run-time statistics per slot
 /// when it keeps them.
-pub fn totals(counters: &[HookCounters], hooks: &[Option<HookRef>], run_times: Option<&[RunTime]>) -> Vec<HookTotals> {
+pub(crate) fn totals(counters: &[HookCounters], hooks: &[Option<HookRef>], run_times: Option<&[RunTime]>) -> Vec<HookTotals> {
     counters
         .iter()
         .zip(hooks)

@@ -7,9 +7,11 @@ use crate::{
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
     probes::{Attached, floor::ProgramSet},
-    vocab::event::Event,
-    vocab::hook_status::HookStatus,
-    vocab::record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
+    vocab::{
+        event::Event,
+        hook_status::HookStatus,
+        record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
+    },
 };
 
 pub struct LiveOptions {

@@ -79,7 +79,7 @@ fn hook_label(hook: &str) -> Labels {
 
 impl Metrics {
     /// The kernel's per-hook counters, as totals since the probes were loaded.
-    pub fn set_hooks(&self, totals: &[HookTotals]) {
+    pub(crate) fn set_hooks(&self, totals: &[HookTotals]) {
         for t in totals {
             let labels = hook_label(t.hook.name());
             advance(&self.hook_hits, &labels, t.hits);
@@ -118,7 +118,7 @@ impl Metrics {
         self.events.inc();
     }
 
-    pub fn set_levels(&self, levels: &Levels) {
+    pub(crate) fn set_levels(&self, levels: &Levels) {
         self.pins_held.set(levels.pins_held);
         self.pfnmaps.set(levels.pfnmaps);
     }
@@ -131,7 +131,7 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` (any path, in fact) until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for --metrics: {e}"))?;
     tokio::spawn(async move {
         loop {

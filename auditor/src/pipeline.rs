@@ -15,9 +15,11 @@ use std::{
 use crate::{
     correlate::{Correlator, Options},
     policy::Policy,
-    vocab::event::Event,
-    vocab::finding::Finding,
-    vocab::record::{HookChange, LossReason, Lost, RunSummary, Status},
+    vocab::{
+        event::Event,
+        finding::Finding,
+        record::{HookChange, LossReason, Lost, RunSummary, Status},
+    },
 };
 
 /// One output of a run: NDJSON, human text, JUnit, SARIF, metrics. Every method has a no-op
@@ -140,7 +142,7 @@ impl Pipeline {
 
     /// Between records (a live run's 100 ms tick): reopens the outputs when asked, so a rotated
     /// file is let go even when nothing is recorded, and hands the sinks the current levels.
-    pub fn poll(&mut self) {
+    pub(crate) fn poll(&mut self) {
         let levels = self.levels();
         self.each(|s| s.levels(&levels));
     }
@@ -183,7 +185,7 @@ impl Pipeline {
         self.each(|s| s.status(status));
     }
 
-    pub fn hook_changed(&mut self, change: &HookChange) {
+    pub(crate) fn hook_changed(&mut self, change: &HookChange) {
         self.each(|s| s.hook_changed(change));
     }
 

@@ -23,7 +23,7 @@ struct Key<I: Copy> {
     id: I,
 }
 
-pub struct IntervalIndex<I: Copy> {
+pub(crate) struct IntervalIndex<I: Copy> {
     entries: BTreeSet<Key<I>>,
     /// Longest `last - first` held since the group was last empty, for groups where it exceeds
     /// `short`.
@@ -32,7 +32,7 @@ pub struct IntervalIndex<I: Copy> {
 }
 
 /// The id type of an index: its smallest and largest values bound a group's range.
-pub trait Id: Copy + Ord {
+pub(crate) trait Id: Copy + Ord {
     const MIN: Self;
     const MAX: Self;
 }
@@ -50,19 +50,19 @@ impl Id for u64 {
 impl<I: Id> IntervalIndex<I> {
     /// An index whose intervals are mostly at most `short` long (`last - first`: one page in
     /// the index's unit, `PAGE - 1` for addresses, 0 for page numbers).
-    pub fn new(short: u64) -> Self {
+    pub(crate) fn new(short: u64) -> Self {
         Self { entries: BTreeSet::new(), long: HashMap::new(), short }
     }
 
     /// Adds `[first, last]` of `id` to `group` (once per `(group, first, id)`).
-    pub fn insert(&mut self, group: u64, first: u64, last: u64, id: I) {
+    pub(crate) fn insert(&mut self, group: u64, first: u64, last: u64, id: I) {
         if self.entries.insert(Key { group, first, id }) {
             self.note_length(group, first, last);
         }
     }
 
     /// Moves the end of an interval already held (its start stays).
-    pub fn set_last(&mut self, group: u64, first: u64, last: u64) {
+    pub(crate) fn set_last(&mut self, group: u64, first: u64, last: u64) {
         self.note_length(group, first, last);
     }
 
@@ -74,7 +74,7 @@ impl<I: Id> IntervalIndex<I> {
         }
     }
 
-    pub fn remove(&mut self, group: u64, first: u64, id: I) {
+    pub(crate) fn remove(&mut self, group: u64, first: u64, id: I) {
         if self.entries.remove(&Key { group, first, id }) && self.long.contains_key(&group) && self.group(group).next().is_none() {
             self.long.remove(&group);
         }
@@ -87,7 +87,7 @@ impl<I: Id> IntervalIndex<I> {
     /// Pushes the ids of `group`'s intervals that may overlap `[lo, last]`: every one that does,
     /// and some that start less than the group's longest interval before `lo` (unsorted, an id
     /// once per interval).
-    pub fn overlapping(&self, group: u64, lo: u64, last: u64, out: &mut Vec<I>) {
+    pub(crate) fn overlapping(&self, group: u64, lo: u64, last: u64, out: &mut Vec<I>) {
         let longest = self.long.get(&group).copied().unwrap_or(self.short);
         let from = lo.saturating_sub(longest);
         if from > last {
@@ -97,12 +97,12 @@ impl<I: Id> IntervalIndex<I> {
     }
 
     /// Pushes the ids of every interval of `group`.
-    pub fn all(&self, group: u64, out: &mut Vec<I>) {
+    pub(crate) fn all(&self, group: u64, out: &mut Vec<I>) {
         out.extend(self.group(group));
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 }

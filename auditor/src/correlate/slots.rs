@@ -6,7 +6,7 @@
 use slab::Slab;
 
 /// A slot: the index of a value in an [`Ordered`].
-pub type Slot = u32;
+pub(crate) type Slot = u32;
 
 const NIL: Slot = Slot::MAX;
 
@@ -17,7 +17,7 @@ struct Node<T> {
 }
 
 /// Values by slot, in the order they were pushed.
-pub struct Ordered<T> {
+pub(crate) struct Ordered<T> {
     slab: Slab<Node<T>>,
     head: Slot,
     tail: Slot,
@@ -31,11 +31,11 @@ impl<T> Default for Ordered<T> {
 
 impl<T> Ordered<T> {
     /// Most values an `Ordered` holds (slots are `u32`, one value is kept for "none").
-    pub const MAX_LEN: usize = NIL as usize;
+    pub(crate) const MAX_LEN: usize = NIL as usize;
 
     /// Adds `value` as the newest; returns its slot. Panics past [`Ordered::MAX_LEN`] values (the
     /// correlator's bounds stay below).
-    pub fn push(&mut self, value: T) -> Slot {
+    pub(crate) fn push(&mut self, value: T) -> Slot {
         let slot = Slot::try_from(self.slab.insert(Node { value, prev: self.tail, next: NIL })).expect("fewer than 2^32 - 1 values");
         assert_ne!(slot, NIL, "fewer than 2^32 - 1 values");
         match self.slab.get_mut(self.tail as usize) {
@@ -46,7 +46,7 @@ impl<T> Ordered<T> {
         slot
     }
 
-    pub fn remove(&mut self, slot: Slot) -> Option<T> {
+    pub(crate) fn remove(&mut self, slot: Slot) -> Option<T> {
         let node = self.slab.try_remove(slot as usize)?;
         match self.slab.get_mut(node.prev as usize) {
             Some(prev) => prev.next = node.next,
@@ -59,21 +59,21 @@ impl<T> Ordered<T> {
         Some(node.value)
     }
 
-    pub fn get(&self, slot: Slot) -> Option<&T> {
+    pub(crate) fn get(&self, slot: Slot) -> Option<&T> {
         self.slab.get(slot as usize).map(|n| &n.value)
     }
 
-    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, slot: Slot) -> Option<&mut T> {
         self.slab.get_mut(slot as usize).map(|n| &mut n.value)
     }
 
     /// The oldest value's slot.
-    pub fn first(&self) -> Option<Slot> {
+    pub(crate) fn first(&self) -> Option<Slot> {
         (self.head != NIL).then_some(self.head)
     }
 
     /// Values oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         let mut at = self.head;
         std::iter::from_fn(move || {
             let node = self.slab.get(at as usize)?;
@@ -82,7 +82,7 @@ impl<T> Ordered<T> {
         })
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slab.len()
     }
 }

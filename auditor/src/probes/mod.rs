@@ -7,8 +7,8 @@ pub mod floor;
 pub mod kernel_version;
 pub mod layout;
 mod module_hooks;
-pub mod run_time;
-pub mod table;
+pub(crate) mod run_time;
+pub(crate) mod table;
 
 use anyhow::Context;
 use auditor_common::{HOOK_COUNT, Hook, RELEASE_SLOTS};
@@ -51,13 +51,13 @@ pub struct Attached {
 impl Attached {
     /// Per counter slot, the runs of its programs and the time spent in them since they were
     /// loaded; `None` when the kernel keeps no run-time statistics.
-    pub fn run_times(&self) -> Option<Vec<RunTime>> {
+    pub(crate) fn run_times(&self) -> Option<Vec<RunTime>> {
         self.run_time_stats.as_ref().map(|_| run_time::read(&self.ebpf))
     }
 
     /// Per counter slot, the kernel symbols that slot's probes are attached to on this kernel
     /// (the decoder finds an event's caller outside them).
-    pub fn symbols_by_slot(&self) -> Vec<Vec<String>> {
+    pub(crate) fn symbols_by_slot(&self) -> Vec<Vec<String>> {
         let mut slots = vec![Vec::new(); HOOK_COUNT];
         for h in self.hooks.iter().filter(|h| h.state == HookState::Attached && h.hook != Hook::Release0) {
             slots[h.hook as usize].push(h.symbol.clone());
@@ -68,7 +68,7 @@ impl Attached {
     /// After a module was loaded, unloaded or reloaded (`symbols` read since): re-reads the BTF of
     /// a module the layouts come from, and attaches, detaches and re-attaches the perf-kprobe
     /// hooks that live in modules. Returns the hooks whose state changed.
-    pub fn follow_modules(&mut self, symbols: &KernelSymbols) -> Vec<HookStatus> {
+    pub(crate) fn follow_modules(&mut self, symbols: &KernelSymbols) -> Vec<HookStatus> {
         let btf_modules_loaded = BTF_MODULES.iter().all(|m| symbols.has_module(m));
         if btf_modules_loaded && !self.btf_modules_loaded {
             let written =
@@ -177,7 +177,7 @@ fn raise_memlock() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }
 
-pub fn require_root() -> anyhow::Result<()> {
+pub(crate) fn require_root() -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         anyhow::bail!("pfn-auditor must run as root (it loads eBPF programs and kprobes: CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)");
@@ -188,7 +188,7 @@ pub fn require_root() -> anyhow::Result<()> {
 /// Loads the eBPF object with this kernel's layout and attaches every hook the table selects,
 /// plus one kprobe per policy release function; `programs` says whether the auditing programs or
 /// the benchmark's empty ones (`floor.rs`).
-pub fn load_and_attach(
+pub(crate) fn load_and_attach(
     facts: &KernelFacts,
     release_functions: &[ReleaseFunction],
     ring_buffer_bytes: u32,

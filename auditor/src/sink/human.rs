@@ -8,10 +8,12 @@ use auditor_common::Hook;
 
 use crate::{
     pipeline::Sink,
-    vocab::event::{Frame, HookRef},
-    vocab::finding::Finding,
-    vocab::hook_status::HookState,
-    vocab::record::{HookChange, LossReason, Lost, RunSummary, Status},
+    vocab::{
+        event::{Frame, HookRef},
+        finding::Finding,
+        hook_status::HookState,
+        record::{HookChange, LossReason, Lost, RunSummary, Status},
+    },
 };
 
 /// Human text on stderr.

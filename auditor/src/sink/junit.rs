@@ -9,8 +9,10 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::{
     pipeline::{OutputError, Sink},
-    vocab::finding::{Finding, Severity},
-    vocab::record::RunSummary,
+    vocab::{
+        finding::{Finding, Severity},
+        record::RunSummary,
+    },
 };
 
 /// The JUnit report of a run, written at its end: a function of the findings, the policy's failing

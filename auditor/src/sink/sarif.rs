@@ -20,8 +20,10 @@ use serde_sarif::sarif::{
 
 use crate::{
     pipeline::{OutputError, Sink},
-    vocab::finding::{Finding, FindingKind, Severity},
-    vocab::record::{RunSummary, Status},
+    vocab::{
+        finding::{Finding, FindingKind, Severity},
+        record::{RunSummary, Status},
+    },
 };
 
 /// The `uriBaseId` of source files under the source root (the name GitHub code scanning and
