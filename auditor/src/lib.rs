@@ -12,6 +12,7 @@ pub mod file_names;
 pub mod file_paths;
 pub mod gate_outcome;
 pub mod host_checks;
+pub mod instance_lock;
 pub mod live;
 pub mod metrics;
 pub mod module_lines;
