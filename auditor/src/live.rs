@@ -97,9 +97,13 @@ where
         module_debug_dirs: opts.module_debug_dirs.clone(),
         programs: opts.programs,
     };
+    let listener = match opts.metrics_addr {
+        Some(addr) => Some(crate::metrics::listen(addr).await?),
+        None => None,
+    };
     let session = Session::start(&session_opts, opts.metrics.clone(), &mut source)?;
-    if let Some(addr) = opts.metrics_addr {
-        crate::metrics::serve(addr, opts.metrics).await?;
+    if let Some(listener) = listener {
+        crate::metrics::serve(listener, opts.metrics);
     }
     let began = Instant::now();
     let end = if source.failed() {

@@ -19,6 +19,11 @@ pub trait Destination: Write {
     fn write_record(&mut self, record: &[u8]) -> std::io::Result<()> {
         self.write_all(record)
     }
+    /// The run starts: a file kept whole until now is emptied (`super::begin_file`); a no-op
+    /// where there is no file.
+    fn begin(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
     /// Reopens the output at its path (SIGHUP); a no-op where there is no path.
     fn reopen(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -54,21 +59,17 @@ pub struct OutputFile {
 }
 
 impl OutputFile {
-    /// Opens `path` by [`super::open_output`] (an existing file of ours is truncated). Rotation
-    /// needs a regular file: a device or FIFO with `rotation` is refused (an `InvalidInput` error).
+    /// Opens `path` by [`super::open_output`] (an existing file of ours is kept until
+    /// [`Destination::begin`] empties it). Rotation needs a regular file: a device or FIFO with
+    /// `rotation` is refused (an `InvalidInput` error), without waiting for a FIFO's reader.
     pub fn create(path: &Path, rotation: Option<Rotation>) -> std::io::Result<Self> {
         if let Some(r) = rotation
             && (r.keep == 0 || r.max_bytes == 0)
         {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "rotation needs a size and at least one file to keep"));
         }
-        let file = super::open_output(path)?;
-        let mut output = Self::wrap(path, file, rotation)?;
-        if rotation.is_some() && !output.regular {
-            output.rotation = None;
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "only a regular file can be rotated (not a device or FIFO)"));
-        }
-        Ok(output)
+        let file = super::open_output_as(path, super::OpenAs { append: false, regular_only: rotation.is_some() })?;
+        Self::wrap(path, file, rotation)
     }
 
     fn wrap(path: &Path, file: File, rotation: Option<Rotation>) -> std::io::Result<Self> {
@@ -101,7 +102,9 @@ impl OutputFile {
             }
         }
         std::fs::rename(&self.path, self.rotated(1))?;
-        let file = super::open_output(&self.path)?;
+        let mut file = super::open_output_as(&self.path, super::OpenAs { append: false, regular_only: true })?;
+        // Planted between the rename and the open: not ours to keep.
+        super::begin_file(&mut file)?;
         *self = Self::wrap(&self.path, file, self.rotation)?;
         Ok(())
     }
@@ -120,6 +123,13 @@ impl Write for OutputFile {
 }
 
 impl Destination for OutputFile {
+    fn begin(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        super::begin_file(self.out.get_mut())?;
+        self.size = 0;
+        Ok(())
+    }
+
     fn write_record(&mut self, record: &[u8]) -> std::io::Result<()> {
         if let Some(Rotation { max_bytes, keep }) = self.rotation
             && self.size > 0
@@ -135,7 +145,7 @@ impl Destination for OutputFile {
     /// the old one away, else the same file, appended to.
     fn reopen(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
-        let file = super::reopen_output(&self.path)?;
+        let file = super::open_output_as(&self.path, super::OpenAs { append: true, regular_only: self.rotation.is_some() })?;
         *self = Self::wrap(&self.path, file, self.rotation)?;
         Ok(())
     }

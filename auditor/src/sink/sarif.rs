@@ -17,7 +17,7 @@ use crate::{
 
 /// The SARIF report of a run, written at its end: a function of the findings and of the version
 /// of pfn-auditor that recorded them (the `status` record's; this build's when there is none).
-/// The file is opened (and emptied) when the run starts.
+/// The file is opened before the run and emptied when it starts.
 pub struct SarifSink {
     name: String,
     file: std::fs::File,
@@ -36,6 +36,10 @@ impl SarifSink {
 impl Sink for SarifSink {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn begin(&mut self) -> std::io::Result<()> {
+        super::begin_file(&mut self.file)
     }
 
     fn status(&mut self, status: &Status) -> std::io::Result<()> {
