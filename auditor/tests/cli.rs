@@ -7,7 +7,7 @@ fn auditor() -> Command {
 
 /// The summary record that ends a recorded run (without it a recording is truncated).
 fn summary_line() -> String {
-    serde_json::to_string(&auditor::record::Record::Summary(Default::default())).unwrap() + "\n"
+    serde_json::to_string(&auditor::vocab::record::Record::Summary(Default::default())).unwrap() + "\n"
 }
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
