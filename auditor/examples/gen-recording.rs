@@ -31,5 +31,8 @@ fn main() -> std::io::Result<()> {
         serde_json::to_writer(&mut out, &Record::Event(event))?;
         out.write_all(b"\n")?;
     }
+    // A recording ends with its summary (replay's counters come from the replay itself).
+    serde_json::to_writer(&mut out, &Record::Summary(Default::default()))?;
+    out.write_all(b"\n")?;
     out.flush()
 }

@@ -29,19 +29,24 @@ pub fn subcommand() -> Command {
 }
 
 /// Runs the subcommand: writes the files for `cli` (the CLI without this subcommand), prints
-/// their paths, and returns the exit code: 0, or 5 when a file cannot be written
-/// (docs/exit-codes.md).
+/// their paths on stdout, and returns the exit code: 0, or 5 when a file or the list on stdout
+/// cannot be written (docs/exit-codes.md).
 pub fn run(cli: Command, matches: &ArgMatches) -> u8 {
     let dir = matches.get_one::<PathBuf>("root").expect("root is required");
-    match write(cli, dir) {
-        Ok(paths) => {
-            for path in paths {
-                println!("{}", path.display());
-            }
-            code::CLEAN
-        }
+    let listed =
+        write(cli, dir).map_err(|e| format!("cannot write the man pages and completions under {}: {e}", dir.display())).and_then(|paths| {
+            let mut stdout = io::stdout().lock();
+            paths
+                .iter()
+                .try_for_each(|path| writeln!(stdout, "{}", path.display()))
+                .and_then(|()| stdout.flush())
+                .map_err(|e| format!("cannot write the list of written files on stdout: {e}"))
+        });
+    match listed {
+        Ok(()) => code::CLEAN,
         Err(e) => {
-            eprintln!("pfn-auditor: cannot write the man pages and completions under {}: {e}", dir.display());
+            // Nothing more to do when stderr is closed too: the exit code says it.
+            let _ = writeln!(io::stderr(), "pfn-auditor: {e}");
             code::OUTPUT
         }
     }

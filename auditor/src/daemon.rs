@@ -77,6 +77,8 @@ pub(crate) struct Session {
     /// Records that did not parse since the last counter poll, per hook name.
     undecodable: Undecodable,
     metrics: Arc<Metrics>,
+    /// Held until the session ends where instances cannot coexist (`instance_lock.rs`).
+    _instance: Option<crate::instance_lock::InstanceLock>,
 }
 
 impl Session {
@@ -85,6 +87,9 @@ impl Session {
     pub fn start(opts: &SessionOptions, metrics: Arc<Metrics>, observer: &mut dyn Observer) -> anyhow::Result<Self> {
         refuse_disabled_kprobes(&crate::host_checks::Host::this())?;
         let facts = KernelFacts::read()?;
+        // Before anything is attached: on kernels before 5.14 a second instance is refused.
+        probes::require_root()?;
+        let instance = crate::instance_lock::for_kernel(facts.version, &facts.release)?;
         let mut attached = probes::load_and_attach(&facts, &opts.release_functions, opts.ring_buffer_bytes, opts.programs)?;
         require_essential_hooks(&attached)?;
         let maps = KernelMaps::take(&mut attached.ebpf)?;
@@ -102,6 +107,7 @@ impl Session {
             losses: LossTracker::default(),
             undecodable: Undecodable::default(),
             metrics,
+            _instance: instance,
         })
     }
 

@@ -23,18 +23,27 @@ pub(crate) const NO_KPROBES: &str = "kprobes unavailable on this kernel (see abo
 /// The reason of a tracepoint row that failed when the `tracefs` check found none.
 pub(crate) const NO_TRACEFS: &str = "tracefs not mounted (see above)";
 
-/// Everything doctor found, printable as a table or JSON.
+/// Everything doctor found, printable as a table or JSON (`doctor --json`: the shape is
+/// documented in docs/doctor.md and kept stable).
 #[derive(Debug, serde::Serialize)]
 pub struct Diagnosis {
     pub kernel_release: String,
+    /// `major.minor` as the probe table compares it, or `?` when the release cannot be read.
     pub kernel_version: String,
     /// One per prerequisite, in order (kernel, btf, kprobes, kprobes-on, ringbuf, fentry, tracefs,
     /// modules, kallsyms, privileges), each with a fix unless it is ok.
     pub checks: Vec<Check>,
+    /// The `btf` check's detail (the BTF file) when it is ok, else why not: in the JSON as that
+    /// check.
+    #[serde(skip)]
     pub btf: Result<String, String>,
     pub root: bool,
-    /// True when the hooks below were really attached (root), false when only planned.
-    pub attached_for_real: bool,
+    /// Whether the hooks below were attached as a test, or only planned and why.
+    pub hooks_attached: HooksTried,
+    /// Why the hooks were not attached when that is neither "not root" nor "no BTF" (another
+    /// instance holds the lock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks_note: Option<String>,
     pub hooks: Vec<HookRow>,
     /// Holder and suppression rules in force: policy file first, then the built-in catalog.
     pub rules: Vec<RuleStatus>,
@@ -87,6 +96,20 @@ impl HookRow {
     }
 }
 
+/// How doctor came to its hook rows (`hooks_attached` in `doctor --json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HooksTried {
+    /// Loaded and attached as a test (as root, with BTF), and detached again before the report:
+    /// each row's state is what attaching did (`attached`, `failed`, ...).
+    Tried,
+    /// Not attached: not root or no BTF; each row says what would be done (`available`, ...).
+    Planned,
+    /// Not attached: another pfn-auditor is running on a kernel where two cannot (before 5.14;
+    /// `hooks_note` says which).
+    OtherInstance,
+}
+
 /// The probes' cost on this machine's own workload over doctor's sample window (`--sample-ms`).
 #[derive(Debug, serde::Serialize)]
 pub struct Cost {
@@ -122,7 +145,7 @@ impl Diagnosis {
                 let _ = writeln!(out, "  {:<11} {:<8} fix: {fix}", "", "");
             }
         }
-        let how = if self.attached_for_real { "attached now" } else { "planned (run as root to attach for real)" };
+        let how = self.hooks_headline();
         let _ = writeln!(out, "hooks       {how}");
         let _ = writeln!(out, "  {:<22} {:<24} {:<18} reason", "hook", "symbol", "state");
         for row in &self.hooks {
@@ -140,6 +163,21 @@ impl Diagnosis {
         }
         let _ = writeln!(out, "ready       {}", yes_no(self.ready()));
         out
+    }
+
+    /// What the `hooks` line says about the rows under it.
+    fn hooks_headline(&self) -> String {
+        match self.hooks_attached {
+            HooksTried::Tried if self.hooks.iter().any(|row| matches!(row, HookRow::Hook(h) if h.state == HookState::Attached)) => {
+                "attached as a test, detached again".into()
+            }
+            HooksTried::Tried => "none could be attached (each row says why)".into(),
+            HooksTried::Planned if !self.root => "planned (run as root to attach for real)".into(),
+            HooksTried::Planned => "planned (no BTF, nothing can be loaded: see above)".into(),
+            HooksTried::OtherInstance => {
+                format!("planned, not attached: {}", self.hooks_note.as_deref().unwrap_or("another instance runs"))
+            }
+        }
     }
 }
 
@@ -170,14 +208,14 @@ pub fn diagnose(policy: &Policy, sample: Duration) -> anyhow::Result<Diagnosis> 
         c => Err(c.detail.clone()),
     };
     let root = probes::require_root().is_ok();
-    let (kernel_release, kernel_version, mut hooks, attached_for_real, cost) = match KernelFacts::read() {
+    let (kernel_release, kernel_version, mut hooks, (hooks_attached, hooks_note), cost) = match KernelFacts::read() {
         Ok(facts) => {
-            let (hooks, real, cost) = hook_rows(&facts, policy, root && btf.is_ok(), sample);
-            (facts.release.clone(), facts.version.to_string(), hooks, real, cost)
+            let (hooks, tried, cost) = hook_rows(&facts, policy, root && btf.is_ok(), sample);
+            (facts.release.clone(), facts.version.to_string(), hooks, tried, cost)
         }
         Err(e) => {
             let row = HookRow::failed("hooks", format!("cannot plan the hooks: {e:#} (see above)"));
-            (host.release().unwrap_or_default(), "?".into(), vec![row], false, None)
+            (host.release().unwrap_or_default(), "?".into(), vec![row], (HooksTried::Planned, None), None)
         }
     };
     if host_checks::kprobes_unavailable(&checks) {
@@ -186,7 +224,7 @@ pub fn diagnose(policy: &Policy, sample: Duration) -> anyhow::Result<Diagnosis> 
     if host_checks::tracefs_mounted(&host).is_none() {
         say_once_that_tracefs_is_missing(&mut hooks);
     }
-    Ok(Diagnosis { kernel_release, kernel_version, checks, btf, root, attached_for_real, hooks, rules: policy.rules(), cost })
+    Ok(Diagnosis { kernel_release, kernel_version, checks, btf, root, hooks_attached, hooks_note, hooks, rules: policy.rules(), cost })
 }
 
 /// Kprobe hook rows that failed, would be attached, or wait for a module say "no kprobes" instead
@@ -213,27 +251,36 @@ fn is_tracepoint(symbol: &str) -> bool {
     PROBES.iter().any(|r| matches!(r.attach(), Attach::Tracepoint { name, .. } if name == symbol))
 }
 
-/// Attached for real when `attach` (root and BTF), else planned; with the cost over `sample`
-/// when attached.
-fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool, sample: Duration) -> (Vec<HookRow>, bool, Option<Cost>) {
+/// Attached as a test when `attach` (root and BTF) and no other instance is in the way, else
+/// planned; with the cost over `sample` when attached.
+fn hook_rows(
+    facts: &KernelFacts,
+    policy: &Policy,
+    attach: bool,
+    sample: Duration,
+) -> (Vec<HookRow>, (HooksTried, Option<String>), Option<Cost>) {
     let rows = |hooks: Vec<HookStatus>| hooks.into_iter().map(HookRow::Hook).collect::<Vec<_>>();
     let release_functions = &policy.release_functions();
-    if attach {
-        // Attach for real (and detach on drop): the only proof that the verifier accepts the
-        // programs on this kernel.
-        match probes::load_and_attach(facts, release_functions, 1 << 20, probes::floor::ProgramSet::Auditing) {
-            Ok(mut attached) => {
-                let cost = if sample.is_zero() { None } else { measure_cost(&mut attached, sample) };
-                (rows(std::mem::take(&mut attached.hooks)), true, cost)
-            }
-            Err(e) => {
-                let mut planned = rows(probes::plan(facts, release_functions));
-                planned.push(HookRow::failed("load", format!("{e:#}")));
-                (planned, false, None)
-            }
+    if !attach {
+        return (rows(probes::plan(facts, release_functions)), (HooksTried::Planned, None), None);
+    }
+    // On kernels before 5.14 a running daemon would be harmed by doctor's test attach.
+    let _instance = match crate::instance_lock::for_kernel(facts.version, &facts.release) {
+        Ok(lock) => lock,
+        Err(e) => return (rows(probes::plan(facts, release_functions)), (HooksTried::OtherInstance, Some(e.to_string())), None),
+    };
+    // Attach for real (and detach on drop): the only proof that the verifier accepts the
+    // programs on this kernel.
+    match probes::load_and_attach(facts, release_functions, 1 << 20, probes::floor::ProgramSet::Auditing) {
+        Ok(mut attached) => {
+            let cost = if sample.is_zero() { None } else { measure_cost(&mut attached, sample) };
+            (rows(std::mem::take(&mut attached.hooks)), (HooksTried::Tried, None), cost)
         }
-    } else {
-        (rows(probes::plan(facts, release_functions)), false, None)
+        Err(e) => {
+            let mut planned = rows(probes::plan(facts, release_functions));
+            planned.push(HookRow::failed("load", format!("{e:#}")));
+            (planned, (HooksTried::Tried, None), None)
+        }
     }
 }
 
@@ -269,7 +316,8 @@ mod tests {
             checks: Vec::new(),
             btf: Ok("/sys/kernel/btf/vmlinux".into()),
             root: false,
-            attached_for_real: false,
+            hooks_attached: HooksTried::Planned,
+            hooks_note: None,
             hooks: Vec::new(),
             rules: user.over(&crate::catalog::catalog()).unwrap().rules(),
             cost: None,
@@ -329,7 +377,8 @@ mod tests {
             checks,
             btf: Ok("/sys/kernel/btf/vmlinux".into()),
             root: true,
-            attached_for_real: false,
+            hooks_attached: HooksTried::Planned,
+            hooks_note: None,
             hooks: Vec::new(),
             rules: Vec::new(),
             cost: None,
@@ -345,6 +394,52 @@ mod tests {
         assert_eq!(json["checks"][2]["name"], "kprobes");
         assert_eq!(json["checks"][2]["state"], "missing");
         assert!(json["checks"][2]["fix"].as_str().unwrap().contains("CONFIG_KPROBES=y"));
+    }
+}
+
+#[cfg(test)]
+mod headline_tests {
+    use super::*;
+
+    fn diagnosis(tried: HooksTried, root: bool, hooks: Vec<HookRow>) -> Diagnosis {
+        Diagnosis {
+            kernel_release: "5.10.0-32-amd64".into(),
+            kernel_version: "5.10".into(),
+            checks: Vec::new(),
+            btf: Ok("/sys/kernel/btf/vmlinux".into()),
+            root,
+            hooks_attached: tried,
+            hooks_note: (tried == HooksTried::OtherInstance).then(|| "another pfn-auditor (pid 7) is running".into()),
+            hooks,
+            rules: Vec::new(),
+            cost: None,
+        }
+    }
+
+    fn headline(d: &Diagnosis) -> String {
+        d.render().lines().find(|l| l.starts_with("hooks ")).unwrap().to_string()
+    }
+
+    /// The hooks are detached by the time the report is printed, and a test attach that attached
+    /// nothing says so (it used to say "attached now" in both cases).
+    #[test]
+    fn the_hooks_line_says_what_was_tried_and_what_came_of_it() {
+        let row =
+            |state| HookRow::Hook(HookStatus { hook: auditor_common::Hook::FollowPfn, symbol: "follow_pfn".into(), state, reason: None });
+        let tried = diagnosis(HooksTried::Tried, true, vec![row(HookState::Attached)]);
+        assert_eq!(headline(&tried), "hooks       attached as a test, detached again");
+        let failed = diagnosis(HooksTried::Tried, true, vec![row(HookState::Failed)]);
+        assert_eq!(headline(&failed), "hooks       none could be attached (each row says why)");
+        assert_eq!(headline(&diagnosis(HooksTried::Planned, false, Vec::new())), "hooks       planned (run as root to attach for real)");
+        let busy = diagnosis(HooksTried::OtherInstance, true, Vec::new());
+        assert_eq!(headline(&busy), "hooks       planned, not attached: another pfn-auditor (pid 7) is running");
+        let json = serde_json::to_value(&busy).unwrap();
+        assert_eq!(
+            (json["hooks_attached"].as_str(), json["hooks_note"].as_str()),
+            (Some("other-instance"), Some("another pfn-auditor (pid 7) is running"))
+        );
+        assert!(json.get("btf").is_none(), "the btf check carries it: {json}");
+        assert!(serde_json::to_value(&tried).unwrap().get("hooks_note").is_none());
     }
 }
 

@@ -9,7 +9,7 @@ pub mod code {
     /// Could not start: bad policy, no privileges, kernel without the needed hooks, bad input file.
     pub const SETUP: u8 = 2;
     /// Events were lost (ring buffer full): the run proves nothing. `--allow-loss` waives it.
-    pub(crate) const EVENTS_LOST: u8 = 3;
+    pub const EVENTS_LOST: u8 = 3;
     /// The command under test failed and there were no failing findings.
     pub(crate) const COMMAND_FAILED: u8 = 4;
     /// An output (NDJSON, JUnit, SARIF, human text) could not be created, written, flushed or

@@ -13,6 +13,7 @@ pub mod file_names;
 pub mod file_paths;
 pub mod gate_outcome;
 pub(crate) mod host_checks;
+pub(crate) mod instance_lock;
 pub mod live;
 pub mod metrics;
 pub mod module_lines;

@@ -108,15 +108,21 @@ where
         module_debug_dirs: opts.module_debug_dirs.clone(),
         programs: opts.programs,
     };
-    // A setup error once the outputs are open still ends in reports that say why.
+    // A setup error once the outputs are open still ends in reports that say why. The metrics
+    // address is bound first: before anything is attached.
+    let listener = match opts.metrics_addr {
+        Some(addr) => match crate::metrics::listen(addr).await {
+            Ok(listener) => Some(listener),
+            Err(e) => return Err(source.abandon(e)),
+        },
+        None => None,
+    };
     let session = match Session::start(&session_opts, opts.metrics.clone(), &mut source) {
         Ok(session) => session,
         Err(e) => return Err(source.abandon(e)),
     };
-    if let Some(addr) = opts.metrics_addr
-        && let Err(e) = crate::metrics::serve(addr, opts.metrics).await
-    {
-        return Err(source.abandon(e));
+    if let Some(listener) = listener {
+        crate::metrics::serve(listener, opts.metrics);
     }
     let began = Instant::now();
     let end = if source.failed() {

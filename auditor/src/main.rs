@@ -22,7 +22,7 @@ use auditor::{
     pipeline::{OutputError, Pipeline, Sink},
     policy::Policy,
     probes::floor::ProgramSet,
-    replay::{ReplayError, replay_into},
+    replay::{ReplayError, Replayed, replay_into},
     sink::{
         human::HumanSink,
         junit::JunitSink,
@@ -84,13 +84,17 @@ impl Limits {
     }
 }
 
+/// The largest `--output-max-mib` whose size in bytes fits 64 bits (2^44 - 1 MiB); more is a usage
+/// error (exit 2), not a size that wraps around.
+const MAX_OUTPUT_MIB: u64 = u64::MAX >> 20;
+
 /// Size rotation of the NDJSON `--output` file (a regular file; SIGHUP reopens it in any case).
 #[derive(Args)]
 struct OutputRotation {
     /// Rotate the --output file before a record would take it past this many MiB: it becomes
     /// PATH.1 (PATH.1 becomes PATH.2, ...) and a new PATH is opened; no record is ever split. A
     /// non-empty PATH left by an earlier run is rotated the same way at the start (not emptied)
-    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..=MAX_OUTPUT_MIB))]
     output_max_mib: Option<u64>,
     /// Rotated files kept with --output-max-mib (PATH.1 ... PATH.N); the oldest beyond is replaced
     #[arg(long, value_name = "N", default_value_t = 5, requires = "output_max_mib", value_parser = clap::value_parser!(u32).range(1..))]
@@ -212,7 +216,8 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("pfn-auditor: {e:#}");
+            // A closed or full stderr leaves only the exit code to say it (no panic: exit 101).
+            let _ = writeln!(std::io::stderr(), "pfn-auditor: {e:#}");
             ExitCode::from(if e.downcast_ref::<OutputError>().is_some() { code::OUTPUT } else { code::SETUP })
         }
     }
@@ -233,8 +238,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(if d.ready() { code::CLEAN } else { code::SETUP })
         }
         Command::Replay { file, output, human, rotation, reports, policy, no_catalog, limits } => {
-            let policy = Policy::load(policy.as_deref(), !no_catalog)?;
-            refuse_shared_paths(Some(&file), output.as_deref(), &reports)?;
+            let policy_path = policy;
+            let policy = Policy::load(policy_path.as_deref(), !no_catalog)?;
+            refuse_shared_paths(&[("recording", Some(&file)), ("policy file", policy_path.as_deref())], output.as_deref(), &reports)?;
             let name = file.display().to_string();
             let reader = BufReader::new(std::fs::File::open(&file).with_context(|| format!("cannot open {name}"))?);
             // `--output -` is every record on stdout; no --output, the finding records only.
@@ -247,7 +253,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 pipeline = pipeline.reopen_on(flag);
             }
             match replay_into(reader, &name, pipeline) {
-                Ok(_) => Ok(code::CLEAN),
+                Ok(Replayed { truncated_after: None, .. }) => Ok(code::CLEAN),
+                Ok(Replayed { truncated_after: Some(lines), .. }) => {
+                    say(&format!(
+                        "pfn-auditor: {name}: truncated: no summary record in its {lines} line(s) (the run was killed, the file cut, or it is one piece of a rotated output); replayed what is there"
+                    ))?;
+                    Ok(code::EVENTS_LOST)
+                }
                 Err(ReplayError::Output(e)) => Err(e.into()),
                 Err(e) => Err(e.into()),
             }
@@ -255,11 +267,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run { output, events, duration, quiet, probe_floor, rotation, common } => {
             let mut signals = StopSignals::install()?;
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
+            refuse_shared_paths(&[("policy file", common.policy.as_deref())], Some(&output), &Reports::none())?;
             let output = NdjsonOutput::new(Some(&output), &rotation)?;
             let ndjson = output.sink(NdjsonRecords::All { events })?;
             let mut opts = live_options(&common, policy, events, output.reopen);
             if probe_floor {
-                eprintln!("pfn-auditor: --probe-floor: empty programs attached, nothing is audited (a benchmark aid)");
+                say("pfn-auditor: --probe-floor: empty programs attached, nothing is audited (a benchmark aid)")?;
                 opts.programs = ProgramSet::Floor;
             }
             let sinks =
@@ -271,7 +284,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let mut signals = StopSignals::install()?;
             let policy = Policy::load(common.policy.as_deref(), !common.no_catalog)?;
             let fail_on = policy.fail_on.clone();
-            refuse_shared_paths(None, output.as_deref(), &reports)?;
+            refuse_shared_paths(&[("policy file", common.policy.as_deref())], output.as_deref(), &reports)?;
             let recorded = output.is_some();
             let output = NdjsonOutput::new(output.as_deref(), &rotation)?;
             let ndjson = if recorded { Some(output.sink(NdjsonRecords::All { events: true })?) } else { None };
@@ -303,17 +316,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .await?;
             let command_ok = status_rx.await.unwrap_or(false);
             let exit = exit_code(&s.findings, &fail_on, s.losses(), reports.allow_loss, command_ok);
-            eprintln!(
+            say(&format!(
                 "pfn-auditor gate: {} finding(s) {:?}, {} event(s), {} lost, command {} → exit {exit}",
                 s.findings.len(),
                 s.counts,
                 s.events,
                 s.lost_total,
                 if command_ok { "succeeded" } else { "failed" },
-            );
+            ))?;
             Ok(exit)
         }
     }
+}
+
+/// One line for humans on stderr, as the human output writes them: a stderr that cannot be
+/// written is that output's error (exit code 5), not a panic.
+fn say(line: &str) -> Result<(), OutputError> {
+    writeln!(std::io::stderr(), "{line}").map_err(|error| OutputError { output: HumanSink::NAME.into(), error })
 }
 
 impl Reports {
@@ -322,16 +341,20 @@ impl Reports {
     }
 }
 
-/// Before any output is opened: no two on one file, none on the replayed recording (one line,
-/// exit 5, nothing opened or truncated).
-fn refuse_shared_paths(input: Option<&Path>, ndjson: Option<&Path>, reports: &Reports) -> Result<(), OutputError> {
-    fn named<'a>(what: &str, path: &'a Option<PathBuf>) -> Option<(String, &'a Path)> {
-        path.as_deref().map(|p| (format!("{what} {}", p.display()), p))
+/// Before any output is opened: no two on one file, none on an input (the replayed recording,
+/// the policy file): one line, exit 5, nothing opened or truncated.
+fn refuse_shared_paths(inputs: &[(&str, Option<&Path>)], ndjson: Option<&Path>, reports: &Reports) -> Result<(), OutputError> {
+    fn named<'a>(what: &str, path: Option<&'a Path>) -> Option<(String, &'a Path)> {
+        path.map(|p| (format!("{what} {}", p.display()), p))
     }
-    let ndjson = ndjson.filter(|p| p.as_os_str() != "-").map(|p| (format!("NDJSON output {}", p.display()), p));
-    let outputs: Vec<(String, &Path)> =
-        ndjson.into_iter().chain(named("JUnit report", &reports.junit)).chain(named("SARIF report", &reports.sarif)).collect();
-    auditor::sink::refuse_shared_paths(input, &outputs)
+    let inputs: Vec<(String, &Path)> = inputs.iter().filter_map(|(what, path)| named(what, *path)).collect();
+    let ndjson = named("NDJSON output", ndjson.filter(|p| p.as_os_str() != "-"));
+    let outputs: Vec<(String, &Path)> = ndjson
+        .into_iter()
+        .chain(named("JUnit report", reports.junit.as_deref()))
+        .chain(named("SARIF report", reports.sarif.as_deref()))
+        .collect();
+    auditor::sink::refuse_shared_paths(&inputs, &outputs)
 }
 
 /// The outputs of a run, in the order they see each record. A new output is one line here. Report
@@ -431,11 +454,24 @@ impl StopSignals {
 
 /// `--metrics`: `PORT` is loopback's port (the endpoint has no authentication: any other address
 /// must be given explicitly), `ADDRESS:PORT` listens there.
+/// Port 0 (a port the kernel picks, which nobody could scrape) is refused, as is an address no
+/// scraper can reach (`0.0.0.0` is all addresses; multicast and broadcast are not).
 fn metrics_address(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(port) = text.parse::<u16>() {
-        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    let addr = match text.parse::<u16>() {
+        Ok(port) => SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+        Err(_) => text.parse().map_err(|_| format!("`{text}` is neither a PORT (listens on 127.0.0.1) nor an ADDRESS:PORT"))?,
+    };
+    if addr.port() == 0 {
+        return Err(format!("`{text}`: port 0 would listen on a port nobody knows; give a port from 1 to 65535"));
     }
-    text.parse().map_err(|_| format!("`{text}` is neither a PORT (listens on 127.0.0.1) nor an ADDRESS:PORT"))
+    let unreachable = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_multicast() || ip.is_broadcast(),
+        std::net::IpAddr::V6(ip) => ip.is_multicast(),
+    };
+    if unreachable {
+        return Err(format!("`{text}`: {} is not an address of this machine to listen on", addr.ip()));
+    }
+    Ok(addr)
 }
 
 /// Where NDJSON records go: a file (`path`), or stdout (`path` None, or "-").
@@ -490,5 +526,12 @@ mod tests {
         assert_eq!(metrics_address("0.0.0.0:9477").unwrap(), "0.0.0.0:9477".parse().unwrap());
         assert_eq!(metrics_address("[::1]:9477").unwrap(), "[::1]:9477".parse().unwrap());
         assert!(metrics_address("9477x").is_err());
+        assert_eq!(metrics_address("0").unwrap_err(), "`0`: port 0 would listen on a port nobody knows; give a port from 1 to 65535");
+        assert!(metrics_address("0.0.0.0:0").is_err());
+        assert_eq!(
+            metrics_address("224.0.0.1:9477").unwrap_err(),
+            "`224.0.0.1:9477`: 224.0.0.1 is not an address of this machine to listen on"
+        );
+        assert!(metrics_address("255.255.255.255:9477").is_err());
     }
 }

@@ -130,9 +130,14 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (any path, in fact) until the task is dropped.
-pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for --metrics: {e}"))?;
+/// Binds `--metrics`' address: before anything is attached or written, so an address that cannot
+/// be listened on is a setup error (exit 2) that leaves the outputs as they were.
+pub(crate) async fn listen(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for --metrics: {e}"))
+}
+
+/// Serves `GET /metrics` (any path, in fact) on `listener` ([`listen`]) until the task is dropped.
+pub(crate) fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     tokio::spawn(async move {
         loop {
             let Ok((mut conn, _)) = listener.accept().await else { continue };
@@ -150,7 +155,6 @@ pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Re
             });
         }
     });
-    Ok(())
 }
 
 #[cfg(test)]
@@ -221,10 +225,9 @@ mod tests {
     async fn metrics_are_served_over_http_on_loopback() {
         let m = Arc::new(Metrics::default());
         m.event();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = listen("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        drop(listener);
-        serve(addr, m).await.unwrap();
+        serve(listener, m);
         let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
         conn.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
         let mut body = String::new();

@@ -27,6 +27,12 @@ use crate::{
 pub trait Sink {
     /// Names the output in error messages ("NDJSON output run.ndjson", "JUnit report junit.xml").
     fn name(&self) -> String;
+    /// The run starts, just before its first record (a live run: attached; a replay: its first
+    /// record read). A file output kept whole until now is emptied here (`sink::begin_file`), so
+    /// a run that fails to start leaves the previous run's file as it was.
+    fn begin(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
     /// First record of a run: what is attached where (for a replay: as recorded).
     fn status(&mut self, _status: &Status) -> std::io::Result<()> {
         Ok(())
@@ -110,6 +116,8 @@ pub struct Pipeline {
     failed_sink: Option<usize>,
     /// Set by the SIGHUP handler: reopen the outputs before the next record.
     reopen: Option<Arc<AtomicBool>>,
+    /// `Sink::begin` was called (before the first record).
+    begun: bool,
 }
 
 impl Pipeline {
@@ -130,6 +138,7 @@ impl Pipeline {
             error: None,
             failed_sink: None,
             reopen: None,
+            begun: false,
         }
     }
 
@@ -160,6 +169,15 @@ impl Pipeline {
     fn each(&mut self, mut deliver: impl FnMut(&mut dyn Sink) -> std::io::Result<()>) {
         if self.error.is_some() {
             return;
+        }
+        if !self.begun {
+            self.begun = true;
+            for sink in &mut self.sinks {
+                if let Err(source) = sink.begin() {
+                    self.error = Some(OutputError { output: sink.name(), error: source });
+                    return;
+                }
+            }
         }
         if let Some(flag) = &self.reopen
             && flag.swap(false, Ordering::Relaxed)

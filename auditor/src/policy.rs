@@ -139,17 +139,21 @@ impl Default for Policy {
     }
 }
 
-/// `FILE:LINE: reason` — one line, as the CLI prints it.
+/// `FILE:LINE: reason` — one line, as the CLI prints it; `FILE: reason` for the whole file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
     pub file: String,
+    /// From 1; 0 when the error is the whole file's (it cannot be read), printed without a line.
     pub line: usize,
     pub reason: String,
 }
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        match self.line {
+            0 => write!(f, "{}: {}", self.file, self.reason),
+            line => write!(f, "{}:{line}: {}", self.file, self.reason),
+        }
     }
 }
 

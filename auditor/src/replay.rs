@@ -4,6 +4,11 @@
 //!
 //! Recorded `finding` and `summary` records are not replayed (findings are made again); the
 //! summary's kernel counters and duration are carried over, so reports that show them match.
+//!
+//! A recording is one run: one `status` first, one `summary` last. A second `status`, or any
+//! record after the summary, means two recordings were joined: an error naming the line. A
+//! recording without its summary (the run was killed, the file was cut, or it is one piece of a
+//! rotated output) is replayed as far as it goes and said to be truncated ([`Replayed`]).
 use std::io::BufRead;
 
 use crate::{
@@ -31,19 +36,29 @@ fn on_one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
-/// Replays a recording into `sinks` (the correlator's default bounds); returns the run's summary.
-pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Result<RunSummary, ReplayError> {
+/// What a replay made of a whole recording.
+#[derive(Debug)]
+pub struct Replayed {
+    /// The replayed run's summary (what the sinks got).
+    pub summary: RunSummary,
+    /// `Some(lines read)` when the recording has no summary record: it was cut short, and the
+    /// replay covers only what is there (`pfn-auditor replay` then exits 3, docs/exit-codes.md).
+    pub truncated_after: Option<usize>,
+}
+
+/// Replays a recording into `sinks` (the correlator's default bounds).
+pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<dyn Sink>>) -> Result<Replayed, ReplayError> {
     replay_into(reader, file, Pipeline::new(policy, sinks))
 }
 
 /// [`replay`] into a pipeline made by the caller (e.g. one that reopens its outputs on SIGHUP).
 /// A recording that cannot be read to its end stops the run: the reports say why
 /// ([`Pipeline::abandon`]).
-pub fn replay_into(reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> Result<RunSummary, ReplayError> {
+pub fn replay_into(reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> Result<Replayed, ReplayError> {
     match feed(reader, file, &mut pipeline) {
-        Ok(end) => match pipeline.finish(end) {
+        Ok((end, truncated_after)) => match pipeline.finish(end) {
             (_, Some(error)) => Err(error.into()),
-            (summary, None) => Ok(summary),
+            (summary, None) => Ok(Replayed { summary, truncated_after }),
         },
         Err(e) => {
             pipeline.abandon(&e.to_string());
@@ -52,10 +67,14 @@ pub fn replay_into(reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> 
     }
 }
 
-/// Every record of the recording into `pipeline`, until its end or a failed output; the recorded
-/// summary's kernel counters and duration.
-fn feed(mut reader: impl BufRead, file: &str, pipeline: &mut Pipeline) -> Result<RunEnd, ReplayError> {
+/// Every record of the recording into `pipeline`, until its end or a failed output: the recorded
+/// summary's kernel counters and duration, and the number of lines read when the recording has
+/// no summary record (it was cut short).
+fn feed(mut reader: impl BufRead, file: &str, pipeline: &mut Pipeline) -> Result<(RunEnd, Option<usize>), ReplayError> {
     let mut end = RunEnd::default();
+    // Where the recording's status and summary records were (1-based lines).
+    let (mut status_at, mut summary_at) = (None::<usize>, None::<usize>);
+    let mut lines = 0;
     let mut events = 0usize;
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.
     let mut recorded_events = false;
@@ -73,15 +92,25 @@ fn feed(mut reader: impl BufRead, file: &str, pipeline: &mut Pipeline) -> Result
         if read == 0 {
             break;
         }
+        lines = index + 1;
         let line = buf.strip_suffix('\n').map_or(buf.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = crate::replay_parse::record(line).map_err(|e| ReplayError::Corrupt {
-            file: file.to_string(),
-            line: index + 1,
-            reason: on_one_line(&e.to_string()),
-        })?;
+        let corrupt = |reason: String| ReplayError::Corrupt { file: file.to_string(), line: index + 1, reason };
+        let record: Record = crate::replay_parse::record(line).map_err(|e| corrupt(on_one_line(&e.to_string())))?;
+        match (&record, status_at, summary_at) {
+            (Record::Status(_), _, Some(at)) => {
+                return Err(corrupt(format!("a second recording starts here, after the summary at line {at} (replay one run at a time)")));
+            }
+            (Record::Status(_), Some(at), None) => {
+                return Err(corrupt(format!("a second status record (the first is at line {at}): two recordings were joined")));
+            }
+            (_, _, Some(at)) => return Err(corrupt(format!("a record after the summary at line {at}: two recordings were joined"))),
+            (Record::Status(_), None, None) => status_at = Some(index + 1),
+            (Record::Summary(_), _, None) => summary_at = Some(index + 1),
+            _ => {}
+        }
         match record {
             Record::Status(status) => {
                 recorded_events |= status.events;
@@ -103,5 +132,5 @@ fn feed(mut reader: impl BufRead, file: &str, pipeline: &mut Pipeline) -> Result
     if events == 0 && !recorded_events && !pipeline.failed() {
         return Err(ReplayError::NoEvents { file: file.to_string() });
     }
-    Ok(end)
+    Ok((end, summary_at.is_none().then_some(lines)))
 }

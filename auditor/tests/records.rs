@@ -153,7 +153,7 @@ fn replay_prints_the_same_findings_as_live() {
     let (lines, live_findings) = recorded_run();
     let text = lines.join("\n") + "\n";
     let policy = Policy::parse(POLICY, "policy.toml").unwrap();
-    let summary = replay(text.as_bytes(), "run.ndjson", &policy, Vec::new()).unwrap();
+    let summary = replay(text.as_bytes(), "run.ndjson", &policy, Vec::new()).unwrap().summary;
     // The summary lists the findings in the order they were made: live ones, then end-of-run ones.
     let replayed: Vec<String> = summary.findings.iter().map(|f| serde_json::to_string(&Record::Finding(f.clone())).unwrap()).collect();
     assert_eq!(replayed, live_findings);
@@ -182,6 +182,6 @@ fn replay_of_an_events_recording_that_saw_nothing_has_no_findings() {
     let (lines, _) = recorded_run();
     let quiet: Vec<&String> = lines.iter().filter(|l| l.contains("\"type\":\"status\"")).collect();
     let text = quiet.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n");
-    let summary = replay(text.as_bytes(), "f.ndjson", &Policy::default(), Vec::new()).unwrap();
+    let summary = replay(text.as_bytes(), "f.ndjson", &Policy::default(), Vec::new()).unwrap().summary;
     assert!(summary.findings.is_empty());
 }

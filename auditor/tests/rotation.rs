@@ -24,6 +24,8 @@ fn recording(dir: &Path, pins: u64) -> PathBuf {
         text += &serde_json::to_string(&Record::Event(event)).unwrap();
         text.push('\n');
     }
+    text += &serde_json::to_string(&Record::Summary(Default::default())).unwrap();
+    text.push('\n');
     let path = dir.join("recording.ndjson");
     std::fs::write(&path, text).unwrap();
     path

@@ -17,6 +17,7 @@ pub fn judge(check: Check, scenario: &Scenario, kernel: &str, files: &GuestFiles
         Check::SigtermAttach => sigterm_attach(&sent, kernel),
         Check::SigtermDrain => sigterm_drain(&sent, kernel),
         Check::SecondInstance => second_instance(&sent, kernel),
+        Check::SecondInstanceRefused => second_instance_refused(&sent, kernel),
         Check::Kill9Restart => kill9_restart(&sent, kernel),
         Check::Storm => storm(&sent, kernel),
     }
@@ -236,6 +237,30 @@ fn second_instance(sent: &Sent, kernel: &str) -> Result<String, String> {
     )
 }
 
+/// Kernels before 5.14: the second `run` exits 2 with one line naming the first, `doctor` as root
+/// plans its hooks instead of attaching them, and the first daemon sees the workload.
+fn second_instance_refused(sent: &Sent, kernel: &str) -> Result<String, String> {
+    sent.workload_ok()?;
+    let mut problems = Vec::new();
+    let first = sent.daemon("ndjson", "stderr", kernel, Findings::Judged, &mut problems)?;
+    let second = sent.get("stderr-second")?;
+    let lines: Vec<&str> = second.text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if second.status != "2" || lines.len() != 1 || !lines[0].starts_with("pfn-auditor: another pfn-auditor (pid ") {
+        problems.push(format!("the second run exited {} saying {lines:?} (expected 2 and one line naming the first)", second.status));
+    }
+    let doctor = sent.get("doctor")?;
+    match serde_json::from_str::<Value>(&doctor.text) {
+        Ok(d)
+            if d["hooks_attached"] == "other-instance"
+                && d["hooks_note"].as_str().is_some_and(|n| n.starts_with("another pfn-auditor")) => {}
+        Ok(d) => problems.push(format!("doctor beside the first: hooks_attached {} ({})", d["hooks_attached"], d["hooks_note"])),
+        Err(e) => problems.push(format!("doctor beside the first is not JSON: {e}")),
+    }
+    let facts = sent.facts()?;
+    expect_fact(&facts, "leftover_events", "0", &mut problems);
+    verdict(problems, format!("second instance refused (exit 2, one line), doctor did not attach beside the first; first {first}"))
+}
+
 fn kill9_restart(sent: &Sent, kernel: &str) -> Result<String, String> {
     sent.workload_ok()?;
     let mut problems = Vec::new();
@@ -367,6 +392,33 @@ mod tests {
         assert!(run(unaccounted, 30_000).unwrap_err().contains("differ from the kernel's drops"));
         let small = format!("{STATUS}{}{}", lost(10), summary(1000, 10));
         assert!(run(small, 30_000).unwrap_err().contains("fewer than the 1000000"));
+    }
+
+    #[test]
+    fn a_second_instance_that_started_or_a_doctor_that_attached_fails_the_refusal_check() {
+        let s = scenario("[[scenario]]\nname = \"s\"\ncheck = \"second-instance-refused\"\n");
+        let ndjson = format!("{STATUS}{{\"type\":\"summary\",\"suppressed\":0}}\n");
+        let refused = "pfn-auditor: another pfn-auditor (pid 90) is running, and on Linux 5.10.0-32-amd64 (before 5.14) ...\n";
+        let doctor = "{\"hooks_attached\":\"other-instance\",\"hooks_note\":\"another pfn-auditor (pid 90) is running\"}";
+        let run = |second_status: &str, second: &str, doctor: &str| {
+            judge(
+                Check::SecondInstanceRefused,
+                &s,
+                "5.10",
+                &files(&[
+                    ("scenario", "0", "ok"),
+                    ("ndjson", "0", &ndjson),
+                    ("stderr", "0", ""),
+                    ("stderr-second", second_status, second),
+                    ("doctor", "0", doctor),
+                    ("facts", "0", "leftover_events=0\n"),
+                ]),
+            )
+        };
+        assert!(run("2", refused, doctor).is_ok(), "{:?}", run("2", refused, doctor));
+        assert!(run("0", "", doctor).unwrap_err().contains("the second run exited 0"));
+        let attached = run("2", refused, "{\"hooks_attached\":\"tried\"}").unwrap_err();
+        assert!(attached.contains("hooks_attached \"tried\""), "{attached}");
     }
 
     #[test]

@@ -129,9 +129,11 @@ fn verify_unit(package_root: &Path) -> Result<()> {
     sh::run(Command::new("cp").arg("-a").arg(package_root).arg(&root))?;
     // -n: the package's own unit is not replaced by an installed one.
     sh::run(Command::new("cp").args(["-an", "/lib/systemd/system/."]).arg(root.join("lib/systemd/system")))?;
-    // The base system's programs the unit runs (ExecReload's shell: its builtin kill).
+    // The base system's programs the unit runs (ExecReload's shell with its builtin kill, ExecStartPre's touch).
     std::fs::create_dir_all(root.join("bin"))?;
-    std::fs::copy("/bin/sh", root.join("bin/sh")).context("cannot copy /bin/sh")?;
+    for program in ["sh", "touch"] {
+        std::fs::copy(format!("/bin/{program}"), root.join("bin").join(program)).with_context(|| format!("cannot copy /bin/{program}"))?;
+    }
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(format!("--root={}", root.display()))

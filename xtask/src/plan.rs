@@ -112,6 +112,9 @@ pub enum Check {
     SigtermDrain,
     /// Two `run`s at once, both seeing the workload; the second stops, the first keeps working.
     SecondInstance,
+    /// A second `run` while one runs is refused (kernels before 5.14), and `doctor` does not
+    /// attach beside it; the first sees the workload.
+    SecondInstanceRefused,
     /// `run` killed with SIGKILL, then a new `run` with the workload; nothing left behind.
     Kill9Restart,
     /// `run` under the workload (given the daemon's pid: it stops it for a while), its peak RSS
@@ -126,6 +129,7 @@ impl Check {
             Check::SigtermAttach => "sigterm-attach",
             Check::SigtermDrain => "sigterm-drain",
             Check::SecondInstance => "second-instance",
+            Check::SecondInstanceRefused => "second-instance-refused",
             Check::Kill9Restart => "kill9-restart",
             Check::Storm => "storm",
         }
@@ -133,7 +137,7 @@ impl Check {
 
     /// Whether the daemon records raw events (`run --events`), so its recording can be replayed.
     pub fn records_events(self) -> bool {
-        matches!(self, Check::SecondInstance | Check::Kill9Restart)
+        matches!(self, Check::SecondInstance | Check::SecondInstanceRefused | Check::Kill9Restart)
     }
 }
 

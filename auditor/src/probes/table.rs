@@ -298,12 +298,34 @@ pub fn select(kernel: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<OutOfRange>
     (chosen, missing)
 }
 
+/// The first kernel on which two pfn-auditor instances can run at once. Before it, a kretprobe
+/// replaces the probed function's return address on the stack with `kretprobe_trampoline`, and
+/// x86's unwinder does not map it back (it does since "x86/unwind: Recover kretprobe trampoline
+/// entry", v5.14-rc1): one instance's entry program then unwinds through the other's return
+/// probes, sees the holder as `kretprobe_trampoline+0x0` and misses it (seen on Debian's 5.10 in
+/// the VM scenario `daemon-second-instance-coexists`; docs/kernel-facts.md "Several instances").
+pub const INSTANCES_COEXIST_SINCE: KernelVersion = v(5, 14);
+
+/// Whether a second instance may attach beside a running one on `kernel` (else it is refused:
+/// `instance_lock.rs`).
+pub fn instances_coexist(kernel: KernelVersion) -> bool {
+    kernel >= INSTANCES_COEXIST_SINCE
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn hooks(kernel: KernelVersion) -> Vec<(Hook, Option<&'static str>)> {
         select(kernel).0.iter().map(|r| (r.hook, r.module)).collect()
+    }
+
+    #[test]
+    fn two_instances_coexist_from_5_14_only() {
+        assert!(!instances_coexist(v(5, 10)));
+        assert!(!instances_coexist(v(5, 13)));
+        assert!(instances_coexist(v(5, 14)));
+        assert!(instances_coexist(v(6, 1)));
     }
 
     #[test]

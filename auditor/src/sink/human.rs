@@ -23,6 +23,9 @@ pub struct HumanSink {
 }
 
 impl HumanSink {
+    /// How errors name this output.
+    pub const NAME: &str = "human output on stderr";
+
     fn line(&self, text: &str) -> std::io::Result<()> {
         std::io::stderr().lock().write_all(text.as_bytes())
     }
@@ -30,7 +33,7 @@ impl HumanSink {
 
 impl Sink for HumanSink {
     fn name(&self) -> String {
-        "human output on stderr".into()
+        Self::NAME.into()
     }
 
     fn status(&mut self, status: &Status) -> std::io::Result<()> {

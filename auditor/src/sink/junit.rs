@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// The JUnit report of a run, written at its end: a function of the findings, the policy's failing
-/// severities and the records lost. The file is opened (and emptied) when the run starts.
+/// severities and the records lost. The file is opened before the run and emptied when it starts.
 pub struct JunitSink {
     name: String,
     file: File,
@@ -37,6 +37,10 @@ impl JunitSink {
 impl Sink for JunitSink {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn begin(&mut self) -> std::io::Result<()> {
+        super::begin_file(&mut self.file)
     }
 
     fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {

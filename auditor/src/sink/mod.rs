@@ -21,53 +21,84 @@ use std::{
 /// - a symbolic link at the final path component is refused (`O_NOFOLLOW`), its target untouched;
 /// - an existing regular file or FIFO owned by another user is refused, untouched (a file planted
 ///   in a shared directory is not ours to truncate or to feed);
-/// - an existing regular file of the running user is truncated, as before;
+/// - an existing regular file of the running user is kept as it is until the run starts: its
+///   writer empties it then ([`begin_file`]), so a run that fails to start (bad policy, no hook,
+///   another output refused) leaves the previous run's recording whole (the JUnit and SARIF
+///   reports are then written to say why the run stopped: `Sink::stopped`);
 /// - devices (`/dev/null`, `/dev/full`) are written as they are.
 ///
 /// The checks are made on the opened descriptor (`fstat`), so the file cannot be swapped between
 /// the check and the write. A refusal is an `io::Error` whose text says why; the caller names the
 /// output (exit code 5).
 pub fn open_output(path: &Path) -> std::io::Result<File> {
-    open_checked(path, Existing::Truncate)
+    open_output_as(path, OpenAs { append: false, regular_only: false })
 }
 
-/// [`open_output`]'s rule, but an existing regular file of the running user is appended to, not
-/// truncated: how an output is reopened on SIGHUP, when whoever sent it may or may not have moved
-/// the file away (records already in it are kept).
-pub(crate) fn reopen_output(path: &Path) -> std::io::Result<File> {
-    open_checked(path, Existing::Append)
+/// [`open_output`]'s rule, but an existing regular file of the running user is appended to: how
+/// an output is reopened on SIGHUP, when whoever sent it may or may not have moved the file away
+/// (records already in it are kept).
+pub fn reopen_output(path: &Path) -> std::io::Result<File> {
+    open_output_as(path, OpenAs { append: true, regular_only: false })
 }
 
-/// What [`open_checked`] does to an existing regular file of the running user.
-#[derive(Clone, Copy, PartialEq)]
-enum Existing {
-    Truncate,
-    Append,
+/// How [`open_output_as`] opens an output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenAs {
+    /// Writes go to the end of an existing file (a SIGHUP reopen) instead of over it once the run
+    /// starts.
+    pub append: bool,
+    /// Anything but a regular file is refused (`InvalidInput`, "only a regular file can be
+    /// rotated"): what rotation needs. The open does not wait for a FIFO's reader (`O_NONBLOCK`).
+    pub regular_only: bool,
 }
 
-fn open_checked(path: &Path, existing: Existing) -> std::io::Result<File> {
+/// [`open_output`]'s rule, with `how`.
+pub fn open_output_as(path: &Path, how: OpenAs) -> std::io::Result<File> {
     // Before opening too: opening a FIFO for writing blocks until someone reads it, and a FIFO
     // planted by another user must not hold the run up.
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         refuse_foreign(&meta)?;
     }
+    let nonblock = if how.regular_only { libc::O_NONBLOCK } else { 0 };
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .append(existing == Existing::Append)
+        .append(how.append)
         .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | nonblock)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ELOOP) => refused("refusing to write through a symbolic link"),
+            // A FIFO without a reader, opened without waiting for one.
+            Some(libc::ENXIO) if how.regular_only => not_regular(),
             _ => about_the_directory(path, e),
         })?;
     let meta = file.metadata()?;
     refuse_foreign(&meta)?;
-    if meta.file_type().is_file() && existing == Existing::Truncate {
-        file.set_len(0)?;
+    if how.regular_only {
+        if !meta.file_type().is_file() {
+            return Err(not_regular());
+        }
+        // O_NONBLOCK means nothing to a regular file; cleared so the descriptor is an ordinary one.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) & !libc::O_NONBLOCK) };
     }
     Ok(file)
+}
+
+/// Empties `file`, an output opened by [`open_output`], when it is a regular file: what its
+/// writer does when the run starts (`Sink::begin`).
+pub fn begin_file(file: &mut File) -> std::io::Result<()> {
+    if file.metadata()?.file_type().is_file() {
+        file.set_len(0)?;
+        file.rewind()?;
+    }
+    Ok(())
+}
+
+fn not_regular() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, "only a regular file can be rotated (not a device or FIFO)")
 }
 
 /// A regular file or FIFO of another user is not ours to truncate or feed.
@@ -100,26 +131,27 @@ fn about_the_directory(path: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), why)
 }
 
-/// Refuses two outputs of one run on the same file (`--output x --junit x`: each would truncate
-/// and overwrite the other), and an output on the run's input (`replay r.ndjson --output
-/// r.ndjson` would empty the recording before reading it). Paths are compared made absolute and,
-/// when both exist, by device and inode (a hard link or `./x` is the same file). Character
-/// devices (`/dev/null` twice) may be shared. `outputs` are (name, path) as the output errors name
-/// them (`JUnit report out.xml`); the error names the second of a pair and says the first.
-pub fn refuse_shared_paths(input: Option<&Path>, outputs: &[(String, &Path)]) -> Result<(), crate::pipeline::OutputError> {
-    let key = |path: &Path| {
+/// Refuses two outputs of one run on the same file (`--output x --junit x`: each would overwrite
+/// the other), and an output on one of the run's inputs (`replay r.ndjson --output r.ndjson`
+/// would empty the recording before reading it; `--output policy.toml` would overwrite the
+/// policy). A path is compared as its directory made canonical (symbolic links and `..`
+/// resolved) plus its file name, so `d/../x` and `link-to-d/x` are `d/x` even before `x` exists,
+/// and, when both exist, by device and inode (a hard link is the same file). Character devices
+/// (`/dev/null` twice) may be shared. `inputs` and `outputs` are (name, path) as the errors name
+/// them (`policy file p.toml`, `JUnit report out.xml`); the error names the output and says which
+/// earlier input or output it is.
+pub fn refuse_shared_paths(inputs: &[(String, &Path)], outputs: &[(String, &Path)]) -> Result<(), crate::pipeline::OutputError> {
+    type Key = (std::path::PathBuf, Option<(u64, u64)>);
+    let key = |path: &Path| -> Option<Key> {
         let meta = std::fs::metadata(path).ok();
         if meta.as_ref().is_some_and(|m| std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type())) {
             return None;
         }
-        Some((std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()), meta.map(|m| (m.dev(), m.ino()))))
+        Some((canonical_name(path), meta.map(|m| (m.dev(), m.ino()))))
     };
-    let same = |a: &(std::path::PathBuf, Option<(u64, u64)>), b: &(std::path::PathBuf, Option<(u64, u64)>)| {
-        a.0 == b.0 || (a.1.is_some() && a.1 == b.1)
-    };
-    let input = input.map(|p| (format!("input {}", p.display()), p));
-    let all: Vec<(String, &Path)> = input.into_iter().chain(outputs.iter().map(|(n, p)| (n.clone(), *p))).collect();
-    for (i, (name, path)) in all.iter().enumerate() {
+    let same = |a: &Key, b: &Key| a.0 == b.0 || (a.1.is_some() && a.1 == b.1);
+    let all: Vec<&(String, &Path)> = inputs.iter().chain(outputs).collect();
+    for (i, (name, path)) in all.iter().enumerate().skip(inputs.len()) {
         let Some(k) = key(path) else { continue };
         if let Some((first, _)) = all[..i].iter().find(|(_, earlier)| key(earlier).is_some_and(|e| same(&e, &k))) {
             return Err(crate::pipeline::OutputError {
@@ -131,21 +163,27 @@ pub fn refuse_shared_paths(input: Option<&Path>, outputs: &[(String, &Path)]) ->
     Ok(())
 }
 
+/// `path` as its directory made canonical plus its file name (the file itself need not exist;
+/// a symbolic link as the last component is not followed: an output there is refused anyway).
+fn canonical_name(path: &Path) -> std::path::PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir).map_or_else(|_| absolute.clone(), |dir| dir.join(name)),
+        _ => std::fs::canonicalize(&absolute).unwrap_or(absolute),
+    }
+}
+
 fn refused(why: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_string())
 }
 
 /// Writes a report whole into `file` (opened by [`open_output`] at the start of the run), from
 /// its start, and syncs it when it is a regular file (a full disk can show only at `fsync`).
-pub(crate) fn write_report(file: &mut File, text: &str) -> std::io::Result<()> {
-    let regular = file.metadata()?.file_type().is_file();
-    if regular {
-        file.set_len(0)?;
-        file.rewind()?;
-    }
+pub fn write_report(file: &mut File, text: &str) -> std::io::Result<()> {
+    begin_file(file)?;
     file.write_all(text.as_bytes())?;
     file.flush()?;
-    if regular {
+    if file.metadata()?.file_type().is_file() {
         file.sync_all()?;
     }
     Ok(())
@@ -155,6 +193,12 @@ pub(crate) fn write_report(file: &mut File, text: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    }
 
     #[test]
     fn a_new_output_is_created_with_mode_0600() {
@@ -208,9 +252,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "planted");
         // A FIFO of another user is refused before it is opened (opening it would block).
         let fifo = dir.path().join("planted.fifo");
-        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(fifo.as_os_str())).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+        mkfifo(&fifo);
         std::os::unix::fs::chown(&fifo, Some(65534), Some(65534)).unwrap();
         assert!(open_output(&fifo).unwrap_err().to_string().starts_with("refusing to write to a file owned by uid 65534"));
     }
@@ -254,20 +296,79 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let report = dir.path().join("report");
         let junit = ("JUnit report report".to_string(), report.as_path());
-        let err = refuse_shared_paths(None, &[junit.clone(), ("SARIF report report".into(), report.as_path())]).unwrap_err();
+        let err = refuse_shared_paths(&[], &[junit.clone(), ("SARIF report report".into(), report.as_path())]).unwrap_err();
         assert_eq!(err.to_string(), "cannot write the SARIF report report: it is the same file as the JUnit report report");
         // A hard link of an existing file is the same file too.
         std::fs::write(&report, "").unwrap();
         let link = dir.path().join("link");
         std::fs::hard_link(&report, &link).unwrap();
-        assert!(refuse_shared_paths(None, &[junit.clone(), ("NDJSON output link".into(), link.as_path())]).is_err());
+        assert!(refuse_shared_paths(&[], &[junit.clone(), ("NDJSON output link".into(), link.as_path())]).is_err());
         let recording = dir.path().join("run.ndjson");
-        let err = refuse_shared_paths(Some(&recording), &[("NDJSON output run.ndjson".into(), recording.as_path())]).unwrap_err();
-        assert!(err.to_string().ends_with(&format!("it is the same file as the input {}", recording.display())), "{err}");
+        let err = refuse_shared_paths(
+            &[(format!("recording {}", recording.display()), recording.as_path())],
+            &[("NDJSON output run.ndjson".into(), recording.as_path())],
+        )
+        .unwrap_err();
+        assert!(err.to_string().ends_with(&format!("it is the same file as the recording {}", recording.display())), "{err}");
         let other = dir.path().join("other");
-        assert!(refuse_shared_paths(Some(&recording), &[junit, ("SARIF report other".into(), other.as_path())]).is_ok());
+        assert!(
+            refuse_shared_paths(
+                &[(format!("recording {}", recording.display()), recording.as_path())],
+                &[junit, ("SARIF report other".into(), other.as_path())]
+            )
+            .is_ok()
+        );
         let null = Path::new("/dev/null");
-        assert!(refuse_shared_paths(None, &[("JUnit report /dev/null".into(), null), ("SARIF report /dev/null".into(), null)]).is_ok());
+        assert!(refuse_shared_paths(&[], &[("JUnit report /dev/null".into(), null), ("SARIF report /dev/null".into(), null)]).is_ok());
+    }
+
+    /// The same file before it exists, named through `..` or a symbolic link to its directory.
+    #[test]
+    fn a_new_file_named_through_dot_dot_or_a_linked_directory_is_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("d");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&d, dir.path().join("link")).unwrap();
+        let (plain, dotdot, linked) = (d.join("new.xml"), d.join("sub/../new.xml"), dir.path().join("link/new.xml"));
+        for other in [&dotdot, &linked] {
+            let outputs = [("JUnit report".to_string(), plain.as_path()), ("SARIF report".to_string(), other.as_path())];
+            assert!(refuse_shared_paths(&[], &outputs).is_err(), "{}", other.display());
+        }
+        let policy = [("policy file p.toml".to_string(), linked.as_path())];
+        let err = refuse_shared_paths(&policy, &[("NDJSON output".to_string(), dotdot.as_path())]).unwrap_err();
+        assert_eq!(err.to_string(), "cannot write the NDJSON output: it is the same file as the policy file p.toml");
+        // Inputs may share a file among themselves: only outputs are checked against them.
+        assert!(refuse_shared_paths(&[policy[0].clone(), policy[0].clone()], &[]).is_ok());
+    }
+
+    #[test]
+    fn an_existing_file_is_kept_until_the_run_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ndjson");
+        std::fs::write(&path, "last run's records\n").unwrap();
+        let mut file = open_output(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "last run's records\n", "kept while the run has not started");
+        begin_file(&mut file).unwrap();
+        file.write_all(b"new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_as_a_regular_only_output_without_waiting_for_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        mkfifo(&fifo);
+        let regular = OpenAs { append: false, regular_only: true };
+        // No reader: ENXIO at once instead of a wait.
+        assert_eq!(open_output_as(&fifo, regular).unwrap_err().to_string(), "only a regular file can be rotated (not a device or FIFO)");
+        // With a reader the open succeeds, and the descriptor's type is refused.
+        let _reader = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
+        assert_eq!(open_output_as(&fifo, regular).unwrap_err().to_string(), "only a regular file can be rotated (not a device or FIFO)");
+        assert!(open_output_as(Path::new("/dev/null"), regular).is_err());
+        let file = open_output_as(&dir.path().join("plain"), regular).unwrap();
+        // SAFETY: F_GETFL on an open descriptor.
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&file), libc::F_GETFL) };
+        assert_eq!(flags & libc::O_NONBLOCK, 0, "an ordinary descriptor once it is known to be a regular file");
     }
 
     #[test]

@@ -92,6 +92,10 @@ impl<W: Destination> Sink for NdjsonSink<W> {
     fn reopen(&mut self) -> std::io::Result<()> {
         self.out.reopen()
     }
+
+    fn begin(&mut self) -> std::io::Result<()> {
+        self.out.begin()
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,11 @@ pub trait Destination: Write {
     fn write_record(&mut self, record: &[u8]) -> std::io::Result<()> {
         self.write_all(record)
     }
+    /// The run starts: a file kept whole until now is emptied (`super::begin_file`), or rotated
+    /// away when it is rotated by size; a no-op where there is no file.
+    fn begin(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
     /// Reopens the output at its path (SIGHUP); a no-op where there is no path.
     fn reopen(&mut self) -> std::io::Result<()> {
         Ok(())
@@ -56,11 +61,13 @@ pub struct OutputFile {
 }
 
 impl OutputFile {
-    /// Opens `path`. Without `rotation`, by [`super::open_output`]: an existing file of ours is
-    /// truncated. With `rotation`, an existing non-empty file of ours is rotated first, by the same
-    /// code and keep count as a rotation by size (it becomes `PATH.1`, …): a restarted daemon
-    /// (the service) keeps its previous runs' records within `keep` files. Rotation needs a
-    /// regular file: a device or FIFO with `rotation` is refused (an `InvalidInput` error).
+    /// Opens `path` by [`super::open_output`]: an existing file of ours is kept as it is until
+    /// the run starts ([`Destination::begin`]). Then, without `rotation`, it is emptied; with
+    /// `rotation`, a non-empty one is rotated away by the same code and keep count as a rotation by
+    /// size (it becomes `PATH.1`, …), so a restarted daemon (the service) keeps its previous runs'
+    /// records within `keep` files, and a run that fails to start leaves every file whole.
+    /// Rotation needs a regular file: a device or FIFO with `rotation` is refused (an
+    /// `InvalidInput` error), without waiting for a FIFO's reader.
     pub fn create(path: &Path, rotation: Option<Rotation>) -> std::io::Result<Self> {
         let Some(r) = rotation else {
             return Self::wrap(path, super::open_output(path)?, None);
@@ -68,16 +75,8 @@ impl OutputFile {
         if r.keep == 0 || r.max_bytes == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "rotation needs a size and at least one file to keep"));
         }
-        // Opened as a SIGHUP reopen opens it (same checks, nothing truncated), then rotated away.
-        let mut output = Self::wrap(path, super::reopen_output(path)?, rotation)?;
-        if !output.regular {
-            output.rotation = None;
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "only a regular file can be rotated (not a device or FIFO)"));
-        }
-        if output.size > 0 {
-            output.rotate(r.keep)?;
-        }
-        Ok(output)
+        let file = super::open_output_as(path, super::OpenAs { append: false, regular_only: true })?;
+        Self::wrap(path, file, rotation)
     }
 
     fn wrap(path: &Path, file: File, rotation: Option<Rotation>) -> std::io::Result<Self> {
@@ -110,7 +109,9 @@ impl OutputFile {
             }
         }
         std::fs::rename(&self.path, self.rotated(1))?;
-        let file = super::open_output(&self.path)?;
+        let mut file = super::open_output_as(&self.path, super::OpenAs { append: false, regular_only: true })?;
+        // Planted between the rename and the open: not ours to keep.
+        super::begin_file(&mut file)?;
         *self = Self::wrap(&self.path, file, self.rotation)?;
         Ok(())
     }
@@ -129,6 +130,18 @@ impl Write for OutputFile {
 }
 
 impl Destination for OutputFile {
+    fn begin(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        if let Some(Rotation { keep, .. }) = self.rotation
+            && self.size > 0
+        {
+            return self.rotate(keep);
+        }
+        super::begin_file(self.out.get_mut())?;
+        self.size = 0;
+        Ok(())
+    }
+
     fn write_record(&mut self, record: &[u8]) -> std::io::Result<()> {
         if let Some(Rotation { max_bytes, keep }) = self.rotation
             && self.size > 0
@@ -144,7 +157,7 @@ impl Destination for OutputFile {
     /// the old one away, else the same file, appended to.
     fn reopen(&mut self) -> std::io::Result<()> {
         self.out.flush()?;
-        let file = super::reopen_output(&self.path)?;
+        let file = super::open_output_as(&self.path, super::OpenAs { append: true, regular_only: self.rotation.is_some() })?;
         *self = Self::wrap(&self.path, file, self.rotation)?;
         Ok(())
     }
@@ -183,8 +196,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.ndjson");
         let rotation = Some(Rotation { max_bytes: 1 << 20, keep: 2 });
-        for run in ["first\n", "second\n", "third\n"] {
+        for (run, before) in [("first\n", ""), ("second\n", "first\n"), ("third\n", "second\n")] {
             let mut out = OutputFile::create(&path, rotation).unwrap();
+            assert_eq!(read(&path), before, "the previous run's file is kept until the run starts");
+            out.begin().unwrap();
             assert_eq!(read(&path), "", "each run starts a new file");
             out.write_record(run.as_bytes()).unwrap();
             out.sync().unwrap();
@@ -193,13 +208,16 @@ mod tests {
         assert_eq!(read(&dir.path().join("run.ndjson.1")), "second\n");
         assert_eq!(read(&dir.path().join("run.ndjson.2")), "first\n");
         assert!(!dir.path().join("run.ndjson.3").exists(), "keep = 2 holds across restarts");
+        // A run that fails to start (no begin) rotates nothing.
+        drop(OutputFile::create(&path, rotation).unwrap());
+        assert_eq!(read(&path), "third\n");
         // An empty file (a run that wrote nothing) is reused, not rotated.
         std::fs::write(&path, "").unwrap();
-        drop(OutputFile::create(&path, rotation).unwrap());
+        OutputFile::create(&path, rotation).unwrap().begin().unwrap();
         assert_eq!(read(&dir.path().join("run.ndjson.1")), "second\n");
         // Without rotation a start truncates, as before.
         std::fs::write(&path, "old\n").unwrap();
-        drop(OutputFile::create(&path, None).unwrap());
+        OutputFile::create(&path, None).unwrap().begin().unwrap();
         assert_eq!(read(&path), "");
         assert_eq!(read(&dir.path().join("run.ndjson.1")), "second\n");
     }

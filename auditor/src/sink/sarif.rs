@@ -32,7 +32,7 @@ pub const SOURCE_ROOT_ID: &str = "%SRCROOT%";
 
 /// The SARIF report of a run, written at its end: a function of the findings, the source root and
 /// the version of pfn-auditor that recorded them (the `status` record's; this build's when there
-/// is none). The file is opened (and emptied) when the run starts.
+/// is none). The file is opened before the run and emptied when it starts.
 pub struct SarifSink {
     name: String,
     file: std::fs::File,
@@ -60,6 +60,10 @@ impl SarifSink {
 impl Sink for SarifSink {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn begin(&mut self) -> std::io::Result<()> {
+        super::begin_file(&mut self.file)
     }
 
     fn status(&mut self, status: &Status) -> std::io::Result<()> {

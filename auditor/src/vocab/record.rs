@@ -82,8 +82,9 @@ impl Lost {
     }
 }
 
-/// Last record of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Last record of a run (a recording without it is truncated: `replay` exits 3).
+// `Default`: the summary of a run that saw nothing, for recordings made by tests and examples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunSummary {
     pub findings: Vec<Finding>,
     pub counts: BTreeMap<String, u64>,

@@ -35,7 +35,7 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
-mkdir -p /tmp /out
+mkdir -p /tmp /out /run
 echo "PFNAUDIT-INIT-STARTED $(uname -r)"
 
 finish() {
@@ -332,6 +332,28 @@ check_second_instance() { # name program args...
     send "$name" stderr $AUDITOR_STATUS "/out/$name.stderr"
     send "$name" ndjson-second $second_status "/out/$name.second.ndjson"
     send "$name" stderr-second $second_status "/out/$name.second.stderr"
+    send "$name" facts 0 "/out/$name.facts"
+}
+
+# Kernels before 5.14: a second daemon is refused (its kretprobes would corrupt the first's
+# stacks), and doctor as root does not attach beside the first; the first sees the workload.
+check_second_instance_refused() { # name program args...
+    name=$1
+    shift
+    start_auditor "$name" --events || return
+    pfn-auditor run $POLICY --duration 5 --output "/out/$name.second.ndjson" < /dev/null 2> "/out/$name.second.stderr"
+    second_status=$?
+    pfn-auditor doctor --json --sample-ms 0 $DOCTOR_POLICY > "/out/$name.doctor" 2> "/out/$name.doctor-stderr"
+    doctor_status=$?
+    "$@" < /dev/null > "/out/$name.scenario" 2>&1
+    scenario_status=$?
+    stop_auditor
+    echo "leftover_events=$(count_events)" > "/out/$name.facts"
+    send "$name" scenario $scenario_status "/out/$name.scenario"
+    send "$name" ndjson $AUDITOR_STATUS "/out/$name.ndjson"
+    send "$name" stderr $AUDITOR_STATUS "/out/$name.stderr"
+    send "$name" stderr-second $second_status "/out/$name.second.stderr"
+    send "$name" doctor $doctor_status "/out/$name.doctor"
     send "$name" facts 0 "/out/$name.facts"
 }
 
