@@ -4,7 +4,7 @@
 //! `-C target-cpu`, which a portable static binary cannot use): serde_json into borrowed wire
 //! structs ~0.7 M lines/s, sonic-rs 0.5 on the same structs slower, simd-json 0.19 (runtime CPU
 //! detection) ~25% slower than serde_json in `pfn-auditor replay`.
-use auditor::{correlate::synthetic::Fleet, record::Record, replay_parse::fast_event};
+use auditor::{correlate::synthetic::Fleet, replay_parse::fast_event, vocab::record::Record};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {

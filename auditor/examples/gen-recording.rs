@@ -14,7 +14,7 @@ use std::io::Write;
 
 use auditor::{
     correlate::synthetic::{FLEET_POLICY, Fleet},
-    record::Record,
+    vocab::record::Record,
 };
 
 fn main() -> std::io::Result<()> {

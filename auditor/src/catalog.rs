@@ -18,8 +18,8 @@ pub fn catalog() -> Policy {
 mod tests {
     use super::*;
     use crate::{
-        correlate::FindingKind,
         policy::{ArgMeaning, RamPfns, ReleaseMatch},
+        vocab::finding::FindingKind,
     };
 
     #[test]

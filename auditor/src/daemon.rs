@@ -12,11 +12,12 @@ use crate::{
     metrics::Metrics,
     module_lines::ModuleDebugInfo,
     probes::{
-        self, Attached, HookState, HookStatus, KernelFacts,
+        self, Attached, KernelFacts,
         table::{MissingEssential, missing_essential},
     },
-    record::Lost,
     symbols::{KernelSymbols, LoadedModules},
+    vocab::hook_status::{HookState, HookStatus},
+    vocab::record::Lost,
 };
 
 /// How often the ring buffer is drained. The kernel wakes the daemon for no record (only for a
@@ -32,7 +33,7 @@ pub trait Observer {
     /// Probes attached; `status` is ready to be written.
     fn attached(&mut self, attached: &Attached);
     /// One decoded event.
-    fn event(&mut self, event: &crate::event::Event);
+    fn event(&mut self, event: &crate::vocab::event::Event);
     /// Records of a hook lost since the last report: the ring buffer was full, or they could not
     /// be decoded (version skew between eBPF object and daemon).
     fn lost(&mut self, lost: &Lost);
@@ -54,7 +55,7 @@ pub struct SessionOptions {
 
 /// What the session saw, for the summary.
 pub struct SessionEnd {
-    pub hooks: Vec<crate::drain::HookTotals>,
+    pub hooks: Vec<crate::vocab::record::HookTotals>,
 }
 
 /// An attached session, ready to run.
@@ -140,7 +141,7 @@ impl Session {
     }
 
     /// The kernel's counters and run-time statistics per hook, now.
-    fn totals(&self) -> Vec<crate::drain::HookTotals> {
+    fn totals(&self) -> Vec<crate::vocab::record::HookTotals> {
         totals(&self.maps.read_counters(), &self.attached.counter_names, self.attached.run_times().as_deref())
     }
 

@@ -11,11 +11,11 @@ use auditor_common::{
 };
 
 use crate::{
-    event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
     file_names::KernelFileNames,
     file_paths::FilePaths,
     module_lines::ModuleDebugInfo,
     symbols::{KernelSymbols, attached_symbol, caller_of},
+    vocab::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
 };
 
 /// Why a record could not be decoded (a version mismatch between the eBPF object and the daemon

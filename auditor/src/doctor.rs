@@ -3,12 +3,16 @@
 use std::{fmt::Write as _, time::Duration};
 
 use crate::{
-    drain::{HookTotals, KernelMaps, totals},
+    drain::{KernelMaps, totals},
     host_checks::{self, Check, CheckState, Host},
-    policy::{Policy, RuleStatus},
+    policy::Policy,
     probes::{
-        self, HookState, HookStatus, KernelFacts,
+        self, KernelFacts,
         table::{Attach, PROBES},
+    },
+    vocab::{
+        hook_status::{HookState, HookStatus},
+        record::{HookTotals, RuleStatus},
     },
 };
 

@@ -8,10 +8,12 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
 };
-use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 
-use crate::probes::run_time::RunTime;
+use crate::{
+    probes::run_time::RunTime,
+    vocab::record::{HookTotals, Lost},
+};
 
 /// The maps the daemon reads, taken out of the loaded object.
 pub struct KernelMaps {
@@ -66,26 +68,6 @@ fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
     out
 }
 
-/// Per-hook totals as reported in `summary` and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct HookTotals {
-    pub hook: String,
-    /// Times the hook's probes ran, counted by the programs themselves.
-    pub hits: u64,
-    /// Records they wrote to the ring buffer.
-    pub emitted: u64,
-    /// Records lost because the ring buffer was full.
-    pub dropped: u64,
-    /// Runs of the hook's eBPF programs as the kernel counts them (an entry and a return probe
-    /// each count; `bpf_prog_info.run_cnt`); absent when the kernel keeps no run-time statistics.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bpf_runs: Option<u64>,
-    /// Nanoseconds spent in those runs (`bpf_prog_info.run_time_ns`): the probes' cost on this
-    /// machine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bpf_run_ns: Option<u64>,
-}
-
 /// Turns successive counter snapshots into "lost since last time" per hook.
 #[derive(Default)]
 pub struct LossTracker {
@@ -121,8 +103,8 @@ impl Undecodable {
     }
 
     /// One `lost` record per hook counted since the last call.
-    pub fn take(&mut self, ts_ns: u64) -> Vec<crate::record::Lost> {
-        std::mem::take(&mut self.0).into_iter().map(|(hook, count)| crate::record::Lost::undecodable(&hook, count, ts_ns)).collect()
+    pub fn take(&mut self, ts_ns: u64) -> Vec<Lost> {
+        std::mem::take(&mut self.0).into_iter().map(|(hook, count)| Lost::undecodable(&hook, count, ts_ns)).collect()
     }
 }
 
@@ -171,7 +153,7 @@ mod tests {
         assert!(!u.count("zap_vma_ptes"));
         assert!(!u.count("unknown"));
         let lost = u.take(7);
-        assert_eq!(lost, [crate::record::Lost::undecodable("unknown", 1, 7), crate::record::Lost::undecodable("zap_vma_ptes", 2, 7)]);
+        assert_eq!(lost, [Lost::undecodable("unknown", 1, 7), Lost::undecodable("zap_vma_ptes", 2, 7)]);
         assert!(u.take(8).is_empty(), "reported once");
         assert!(u.count("follow_pfn"), "logged again after a report");
     }

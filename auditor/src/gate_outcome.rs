@@ -1,5 +1,5 @@
 //! `gate`'s exit code: the one documented contract CI scripts rely on (docs/exit-codes.md).
-use crate::correlate::{Finding, Severity};
+use crate::vocab::finding::{Finding, Severity};
 
 /// Exit codes of `pfn-auditor` (all subcommands use `SETUP`).
 pub mod code {

@@ -4,11 +4,12 @@ use std::{future::Future, path::PathBuf, time::Instant};
 
 use crate::{
     daemon::{Observer, Session, SessionOptions},
-    event::Event,
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
-    probes::{Attached, HookStatus, floor::ProgramSet},
-    record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
+    probes::{Attached, floor::ProgramSet},
+    vocab::event::Event,
+    vocab::hook_status::HookStatus,
+    vocab::record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
 };
 
 pub struct LiveOptions {
@@ -36,7 +37,7 @@ struct LiveSource {
     pipeline: Pipeline,
     events: bool,
     policy_path: Option<String>,
-    rules: Vec<crate::policy::RuleStatus>,
+    rules: Vec<crate::vocab::record::RuleStatus>,
 }
 
 impl Observer for LiveSource {

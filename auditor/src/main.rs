@@ -14,7 +14,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use auditor::{
     cli_docs,
-    correlate::{Options, Severity},
+    correlate::Options,
     doctor,
     gate_outcome::{code, exit_code},
     live::{LiveOptions, run_live},
@@ -31,6 +31,7 @@ use auditor::{
         output_file::{OutputFile, Rotation},
         sarif::SarifSink,
     },
+    vocab::finding::Severity,
 };
 
 #[derive(Parser)]

@@ -14,7 +14,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::{drain::HookTotals, pipeline::Levels};
+use crate::{pipeline::Levels, vocab::record::HookTotals};
 
 type Labels = Vec<(String, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
@@ -105,10 +105,10 @@ impl Metrics {
         self.findings.get_or_create(&labels).inc();
     }
 
-    pub fn lost(&self, lost: &crate::record::Lost) {
+    pub fn lost(&self, lost: &crate::vocab::record::Lost) {
         let reason = match lost.reason {
             None => "ring-full",
-            Some(crate::record::LossReason::Undecodable) => "undecodable",
+            Some(crate::vocab::record::LossReason::Undecodable) => "undecodable",
         };
         let labels = vec![("hook".to_string(), lost.hook.clone()), ("reason".to_string(), reason.to_string())];
         self.lost.get_or_create(&labels).inc_by(lost.count);
@@ -171,7 +171,7 @@ mod tests {
         m.set_hooks(&[totals(10, 1_000_000)]);
         m.set_hooks(&[totals(14, 1_500_000)]);
         m.finding("pin-outlived-revocation", "error");
-        m.lost(&crate::record::Lost::undecodable("zap_vma_ptes", 2, 5));
+        m.lost(&crate::vocab::record::Lost::undecodable("zap_vma_ptes", 2, 5));
         let text = m.render();
         assert!(text.contains(r#"pfn_auditor_lost_total{hook="zap_vma_ptes",reason="undecodable"} 2"#), "{text}");
         assert!(text.contains(r#"pfn_auditor_hook_dropped_total{hook="follow_pfn"} 1"#), "{text}");

@@ -13,10 +13,11 @@ use std::{
 };
 
 use crate::{
-    correlate::{Correlator, Finding, Options},
-    event::Event,
+    correlate::{Correlator, Options},
     policy::Policy,
-    record::{HookChange, LossReason, Lost, RunSummary, Status},
+    vocab::event::Event,
+    vocab::finding::Finding,
+    vocab::record::{HookChange, LossReason, Lost, RunSummary, Status},
 };
 
 /// One output of a run: NDJSON, human text, JUnit, SARIF, metrics. Every method has a no-op
@@ -80,7 +81,7 @@ pub struct OutputError {
 #[derive(Clone, Debug, Default)]
 pub struct RunEnd {
     /// Kernel counters per hook (for a replay: the recorded summary's).
-    pub hooks: Vec<crate::drain::HookTotals>,
+    pub hooks: Vec<crate::vocab::record::HookTotals>,
     pub duration_ms: u64,
 }
 

@@ -8,9 +8,11 @@ use auditor_common::RELEASE_SLOTS;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{
-    correlate::finding::{FindingKind, Severity, base_name},
+use crate::probes::table::hook_of_function;
+use crate::vocab::{
     event::HookRef,
+    finding::{FindingKind, Severity, same_function},
+    record::RuleStatus,
 };
 
 /// How a release-hook call finds the pins it releases.
@@ -62,11 +64,6 @@ pub struct HolderRule {
     pub kernel_internal: bool,
     /// The file the rule was read from (`catalog.toml` for the built-in catalog).
     pub source: String,
-}
-
-/// Same function, compiler clones included: `vaddr_get_pfns.constprop.0` is `vaddr_get_pfns`.
-pub fn same_function(a: &str, b: &str) -> bool {
-    base_name(a) == base_name(b)
 }
 
 impl HolderRule {
@@ -133,22 +130,6 @@ impl Suppression {
     fn matches(&self, function: Option<&str>, module: Option<&str>, kind: FindingKind) -> bool {
         self.kind == kind && (function.is_some_and(|f| same_function(&self.holder, f)) || Some(self.holder.as_str()) == module)
     }
-}
-
-/// One active rule, as `doctor` and the `status` record list them.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
-pub struct RuleStatus {
-    /// `holder` or `suppress`.
-    pub rule: String,
-    /// `function [module]` of a holder; the function or module name a suppression names.
-    pub holder: String,
-    /// Release functions (hooked).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub release: Vec<String>,
-    /// What the rule does, in one sentence.
-    pub effect: String,
-    /// The policy file it comes from, or `catalog.toml` for the built-in catalog.
-    pub source: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,8 +238,11 @@ impl Policy {
             if names.into_iter().any(|n| n.trim().is_empty()) {
                 return Err(err(at, "`module`, `function` and `release` names must not be empty".into()));
             }
-            if let Some(hook) = h.release.iter().find(|r| matches!(HookRef::from_name(r), HookRef::Table(_))) {
-                return Err(err(at, format!("release {hook:?} is the name of one of pfn-auditor's own hooks, not a release function")));
+            if let Some((function, hook)) = h.release.iter().find_map(|r| Some((r, hook_of_function(r)?))) {
+                return Err(err(
+                    at,
+                    format!("release {function:?} is hooked by pfn-auditor itself (as {}), not a release function", hook.name()),
+                ));
             }
             let release_match = match &h.release_match {
                 None => ReleaseMatch::Tgid,
@@ -495,14 +479,27 @@ fail_on = ["error", "warning"]
     }
 
     /// A release hook's events carry the function's name as their hook: one named like a hook of
-    /// the probe table could not be told from it.
+    /// the probe table, or like a symbol a hook is attached to on some kernel (compiler clones
+    /// included), could not be told from it.
     #[test]
-    fn a_release_named_like_one_of_the_auditors_hooks_is_refused() {
+    fn a_release_that_is_one_of_the_auditors_hooks_is_refused_under_any_of_its_names() {
         let e = Policy::parse("[[holder]]\nmodule = \"m\"\nrelease = [\"f\", \"zap_vma_ptes\"]\n", "p.toml").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "p.toml:1: release \"zap_vma_ptes\" is the name of one of pfn-auditor's own hooks, not a release function"
+            "p.toml:1: release \"zap_vma_ptes\" is hooked by pfn-auditor itself (as zap_vma_ptes), not a release function"
         );
+        for (alias, hook) in [
+            ("zap_special_vma_range", "zap_vma_ptes"),
+            ("__zap_vma_range", "unmap_page_range"),
+            ("unmap_page_range.constprop.0", "unmap_page_range"),
+            ("exit_mmap.isra.0", "exit_mmap"),
+            ("follow_pte.part.0", "follow_pte"),
+            ("untrack_pfn.cold", "kernel_internal_lookup"),
+        ] {
+            let e = Policy::parse(&format!("[[holder]]\nmodule = \"m\"\nrelease = [\"{alias}\"]\n"), "p.toml").unwrap_err();
+            assert_eq!(e.reason, format!("release \"{alias}\" is hooked by pfn-auditor itself (as {hook}), not a release function"));
+        }
+        assert!(Policy::parse("[[holder]]\nmodule = \"m\"\nrelease = [\"zap_page_range_single\"]\n", "p.toml").is_ok());
     }
 
     #[test]

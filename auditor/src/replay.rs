@@ -9,7 +9,7 @@ use std::io::BufRead;
 use crate::{
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
-    record::{Record, RunSummary},
+    vocab::record::{Record, RunSummary},
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,8 @@
 //! 0.5 (without `-C target-cpu`, which a portable static binary cannot use) slower still; a
 //! recorded line is ~60 short keys and values (README "Correlator").
 use crate::{
-    event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
-    record::Record,
+    vocab::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
+    vocab::record::Record,
 };
 
 /// One NDJSON line as a record.

@@ -3,7 +3,7 @@
 //! format is three columns plus an optional `[module]`.)
 use std::collections::{BTreeMap, HashMap};
 
-use crate::event::{Frame, Hex};
+use crate::vocab::event::{Frame, Hex};
 
 #[derive(Clone, Debug)]
 struct Symbol {
@@ -133,7 +133,7 @@ pub fn attached_symbol<'a>(stack: &[Frame], attached: &'a [String]) -> Option<&'
     if let [only] = attached {
         return Some(only);
     }
-    let symbol = |function: &str| attached.iter().find(|symbol| crate::policy::same_function(symbol, function));
+    let symbol = |function: &str| attached.iter().find(|symbol| crate::vocab::finding::same_function(symbol, function));
     stack.iter().find_map(|f| f.function.as_deref().and_then(symbol)).map(String::as_str)
 }
 
@@ -144,7 +144,7 @@ pub fn attached_symbol<'a>(stack: &[Frame], attached: &'a [String]) -> Option<&'
 /// outside wrappers named like the hook (a hook named `vmf_insert_pfn` is attached to
 /// `vmf_insert_pfn_prot`, reached through `vmf_insert_pfn`).
 pub fn caller_of(stack: &[Frame], hook: &str, attached: &[String]) -> Option<Frame> {
-    let inside = |name: &str| name.starts_with(hook) || attached.iter().any(|symbol| crate::policy::same_function(symbol, name));
+    let inside = |name: &str| name.starts_with(hook) || attached.iter().any(|symbol| crate::vocab::finding::same_function(symbol, name));
     stack.iter().find(|f| !f.function.as_deref().is_some_and(inside)).cloned()
 }
 

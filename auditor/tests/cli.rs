@@ -71,7 +71,7 @@ fn a_bad_record_quoting_a_newline_is_still_one_line() {
 fn replay_prints_finding_records_of_a_recording() {
     use auditor::{
         correlate::synthetic::{Proc, Stream},
-        record::Record,
+        vocab::record::Record,
     };
     let p = Proc::new(5);
     let mut s = Stream::default();
@@ -403,7 +403,7 @@ fn doctor_into_a_closed_pipe_is_exit_5_not_a_panic() {
 fn fleet_recording(name: &str, pins: u64) -> (std::path::PathBuf, std::path::PathBuf) {
     use auditor::{
         correlate::synthetic::{FLEET_POLICY, Fleet},
-        record::Record,
+        vocab::record::Record,
     };
     let fleet = Fleet::new(pins);
     let text: String = (0..).map_while(|n| fleet.event(n, 0)).map(|e| serde_json::to_string(&Record::Event(e)).unwrap() + "\n").collect();

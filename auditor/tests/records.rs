@@ -7,12 +7,13 @@ use auditor::{
         Correlator,
         synthetic::{Proc, Stream},
     },
-    drain::HookTotals,
-    event::Cause,
     policy::Policy,
-    probes::{HookState, HookStatus},
-    record::{HookChange, Lost, Record, RunSummary, SCHEMA_VERSION, Status},
     replay::{ReplayError, replay},
+    vocab::event::Cause,
+    vocab::{
+        hook_status::{HookState, HookStatus},
+        record::{HookChange, HookTotals, Lost, Record, RunSummary, SCHEMA_VERSION, Status},
+    },
 };
 
 fn schema_path() -> PathBuf {

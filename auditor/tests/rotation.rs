@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use auditor::{correlate::synthetic::Fleet, record::Record};
+use auditor::{correlate::synthetic::Fleet, vocab::record::Record};
 
 fn auditor() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pfn-auditor"))

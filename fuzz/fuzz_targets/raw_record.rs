@@ -6,9 +6,9 @@ use std::sync::LazyLock;
 
 use auditor::{
     decode::{Decoder, Enrich, RawRecord},
-    event::Frame,
+    vocab::event::Frame,
     file_names::{KernelFileNames, Mounts},
-    record::Record,
+    vocab::record::Record,
     replay_parse,
     symbols::KernelSymbols,
 };

@@ -4,7 +4,7 @@
 #![no_main]
 use std::sync::LazyLock;
 
-use auditor::{policy::Policy, record::Record, replay::replay, replay_parse};
+use auditor::{policy::Policy, vocab::record::Record, replay::replay, replay_parse};
 use libfuzzer_sys::fuzz_target;
 
 /// The built-in catalog, as `replay` without `--policy` uses it.

@@ -2,7 +2,7 @@
 //! event scans every pin) on random streams that mix every event kind over a few processes,
 //! vmas, files, holders and release rules, so that pins overlap, coalesce, split and collide.
 use super::{reference::Reference, synthetic::*, *};
-use crate::event::Frame;
+use crate::vocab::event::Frame;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
@@ -92,7 +92,7 @@ fn random_stream(rng: &mut Rng, len: usize) -> Stream {
                 let holder = *rng.pick(HOLDERS);
                 let mut vma = p.vma();
                 if rng.below(4) == 0 {
-                    vma = crate::event::Vma { mm: Hex(p.mm), ..Default::default() };
+                    vma = crate::vocab::event::Vma { mm: Hex(p.mm), ..Default::default() };
                 } else if rng.below(3) == 0 {
                     vma.path = None;
                 }

@@ -5,7 +5,6 @@
 //! event asks (which pins does this revocation, release, exit or lookup touch) is answered from
 //! an index (`index.rs`), so an event costs O(log n + what it touches), and the state is bounded
 //! by [`Options`].
-pub mod finding;
 mod index;
 mod intern;
 mod pin;
@@ -21,11 +20,13 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    event::{Cause, Event, EventBody, Hex, Vma},
-    policy::{ArgMeaning, Policy, RamPfns, ReleaseMatch, same_function},
+    policy::{ArgMeaning, Policy, RamPfns, ReleaseMatch},
+    vocab::{
+        event::{Cause, Event, EventBody, Hex, Vma},
+        finding::{Finding, FindingKind, PinSource, RevocationEvidence, fingerprint, same_function},
+        record::notes,
+    },
 };
-pub use finding::{Finding, FindingKind, Holder, PinSource, Severity};
-use finding::{RevocationEvidence, fingerprint};
 use index::IntervalIndex;
 use intern::Interner;
 use pin::{Origin, Pin, Release, Run, subtract};
@@ -69,22 +70,6 @@ impl Summary {
     pub fn evicted(&self) -> bool {
         self.evicted_pins + self.evicted_pfnmaps > 0
     }
-}
-
-/// End-of-run lines for humans, from a summary's suppressions, pins without a vma and evictions.
-pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64, evicted_pins: u64, evicted_pfnmaps: u64) -> Vec<String> {
-    let mut notes: Vec<String> = suppressed_by.iter().map(|(reason, n)| format!("suppressed: {reason}: {n}")).collect();
-    if pins_without_vma > 0 {
-        notes.push(format!(
-            "{pins_without_vma} pin(s) without a known vma (no PFN map of the run contains their address): an owner revocation of their file cannot be matched to them"
-        ));
-    }
-    if evicted_pins + evicted_pfnmaps > 0 {
-        notes.push(format!(
-            "state limit reached: {evicted_pins} pin(s) and {evicted_pfnmaps} PFN map(s) evicted unreported: findings may be missing (raise --max-pins / --max-pfnmaps)"
-        ));
-    }
-    notes
 }
 
 /// Bounds on the correlator's state, so a flood of PFN maps or pins cannot exhaust memory. Past a
@@ -863,7 +848,7 @@ fn run_key(r: &Run, is: ArgMeaning) -> Option<u64> {
 /// record does not carry) the user address.
 fn mapping_label(p: &Pin) -> String {
     match p.vma.as_deref() {
-        Some(crate::event::Vma { path: Some(path), .. }) => path.clone(),
+        Some(crate::vocab::event::Vma { path: Some(path), .. }) => path.clone(),
         Some(v) if v.mapping.0 == 0 => "anonymous memory".into(),
         Some(v) => format!("a file mapping (dev {} ino {})", v.dev, v.ino),
         None => format!("user memory at {:#x}", p.start()),

@@ -4,14 +4,13 @@ use std::sync::Arc;
 
 use smallvec::{SmallVec, smallvec};
 
+use super::PAGE;
 use crate::{
-    event::{Event, Frame, Hex, HookRef, Task, Vma},
     policy::ArgMeaning,
-};
-
-use super::{
-    PAGE,
-    finding::{FindingKind, Holder, PfnRange, PinEvidence, PinSource},
+    vocab::{
+        event::{Event, Frame, Hex, HookRef, Task, Vma},
+        finding::{FindingKind, Holder, PfnRange, PinEvidence, PinSource},
+    },
 };
 
 /// How a pin ends.

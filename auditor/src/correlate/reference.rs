@@ -6,15 +6,16 @@ use std::{
 };
 
 use super::{
-    Kept, PAGE, Scope, Summary, Verdict,
-    finding::{Finding, FindingKind, Holder, PinSource, RevocationEvidence},
-    lookup_release, make_finding,
+    Kept, PAGE, Scope, Summary, Verdict, lookup_release, make_finding,
     pin::{Origin, Pin, Release, subtract},
     released_keys, revocation_evidence, verdict,
 };
 use crate::{
-    event::{Event, EventBody, Hex, Vma},
     policy::{Policy, ReleaseMatch},
+    vocab::{
+        event::{Event, EventBody, Hex, Vma},
+        finding::{Finding, FindingKind, Holder, PinSource, RevocationEvidence},
+    },
 };
 
 pub struct Reference {

@@ -1,6 +1,6 @@
 //! Synthetic event streams shaped like what the kernel emits, for tests and benchmarks. Each
 //! helper models one kernel call; pointers are made-up but consistent.
-use crate::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma};
+use crate::vocab::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma};
 
 pub const DEVICE_PATH: &str = "/dev/pfnaudit";
 

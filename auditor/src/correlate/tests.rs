@@ -1,5 +1,8 @@
 use super::{synthetic::*, *};
-use crate::policy::Policy;
+use crate::{
+    policy::Policy,
+    vocab::finding::{self, Severity},
+};
 
 const HOLDER: &str = "pfnaudit_pin_tracked";
 const MODULE: &str = "pfnaudit_test";
@@ -440,7 +443,7 @@ fn a_pin_without_a_known_vma_is_counted_and_still_ends_at_exit() {
     s.lookups(&p, "other_lookup", MODULE, 0..2);
     for e in &mut s.events {
         if let EventBody::RawLookup { vma, .. } = &mut e.body {
-            *vma = crate::event::Vma { mm: Hex(p.mm), ..Default::default() };
+            *vma = crate::vocab::event::Vma { mm: Hex(p.mm), ..Default::default() };
         }
     }
     s.owner_revoke(&p, 0, None);

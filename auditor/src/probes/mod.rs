@@ -1,24 +1,23 @@
-//! Loading the eBPF object and attaching its programs where the probe table says, on the running
-//! kernel. The result says, per hook, what happened (for the `status` record and `doctor`).
+//! Orchestration: which hooks to arm on the running kernel (the probe table, `table.rs`), loading
+//! the eBPF object with this kernel's layout, arming each selected row with the primitives of
+//! `attach/`, following module loads (`module_hooks.rs`), and saying per hook what happened (for
+//! the `status` record and `doctor`).
+mod attach;
 pub mod floor;
 pub mod kernel_version;
 pub mod layout;
 mod module_hooks;
 pub mod run_time;
 pub mod table;
-mod tracefs_kprobe;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use auditor_common::{HOOK_COUNT, Hook, RELEASE_SLOTS};
-use aya::{
-    Ebpf, EbpfLoader,
-    programs::{KProbe, TracePoint, kprobe::KProbeLinkId},
-};
-use serde::{Deserialize, Serialize};
+use aya::{Ebpf, EbpfLoader};
 
 use crate::{
     policy::ReleaseFunction,
     symbols::{KernelSymbols, LoadedModules},
+    vocab::hook_status::{HookState, HookStatus},
 };
 use floor::ProgramSet;
 use kernel_version::KernelVersion;
@@ -28,45 +27,6 @@ use module_hooks::{
 };
 use run_time::{RunTime, RunTimeStats};
 use table::{Attach, ProbeRow};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum HookState {
-    Attached,
-    /// The running kernel has no such function in this role (the reason says which replaces it).
-    Absent,
-    /// The function lives in a module that is not loaded.
-    ModuleNotLoaded,
-    /// Present, but loading or attaching failed (the reason carries the error).
-    Failed,
-    /// `doctor` without privileges: would be attached.
-    Available,
-}
-
-impl HookState {
-    /// As in the records (`module-not-loaded`).
-    pub fn name(self) -> &'static str {
-        match self {
-            HookState::Attached => "attached",
-            HookState::Absent => "absent",
-            HookState::ModuleNotLoaded => "module-not-loaded",
-            HookState::Failed => "failed",
-            HookState::Available => "available",
-        }
-    }
-}
-
-/// One row of the `status` record / `doctor` output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct HookStatus {
-    /// Hook name (`follow_pfn`, `unmap_page_range`, or `release` for policy hooks).
-    pub hook: String,
-    /// Kernel symbol (function or tracepoint) it is attached to.
-    pub symbol: String,
-    pub state: HookState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
 
 /// What the daemon needs from a successful attach.
 pub struct Attached {
@@ -169,18 +129,10 @@ fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
     None
 }
 
-/// A symbol whose prototype is not the one the eBPF program reads (the table's `arity`; e.g. old
-/// 5.10s have a static 6-argument `follow_pte` helper, not the exported lookup).
+/// A symbol whose prototype is not the one the eBPF program reads (the table's `arity`).
 fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
-    let arity = row.arity?;
-    let symbol = row.symbol;
-    let params = btf.func_params(symbol)?;
-    (params.len() != arity).then(|| HookStatus {
-        hook: row.hook.name().into(),
-        symbol: symbol.into(),
-        state: HookState::Absent,
-        reason: Some(format!("{symbol} here takes {} arguments, not the {arity} the probe reads; not hooked", params.len())),
-    })
+    let reason = attach::prototype_mismatch(btf, row.symbol, row.arity?)?;
+    Some(HookStatus { hook: row.hook.name().into(), symbol: row.symbol.into(), state: HookState::Absent, reason: Some(reason) })
 }
 
 /// Rows for hooks the table says this kernel does not have.
@@ -261,9 +213,9 @@ pub fn load_and_attach(
     write_frame_vector_layout(&mut ebpf, &btf, facts.version)?;
     // On before the first attach, so every run is counted.
     let run_time_stats = RunTimeStats::enable();
-    let tracefs = tracefs_kprobe::tracefs_root();
+    let tracefs = attach::tracefs_root();
     if let Some(tracefs) = &tracefs {
-        tracefs_kprobe::remove_stale_events(tracefs);
+        attach::remove_stale_events(tracefs);
     }
 
     let (rows, mut hooks) = out_of_range_rows(facts.version);
@@ -278,9 +230,9 @@ pub fn load_and_attach(
         } else if let Some(status) = precheck(facts, row) {
             hooks.push(status);
         } else {
-            let (state, reason) = match attach_row(&mut ebpf, programs.attach(row)) {
+            let (state, reason) = match attach::attach(&mut ebpf, programs.attach(row)) {
                 Ok(()) => (HookState::Attached, None),
-                Err(e) => (HookState::Failed, Some(failure_reason(&e))),
+                Err(e) => (HookState::Failed, Some(attach::failure_reason(&e))),
             };
             hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.symbol.into(), state, reason });
         }
@@ -306,54 +258,6 @@ pub fn load_and_attach(
         btf_modules_loaded: BTF_MODULES.iter().all(|m| facts.symbols.has_module(m)),
         run_time_stats,
     })
-}
-
-/// One line for the status row; the full error (with the verifier log) goes to the debug log.
-pub(crate) fn failure_reason(e: &anyhow::Error) -> String {
-    let full = format!("{e:#}");
-    log::debug!("{full}");
-    match full.split_once('\n') {
-        Some((first, _)) => format!("{first} (full verifier log with RUST_LOG=debug)"),
-        None => full,
-    }
-}
-
-fn attach_row(ebpf: &mut Ebpf, attach: Attach) -> anyhow::Result<()> {
-    match attach {
-        Attach::Function { symbol, entry, ret } => {
-            // Return probe first: an entry without its return would leave per-thread state behind.
-            if let Some(ret) = ret {
-                attach_kprobe(ebpf, ret, symbol)?;
-            }
-            attach_kprobe(ebpf, entry, symbol).map(drop)
-        }
-        Attach::Tracepoint { category, name, program } => {
-            let prog: &mut TracePoint = program_mut(ebpf, program)?.try_into()?;
-            if prog.fd().is_err() {
-                prog.load().with_context(|| format!("verifier rejected {program}"))?;
-            }
-            prog.attach(category, name).with_context(|| format!("attaching tracepoint {category}:{name}"))?;
-            Ok(())
-        }
-    }
-}
-
-fn attach_kprobe(ebpf: &mut Ebpf, program: &str, symbol: &str) -> anyhow::Result<KProbeLinkId> {
-    loaded_kprobe(ebpf, program)?.attach(symbol, 0).with_context(|| format!("attaching {program} to {symbol}"))
-}
-
-/// The kprobe program `program`, loaded into the kernel. One program may serve several symbols
-/// (the kernel-internal markers, a hook re-attached after a module reload): it is loaded once.
-fn loaded_kprobe<'a>(ebpf: &'a mut Ebpf, program: &str) -> anyhow::Result<&'a mut KProbe> {
-    let prog: &mut KProbe = program_mut(ebpf, program)?.try_into()?;
-    if prog.fd().is_err() {
-        prog.load().with_context(|| format!("verifier rejected {program}"))?;
-    }
-    Ok(prog)
-}
-
-fn program_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
-    ebpf.program_mut(name).ok_or_else(|| anyhow!("eBPF object has no program {name}"))
 }
 
 #[cfg(test)]

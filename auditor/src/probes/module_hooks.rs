@@ -4,28 +4,26 @@
 //! uses it at once, and a kprobe on a module function dies with the module.
 //!
 //! Where the module is known (the table's, the function's in kallsyms, or its policy holder's), the
-//! hook is a tracefs kprobe on `module:function` (`tracefs_kprobe.rs`): the kernel arms it when the
+//! hook is a tracefs kprobe on `module:function` (`attach/tracefs_kprobe.rs`): the kernel arms it when the
 //! module loads, before any of its code runs, and again after a reload. Otherwise, or without
 //! tracefs, it is a perf kprobe attached when the daemon sees the function in kallsyms and
 //! re-attached when its address changes; calls in between are missed.
 use std::path::Path;
 
 use auditor_common::FrameVectorLayout;
-use aya::{
-    Ebpf,
-    maps::Array,
-    programs::{KProbe, kprobe::KProbeLinkId},
-};
+use aya::{Ebpf, maps::Array, programs::kprobe::KProbeLinkId};
 
 use super::{
-    HookState, HookStatus, attach_kprobe, failure_reason,
+    attach::{TracefsKprobe, attach_kprobe, detach_kprobe, failure_reason, loaded_kprobe},
     kernel_version::KernelVersion,
     layout::{KernelBtf, frame_vector_layout},
-    loaded_kprobe,
     table::{Attach, ProbeRow},
-    tracefs_kprobe::TracefsKprobe,
 };
-use crate::{policy::ReleaseFunction, symbols::KernelSymbols};
+use crate::{
+    policy::ReleaseFunction,
+    symbols::KernelSymbols,
+    vocab::hook_status::{HookState, HookStatus},
+};
 
 /// Modules whose BTF holds types some hooks need (`struct frame_vector` on 5.12+).
 pub const BTF_MODULES: &[&str] = &["videobuf2_common"];
@@ -229,13 +227,7 @@ impl ModuleHook {
 
     fn detach(&mut self, ebpf: &mut Ebpf) {
         for (program, link) in self.links.drain(..) {
-            let prog: Option<&mut KProbe> = ebpf.program_mut(&program).and_then(|p| p.try_into().ok());
-            if let Some(prog) = prog
-                && let Err(e) = prog.detach(link)
-            {
-                // The kprobe of an unloaded module is already gone; closing it can only fail harmlessly.
-                log::debug!("detaching {program}: {e}");
-            }
+            detach_kprobe(ebpf, &program, link);
         }
         self.attached_at = None;
     }

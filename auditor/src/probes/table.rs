@@ -5,6 +5,7 @@
 use auditor_common::Hook;
 
 use super::kernel_version::KernelVersion;
+use crate::vocab::finding::{base_name, same_function};
 
 /// Where a probe attaches: a row's symbol with its hook's programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +212,15 @@ pub fn owns_its_lookups(caller: &str, same: impl Fn(&str, &str) -> bool) -> bool
     PROBES.iter().any(|r| r.facts().role.owns_its_lookups() && same(r.symbol, caller))
 }
 
+/// The hook `function` belongs to: a hook's own name (`zap_vma_ptes`), or a symbol some row
+/// attaches on some kernel of the table (`zap_special_vma_range`, `__zap_vma_range` on 7.1+,
+/// `untrack_pfn`…), compiler clones included (`unmap_page_range.constprop.0`, `.isra.0`, `.part.0`,
+/// `.cold`). A policy release function that is one of them would be a hook of ours twice over,
+/// its calls indistinguishable from the hook's own events: the policy refuses it.
+pub fn hook_of_function(function: &str) -> Option<Hook> {
+    Hook::from_name(base_name(function)).or_else(|| PROBES.iter().find(|r| same_function(r.symbol, function)).map(|r| r.hook))
+}
+
 /// One row per symbol and kernel range; the hook's programs unless the row names its own entry.
 pub const PROBES: &[ProbeRow] = &[
     // vm_iomap_memory() and io_remap_pfn_range() end in remap_pfn_range() on every kernel; on
@@ -352,12 +362,35 @@ mod tests {
     /// on every kernel and in compiler clones.
     #[test]
     fn nesting_and_kernel_internal_callers_own_their_lookups() {
-        let same = |a: &str, b: &str| crate::policy::same_function(a, b);
+        let same = |a: &str, b: &str| crate::vocab::finding::same_function(a, b);
         for caller in ["follow_pfn", "follow_pte", "get_vaddr_frames", "untrack_pfn", "generic_access_phys.isra.0", "track_pfn_copy"] {
             assert!(owns_its_lookups(caller, same), "{caller}");
         }
         for caller in ["follow_pfnmap_start", "vaddr_get_pfns", "hva_to_pfn_remapped", "zap_vma_ptes"] {
             assert!(!owns_its_lookups(caller, same), "{caller}");
+        }
+    }
+
+    /// A release function must not be one of our hooks under any of its names on any kernel.
+    #[test]
+    fn functions_hooked_under_another_name_or_as_a_compiler_clone_are_our_hooks() {
+        for (function, hook) in [
+            ("zap_vma_ptes", Hook::ZapVmaPtes),
+            ("zap_special_vma_range", Hook::ZapVmaPtes),
+            ("__zap_vma_range", Hook::UnmapPageRange),
+            ("unmap_page_range.constprop.0", Hook::UnmapPageRange),
+            ("zap_vma_ptes.isra.0", Hook::ZapVmaPtes),
+            ("follow_pfn.part.0", Hook::FollowPfn),
+            ("unmap_mapping_range.cold", Hook::UnmapMappingRange),
+            ("untrack_pfn", Hook::KernelInternal),
+            ("kernel_internal_lookup", Hook::KernelInternal),
+            ("vmf_insert_pfn_pud", Hook::InsertPfn),
+            ("remap_pfn_range_complete", Hook::RemapPfnRange),
+        ] {
+            assert_eq!(hook_of_function(function), Some(hook), "{function}");
+        }
+        for function in ["vfio_unpin_pages_remote", "pfnaudit_unpin_tracked", "zap_page_range", "unmap_page", "release"] {
+            assert_eq!(hook_of_function(function), None, "{function}");
         }
     }
 

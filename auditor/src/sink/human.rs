@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use crate::{
-    correlate::Finding,
-    event::{Frame, HookRef},
     pipeline::Sink,
-    probes::HookState,
-    record::{HookChange, LossReason, Lost, RunSummary, Status},
+    vocab::event::{Frame, HookRef},
+    vocab::finding::Finding,
+    vocab::hook_status::HookState,
+    vocab::record::{HookChange, LossReason, Lost, RunSummary, Status},
 };
 
 /// Human text on stderr.
@@ -136,8 +136,8 @@ fn at(source: Option<String>) -> String {
 
 fn source(f: &Finding) -> &'static str {
     match f.pin.source {
-        crate::correlate::PinSource::RawLookup => "raw lookup",
-        crate::correlate::PinSource::FrameVector => "frame vector",
+        crate::vocab::finding::PinSource::RawLookup => "raw lookup",
+        crate::vocab::finding::PinSource::FrameVector => "frame vector",
     }
 }
 

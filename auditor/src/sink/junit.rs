@@ -6,9 +6,9 @@ use std::{fs::File, path::Path};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::{
-    correlate::{Finding, Severity},
     pipeline::{OutputError, Sink},
-    record::RunSummary,
+    vocab::finding::{Finding, Severity},
+    vocab::record::RunSummary,
 };
 
 /// The JUnit report of a run, written at its end: a function of the findings, the policy's failing

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use crate::{
-    correlate::Finding,
-    event::Event,
     metrics::Metrics,
     pipeline::{Levels, Sink},
-    record::Lost,
+    vocab::event::Event,
+    vocab::finding::Finding,
+    vocab::record::Lost,
 };
 
 pub struct MetricsSink(pub Arc<Metrics>);

@@ -5,10 +5,10 @@
 use super::output_file::Destination;
 
 use crate::{
-    correlate::Finding,
-    event::Event,
     pipeline::Sink,
-    record::{HookChange, Lost, Record, RunSummary, Status},
+    vocab::event::Event,
+    vocab::finding::Finding,
+    vocab::record::{HookChange, Lost, Record, RunSummary, Status},
 };
 
 /// Which records an NDJSON output carries.

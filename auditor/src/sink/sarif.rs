@@ -10,9 +10,9 @@ use serde_sarif::sarif::{
 };
 
 use crate::{
-    correlate::{Finding, FindingKind, Severity},
     pipeline::{OutputError, Sink},
-    record::{RunSummary, Status},
+    vocab::finding::{Finding, FindingKind, Severity},
+    vocab::record::{RunSummary, Status},
 };
 
 /// The SARIF report of a run, written at its end: a function of the findings and of the version

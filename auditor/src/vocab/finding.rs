@@ -2,7 +2,7 @@
 //! in order and contain nothing made at output time, so a replay prints the same bytes.
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Cause, Frame, Hex, HookRef, Task, Vma};
+use super::event::{Cause, Frame, Hex, HookRef, Task, Vma};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -127,7 +127,7 @@ impl Holder {
 
     /// `file:line` of the call site, when the module's debug info gave them.
     pub fn source(&self) -> Option<String> {
-        crate::event::source(self.file.as_deref(), self.line)
+        super::event::source(self.file.as_deref(), self.line)
     }
 
     pub fn from_frame(frame: Option<&Frame>) -> Self {
@@ -223,6 +223,11 @@ pub struct Finding {
 /// `vaddr_get_pfns.constprop.0` on one kernel build and `vaddr_get_pfns` on the next.
 pub fn base_name(symbol: &str) -> &str {
     symbol.split_once('.').map_or(symbol, |(base, _)| base)
+}
+
+/// Same function, compiler clones included: `vaddr_get_pfns.constprop.0` is `vaddr_get_pfns`.
+pub fn same_function(a: &str, b: &str) -> bool {
+    base_name(a) == base_name(b)
 }
 
 /// FNV-1a 64: tiny, stable across Rust versions and platforms (unlike `DefaultHasher`). The holder

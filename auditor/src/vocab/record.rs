@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{correlate::Finding, drain::HookTotals, event::Event, policy::RuleStatus, probes::HookStatus};
+use super::{event::Event, finding::Finding, hook_status::HookStatus};
 
 /// Bumped on any incompatible change to the records.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -110,7 +110,7 @@ pub struct RunSummary {
 impl RunSummary {
     /// End-of-run lines for humans: suppressions per reason, pins whose vma stayed unknown.
     pub fn notes(&self) -> Vec<String> {
-        crate::correlate::notes(&self.suppressed_by, self.pins_without_vma, self.evicted_pins, self.evicted_pfnmaps)
+        notes(&self.suppressed_by, self.pins_without_vma, self.evicted_pins, self.evicted_pfnmaps)
     }
 
     /// What the gate fails closed on: records lost and correlator state evicted.
@@ -121,4 +121,56 @@ impl RunSummary {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// Per-hook totals as reported in `summary` and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HookTotals {
+    pub hook: String,
+    /// Times the hook's probes ran, counted by the programs themselves.
+    pub hits: u64,
+    /// Records they wrote to the ring buffer.
+    pub emitted: u64,
+    /// Records lost because the ring buffer was full.
+    pub dropped: u64,
+    /// Runs of the hook's eBPF programs as the kernel counts them (an entry and a return probe
+    /// each count; `bpf_prog_info.run_cnt`); absent when the kernel keeps no run-time statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_runs: Option<u64>,
+    /// Nanoseconds spent in those runs (`bpf_prog_info.run_time_ns`): the probes' cost on this
+    /// machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bpf_run_ns: Option<u64>,
+}
+
+/// One active rule, as `doctor` and the `status` record list them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RuleStatus {
+    /// `holder` or `suppress`.
+    pub rule: String,
+    /// `function [module]` of a holder; the function or module name a suppression names.
+    pub holder: String,
+    /// Release functions (hooked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<String>,
+    /// What the rule does, in one sentence.
+    pub effect: String,
+    /// The policy file it comes from, or `catalog.toml` for the built-in catalog.
+    pub source: String,
+}
+
+/// End-of-run lines for humans, from a summary's suppressions, pins without a vma and evictions.
+pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64, evicted_pins: u64, evicted_pfnmaps: u64) -> Vec<String> {
+    let mut notes: Vec<String> = suppressed_by.iter().map(|(reason, n)| format!("suppressed: {reason}: {n}")).collect();
+    if pins_without_vma > 0 {
+        notes.push(format!(
+            "{pins_without_vma} pin(s) without a known vma (no PFN map of the run contains their address): an owner revocation of their file cannot be matched to them"
+        ));
+    }
+    if evicted_pins + evicted_pfnmaps > 0 {
+        notes.push(format!(
+            "state limit reached: {evicted_pins} pin(s) and {evicted_pfnmaps} PFN map(s) evicted unreported: findings may be missing (raise --max-pins / --max-pfnmaps)"
+        ));
+    }
+    notes
 }
