@@ -241,10 +241,15 @@ pub fn trim(blob: &[u8], keep: &HashSet<String>, members: Members) -> Result<Vec
     Ok(encode(&types, &strings.bytes))
 }
 
+/// A struct's name and its members' (name, bit offset).
+#[cfg(test)]
+pub type StructMembers = (String, Vec<(String, u32)>);
+
 /// Every named struct and union of a blob in order: its name and its members' names and bit
 /// offsets, the members of an anonymous member listed after it (named `.member`, at their offset in
 /// the outer struct), as layout.rs looks through them.
-pub fn struct_members(blob: &[u8]) -> Result<Vec<(String, Vec<(String, u32)>)>> {
+#[cfg(test)]
+pub fn struct_members(blob: &[u8]) -> Result<Vec<StructMembers>> {
     let btf = parse(blob)?;
     let text = |off| String::from_utf8_lossy(btf.name(off)).into_owned();
     fn flatten(btf: &Parsed, t: &BtfType, base: u32, depth: u32, prefix: &str, out: &mut Vec<(String, u32)>) {
