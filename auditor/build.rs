@@ -1,5 +1,5 @@
 //! Builds the eBPF object (auditor-ebpf) with the nightly toolchain for bpfel-unknown-none and
-//! places it in OUT_DIR, where `src/probes/loader.rs` embeds it. Needs `bpf-linker` on PATH and
+//! places it in OUT_DIR, where `src/probes/mod.rs` embeds it. Needs `bpf-linker` on PATH and
 //! nightly with rust-src: `cargo xtask build` installs both.
 fn main() -> anyhow::Result<()> {
     let ebpf = aya_build::Package {

@@ -50,14 +50,14 @@ pub fn run(cli: Command, matches: &ArgMatches) -> u8 {
 /// Shells with a completion file: the file's name and the directory Debian's package of the shell
 /// loads it from (bash-completion's `completionsdir` loads `<command>` when it is first completed;
 /// zsh's and fish's vendor directories).
-pub const COMPLETIONS: &[(Shell, &str, &str)] = &[
+pub(crate) const COMPLETIONS: &[(Shell, &str, &str)] = &[
     (Shell::Bash, "pfn-auditor", "usr/share/bash-completion/completions"),
     (Shell::Zsh, "_pfn-auditor", "usr/share/zsh/vendor-completions"),
     (Shell::Fish, "pfn-auditor.fish", "usr/share/fish/vendor_completions.d"),
 ];
 
 /// Where the man pages go under the root.
-pub const MAN_DIR: &str = "usr/share/man/man1";
+pub(crate) const MAN_DIR: &str = "usr/share/man/man1";
 
 /// Writes `ROOT/`[`MAN_DIR`]`/pfn-auditor.1` and one page per subcommand (`pfn-auditor-run.1`,
 /// …), uncompressed, and one completion file per shell of [`COMPLETIONS`] in its directory under

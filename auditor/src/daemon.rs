@@ -16,20 +16,22 @@ use crate::{
         table::{MissingEssential, missing_essential},
     },
     symbols::{KernelSymbols, LoadedModules},
-    vocab::hook_status::{HookState, HookStatus},
-    vocab::record::Lost,
+    vocab::{
+        hook_status::{HookState, HookStatus},
+        record::Lost,
+    },
 };
 
 /// How often the ring buffer is drained. The kernel wakes the daemon for no record (only for a
 /// backlog past 256 KiB, `auditor-ebpf/src/emit.rs`): records wait for this timer, so a finding
 /// is written at most this long plus its decoding after the event that completes it, within
 /// 100 ms, and a busy holder costs no context switch per record.
-pub const DRAIN_EVERY: Duration = Duration::from_millis(50);
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often the kernel's counters are read for losses and metrics.
 const COUNTER_POLL: Duration = Duration::from_millis(100);
 
 /// What a session reports, in order; `live.rs` turns these into records for the pipeline.
-pub trait Observer {
+pub(crate) trait Observer {
     /// Probes attached; `status` is ready to be written.
     fn attached(&mut self, attached: &Attached);
     /// One decoded event.
@@ -45,7 +47,7 @@ pub trait Observer {
     fn poll(&mut self);
 }
 
-pub struct SessionOptions {
+pub(crate) struct SessionOptions {
     pub release_functions: Vec<crate::policy::ReleaseFunction>,
     pub ring_buffer_bytes: u32,
     /// `--module-debug-dir`: where to look first for modules' `.ko` files with debug info.
@@ -54,12 +56,12 @@ pub struct SessionOptions {
 }
 
 /// What the session saw, for the summary.
-pub struct SessionEnd {
+pub(crate) struct SessionEnd {
     pub hooks: Vec<crate::vocab::record::HookTotals>,
 }
 
 /// An attached session, ready to run.
-pub struct Session {
+pub(crate) struct Session {
     attached: Attached,
     maps: KernelMaps,
     /// What kallsyms said when `modules` was read: stacks of a module loaded later symbolize
@@ -87,7 +89,7 @@ impl Session {
         require_essential_hooks(&attached)?;
         let maps = KernelMaps::take(&mut attached.ebpf)?;
         observer.attached(&attached);
-        let decoder = Decoder::new(attached.counter_names.clone(), attached.symbols_by_slot());
+        let decoder = Decoder::new(attached.counter_hooks.clone(), attached.symbols_by_slot());
         Ok(Self {
             attached,
             maps,
@@ -101,10 +103,6 @@ impl Session {
             undecodable: Undecodable::default(),
             metrics,
         })
-    }
-
-    pub fn kernel_release(&self) -> &str {
-        &self.attached.kernel_release
     }
 
     /// Runs until `stop` completes, then drains what is left and returns the totals. Stops early,
@@ -142,7 +140,7 @@ impl Session {
 
     /// The kernel's counters and run-time statistics per hook, now.
     fn totals(&self) -> Vec<crate::vocab::record::HookTotals> {
-        totals(&self.maps.read_counters(), &self.attached.counter_names, self.attached.run_times().as_deref())
+        totals(&self.maps.read_counters(), &self.attached.counter_hooks, self.attached.run_times().as_deref())
     }
 
     fn handle_batch(&mut self, batch: Vec<Vec<u8>>, observer: &mut dyn Observer) {
@@ -205,27 +203,27 @@ impl Session {
         let counters = self.maps.read_counters();
         let now = monotonic_ns();
         for (slot, count) in self.losses.new_losses(&counters) {
-            let name = self.attached.counter_names.get(slot).cloned().unwrap_or_default();
+            let name = self.decoder.hook_name(slot as u32);
             observer.lost(&Lost::ring_full(&name, count, now));
         }
         for lost in self.undecodable.take(now) {
             observer.lost(&lost);
         }
-        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_names, self.attached.run_times().as_deref()));
+        self.metrics.set_hooks(&totals(&counters, &self.attached.counter_hooks, self.attached.run_times().as_deref()));
     }
 }
 
 /// Without a raw-lookup hook or the revocation hooks the run would report nothing and look clean:
 /// refuse to start instead.
 fn require_essential_hooks(attached: &Attached) -> anyhow::Result<()> {
-    let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook.name() && h.state == HookState::Attached);
+    let attached_hook = |hook: Hook| attached.hooks.iter().any(|h| h.hook == hook && h.state == HookState::Attached);
     match missing_essential(attached_hook) {
         None => Ok(()),
         Some(MissingEssential::RawLookup) => {
             anyhow::bail!("no raw PFN lookup hook could be attached on this kernel (run `pfn-auditor doctor`)")
         }
         Some(MissingEssential::Revocation(hook)) => {
-            let why = attached.hooks.iter().find(|h| h.hook == hook.name()).and_then(|h| h.reason.clone()).unwrap_or_default();
+            let why = attached.hooks.iter().find(|h| h.hook == hook).and_then(|h| h.reason.clone()).unwrap_or_default();
             anyhow::bail!("revocation hook {} could not be attached: {why} (run `pfn-auditor doctor`)", hook.name())
         }
     }
@@ -242,7 +240,7 @@ fn refuse_disabled_kprobes(host: &crate::host_checks::Host) -> anyhow::Result<()
 }
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns()` stamps events with.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };

@@ -113,8 +113,6 @@ pub trait Enrich {
 /// Decodes records into events, numbering them in reading order.
 pub struct Decoder {
     next_seq: u64,
-    /// Hook names of the counter slots (release slots carry the policy's function names).
-    slot_names: Vec<String>,
     /// The hook of each counter slot: a table hook, or the release function of a release slot.
     slot_hooks: Vec<Option<HookRef>>,
     /// Per slot, the kernel symbols its probes are attached to (`Attached::symbols_by_slot`).
@@ -122,33 +120,28 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(slot_names: Vec<String>, slot_symbols: Vec<Vec<String>>) -> Self {
-        let slot_hooks = (0..slot_names.len().max(HOOK_COUNT))
-            .map(|slot| match Hook::from_u32(slot as u32) {
-                Some(hook) => Some(HookRef::Table(hook)),
-                None => slot_names.get(slot).filter(|n| !n.is_empty()).map(|n| HookRef::Release(n.as_str().into())),
-            })
+    /// `slot_hooks`: each counter slot's hook (`Attached::counter_hooks`; a table hook's slot
+    /// left out is its table hook); `slot_symbols`: the symbols each slot is attached to.
+    pub fn new(slot_hooks: Vec<Option<HookRef>>, slot_symbols: Vec<Vec<String>>) -> Self {
+        let slot_hooks = (0..slot_hooks.len().max(HOOK_COUNT))
+            .map(|slot| slot_hooks.get(slot).cloned().flatten().or_else(|| Hook::from_u32(slot as u32).map(HookRef::Table)))
             .collect();
-        Self { next_seq: 0, slot_names, slot_hooks, slot_symbols }
+        Self { next_seq: 0, slot_hooks, slot_symbols }
     }
 
     /// A module hook was attached, detached or re-attached: the symbols per slot from now on.
-    pub fn set_symbols(&mut self, slot_symbols: Vec<Vec<String>>) {
+    pub(crate) fn set_symbols(&mut self, slot_symbols: Vec<Vec<String>>) {
         self.slot_symbols = slot_symbols;
     }
 
     /// The name of a hook slot (a release slot carries the policy's function name).
-    pub fn hook_name(&self, hook: u32) -> String {
-        self.slot_names
-            .get(hook as usize)
-            .filter(|n| !n.is_empty())
-            .cloned()
-            .unwrap_or_else(|| Hook::from_u32(hook).map(|h| h.name().to_string()).unwrap_or_else(|| format!("hook{hook}")))
+    pub(crate) fn hook_name(&self, slot: u32) -> String {
+        self.hook(slot).name().to_string()
     }
 
     /// The hook of a slot; a slot nothing is known of is named by its number (`hook17`).
     fn hook(&self, slot: u32) -> HookRef {
-        self.slot_hooks.get(slot as usize).cloned().flatten().unwrap_or_else(|| HookRef::from_name(&self.hook_name(slot)))
+        self.slot_hooks.get(slot as usize).cloned().flatten().unwrap_or_else(|| HookRef::Release(format!("hook{slot}").into()))
     }
 
     /// The event a record stands for; `None` for records that only inform enrichment (file names).
@@ -253,7 +246,7 @@ fn to_vma(v: &VmaInfo, path: Option<String>) -> Vma {
 }
 
 /// Live enrichment: kallsyms, the file names the kernel sent, /proc and the file system.
-pub struct LiveEnrich<'a> {
+pub(crate) struct LiveEnrich<'a> {
     pub symbols: &'a KernelSymbols,
     names: &'a mut KernelFileNames,
     files: &'a mut FilePaths,

@@ -2,6 +2,8 @@
 //! First one row per prerequisite with what to do about it (`host_checks.rs`), then the hooks.
 use std::{fmt::Write as _, time::Duration};
 
+use auditor_common::Hook;
+
 use crate::{
     drain::{KernelMaps, totals},
     host_checks::{self, Check, CheckState, Host},
@@ -17,9 +19,9 @@ use crate::{
 };
 
 /// The reason of every kprobe hook row when the `kprobes` check says the kernel has none.
-pub const NO_KPROBES: &str = "kprobes unavailable on this kernel (see above)";
+pub(crate) const NO_KPROBES: &str = "kprobes unavailable on this kernel (see above)";
 /// The reason of a tracepoint row that failed when the `tracefs` check found none.
-pub const NO_TRACEFS: &str = "tracefs not mounted (see above)";
+pub(crate) const NO_TRACEFS: &str = "tracefs not mounted (see above)";
 
 /// Everything doctor found, printable as a table or JSON.
 #[derive(Debug, serde::Serialize)]
@@ -33,12 +35,56 @@ pub struct Diagnosis {
     pub root: bool,
     /// True when the hooks below were really attached (root), false when only planned.
     pub attached_for_real: bool,
-    pub hooks: Vec<HookStatus>,
+    pub hooks: Vec<HookRow>,
     /// Holder and suppression rules in force: policy file first, then the built-in catalog.
     pub rules: Vec<RuleStatus>,
     /// What the attached probes cost on this machine over a sample window (`None`: not
     /// attached for real, or no sample asked for).
     pub cost: Option<Cost>,
+}
+
+/// One row of doctor's hook table: a hook's status, or a step before any hook could be tried
+/// that failed (in JSON a row of the same shape, named by the step).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum HookRow {
+    Hook(HookStatus),
+    Failed(FailedStep),
+}
+
+/// A step before the hooks that failed: `hooks` (the kernel's facts could not be read, nothing
+/// was planned) or `load` (the eBPF object did not load, the hooks are only planned).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FailedStep {
+    #[serde(rename = "hook")]
+    pub step: &'static str,
+    /// Always `-`: no kernel symbol.
+    pub symbol: &'static str,
+    /// Always `failed`.
+    pub state: HookState,
+    pub reason: String,
+}
+
+impl HookRow {
+    /// The row of step `step` that failed for `reason`.
+    fn failed(step: &'static str, reason: String) -> Self {
+        HookRow::Failed(FailedStep { step, symbol: "-", state: HookState::Failed, reason })
+    }
+
+    fn status_mut(&mut self) -> Option<&mut HookStatus> {
+        match self {
+            HookRow::Hook(status) => Some(status),
+            HookRow::Failed(_) => None,
+        }
+    }
+
+    /// Hook (or step), symbol, state and reason, as the table prints them.
+    fn cells(&self) -> (&str, &str, HookState, &str) {
+        match self {
+            HookRow::Hook(h) => (h.hook.name(), &h.symbol, h.state, h.reason.as_deref().unwrap_or("")),
+            HookRow::Failed(f) => (f.step, f.symbol, f.state, &f.reason),
+        }
+    }
 }
 
 /// The probes' cost on this machine's own workload over doctor's sample window (`--sample-ms`).
@@ -56,7 +102,9 @@ impl Diagnosis {
     /// and every revocation hook attached or attachable.
     pub fn ready(&self) -> bool {
         let ok = |hook: auditor_common::Hook| {
-            self.hooks.iter().any(|h| h.hook == hook.name() && matches!(h.state, HookState::Attached | HookState::Available))
+            self.hooks.iter().any(
+                |row| matches!(row, HookRow::Hook(h) if h.hook == hook && matches!(h.state, HookState::Attached | HookState::Available)),
+            )
         };
         self.root
             && self.btf.is_ok()
@@ -77,8 +125,9 @@ impl Diagnosis {
         let how = if self.attached_for_real { "attached now" } else { "planned (run as root to attach for real)" };
         let _ = writeln!(out, "hooks       {how}");
         let _ = writeln!(out, "  {:<22} {:<24} {:<18} reason", "hook", "symbol", "state");
-        for h in &self.hooks {
-            let _ = writeln!(out, "  {:<22} {:<24} {:<18} {}", h.hook, h.symbol, h.state.name(), h.reason.as_deref().unwrap_or(""));
+        for row in &self.hooks {
+            let (hook, symbol, state, reason) = row.cells();
+            let _ = writeln!(out, "  {:<22} {:<24} {:<18} {}", hook, symbol, state.name(), reason);
         }
         let _ =
             writeln!(out, "rules       {}", if self.rules.is_empty() { "none (no policy, --no-catalog)" } else { "matched in this order" });
@@ -102,7 +151,7 @@ fn render_cost(out: &mut String, cost: &Cost) {
         let (runs, ns) = (h.bpf_runs.unwrap_or(0), h.bpf_run_ns.unwrap_or(0));
         let per_run = ns.checked_div(runs).map_or("-".to_string(), |n| n.to_string());
         let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-        let _ = writeln!(out, "  {:<22} {:>10} {:>10} {:>12} {:>8}", h.hook, h.hits, show(h.bpf_runs), show(h.bpf_run_ns), per_run);
+        let _ = writeln!(out, "  {:<22} {:>10} {:>10} {:>12} {:>8}", h.hook.name(), h.hits, show(h.bpf_runs), show(h.bpf_run_ns), per_run);
     }
     if cost.hooks.is_empty() {
         let _ = writeln!(out, "  no hook ran");
@@ -127,12 +176,7 @@ pub fn diagnose(policy: &Policy, sample: Duration) -> anyhow::Result<Diagnosis> 
             (facts.release.clone(), facts.version.to_string(), hooks, real, cost)
         }
         Err(e) => {
-            let row = HookStatus {
-                hook: "hooks".into(),
-                symbol: "-".into(),
-                state: HookState::Failed,
-                reason: Some(format!("cannot plan the hooks: {e:#} (see above)")),
-            };
+            let row = HookRow::failed("hooks", format!("cannot plan the hooks: {e:#} (see above)"));
             (host.release().unwrap_or_default(), "?".into(), vec![row], false, None)
         }
     };
@@ -146,12 +190,12 @@ pub fn diagnose(policy: &Policy, sample: Duration) -> anyhow::Result<Diagnosis> 
 }
 
 /// Kprobe hook rows that failed, would be attached, or wait for a module say "no kprobes" instead
-/// of repeating the attach error (or promising to attach later); rows absent by design and
-/// tracepoint rows keep theirs.
-pub fn say_once_that_kprobes_are_unavailable(hooks: &mut [HookStatus]) {
-    for h in hooks.iter_mut() {
-        let waits = h.state == HookState::ModuleNotLoaded || (h.hook == "release" && h.state == HookState::Absent);
-        if (waits || matches!(h.state, HookState::Failed | HookState::Available)) && !is_tracepoint(&h.symbol) && h.hook != "load" {
+/// of repeating the attach error (or promising to attach later); rows absent by design, tracepoint
+/// rows and failed steps keep theirs.
+pub(crate) fn say_once_that_kprobes_are_unavailable(hooks: &mut [HookRow]) {
+    for h in hooks.iter_mut().filter_map(HookRow::status_mut) {
+        let waits = h.state == HookState::ModuleNotLoaded || (h.hook == Hook::Release0 && h.state == HookState::Absent);
+        if (waits || matches!(h.state, HookState::Failed | HookState::Available)) && !is_tracepoint(&h.symbol) {
             h.state = HookState::Failed;
             h.reason = Some(NO_KPROBES.into());
         }
@@ -159,8 +203,8 @@ pub fn say_once_that_kprobes_are_unavailable(hooks: &mut [HookStatus]) {
 }
 
 /// Tracepoint rows that failed say "no tracefs" (their id is read from tracefs).
-pub fn say_once_that_tracefs_is_missing(hooks: &mut [HookStatus]) {
-    for h in hooks.iter_mut().filter(|h| h.state == HookState::Failed && is_tracepoint(&h.symbol)) {
+pub(crate) fn say_once_that_tracefs_is_missing(hooks: &mut [HookRow]) {
+    for h in hooks.iter_mut().filter_map(HookRow::status_mut).filter(|h| h.state == HookState::Failed && is_tracepoint(&h.symbol)) {
         h.reason = Some(NO_TRACEFS.into());
     }
 }
@@ -171,7 +215,8 @@ fn is_tracepoint(symbol: &str) -> bool {
 
 /// Attached for real when `attach` (root and BTF), else planned; with the cost over `sample`
 /// when attached.
-fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool, sample: Duration) -> (Vec<HookStatus>, bool, Option<Cost>) {
+fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool, sample: Duration) -> (Vec<HookRow>, bool, Option<Cost>) {
+    let rows = |hooks: Vec<HookStatus>| hooks.into_iter().map(HookRow::Hook).collect::<Vec<_>>();
     let release_functions = &policy.release_functions();
     if attach {
         // Attach for real (and detach on drop): the only proof that the verifier accepts the
@@ -179,21 +224,16 @@ fn hook_rows(facts: &KernelFacts, policy: &Policy, attach: bool, sample: Duratio
         match probes::load_and_attach(facts, release_functions, 1 << 20, probes::floor::ProgramSet::Auditing) {
             Ok(mut attached) => {
                 let cost = if sample.is_zero() { None } else { measure_cost(&mut attached, sample) };
-                (attached.hooks, true, cost)
+                (rows(std::mem::take(&mut attached.hooks)), true, cost)
             }
             Err(e) => {
-                let mut planned = probes::plan(facts, release_functions);
-                planned.push(HookStatus {
-                    hook: "load".into(),
-                    symbol: "-".into(),
-                    state: HookState::Failed,
-                    reason: Some(format!("{e:#}")),
-                });
+                let mut planned = rows(probes::plan(facts, release_functions));
+                planned.push(HookRow::failed("load", format!("{e:#}")));
                 (planned, false, None)
             }
         }
     } else {
-        (probes::plan(facts, release_functions), false, None)
+        (rows(probes::plan(facts, release_functions)), false, None)
     }
 }
 
@@ -212,7 +252,7 @@ fn measure_cost(attached: &mut probes::Attached, sample: Duration) -> Option<Cos
     Some(Cost {
         sample_ms: sample.as_millis() as u64,
         run_time_stats: run_times.is_some(),
-        hooks: totals(&maps.read_counters(), &attached.counter_names, run_times.as_deref()),
+        hooks: totals(&maps.read_counters(), &attached.counter_hooks, run_times.as_deref()),
     })
 }
 
@@ -247,31 +287,34 @@ mod tests {
         assert_eq!(json["rules"][1]["source"], "catalog.toml");
     }
 
-    fn row(hook: &str, symbol: &str, state: HookState, reason: Option<&str>) -> HookStatus {
-        HookStatus { hook: hook.into(), symbol: symbol.into(), state, reason: reason.map(str::to_string) }
+    fn row(hook: Hook, symbol: &str, state: HookState, reason: Option<&str>) -> HookRow {
+        HookRow::Hook(HookStatus { hook, symbol: symbol.into(), state, reason: reason.map(str::to_string) })
     }
 
     #[test]
     fn without_kprobes_or_tracefs_each_row_says_which_once() {
         let raw = "attaching follow_pte_entry to follow_pte: `/sys/bus/event_source/devices/kprobe/type`: No such file or directory";
         let mut hooks = vec![
-            row("follow_pte", "follow_pte", HookState::Failed, Some(raw)),
-            row("release", "vfio_unpin_pages_remote", HookState::Available, Some("armed until vfio_iommu_type1 loads")),
-            row("follow_pfn", "follow_pfn", HookState::Absent, Some("gone in 6.10")),
-            row("process_exit", "sched_process_exit", HookState::Failed, Some("attaching tracepoint: tracefs not found")),
-            row("load", "-", HookState::Failed, Some("loading the eBPF object failed")),
-            row("get_vaddr_frames", "get_vaddr_frames", HookState::ModuleNotLoaded, Some("attached when it is")),
+            row(Hook::FollowPte, "follow_pte", HookState::Failed, Some(raw)),
+            row(Hook::Release0, "vfio_unpin_pages_remote", HookState::Available, Some("armed until vfio_iommu_type1 loads")),
+            row(Hook::FollowPfn, "follow_pfn", HookState::Absent, Some("gone in 6.10")),
+            row(Hook::TaskExit, "sched_process_exit", HookState::Failed, Some("attaching tracepoint: tracefs not found")),
+            HookRow::failed("load", "loading the eBPF object failed".into()),
+            row(Hook::GetVaddrFrames, "get_vaddr_frames", HookState::ModuleNotLoaded, Some("attached when it is")),
         ];
         say_once_that_kprobes_are_unavailable(&mut hooks);
         say_once_that_tracefs_is_missing(&mut hooks);
-        assert_eq!(hooks[0], row("follow_pte", "follow_pte", HookState::Failed, Some(NO_KPROBES)));
-        assert_eq!(hooks[1], row("release", "vfio_unpin_pages_remote", HookState::Failed, Some(NO_KPROBES)));
-        assert_eq!(hooks[2].state, HookState::Absent, "absent by design stays absent");
-        assert_eq!(hooks[3], row("process_exit", "sched_process_exit", HookState::Failed, Some(NO_TRACEFS)), "a tracepoint needs tracefs");
-        assert_eq!(hooks[4].reason.as_deref(), Some("loading the eBPF object failed"));
+        assert_eq!(hooks[0], row(Hook::FollowPte, "follow_pte", HookState::Failed, Some(NO_KPROBES)));
+        assert_eq!(hooks[1], row(Hook::Release0, "vfio_unpin_pages_remote", HookState::Failed, Some(NO_KPROBES)));
+        assert_eq!(hooks[2].cells().2, HookState::Absent, "absent by design stays absent");
+        assert_eq!(hooks[3], row(Hook::TaskExit, "sched_process_exit", HookState::Failed, Some(NO_TRACEFS)), "a tracepoint needs tracefs");
+        assert_eq!(hooks[4].cells().3, "loading the eBPF object failed");
+        let json = serde_json::to_value(&hooks[4]).unwrap();
+        assert_eq!(json, serde_json::json!({"hook": "load", "symbol": "-", "state": "failed", "reason": "loading the eBPF object failed"}));
+        assert_eq!(serde_json::to_value(&hooks[1]).unwrap()["hook"], "release", "a hook row names its hook as in the records");
         assert_eq!(
             hooks[5],
-            row("get_vaddr_frames", "get_vaddr_frames", HookState::Failed, Some(NO_KPROBES)),
+            row(Hook::GetVaddrFrames, "get_vaddr_frames", HookState::Failed, Some(NO_KPROBES)),
             "no promise to attach later"
         );
     }
@@ -308,11 +351,12 @@ mod tests {
 #[cfg(test)]
 mod cost_tests {
     use super::*;
+    use crate::vocab::event::HookRef;
 
     #[test]
     fn cost_rows_give_runs_time_and_time_per_run_of_each_hook() {
         let hook = |name: &str, hits, runs: Option<u64>, ns: Option<u64>| HookTotals {
-            hook: name.into(),
+            hook: HookRef::from_name(name),
             hits,
             emitted: 0,
             dropped: 0,

@@ -12,11 +12,14 @@ use tokio::io::unix::AsyncFd;
 
 use crate::{
     probes::run_time::RunTime,
-    vocab::record::{HookTotals, Lost},
+    vocab::{
+        event::HookRef,
+        record::{HookTotals, Lost},
+    },
 };
 
 /// The maps the daemon reads, taken out of the loaded object.
-pub struct KernelMaps {
+pub(crate) struct KernelMaps {
     pub events: AsyncFd<RingBuf<MapData>>,
     pub counters: PerCpuArray<MapData, HookCounters>,
 }
@@ -33,7 +36,7 @@ impl KernelMaps {
     }
 
     /// Waits until records are available, then returns all of them (copied out).
-    pub async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
+    pub(crate) async fn next_batch(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut guard = self.events.readable_mut().await.context("waiting for the ring buffer")?;
         let batch = drain_ring(guard.get_inner_mut());
         guard.clear_ready();
@@ -41,12 +44,12 @@ impl KernelMaps {
     }
 
     /// Whatever is in the ring buffer right now, without waiting (final drain at shutdown).
-    pub fn drain_now(&mut self) -> Vec<Vec<u8>> {
+    pub(crate) fn drain_now(&mut self) -> Vec<Vec<u8>> {
         drain_ring(self.events.get_mut())
     }
 
     /// Counters summed over CPUs, indexed by hook slot.
-    pub fn read_counters(&self) -> Vec<HookCounters> {
+    pub(crate) fn read_counters(&self) -> Vec<HookCounters> {
         (0..HOOK_COUNT as u32)
             .map(|slot| match self.counters.get(&slot, 0) {
                 Ok(per_cpu) => per_cpu.iter().fold(HookCounters::default(), |acc, c| HookCounters {
@@ -70,13 +73,13 @@ fn drain_ring(ring: &mut RingBuf<MapData>) -> Vec<Vec<u8>> {
 
 /// Turns successive counter snapshots into "lost since last time" per hook.
 #[derive(Default)]
-pub struct LossTracker {
+pub(crate) struct LossTracker {
     reported: HashMap<usize, u64>,
 }
 
 impl LossTracker {
     /// `(slot, newly lost)` for every slot whose `dropped` grew since the last call.
-    pub fn new_losses(&mut self, counters: &[HookCounters]) -> Vec<(usize, u64)> {
+    pub(crate) fn new_losses(&mut self, counters: &[HookCounters]) -> Vec<(usize, u64)> {
         let mut out = Vec::new();
         for (slot, c) in counters.iter().enumerate() {
             let seen = self.reported.entry(slot).or_default();
@@ -92,7 +95,7 @@ impl LossTracker {
 /// Records that did not parse, per hook name, until the next counter poll reports them as
 /// `lost` records with `reason: undecodable`.
 #[derive(Default)]
-pub struct Undecodable(std::collections::BTreeMap<String, u64>);
+pub(crate) struct Undecodable(std::collections::BTreeMap<String, u64>);
 
 impl Undecodable {
     /// Counts one record of `hook`; true for the first one since the last report (worth a log line).
@@ -108,18 +111,20 @@ impl Undecodable {
     }
 }
 
-/// Named totals for the hooks that ran at all, with the kernel's run-time statistics per slot
+/// Totals for the hooks that ran at all (`hooks`: each counter slot's hook, `None` for an unused
+/// release slot), with the kernel's run-time statistics per slot
 /// when it keeps them.
-pub fn totals(counters: &[HookCounters], names: &[String], run_times: Option<&[RunTime]>) -> Vec<HookTotals> {
+pub(crate) fn totals(counters: &[HookCounters], hooks: &[Option<HookRef>], run_times: Option<&[RunTime]>) -> Vec<HookTotals> {
     counters
         .iter()
-        .zip(names)
+        .zip(hooks)
         .enumerate()
-        .filter(|(_, (c, name))| !name.is_empty() && (c.hits > 0 || c.dropped > 0))
-        .map(|(slot, (c, name))| {
+        .filter_map(|(slot, (c, hook))| Some((slot, c, hook.as_ref()?)))
+        .filter(|(_, c, _)| c.hits > 0 || c.dropped > 0)
+        .map(|(slot, c, hook)| {
             let run = run_times.map(|r| r.get(slot).copied().unwrap_or_default());
             HookTotals {
-                hook: name.clone(),
+                hook: hook.clone(),
                 hits: c.hits,
                 emitted: c.emitted,
                 dropped: c.dropped,
@@ -132,6 +137,8 @@ pub fn totals(counters: &[HookCounters], names: &[String], run_times: Option<&[R
 
 #[cfg(test)]
 mod tests {
+    use auditor_common::Hook;
+
     use super::*;
 
     fn dropped(n: u64) -> HookCounters {
@@ -160,21 +167,22 @@ mod tests {
 
     #[test]
     fn totals_name_hooks_and_skip_idle_ones() {
-        let names = vec!["follow_pfn".to_string(), "zap_vma_ptes".to_string()];
-        let t = totals(&[dropped(1), HookCounters::default()], &names, None);
-        assert_eq!(t.len(), 1);
-        assert_eq!(t[0].hook, "follow_pfn");
+        let hooks = [Some(Hook::FollowPfn.into()), Some(Hook::ZapVmaPtes.into()), None];
+        let t = totals(&[dropped(1), HookCounters::default(), dropped(3)], &hooks, None);
+        assert_eq!(t.len(), 1, "an idle hook and an unused slot have no totals");
+        assert_eq!(t[0].hook, HookRef::Table(Hook::FollowPfn));
         assert_eq!(t[0].dropped, 1);
         assert_eq!((t[0].bpf_runs, t[0].bpf_run_ns), (None, None), "no statistics: none reported, not zero");
     }
 
     #[test]
     fn totals_carry_each_hooks_bpf_run_time() {
-        let names = vec!["follow_pfn".to_string(), "zap_vma_ptes".to_string()];
+        let hooks = [Some(Hook::FollowPfn.into()), Some(HookRef::Release("drv_unpin".into()))];
         let runs = [RunTime { runs: 20, ns: 31_000 }, RunTime { runs: 4, ns: 900 }];
-        let t = totals(&[dropped(0), dropped(0)], &names, Some(&runs));
-        assert_eq!((t[1].hook.as_str(), t[1].bpf_runs, t[1].bpf_run_ns), ("zap_vma_ptes", Some(4), Some(900)));
+        let t = totals(&[dropped(0), dropped(0)], &hooks, Some(&runs));
+        assert_eq!((t[1].hook.name(), t[1].bpf_runs, t[1].bpf_run_ns), ("drv_unpin", Some(4), Some(900)));
         let json = serde_json::to_value(&t[0]).unwrap();
+        assert_eq!(json["hook"], "follow_pfn", "named on the wire");
         assert_eq!((json["bpf_runs"].as_u64(), json["bpf_run_ns"].as_u64()), (Some(20), Some(31_000)));
     }
 }

@@ -20,7 +20,7 @@ const DEV_DEPTH: usize = 4;
 const MAX_ENTRIES: usize = 20_000;
 
 /// Where the inode search looks; tests point it at a directory of their own.
-pub struct SearchRoots {
+pub(crate) struct SearchRoots {
     pub dev: PathBuf,
     pub pci_devices: PathBuf,
 }
@@ -33,13 +33,14 @@ impl Default for SearchRoots {
 
 /// Path lookups for one live run, with the inode searches remembered.
 #[derive(Default)]
-pub struct FilePaths {
+pub(crate) struct FilePaths {
     roots: SearchRoots,
     /// (kernel dev, inode) → path, including the misses.
     by_inode: HashMap<(u32, u64), Option<String>>,
 }
 
 impl FilePaths {
+    #[cfg(test)]
     pub fn with_roots(roots: SearchRoots) -> Self {
         Self { roots, by_inode: HashMap::new() }
     }

@@ -5,13 +5,13 @@ use crate::vocab::finding::{Finding, Severity};
 pub mod code {
     pub const CLEAN: u8 = 0;
     /// Findings at a severity the policy fails on.
-    pub const FINDINGS: u8 = 1;
+    pub(crate) const FINDINGS: u8 = 1;
     /// Could not start: bad policy, no privileges, kernel without the needed hooks, bad input file.
     pub const SETUP: u8 = 2;
     /// Events were lost (ring buffer full): the run proves nothing. `--allow-loss` waives it.
-    pub const EVENTS_LOST: u8 = 3;
+    pub(crate) const EVENTS_LOST: u8 = 3;
     /// The command under test failed and there were no failing findings.
-    pub const COMMAND_FAILED: u8 = 4;
+    pub(crate) const COMMAND_FAILED: u8 = 4;
     /// An output (NDJSON, JUnit, SARIF, human text) could not be created, written, flushed or
     /// synced: the run stopped, its records are incomplete.
     pub const OUTPUT: u8 = 5;

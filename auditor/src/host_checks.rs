@@ -49,16 +49,16 @@ impl Check {
 }
 
 /// Names of the checks, as in the output.
-pub const KERNEL: &str = "kernel";
+pub(crate) const KERNEL: &str = "kernel";
 pub const BTF: &str = "btf";
-pub const KPROBES: &str = "kprobes";
-pub const KPROBES_ON: &str = "kprobes-on";
-pub const RING_BUFFER: &str = "ringbuf";
-pub const FENTRY: &str = "fentry";
-pub const TRACEFS: &str = "tracefs";
-pub const MODULES: &str = "modules";
-pub const KALLSYMS: &str = "kallsyms";
-pub const PRIVILEGES: &str = "privileges";
+pub(crate) const KPROBES: &str = "kprobes";
+pub(crate) const KPROBES_ON: &str = "kprobes-on";
+pub(crate) const RING_BUFFER: &str = "ringbuf";
+pub(crate) const FENTRY: &str = "fentry";
+pub(crate) const TRACEFS: &str = "tracefs";
+pub(crate) const MODULES: &str = "modules";
+pub(crate) const KALLSYMS: &str = "kallsyms";
+pub(crate) const PRIVILEGES: &str = "privileges";
 
 /// The host as the checks see it: every absolute path is read under `root` (`/` for real).
 #[derive(Clone, Debug)]
@@ -71,7 +71,7 @@ pub struct Host {
 /// What the kernel said when asked through bpf(2) (aya's feature probes, which load a trivial
 /// program or create a small map): supported or not, or why it could not be asked.
 #[derive(Clone, Debug)]
-pub struct Features {
+pub(crate) struct Features {
     /// `BPF_MAP_TYPE_RINGBUF` (Linux 5.8), the map every record goes through.
     pub ring_buffer: Result<bool, String>,
     /// `BPF_PROG_TYPE_TRACING` (fentry/fexit through BPF trampolines, Linux 5.5 on x86-64).
@@ -105,7 +105,7 @@ impl Host {
 
     /// Asks the kernel through bpf(2), as root only: unprivileged bpf(2) is off on Debian, and
     /// asking as another user would only be refused.
-    pub fn probe_features(mut self) -> Self {
+    pub(crate) fn probe_features(mut self) -> Self {
         if self.euid == 0 {
             self.features = Features::probe();
         }
@@ -142,7 +142,7 @@ impl Host {
 }
 
 /// Every check, in the order `doctor` prints them.
-pub fn check_all(host: &Host) -> Vec<Check> {
+pub(crate) fn check_all(host: &Host) -> Vec<Check> {
     vec![
         kernel(host),
         btf(host),
@@ -216,9 +216,9 @@ pub fn kprobes(host: &Host) -> Check {
 /// The system-wide kprobe switch (`kernel/kprobes.c`, debugfs `kprobes/enabled`): at 0 every
 /// kprobe is disarmed and new ones are registered disarmed, so the hooks attach without error and
 /// never fire — a run would see nothing and look clean.
-pub const KPROBES_ENABLED: &str = "/sys/kernel/debug/kprobes/enabled";
+pub(crate) const KPROBES_ENABLED: &str = "/sys/kernel/debug/kprobes/enabled";
 
-pub fn kprobes_on(host: &Host) -> Check {
+pub(crate) fn kprobes_on(host: &Host) -> Check {
     match host.read(KPROBES_ENABLED).map(|v| v.trim().to_string()) {
         Ok(v) if v == "0" => Check::bad(
             KPROBES_ON,
@@ -237,7 +237,7 @@ pub fn kprobes_on(host: &Host) -> Check {
 /// The BPF ring buffer appeared in Linux 5.8 (commit 457f44363a88).
 const RING_BUFFER_SINCE: crate::probes::kernel_version::KernelVersion = crate::probes::kernel_version::KernelVersion::new(5, 8);
 
-pub fn ring_buffer(host: &Host) -> Check {
+pub(crate) fn ring_buffer(host: &Host) -> Check {
     let missing = || {
         Check::bad(
             RING_BUFFER,
@@ -288,7 +288,7 @@ fn config_value<'a>(config: &'a str, key: &str) -> Option<&'a str> {
 const TRACEFS_DIRS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
 /// Where tracefs is mounted (its `events` directory is there), if it is.
-pub fn tracefs_mounted(host: &Host) -> Option<&'static str> {
+pub(crate) fn tracefs_mounted(host: &Host) -> Option<&'static str> {
     TRACEFS_DIRS.into_iter().find(|dir| host.path(dir).join("events").is_dir())
 }
 
@@ -392,7 +392,7 @@ pub fn privileges(host: &Host) -> Check {
 }
 
 /// True when the kprobes check says no kprobe can be attached (hook rows then say so once).
-pub fn kprobes_unavailable(checks: &[Check]) -> bool {
+pub(crate) fn kprobes_unavailable(checks: &[Check]) -> bool {
     checks.iter().any(|c| c.name == KPROBES && c.state == CheckState::Missing)
 }
 

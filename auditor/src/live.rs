@@ -7,9 +7,11 @@ use crate::{
     pipeline::{OutputError, Pipeline, RunEnd, Sink},
     policy::Policy,
     probes::{Attached, floor::ProgramSet},
-    vocab::event::Event,
-    vocab::hook_status::HookStatus,
-    vocab::record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
+    vocab::{
+        event::Event,
+        hook_status::HookStatus,
+        record::{HookChange, Lost, RunSummary, SCHEMA_VERSION, Status},
+    },
 };
 
 pub struct LiveOptions {
@@ -38,6 +40,14 @@ struct LiveSource {
     events: bool,
     policy_path: Option<String>,
     rules: Vec<crate::vocab::record::RuleStatus>,
+}
+
+impl LiveSource {
+    /// The run cannot go on (`error`, a setup error): the reports say so; `error` is returned.
+    fn abandon(self, error: anyhow::Error) -> anyhow::Error {
+        self.pipeline.abandon(&format!("{error:#}"));
+        error
+    }
 }
 
 impl Observer for LiveSource {
@@ -98,16 +108,28 @@ where
         module_debug_dirs: opts.module_debug_dirs.clone(),
         programs: opts.programs,
     };
-    let session = Session::start(&session_opts, opts.metrics.clone(), &mut source)?;
-    if let Some(addr) = opts.metrics_addr {
-        crate::metrics::serve(addr, opts.metrics).await?;
+    // A setup error once the outputs are open still ends in reports that say why.
+    let session = match Session::start(&session_opts, opts.metrics.clone(), &mut source) {
+        Ok(session) => session,
+        Err(e) => return Err(source.abandon(e)),
+    };
+    if let Some(addr) = opts.metrics_addr
+        && let Err(e) = crate::metrics::serve(addr, opts.metrics).await
+    {
+        return Err(source.abandon(e));
     }
     let began = Instant::now();
     let end = if source.failed() {
         crate::daemon::SessionEnd { hooks: Vec::new() }
     } else {
-        let stop = started()?;
-        session.run(stop, &mut source).await?
+        let ran = match started() {
+            Ok(stop) => session.run(stop, &mut source).await,
+            Err(e) => Err(e),
+        };
+        match ran {
+            Ok(end) => end,
+            Err(e) => return Err(source.abandon(e)),
+        }
     };
     let (summary, error) = source.pipeline.finish(RunEnd { hooks: end.hooks, duration_ms: began.elapsed().as_millis() as u64 });
     match error {

@@ -88,7 +88,8 @@ impl Limits {
 #[derive(Args)]
 struct OutputRotation {
     /// Rotate the --output file before a record would take it past this many MiB: it becomes
-    /// PATH.1 (PATH.1 becomes PATH.2, ...) and a new PATH is opened; no record is ever split
+    /// PATH.1 (PATH.1 becomes PATH.2, ...) and a new PATH is opened; no record is ever split. A
+    /// non-empty PATH left by an earlier run is rotated the same way at the start (not emptied)
     #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..))]
     output_max_mib: Option<u64>,
     /// Rotated files kept with --output-max-mib (PATH.1 ... PATH.N); the oldest beyond is replaced
@@ -105,6 +106,11 @@ struct Reports {
     /// SARIF 2.1.0 report
     #[arg(long)]
     sarif: Option<PathBuf>,
+    /// Directory the driver's sources are under (a CI job's checkout): the SARIF report gives
+    /// source files under it relative to %SRCROOT% (its originalUriBaseIds), as code-scanning
+    /// views want them; files elsewhere keep absolute file:// URIs [default: the current directory]
+    #[arg(long, value_name = "DIR", requires = "sarif")]
+    source_root: Option<PathBuf>,
     /// Do not fail when events were lost (`gate`: exit code 3 otherwise; both: no failing
     /// `events-lost` JUnit case)
     #[arg(long)]
@@ -312,7 +318,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 
 impl Reports {
     fn none() -> Self {
-        Self { junit: None, sarif: None, allow_loss: false }
+        Self { junit: None, sarif: None, source_root: None, allow_loss: false }
     }
 }
 
@@ -342,11 +348,22 @@ fn pick_sinks(
     if let Some(metrics) = metrics {
         sinks.push(Box::new(MetricsSink(metrics)));
     }
+    // A report opened already says why the run never started, instead of staying empty.
+    let refused = |sinks: Vec<Box<dyn Sink>>, e: OutputError| {
+        Pipeline::new(&Policy::default(), sinks).abandon(&e.to_string());
+        e
+    };
     if let Some(path) = &reports.junit {
-        sinks.push(Box::new(JunitSink::create(path, fail_on, reports.allow_loss)?));
+        match JunitSink::create(path, fail_on, reports.allow_loss) {
+            Ok(sink) => sinks.push(Box::new(sink)),
+            Err(e) => return Err(refused(sinks, e)),
+        }
     }
     if let Some(path) = &reports.sarif {
-        sinks.push(Box::new(SarifSink::create(path)?));
+        match SarifSink::create(path, reports.source_root.as_deref().unwrap_or(Path::new("."))) {
+            Ok(sink) => sinks.push(Box::new(sink)),
+            Err(e) => return Err(refused(sinks, e)),
+        }
     }
     Ok(sinks)
 }

@@ -79,9 +79,9 @@ fn hook_label(hook: &str) -> Labels {
 
 impl Metrics {
     /// The kernel's per-hook counters, as totals since the probes were loaded.
-    pub fn set_hooks(&self, totals: &[HookTotals]) {
+    pub(crate) fn set_hooks(&self, totals: &[HookTotals]) {
         for t in totals {
-            let labels = hook_label(&t.hook);
+            let labels = hook_label(t.hook.name());
             advance(&self.hook_hits, &labels, t.hits);
             advance(&self.hook_emitted, &labels, t.emitted);
             advance(&self.hook_dropped, &labels, t.dropped);
@@ -118,7 +118,7 @@ impl Metrics {
         self.events.inc();
     }
 
-    pub fn set_levels(&self, levels: &Levels) {
+    pub(crate) fn set_levels(&self, levels: &Levels) {
         self.pins_held.set(levels.pins_held);
         self.pfnmaps.set(levels.pfnmaps);
     }
@@ -131,7 +131,7 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` (any path, in fact) until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+pub(crate) async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for --metrics: {e}"))?;
     tokio::spawn(async move {
         loop {
@@ -156,12 +156,13 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::event::HookRef;
 
     #[test]
     fn exposition_names_hooks_and_finding_kinds() {
         let m = Metrics::default();
         let totals = |runs, ns| HookTotals {
-            hook: "follow_pfn".into(),
+            hook: HookRef::from_name("follow_pfn"),
             hits: 7,
             emitted: 6,
             dropped: 1,
@@ -187,7 +188,14 @@ mod tests {
     fn kernel_totals_are_counters_and_levels_are_gauges() {
         let m = Metrics::default();
         let totals = |hits| {
-            [HookTotals { hook: "unmap_mapping_range".into(), hits, emitted: 0, dropped: 0, bpf_runs: Some(hits), bpf_run_ns: None }]
+            [HookTotals {
+                hook: HookRef::from_name("unmap_mapping_range"),
+                hits,
+                emitted: 0,
+                dropped: 0,
+                bpf_runs: Some(hits),
+                bpf_run_ns: None,
+            }]
         };
         m.set_hooks(&totals(10));
         m.set_hooks(&totals(25));

@@ -68,7 +68,7 @@ impl ModuleDebugInfo {
     }
 
     /// Modules were loaded, unloaded or reloaded: read their files again when next needed.
-    pub fn forget_modules(&mut self) {
+    pub(crate) fn forget_modules(&mut self) {
         self.modules.clear();
     }
 

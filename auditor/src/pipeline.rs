@@ -15,9 +15,11 @@ use std::{
 use crate::{
     correlate::{Correlator, Options},
     policy::Policy,
-    vocab::event::Event,
-    vocab::finding::Finding,
-    vocab::record::{HookChange, LossReason, Lost, RunSummary, Status},
+    vocab::{
+        event::Event,
+        finding::Finding,
+        record::{HookChange, LossReason, Lost, RunSummary, Status},
+    },
 };
 
 /// One output of a run: NDJSON, human text, JUnit, SARIF, metrics. Every method has a no-op
@@ -47,6 +49,13 @@ pub trait Sink {
     }
     /// Last call: the run's summary. Reports written at the end are written (and synced) here.
     fn finish(&mut self, _summary: &RunSummary) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// The run stopped because another output failed (`why`: that output's error, one line):
+    /// reports written at the end are written anyway, saying why the run is incomplete, so a CI
+    /// page shows the failure instead of an empty file. `summary` holds what was known when it
+    /// stopped. Only the sinks after and before the failed one get it, never the failed one.
+    fn stopped(&mut self, _summary: &RunSummary, _why: &str) -> std::io::Result<()> {
         Ok(())
     }
     /// SIGHUP: reopen the output at its path (logrotate moved the file away), between two records.
@@ -97,6 +106,8 @@ pub struct Pipeline {
     /// Of those, the records the daemon could not decode.
     undecodable: BTreeMap<String, u64>,
     error: Option<OutputError>,
+    /// Which sink failed (an index into `sinks`), or `None` for a failure outside the sinks.
+    failed_sink: Option<usize>,
     /// Set by the SIGHUP handler: reopen the outputs before the next record.
     reopen: Option<Arc<AtomicBool>>,
 }
@@ -117,6 +128,7 @@ impl Pipeline {
             lost: BTreeMap::new(),
             undecodable: BTreeMap::new(),
             error: None,
+            failed_sink: None,
             reopen: None,
         }
     }
@@ -130,7 +142,7 @@ impl Pipeline {
 
     /// Between records (a live run's 100 ms tick): reopens the outputs when asked, so a rotated
     /// file is let go even when nothing is recorded, and hands the sinks the current levels.
-    pub fn poll(&mut self) {
+    pub(crate) fn poll(&mut self) {
         let levels = self.levels();
         self.each(|s| s.levels(&levels));
     }
@@ -152,16 +164,18 @@ impl Pipeline {
         if let Some(flag) = &self.reopen
             && flag.swap(false, Ordering::Relaxed)
         {
-            for sink in &mut self.sinks {
+            for (i, sink) in self.sinks.iter_mut().enumerate() {
                 if let Err(source) = sink.reopen() {
                     self.error = Some(OutputError { output: sink.name(), error: source });
+                    self.failed_sink = Some(i);
                     return;
                 }
             }
         }
-        for sink in &mut self.sinks {
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
             if let Err(source) = deliver(sink.as_mut()) {
                 self.error = Some(OutputError { output: sink.name(), error: source });
+                self.failed_sink = Some(i);
                 return;
             }
         }
@@ -171,7 +185,7 @@ impl Pipeline {
         self.each(|s| s.status(status));
     }
 
-    pub fn hook_changed(&mut self, change: &HookChange) {
+    pub(crate) fn hook_changed(&mut self, change: &HookChange) {
         self.each(|s| s.hook_changed(change));
     }
 
@@ -193,15 +207,31 @@ impl Pipeline {
         self.each(|s| s.lost(lost));
     }
 
-    /// Ends the run: end-of-run findings (leaks), then the summary to every sink. The summary
-    /// is returned even when an output failed (the caller reports the error).
-    pub fn finish(mut self, end: RunEnd) -> (RunSummary, Option<OutputError>) {
-        self.poll();
+    /// Ends a run that could not go on for a reason outside the outputs (a setup error after the
+    /// outputs were opened: no hook attached, the command could not be started): every sink is
+    /// told `why` ([`Sink::stopped`]) with what was known so far, so no report is left empty.
+    pub fn abandon(mut self, why: &str) {
         let result = self.correlator.finish();
-        for f in &result.findings[self.reported..] {
-            self.each(|s| s.finding(f));
+        let summary = self.summary(result, RunEnd::default());
+        self.tell_stopped(&summary, why);
+    }
+
+    /// The sinks but the failed one learn why the run stopped. A report that cannot be written
+    /// either is a warning: the run's one error line names the first output that failed.
+    fn tell_stopped(&mut self, summary: &RunSummary, why: &str) {
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if Some(i) == self.failed_sink {
+                continue;
+            }
+            if let Err(e) = sink.stopped(summary, why) {
+                log::warn!("{}", OutputError { output: sink.name(), error: e });
+            }
         }
-        let summary = RunSummary {
+    }
+
+    /// The run's summary record: the correlator's `result` and what the pipeline counted.
+    fn summary(&mut self, result: crate::correlate::Summary, end: RunEnd) -> RunSummary {
+        RunSummary {
             findings: result.findings,
             counts: result.counts,
             suppressed: result.suppressed,
@@ -215,8 +245,24 @@ impl Pipeline {
             undecodable: std::mem::take(&mut self.undecodable),
             hooks: end.hooks,
             duration_ms: end.duration_ms,
-        };
+        }
+    }
+
+    /// Ends the run: end-of-run findings (leaks), then the summary to every sink. The summary
+    /// is returned even when an output failed (the caller reports the error); the other sinks
+    /// are then told why the run stopped ([`Sink::stopped`]).
+    pub fn finish(mut self, end: RunEnd) -> (RunSummary, Option<OutputError>) {
+        self.poll();
+        let result = self.correlator.finish();
+        for f in &result.findings[self.reported..] {
+            self.each(|s| s.finding(f));
+        }
+        let summary = self.summary(result, end);
         self.each(|s| s.finish(&summary));
+        if let Some(error) = &self.error {
+            let why = error.to_string();
+            self.tell_stopped(&summary, &why);
+        }
         (summary, self.error)
     }
 }
@@ -262,6 +308,9 @@ mod tests {
         fn finish(&mut self, s: &RunSummary) -> std::io::Result<()> {
             self.note(&format!("finish lost_total={}", s.lost_total))
         }
+        fn stopped(&mut self, s: &RunSummary, why: &str) -> std::io::Result<()> {
+            self.note(&format!("stopped with {} finding(s): {why}", s.findings.len()))
+        }
     }
 
     fn leak_stream() -> Stream {
@@ -302,5 +351,31 @@ mod tests {
         let error = error.expect("the write error");
         assert_eq!(calls.borrow().len(), 2, "nothing delivered after the failure: {:?}", calls.borrow());
         assert!(error.to_string().starts_with("cannot write the probe output: "), "{error}");
+    }
+
+    #[test]
+    fn after_an_output_error_the_other_sinks_are_told_why_the_run_stopped() {
+        let (failing, other) = (Rc::new(RefCell::new(Vec::new())), Rc::new(RefCell::new(Vec::new())));
+        let sinks: Vec<Box<dyn Sink>> =
+            vec![Box::new(Probe { calls: failing.clone(), fail_at: Some(1) }), Box::new(Probe { calls: other.clone(), fail_at: None })];
+        let mut p = Pipeline::new(&Policy::default(), sinks);
+        for e in &leak_stream().events {
+            p.event(e);
+        }
+        let (_, error) = p.finish(RunEnd::default());
+        assert!(error.is_some());
+        assert_eq!(*failing.borrow(), ["event"], "the failed output is not written again");
+        assert_eq!(
+            other.borrow().last().map(String::as_str),
+            Some("stopped with 2 finding(s): cannot write the probe output: No space left on device (os error 28)")
+        );
+    }
+
+    #[test]
+    fn an_abandoned_run_tells_every_sink_why() {
+        let calls = Rc::new(RefCell::new(Vec::new()));
+        let p = Pipeline::new(&Policy::default(), vec![Box::new(Probe { calls: calls.clone(), fail_at: None })]);
+        p.abandon("no raw PFN lookup hook could be attached");
+        assert_eq!(*calls.borrow(), ["stopped with 0 finding(s): no raw PFN lookup hook could be attached"]);
     }
 }

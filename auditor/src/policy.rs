@@ -75,7 +75,7 @@ impl HolderRule {
     }
 
     /// Is `hook` (a hooked release function) one of this holder's releases?
-    pub fn released_by(&self, hook: &HookRef) -> bool {
+    pub(crate) fn released_by(&self, hook: &HookRef) -> bool {
         match hook {
             HookRef::Release(function) => self.release.iter().any(|r| same_function(r, function)),
             HookRef::Table(_) => false,
@@ -203,10 +203,6 @@ struct RawGate {
 }
 
 impl Policy {
-    pub fn from_file(path: &Path) -> Result<Self, PolicyError> {
-        Self::read(path).map(|(policy, _)| policy)
-    }
-
     /// The parsed policy and its text.
     fn read(path: &Path) -> Result<(Self, String), PolicyError> {
         let file = path.display().to_string();
@@ -387,11 +383,11 @@ impl Policy {
     }
 
     /// The holder rule a lookup from `function [module]` falls under (first match wins).
-    pub fn holder_for(&self, function: Option<&str>, module: Option<&str>) -> Option<(usize, &HolderRule)> {
+    pub(crate) fn holder_for(&self, function: Option<&str>, module: Option<&str>) -> Option<(usize, &HolderRule)> {
         self.holders.iter().enumerate().find(|(_, h)| h.matches(function, module))
     }
 
-    pub fn suppression_for(&self, function: Option<&str>, module: Option<&str>, kind: FindingKind) -> Option<&Suppression> {
+    pub(crate) fn suppression_for(&self, function: Option<&str>, module: Option<&str>, kind: FindingKind) -> Option<&Suppression> {
         self.suppressions.iter().find(|s| s.matches(function, module, kind))
     }
 }

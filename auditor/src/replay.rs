@@ -37,7 +37,24 @@ pub fn replay(reader: impl BufRead, file: &str, policy: &Policy, sinks: Vec<Box<
 }
 
 /// [`replay`] into a pipeline made by the caller (e.g. one that reopens its outputs on SIGHUP).
-pub fn replay_into(mut reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> Result<RunSummary, ReplayError> {
+/// A recording that cannot be read to its end stops the run: the reports say why
+/// ([`Pipeline::abandon`]).
+pub fn replay_into(reader: impl BufRead, file: &str, mut pipeline: Pipeline) -> Result<RunSummary, ReplayError> {
+    match feed(reader, file, &mut pipeline) {
+        Ok(end) => match pipeline.finish(end) {
+            (_, Some(error)) => Err(error.into()),
+            (summary, None) => Ok(summary),
+        },
+        Err(e) => {
+            pipeline.abandon(&e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// Every record of the recording into `pipeline`, until its end or a failed output; the recorded
+/// summary's kernel counters and duration.
+fn feed(mut reader: impl BufRead, file: &str, pipeline: &mut Pipeline) -> Result<RunEnd, ReplayError> {
     let mut end = RunEnd::default();
     let mut events = 0usize;
     // A run recorded with --events may have seen no event at all; one recorded without can't be replayed.
@@ -86,8 +103,5 @@ pub fn replay_into(mut reader: impl BufRead, file: &str, mut pipeline: Pipeline)
     if events == 0 && !recorded_events && !pipeline.failed() {
         return Err(ReplayError::NoEvents { file: file.to_string() });
     }
-    match pipeline.finish(end) {
-        (_, Some(error)) => Err(error.into()),
-        (summary, None) => Ok(summary),
-    }
+    Ok(end)
 }

@@ -11,9 +11,9 @@
 //! event: serde_json with borrowed wire structs ~1.4 µs a line here, simd-json 0.19 and sonic-rs
 //! 0.5 (without `-C target-cpu`, which a portable static binary cannot use) slower still; a
 //! recorded line is ~60 short keys and values (README "Correlator").
-use crate::{
-    vocab::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
-    vocab::record::Record,
+use crate::vocab::{
+    event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
+    record::Record,
 };
 
 /// One NDJSON line as a record.

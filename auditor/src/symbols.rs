@@ -129,7 +129,7 @@ impl LoadedModules {
 /// came from: the only one, else the one the stack is in (the `vmf_insert_pfn` hook is attached
 /// to `vmf_insert_pfn_prot` and the huge-page `vmf_insert_pfn_pmd*`/`_pud*`); `None` when neither
 /// tells.
-pub fn attached_symbol<'a>(stack: &[Frame], attached: &'a [String]) -> Option<&'a str> {
+pub(crate) fn attached_symbol<'a>(stack: &[Frame], attached: &'a [String]) -> Option<&'a str> {
     if let [only] = attached {
         return Some(only);
     }

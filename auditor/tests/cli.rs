@@ -191,7 +191,7 @@ fn replay_gate() -> Command {
 fn replay_of_a_recorded_gate_run_writes_the_junit_and_sarif_the_gate_wrote() {
     let dir = temp_file("unused", "").parent().unwrap().to_path_buf();
     let (junit, sarif) = (dir.join("replayed.junit"), dir.join("replayed.sarif"));
-    let out = replay_gate().arg("--junit").arg(&junit).arg("--sarif").arg(&sarif).output().unwrap();
+    let out = replay_gate().arg("--junit").arg(&junit).arg("--sarif").arg(&sarif).args(["--source-root", "/src/driver"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&junit).unwrap(), std::fs::read_to_string(gate_fixture("gate-catches-revoke.junit")).unwrap());
     assert_eq!(std::fs::read_to_string(&sarif).unwrap(), std::fs::read_to_string(gate_fixture("gate-catches-revoke.sarif")).unwrap());

@@ -11,10 +11,12 @@ use auditor::{
     replay::{ReplayError, replay},
     vocab::event::Cause,
     vocab::{
+        event::HookRef,
         hook_status::{HookState, HookStatus},
         record::{HookChange, HookTotals, Lost, Record, RunSummary, SCHEMA_VERSION, Status},
     },
 };
+use auditor_common::Hook;
 
 fn schema_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/schema/pfn-auditor.schema.json")
@@ -48,9 +50,9 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         policy: Some("policy.toml".into()),
         events: true,
         hooks: vec![
-            HookStatus { hook: "follow_pfn".into(), symbol: "follow_pfn".into(), state: HookState::Attached, reason: None },
+            HookStatus { hook: Hook::FollowPfn, symbol: "follow_pfn".into(), state: HookState::Attached, reason: None },
             HookStatus {
-                hook: "follow_pfnmap_start".into(),
+                hook: Hook::FollowPfnmapStart,
                 symbol: "follow_pfnmap_start".into(),
                 state: HookState::Absent,
                 reason: Some("appeared in 6.12".into()),
@@ -61,7 +63,7 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
     let mut lines = vec![serde_json::to_string(&Record::Status(status)).unwrap()];
     // The driver's module loaded after the start: its release hook attaches then.
     let release_attached =
-        HookStatus { hook: "release".into(), symbol: "pfnaudit_unpin_tracked".into(), state: HookState::Attached, reason: None };
+        HookStatus { hook: Hook::Release0, symbol: "pfnaudit_unpin_tracked".into(), state: HookState::Attached, reason: None };
     lines.push(serde_json::to_string(&Record::Hook(HookChange { status: release_attached, ts_ns: 5 })).unwrap());
     let mut finding_lines = Vec::new();
     let mut correlator = Correlator::new(&policy);
@@ -94,7 +96,7 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         lost_total: 4,
         undecodable: [("zap_vma_ptes".to_string(), 1)].into(),
         hooks: vec![HookTotals {
-            hook: "follow_pfn".into(),
+            hook: HookRef::from_name("follow_pfn"),
             hits: 9,
             emitted: 6,
             dropped: 3,

@@ -6,9 +6,8 @@ use std::sync::LazyLock;
 
 use auditor::{
     decode::{Decoder, Enrich, RawRecord},
-    vocab::event::Frame,
+    vocab::{event::Frame, record::Record},
     file_names::{KernelFileNames, Mounts},
-    vocab::record::Record,
     replay_parse,
     symbols::KernelSymbols,
 };

@@ -89,6 +89,11 @@ pub fn write(path: &Path, contents: &Contents) -> Result<()> {
         order.push('\n');
     }
     cpio.file("modules/order", 0o644, order.as_bytes())?;
+    // The test module's build directory (its sources are copied there; DWARF names them by that
+    // absolute path): the gate scenarios' --source-root, as a CI job passes its checkout.
+    if let Some(built) = contents.modules.iter().find(|m| m.name == "pfnaudit_test").and_then(|m| m.file.parent()) {
+        cpio.file("modules/source-root", 0o644, built.as_os_str().as_encoded_bytes())?;
+    }
     // In-tree modules: their own directory and list, so the gate-late scenarios' unloading of
     // modules/order leaves vfio and kvm alone.
     cpio.dir("modules/intree")?;

@@ -129,7 +129,7 @@ fn verify_unit(package_root: &Path) -> Result<()> {
     sh::run(Command::new("cp").arg("-a").arg(package_root).arg(&root))?;
     // -n: the package's own unit is not replaced by an installed one.
     sh::run(Command::new("cp").args(["-an", "/lib/systemd/system/."]).arg(root.join("lib/systemd/system")))?;
-    // The base system's programs the unit runs (ExecStartPre's shell).
+    // The base system's programs the unit runs (ExecReload's shell: its builtin kill).
     std::fs::create_dir_all(root.join("bin"))?;
     std::fs::copy("/bin/sh", root.join("bin/sh")).context("cannot copy /bin/sh")?;
     let out = Command::new("systemd-analyze")

@@ -184,13 +184,19 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
         return Err(format!("pfn-auditor exited {} (expected {expected_exit}): {stderr}", ndjson.status));
     }
     if scenario.output_unwritable {
-        // Nothing could be recorded: the verdict is the exit code (above) and the one line naming
-        // the output that failed.
+        // Nothing could be recorded: the verdict is the exit code (above), the one line naming
+        // the output that failed and, for `gate`, reports that validate and say why.
         let all = get("stderr").map(|s| s.text.as_str()).unwrap_or_default();
-        return match all.lines().find(|l| l.contains("cannot write the NDJSON output /dev/full")) {
-            Some(line) => Ok(format!("stopped with exit 5: {}", line.trim())),
-            None => Err(format!("stderr does not name the unwritable output: {stderr}")),
+        let Some(line) = all.lines().find(|l| l.contains(FULL_OUTPUT)) else {
+            return Err(format!("stderr does not name the unwritable output: {stderr}"));
         };
+        if scenario.gate_exit.is_some() {
+            let problems = stopped_reports(get("junit").map(|s| s.text.as_str()), get("sarif").map(|s| s.text.as_str()));
+            if !problems.is_empty() {
+                return Err(problems.join("; "));
+            }
+        }
+        return Ok(format!("stopped with exit 5: {}", line.trim()));
     }
     let tally = tally(&ndjson.text)?;
     let mut problems = Vec::new();
@@ -323,7 +329,43 @@ fn gate_reports(tally: &Tally, sources: bool, fails_closed: bool, junit: Option<
     problems
 }
 
-/// Each SARIF result whose physical location is not the file:line of a finding's holder.
+/// What the line and the reports of a gate whose NDJSON output is /dev/full name.
+const FULL_OUTPUT: &str = "cannot write the NDJSON output /dev/full";
+
+/// The reports of a gate stopped by an unwritable output: valid, and saying why (a JUnit
+/// `run-stopped` error case, a SARIF invocation that did not succeed with the output's error).
+fn stopped_reports(junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
+    let mut problems = Vec::new();
+    match junit.filter(|x| !x.trim().is_empty()) {
+        None => problems.push("gate left the JUnit report empty".to_owned()),
+        Some(xml) => {
+            match schemas::junit_problems(xml) {
+                Ok(invalid) => problems.extend(invalid),
+                Err(e) => problems.push(e),
+            }
+            if !(xml.contains("type=\"run-stopped\"") && xml.contains(FULL_OUTPUT)) {
+                problems.push("JUnit has no run-stopped case naming the unwritable output".to_owned());
+            }
+        }
+    }
+    match sarif.filter(|x| !x.trim().is_empty()).map(|text| (text, serde_json::from_str::<Value>(text))) {
+        None => problems.push("gate left the SARIF report empty".to_owned()),
+        Some((_, Err(e))) => problems.push(format!("SARIF is not JSON: {e}")),
+        Some((text, Ok(doc))) => {
+            problems.extend(schemas::sarif_problems(text));
+            let invocation = &doc["runs"][0]["invocations"][0];
+            let why = invocation["toolExecutionNotifications"][0]["message"]["text"].as_str().unwrap_or("");
+            if invocation["executionSuccessful"] != Value::Bool(false) || !why.contains(FULL_OUTPUT) {
+                problems.push("SARIF's invocation does not say that the run failed on the unwritable output".to_owned());
+            }
+        }
+    }
+    problems
+}
+
+/// Each SARIF result whose physical location is not the file:line of a finding's holder, given
+/// relative to `%SRCROOT%` (the guest passes the test module's build directory as
+/// `--source-root`, a CI job's checkout in this setting).
 fn sarif_source_problems(tally: &Tally, doc: &Value) -> Vec<String> {
     let holders: Vec<(&str, u64)> =
         tally.evidence.values().flatten().filter_map(|e| Some((e.holder_file.as_deref()?, e.holder_line?))).collect();
@@ -331,9 +373,16 @@ fn sarif_source_problems(tally: &Tally, doc: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     for result in &results {
         let physical = &result["locations"][0]["physicalLocation"];
-        let (uri, line) = (physical["artifactLocation"]["uri"].as_str().unwrap_or(""), physical["region"]["startLine"].as_u64());
-        if !holders.iter().any(|(file, l)| uri.ends_with(*file) && line == Some(*l)) {
-            problems.push(format!("SARIF result located at {uri:?} line {line:?}, not at a finding's holder {holders:?}"));
+        let artifact = &physical["artifactLocation"];
+        let (uri, line) = (artifact["uri"].as_str().unwrap_or(""), physical["region"]["startLine"].as_u64());
+        if artifact["uriBaseId"] != "%SRCROOT%" || uri.starts_with('/') || uri.contains("://") {
+            problems.push(format!("SARIF result located at {uri:?}, not relative to %SRCROOT%"));
+            continue;
+        }
+        let base = doc["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"].as_str().unwrap_or("");
+        let resolved = format!("{base}{uri}");
+        if !holders.iter().any(|(file, l)| resolved == format!("file://{file}") && line == Some(*l)) {
+            problems.push(format!("SARIF result located at {resolved:?} line {line:?}, not at a finding's holder {holders:?}"));
         }
     }
     problems
@@ -391,15 +440,36 @@ mod tests {
         let toml = "[[scenario]]\nname = \"s\"\ngate_exit = 5\noutput_unwritable = true\n";
         let file: BTreeMap<String, Vec<Scenario>> = toml::from_str(toml).unwrap();
         let s = file["scenario"][0].clone();
-        let with_stderr = |status: &str, text: &str| {
+        let why = "cannot write the NDJSON output /dev/full: No space left on device (os error 28)";
+        let junit = format!(
+            "<testsuites name=\"pfn-auditor\" tests=\"1\" failures=\"0\" errors=\"1\">\
+             <testsuite name=\"pfn-auditor\" tests=\"1\" failures=\"0\" errors=\"1\">\
+             <testcase name=\"the run completed\"><error type=\"run-stopped\" message=\"{why}\"/></testcase>\
+             </testsuite></testsuites>"
+        );
+        let sarif = CLEAN_SARIF.replace(
+            "\"results\"",
+            &format!(
+                "\"invocations\":[{{\"executionSuccessful\":false,\"toolExecutionNotifications\":[{{\"level\":\"error\",\"message\":{{\"text\":\"{why}\"}}}}]}}],\"results\""
+            ),
+        );
+        let with_stderr = |status: &str, text: &str, reports: (&str, &str)| {
             let mut f = files("", status);
-            f.insert(("s".into(), "stderr".into()), Sent { status: status.into(), text: text.into() });
+            let sent = |text: &str| Sent { status: status.into(), text: text.into() };
+            f.insert(("s".into(), "stderr".into()), sent(text));
+            f.insert(("s".into(), "junit".into()), sent(reports.0));
+            f.insert(("s".into(), "sarif".into()), sent(reports.1));
             f
         };
-        let named = "pfn-auditor: cannot write the NDJSON output /dev/full: No space left on device (os error 28)\n";
-        assert!(judge(&s, "6.1", &with_stderr("5", named), true).is_ok());
-        assert!(judge(&s, "6.1", &with_stderr("0", named), true).unwrap_err().contains("exited 0"));
-        assert!(judge(&s, "6.1", &with_stderr("5", "pfn-auditor: something else\n"), true).unwrap_err().contains("does not name"));
+        let named = format!("pfn-auditor: {why}\n");
+        let reports = (junit.as_str(), sarif.as_str());
+        assert_eq!(judge(&s, "6.1", &with_stderr("5", &named, reports), true).map(|_| ()), Ok(()));
+        assert!(judge(&s, "6.1", &with_stderr("0", &named, reports), true).unwrap_err().contains("exited 0"));
+        assert!(judge(&s, "6.1", &with_stderr("5", "pfn-auditor: something else\n", reports), true).unwrap_err().contains("does not name"));
+        let empty = judge(&s, "6.1", &with_stderr("5", &named, ("", "")), true).unwrap_err();
+        assert!(empty.contains("JUnit report empty") && empty.contains("SARIF report empty"), "{empty}");
+        let silent = judge(&s, "6.1", &with_stderr("5", &named, (CLEAN_JUNIT, CLEAN_SARIF)), true).unwrap_err();
+        assert!(silent.contains("no run-stopped case") && silent.contains("does not say that the run failed"), "{silent}");
     }
 
     #[test]
@@ -540,7 +610,7 @@ mod tests {
         let sarif = |line: usize| {
             CLEAN_SARIF.replace(
                 "\"results\":[]",
-                &format!("\"results\":[{{\"message\":{{\"text\":\"m\"}},\"locations\":[{{\"physicalLocation\":{{\"artifactLocation\":{{\"uri\":\"file:///build/pfnaudit_test.c\"}},\"region\":{{\"startLine\":{line}}}}}}}]}}]"),
+                &format!("\"originalUriBaseIds\":{{\"%SRCROOT%\":{{\"uri\":\"file:///build/\"}}}},\"results\":[{{\"message\":{{\"text\":\"m\"}},\"locations\":[{{\"physicalLocation\":{{\"artifactLocation\":{{\"uri\":\"pfnaudit_test.c\",\"uriBaseId\":\"%SRCROOT%\"}},\"region\":{{\"startLine\":{line}}}}}}}]}}]"),
             )
         };
         let sent = |text: &str| Sent { status: "0".into(), text: text.into() };
@@ -549,6 +619,10 @@ mod tests {
         assert!(judge(&s, "6.1", &guest, true).is_ok(), "{:?}", judge(&s, "6.1", &guest, true));
         guest.insert(("s".into(), "sarif".into()), sent(&sarif(1)));
         assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("SARIF result located at"));
+        let absolute = sarif(lookup_line).replace("\"pfnaudit_test.c\",\"uriBaseId\":\"%SRCROOT%\"", "\"file:///build/pfnaudit_test.c\"");
+        guest.insert(("s".into(), "sarif".into()), sent(&absolute));
+        assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("not relative to %SRCROOT%"));
+        guest.insert(("s".into(), "sarif".into()), sent(&sarif(lookup_line)));
         guest.insert(("s".into(), "ndjson".into()), sent(&finding(1)));
         assert!(judge(&s, "6.1", &guest, true).unwrap_err().contains("which makes no raw lookup"));
         guest.insert(("s".into(), "ndjson".into()), sent(&finding(lookup_line).replace(",\"line\"", ",\"no-line\"")));

@@ -15,7 +15,7 @@ use std::{
 
 use hashbrown::HashTable;
 
-pub struct Interner<T> {
+pub(crate) struct Interner<T> {
     table: HashTable<(u64, Arc<T>)>,
     hasher: hashbrown::DefaultHashBuilder,
     /// Entries after the last sweep: the next sweep is at twice that (at least `MIN_SWEEP`).
@@ -32,12 +32,12 @@ impl<T> Default for Interner<T> {
 
 impl<T> Interner<T> {
     /// The hash to pass to [`Interner::get_or_insert`] for a key (the same key must hash the same).
-    pub fn hash(&self, key: impl Hash) -> u64 {
+    pub(crate) fn hash(&self, key: impl Hash) -> u64 {
         self.hasher.hash_one(key)
     }
 
     /// The shared copy of the value that `hash` and `eq` name, made by `make` if there is none.
-    pub fn get_or_insert(&mut self, hash: u64, eq: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> Arc<T> {
+    pub(crate) fn get_or_insert(&mut self, hash: u64, eq: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> Arc<T> {
         if let Some((_, shared)) = self.table.find(hash, |(h, v)| *h == hash && eq(v)) {
             return shared.clone();
         }

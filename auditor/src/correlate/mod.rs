@@ -10,12 +10,16 @@ mod intern;
 mod pin;
 #[cfg(test)]
 mod reference;
+mod slots;
 pub mod synthetic;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    hash::BuildHasher,
     sync::Arc,
 };
+
+use hashbrown::HashTable;
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +34,7 @@ use crate::{
 use index::IntervalIndex;
 use intern::Interner;
 use pin::{Origin, Pin, Release, Run, subtract};
+use slots::{Ordered, Slot};
 
 use crate::probes::table;
 
@@ -86,58 +91,45 @@ pub struct Options {
 
 impl Default for Options {
     /// 1 Mi pins and 256 Ki PFN maps: far above a real workload (per-page lookups coalesce), and
-    /// well under 1 GiB of state (`examples/hold-pins`: ~1 KiB a pin with its own PFN map, most
+    /// well under 1 GiB of state (`examples/hold-pins`: ~650 bytes a pin with its own PFN map, most
     /// of it the indexes and the PFN map's vma; what pins share is stored once, `intern.rs`).
     fn default() -> Self {
         Self { max_pins: 1 << 20, max_pfnmaps: 1 << 18 }
     }
 }
 
-/// A PFN map and its insertion order (for eviction).
-struct PfnMapEntry {
-    vma: Arc<Vma>,
-    order: u64,
-}
-
 /// Index group of a pin's release: by tgid, the class of release (frame vector, holder exit,
 /// policy rule N).
-fn release_class(r: Release) -> u64 {
+fn release_class(r: Release) -> u32 {
     match r {
         Release::FrameVector => 0,
         Release::HolderExit => 1,
-        Release::Policy(i) => 2 + i as u64,
+        Release::Policy(i) => u32::try_from(i).map_or(u32::MAX, |i| i.saturating_add(2)),
     }
 }
 
 pub struct Correlator {
     policy: Policy,
     options: Options,
-    /// Known PFN-mapped vmas by vma pointer.
-    pfnmaps: HashMap<u64, PfnMapEntry>,
-    /// PFN maps by mm and address interval (id: the vma pointer).
-    pfnmaps_by_addr: IntervalIndex<u64>,
-    /// PFN maps in insertion order: order → vma pointer.
-    pfnmap_order: BTreeMap<u64, u64>,
-    next_pfnmap_order: u64,
-    /// Held pins by id: id order is the order they were taken in, the order findings follow.
-    pins: BTreeMap<u64, Pin>,
-    /// Pins by mm and user address, one interval per run (munmap by mm, exit, coalescing).
-    by_mm: IntervalIndex<u64>,
-    /// (vma pointer, mm) → pins held: the mms whose pins a zap or munmap by vma looks through.
-    mms_of_vma: BTreeMap<(u64, u64), u64>,
-    /// Pins by file mapping and page-offset interval, one per run (owner revocations).
-    by_file: IntervalIndex<u64>,
-    /// Pins by (tgid, release class, id) (holder exit, releases by tgid).
-    by_tgid: BTreeSet<(u32, u64, u64)>,
-    /// Pins of a rule released by argument, by rule and PFN / user page interval, one per run.
-    by_release_key: IntervalIndex<usize>,
+    /// Known PFN-mapped vmas (the vma's one shared copy), oldest first (for eviction).
+    pfnmaps: Ordered<Arc<Vma>>,
+    /// PFN map slots by vma pointer.
+    pfnmap_by_ptr: HashTable<Slot>,
+    /// PFN maps by mm and address interval.
+    pfnmaps_by_addr: IntervalIndex<Slot>,
+    /// Held pins, in the order they were taken in (the order of their ids and of findings).
+    pins: Ordered<Pin>,
+    /// The pins by everything an event asks about them.
+    ix: PinIndex,
     /// Frame-vector pins by `struct frame_vector *`.
-    by_vec: HashMap<u64, u64>,
+    by_vec: HashMap<u64, Slot>,
     /// Who took the pins (task, call site, stack) and their vmas, one copy each (`intern.rs`).
     origins: Interner<Origin>,
     vmas: Interner<Vma>,
     /// Reused candidate buffer: no allocation per event once warm.
-    scratch: Vec<u64>,
+    scratch: Vec<Slot>,
+    /// Hashes vma pointers for `pfnmap_by_ptr`.
+    hasher: hashbrown::DefaultHashBuilder,
     next_pin_id: u64,
     /// Processes that exited, by (tgid, leader start time): a pid reused by a later process is not
     /// an exited one.
@@ -158,20 +150,16 @@ impl Correlator {
         Self {
             policy: policy.clone(),
             options,
-            pfnmaps: HashMap::new(),
-            pfnmaps_by_addr: IntervalIndex::default(),
-            pfnmap_order: BTreeMap::new(),
-            next_pfnmap_order: 0,
-            pins: BTreeMap::new(),
-            by_mm: IntervalIndex::default(),
-            mms_of_vma: BTreeMap::new(),
-            by_file: IntervalIndex::default(),
-            by_tgid: BTreeSet::new(),
-            by_release_key: IntervalIndex::default(),
+            pfnmaps: Ordered::default(),
+            pfnmap_by_ptr: HashTable::new(),
+            pfnmaps_by_addr: IntervalIndex::new(PAGE - 1),
+            pins: Ordered::default(),
+            ix: PinIndex::new(),
             by_vec: HashMap::new(),
             origins: Interner::default(),
             vmas: Interner::default(),
             scratch: Vec::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
             next_pin_id: 1,
             exited: HashSet::new(),
             kept: Kept::default(),
@@ -202,8 +190,8 @@ impl Correlator {
                 self.frames_get(ev, *vec, start.0, mm.0, *nr_frames, *is_pfns, pfns)
             }
             EventBody::FramesPut { vec } => {
-                if let Some(id) = self.by_vec.get(&vec.0).copied() {
-                    self.remove_pin(id);
+                if let Some(slot) = self.by_vec.get(&vec.0).copied() {
+                    self.remove_pin(slot);
                 }
                 Vec::new()
             }
@@ -238,7 +226,7 @@ impl Correlator {
     pub fn finish(&mut self) -> Summary {
         let leaked: Vec<Finding> = self
             .pins
-            .values()
+            .iter()
             .filter(|p| p.release != Release::HolderExit)
             .map(|p| self.finding(p, FindingKind::PinLeaked, None, self.last_ts))
             .collect();
@@ -270,24 +258,35 @@ impl Correlator {
 
     fn add_pfnmap(&mut self, vma: &Vma) {
         self.remove_pfnmap(vma.vma.0);
-        if self.pfnmaps.len() >= self.options.max_pfnmaps.max(1)
-            && let Some((_, &oldest)) = self.pfnmap_order.first_key_value()
+        if self.pfnmaps.len() >= self.options.max_pfnmaps.clamp(1, Ordered::<Arc<Vma>>::MAX_LEN)
+            && let Some(oldest) = self.pfnmaps.first()
+            && let Some(ptr) = self.pfnmaps.get(oldest).map(|v| v.vma.0)
         {
-            self.remove_pfnmap(oldest);
+            self.remove_pfnmap(ptr);
             self.evicted_pfnmaps += 1;
         }
-        let order = self.next_pfnmap_order;
-        self.next_pfnmap_order += 1;
-        self.pfnmaps_by_addr.insert(vma.mm.0, vma.start.0, vma.end.0.saturating_sub(1), vma.vma.0);
-        self.pfnmap_order.insert(order, vma.vma.0);
         let vma = self.shared_vma(vma);
-        self.pfnmaps.insert(vma.vma.0, PfnMapEntry { vma, order });
+        let (ptr, mm, start, last) = (vma.vma.0, vma.mm.0, vma.start.0, vma.end.0.saturating_sub(1));
+        let slot = self.pfnmaps.push(vma);
+        self.pfnmaps_by_addr.insert(mm, start, last, slot);
+        let Self { pfnmaps, pfnmap_by_ptr, hasher, .. } = self;
+        pfnmap_by_ptr.insert_unique(hasher.hash_one(ptr), slot, |&s| hasher.hash_one(pfnmaps.get(s).map_or(0, |v| v.vma.0)));
+    }
+
+    /// The slot of the PFN map of vma pointer `ptr`.
+    fn pfnmap_slot(&self, ptr: u64) -> Option<Slot> {
+        let pfnmaps = &self.pfnmaps;
+        self.pfnmap_by_ptr.find(self.hasher.hash_one(ptr), |&s| pfnmaps.get(s).is_some_and(|v| v.vma.0 == ptr)).copied()
     }
 
     fn remove_pfnmap(&mut self, ptr: u64) {
-        if let Some(old) = self.pfnmaps.remove(&ptr) {
-            self.pfnmaps_by_addr.remove(old.vma.mm.0, old.vma.start.0, ptr);
-            self.pfnmap_order.remove(&old.order);
+        let Self { pfnmaps, pfnmap_by_ptr, hasher, .. } = self;
+        let Ok(entry) = pfnmap_by_ptr.find_entry(hasher.hash_one(ptr), |&s| pfnmaps.get(s).is_some_and(|v| v.vma.0 == ptr)) else {
+            return;
+        };
+        let (slot, _) = entry.remove();
+        if let Some(old) = self.pfnmaps.remove(slot) {
+            self.pfnmaps_by_addr.remove(old.mm.0, old.start.0, slot);
         }
     }
 
@@ -297,7 +296,7 @@ impl Correlator {
         if vma.vma.0 == 0 {
             return self.pfnmap_at(vma.mm.0, address);
         }
-        match self.pfnmaps.get(&vma.vma.0).and_then(|m| m.vma.path.clone()) {
+        match self.pfnmap_slot(vma.vma.0).and_then(|s| self.pfnmaps.get(s)).and_then(|m| m.path.clone()) {
             Some(path) if vma.path.is_none() => Some(self.shared_vma(&Vma { path: Some(path), ..vma.clone() })),
             _ => Some(self.shared_vma(vma)),
         }
@@ -325,101 +324,43 @@ impl Correlator {
 
     /// The PFN map of `mm` containing `address` (the lowest vma pointer if several do).
     fn pfnmap_at(&mut self, mm: u64, address: u64) -> Option<Arc<Vma>> {
-        let ptr = self.pfnmap_ptr_at(mm, address)?;
-        self.pfnmaps.get(&ptr).map(|m| m.vma.clone())
+        self.pfnmap_at_ref(mm, address).cloned()
     }
 
-    /// [`Correlator::pfnmap_at`]'s vma pointer.
-    fn pfnmap_ptr_at(&mut self, mm: u64, address: u64) -> Option<u64> {
+    /// [`Correlator::pfnmap_at`], borrowed.
+    fn pfnmap_at_ref(&mut self, mm: u64, address: u64) -> Option<&Arc<Vma>> {
         self.scratch.clear();
         self.pfnmaps_by_addr.overlapping(mm, address, address, &mut self.scratch);
         let pfnmaps = &self.pfnmaps;
         self.scratch
             .iter()
-            .filter_map(|ptr| pfnmaps.get(ptr).map(|m| &m.vma))
+            .filter_map(|&s| pfnmaps.get(s))
             .filter(|m| m.mm.0 == mm && m.start.0 <= address && address < m.end.0)
-            .map(|m| m.vma.0)
-            .min()
+            .min_by_key(|m| m.vma.0)
     }
 
     // ---- pins and their indexes --------------------------------------------------------------
 
-    fn index_pin(&mut self, p: &Pin) {
-        let id = p.id;
-        for r in &p.runs {
-            self.by_mm.insert(p.mm, r.start, run_last(r), id);
-        }
-        *self.mms_of_vma.entry((p.vma_ptr(), p.mm)).or_insert(0) += 1;
-        if let Some(v) = p.vma.as_ref() {
-            for r in &p.runs {
-                let (first, last) = file_pages(v, r);
-                self.by_file.insert(v.mapping.0, first, last, id);
-            }
-        }
-        self.by_tgid.insert((p.task().tgid, release_class(p.release), id));
-        if let Some(is) = self.release_arg(p.release) {
-            let Release::Policy(rule) = p.release else { return };
-            for r in &p.runs {
-                if let Some(key) = run_key(r, is) {
-                    self.by_release_key.insert(rule, key, key.saturating_add(r.pages.max(1) - 1), id);
-                }
-            }
-        }
-    }
-
-    fn unindex_pin(&mut self, p: &Pin) {
-        let id = p.id;
-        for r in &p.runs {
-            self.by_mm.remove(p.mm, r.start, id);
-        }
-        let key = (p.vma_ptr(), p.mm);
-        if let Some(n) = self.mms_of_vma.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                self.mms_of_vma.remove(&key);
-            }
-        }
-        if let Some(v) = p.vma.as_ref() {
-            for r in &p.runs {
-                self.by_file.remove(v.mapping.0, file_pages(v, r).0, id);
-            }
-        }
-        self.by_tgid.remove(&(p.task().tgid, release_class(p.release), id));
-        if let (Some(is), Release::Policy(rule)) = (self.release_arg(p.release), p.release) {
-            for r in &p.runs {
-                if let Some(key) = run_key(r, is) {
-                    self.by_release_key.remove(rule, key, id);
-                }
-            }
-        }
-    }
-
-    /// For a pin released by argument: what the argument names.
-    fn release_arg(&self, release: Release) -> Option<ArgMeaning> {
-        let Release::Policy(rule) = release else { return None };
-        match self.policy.holders.get(rule)?.release_match {
-            ReleaseMatch::Arg { is, .. } => Some(is),
-            ReleaseMatch::Tgid => None,
-        }
-    }
-
     fn add_pin(&mut self, pin: Pin) {
-        if self.pins.len() >= self.options.max_pins.max(1)
-            && let Some((&oldest, _)) = self.pins.first_key_value()
+        if self.pins.len() >= self.options.max_pins.clamp(1, Ordered::<Pin>::MAX_LEN)
+            && let Some(oldest) = self.pins.first()
         {
             self.remove_pin(oldest);
             self.evicted_pins += 1;
         }
-        self.index_pin(&pin);
-        if let Some(vec) = pin.vec() {
-            self.by_vec.insert(vec.0, pin.id);
+        let vec = pin.vec();
+        let slot = self.pins.push(pin);
+        if let Some(p) = self.pins.get(slot) {
+            self.ix.add(&self.policy, slot, p);
         }
-        self.pins.insert(pin.id, pin);
+        if let Some(vec) = vec {
+            self.by_vec.insert(vec.0, slot);
+        }
     }
 
-    fn remove_pin(&mut self, id: u64) -> Option<Pin> {
-        let pin = self.pins.remove(&id)?;
-        self.unindex_pin(&pin);
+    fn remove_pin(&mut self, slot: Slot) -> Option<Pin> {
+        let pin = self.pins.remove(slot)?;
+        self.ix.remove(&self.policy, slot, &pin);
         if let Some(vec) = pin.vec() {
             self.by_vec.remove(&vec.0);
         }
@@ -429,40 +370,44 @@ impl Correlator {
     /// Ends every pin of process `tgid` that ends the way `release` says.
     fn remove_pins_of(&mut self, tgid: u32, release: Release) {
         let class = release_class(release);
-        while let Some(&(_, _, id)) = self.by_tgid.range((tgid, class, 0)..=(tgid, class, u64::MAX)).next() {
-            if self.remove_pin(id).is_none() {
+        while let Some(&(_, _, slot)) = self.ix.by_tgid.range((tgid, class, 0)..=(tgid, class, Slot::MAX)).next() {
+            if self.remove_pin(slot).is_none() {
                 break;
             }
         }
     }
 
     /// Changes a held pin's pages, keeping the indexes right; a pin left without pages is gone.
-    fn update_pin<T>(&mut self, id: u64, change: impl FnOnce(&mut Pin) -> T) -> Option<T> {
-        let mut pin = self.pins.remove(&id)?;
-        self.unindex_pin(&pin);
-        let out = change(&mut pin);
+    fn update_pin<T>(&mut self, slot: Slot, change: impl FnOnce(&mut Pin) -> T) -> Option<T> {
+        let Self { pins, ix, policy, .. } = self;
+        let pin = pins.get_mut(slot)?;
+        ix.remove(policy, slot, pin);
+        let out = change(pin);
         if pin.is_empty() {
             if let Some(vec) = pin.vec() {
                 self.by_vec.remove(&vec.0);
             }
+            pins.remove(slot);
         } else {
-            self.index_pin(&pin);
-            self.pins.insert(id, pin);
+            ix.add(policy, slot, pin);
         }
         Some(out)
     }
 
-    /// Sorted, de-duplicated scratch candidates.
-    fn take_candidates(&mut self) -> Vec<u64> {
-        let mut ids = std::mem::take(&mut self.scratch);
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+    /// The scratch candidates in the order of their pins' ids (the order pins were taken in),
+    /// each once; slots of pins gone are left out.
+    fn take_candidates(&mut self) -> Vec<Slot> {
+        let mut slots = std::mem::take(&mut self.scratch);
+        let pins = &self.pins;
+        slots.retain(|&s| pins.get(s).is_some());
+        slots.sort_unstable_by_key(|&s| pins.get(s).map_or(0, |p| p.id));
+        slots.dedup();
+        slots
     }
 
-    fn give_back_scratch(&mut self, mut ids: Vec<u64>) {
-        ids.clear();
-        self.scratch = ids;
+    fn give_back_scratch(&mut self, mut slots: Vec<Slot>) {
+        slots.clear();
+        self.scratch = slots;
     }
 
     fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
@@ -474,17 +419,17 @@ impl Correlator {
         // The vma pointer and mm `resolve_vma` gives the pin, without copying the vma: a page
         // that joins a pin needs no copy. Without its vma the pin still has the lookup's mm:
         // munmap and exit find it.
-        let vma_ptr = if recorded.vma.0 != 0 { recorded.vma.0 } else { self.pfnmap_ptr_at(recorded.mm.0, page).unwrap_or(0) };
+        let vma_ptr = if recorded.vma.0 != 0 { recorded.vma.0 } else { self.pfnmap_at_ref(recorded.mm.0, page).map_or(0, |v| v.vma.0) };
         let mm = recorded.mm.0;
         // vfio and friends look up one page at a time: extend the holder's pin when this page
         // continues one of its runs (or is already in it). Only a pin with a run holding the
         // page or ending next to it can take it: those are found by address.
         self.scratch.clear();
-        self.by_mm.overlapping(mm, page.saturating_sub(1), page.saturating_add(PAGE), &mut self.scratch);
-        let ids = self.take_candidates();
+        self.ix.by_mm.overlapping(mm, page.saturating_sub(1), page.saturating_add(PAGE), &mut self.scratch);
+        let slots = self.take_candidates();
         let mut absorbed = None;
-        for &id in &ids {
-            let Some(p) = self.pins.get(&id) else { continue };
+        for &slot in &slots {
+            let Some(p) = self.pins.get(slot) else { continue };
             if !(p.source() == PinSource::RawLookup
                 && p.holder().function.as_deref() == function
                 && p.holder().module.as_deref() == module
@@ -502,15 +447,15 @@ impl Correlator {
                 break;
             }
             if p.can_absorb(page, pfn) {
-                absorbed = Some(Some(id));
+                absorbed = Some(Some(slot));
                 break;
             }
         }
-        self.give_back_scratch(ids);
+        self.give_back_scratch(slots);
         match absorbed {
             Some(None) => return,
-            Some(Some(id)) => {
-                self.absorb(id, page, pfn);
+            Some(Some(slot)) => {
+                self.absorb(slot, page, pfn);
                 return;
             }
             None => {}
@@ -525,31 +470,18 @@ impl Correlator {
         self.add_pin(pin);
     }
 
-    /// Grows pin `id` by a page. Growing a run at its end (vfio's page after page) keeps every
+    /// Grows pin `slot` by a page. Growing a run at its end (vfio's page after page) keeps every
     /// run's start, so only the ends in the indexes move; anything else re-indexes the pin.
-    fn absorb(&mut self, id: u64, page: u64, pfn: u64) {
-        let Some(p) = self.pins.get_mut(&id) else { return };
+    fn absorb(&mut self, slot: Slot, page: u64, pfn: u64) {
+        let Some(p) = self.pins.get_mut(slot) else { return };
         if !p.grows_at_end(page, pfn) {
-            self.update_pin(id, |p| p.absorb(page, pfn));
+            self.update_pin(slot, |p| p.absorb(page, pfn));
             return;
         }
         p.absorb(page, pfn);
-        let p = &self.pins[&id];
-        let release = self.release_arg(p.release).zip(match p.release {
-            Release::Policy(rule) => Some(rule),
-            _ => None,
-        });
-        for r in &p.runs {
-            self.by_mm.set_last(p.mm, r.start, id, run_last(r));
-            if let Some(v) = p.vma.as_ref() {
-                let (first, last) = file_pages(v, r);
-                self.by_file.set_last(v.mapping.0, first, id, last);
-            }
-            if let Some((is, rule)) = release
-                && let Some(key) = run_key(r, is)
-            {
-                self.by_release_key.set_last(rule, key, id, key.saturating_add(r.pages.max(1) - 1));
-            }
+        let Self { pins, ix, policy, .. } = self;
+        if let Some(p) = pins.get(slot) {
+            ix.lengthen(policy, p);
         }
     }
 
@@ -585,11 +517,15 @@ impl Correlator {
                     }
                     // Each page given back leaves the oldest pin holding it; the rest stay held.
                     self.scratch.clear();
-                    self.by_release_key.overlapping(rule, first, end - 1, &mut self.scratch);
-                    let ids = self.take_candidates();
+                    self.ix.by_release_key.overlapping(rule as u64, first, end - 1, &mut self.scratch);
+                    let slots = self.take_candidates();
                     let mut left = vec![(first, end)];
-                    for &id in &ids {
-                        let Some(rest) = self.update_pin(id, |p| {
+                    for &slot in &slots {
+                        // A candidate may hold none of the pages (the index gives a superset).
+                        if !self.pins.get(slot).is_some_and(|p| left.iter().any(|&(lo, hi)| p.holds_key(is, lo, hi))) {
+                            continue;
+                        }
+                        let Some(rest) = self.update_pin(slot, |p| {
                             left.iter().flat_map(|&(lo, hi)| subtract(lo, hi, p.give_back(is, lo, hi))).collect::<Vec<_>>()
                         }) else {
                             continue;
@@ -599,33 +535,33 @@ impl Correlator {
                             break;
                         }
                     }
-                    self.give_back_scratch(ids);
+                    self.give_back_scratch(slots);
                 }
             }
         }
     }
 
-    /// Ids of the pins a revocation may cover (to be checked exactly), in id order.
-    fn revoke_candidates(&mut self, scope: &Scope) -> Vec<u64> {
+    /// Slots of the pins a revocation may cover (to be checked exactly), in id order.
+    fn revoke_candidates(&mut self, scope: &Scope) -> Vec<Slot> {
         self.scratch.clear();
+        let ix = &self.ix;
         match scope.cause {
             Cause::OwnerRevoke => {
                 if let Some(mapping) = scope.mapping {
                     let last = scope.nr_pages.map(|n| scope.first_pgoff.saturating_add(n.max(1) - 1)).unwrap_or(u64::MAX);
-                    self.by_file.overlapping(mapping.0, scope.first_pgoff, last, &mut self.scratch);
+                    ix.by_file.overlapping(mapping.0, scope.first_pgoff, last, &mut self.scratch);
                 }
             }
             Cause::Zap | Cause::Unmap => {
                 if scope.end > 0 {
                     let last = scope.end - 1;
                     if scope.mm != 0 {
-                        self.by_mm.overlapping(scope.mm, scope.start, last, &mut self.scratch);
+                        ix.by_mm.overlapping(scope.mm, scope.start, last, &mut self.scratch);
                     }
                     if let Some(v) = scope.vma.filter(|v| v.vma.0 != 0) {
-                        let Self { mms_of_vma, by_mm, scratch, .. } = self;
-                        for (&(_, mm), _) in mms_of_vma.range((v.vma.0, 0)..=(v.vma.0, u64::MAX)) {
+                        for (&(_, mm), _) in ix.mms_of_vma.range((v.vma.0, 0)..=(v.vma.0, u64::MAX)) {
                             if mm != scope.mm || scope.mm == 0 {
-                                by_mm.overlapping(mm, scope.start, last, scratch);
+                                ix.by_mm.overlapping(mm, scope.start, last, &mut self.scratch);
                             }
                         }
                     }
@@ -633,7 +569,7 @@ impl Correlator {
             }
             Cause::Exit => {
                 if scope.mm != 0 {
-                    self.by_mm.all(scope.mm, &mut self.scratch);
+                    ix.by_mm.all(scope.mm, &mut self.scratch);
                 }
             }
         }
@@ -641,10 +577,10 @@ impl Correlator {
     }
 
     fn revoke(&mut self, ev: &Event, scope: &Scope) -> Vec<Finding> {
-        let ids = self.revoke_candidates(scope);
+        let slots = self.revoke_candidates(scope);
         let mut found = Vec::new();
-        for &id in &ids {
-            let Some(p) = self.pins.get(&id) else { continue };
+        for &slot in &slots {
+            let Some(p) = self.pins.get(slot) else { continue };
             if !scope.covers(p) {
                 continue;
             }
@@ -652,24 +588,123 @@ impl Correlator {
             let kind = match verdict(p.release, scope.cause, self.exited.contains(&(task.tgid, task.start_time_ns))) {
                 Verdict::Nothing => continue,
                 Verdict::Ends => {
-                    self.remove_pin(id);
+                    self.remove_pin(slot);
                     continue;
                 }
                 Verdict::Report(kind) if p.reported.contains(&kind) => continue,
                 Verdict::Report(kind) => kind,
             };
             let f = self.finding(p, kind, Some(revocation_evidence(ev, scope.cause)), ev.ts_ns);
-            if let Some(p) = self.pins.get_mut(&id) {
+            if let Some(p) = self.pins.get_mut(slot) {
                 p.reported.push(f.kind);
             }
             found.push(f);
         }
-        self.give_back_scratch(ids);
+        self.give_back_scratch(slots);
         found
     }
-
     fn finding(&self, p: &Pin, kind: FindingKind, revocation: Option<RevocationEvidence>, ts_ns: u64) -> Finding {
         make_finding(&self.policy, p, kind, revocation, ts_ns)
+    }
+}
+
+/// The pin indexes: every question an event asks about pins, answered by slot.
+struct PinIndex {
+    /// Pins by mm and user address, one interval per run (munmap by mm, exit, coalescing).
+    by_mm: IntervalIndex<Slot>,
+    /// (vma pointer, mm) → pins held: the mms whose pins a zap or munmap by vma looks through.
+    mms_of_vma: BTreeMap<(u64, u64), u32>,
+    /// Pins by file mapping and page-offset interval, one per run (owner revocations).
+    by_file: IntervalIndex<Slot>,
+    /// Pins by (tgid, release class, slot) (holder exit, releases by tgid).
+    by_tgid: BTreeSet<(u32, u32, Slot)>,
+    /// Pins of a rule released by argument, by rule and PFN / user page interval, one per run.
+    by_release_key: IntervalIndex<Slot>,
+}
+
+impl PinIndex {
+    fn new() -> Self {
+        Self {
+            by_mm: IntervalIndex::new(PAGE - 1),
+            mms_of_vma: BTreeMap::new(),
+            by_file: IntervalIndex::new(0),
+            by_tgid: BTreeSet::new(),
+            by_release_key: IntervalIndex::new(0),
+        }
+    }
+
+    fn add(&mut self, policy: &Policy, slot: Slot, p: &Pin) {
+        for r in &p.runs {
+            self.by_mm.insert(p.mm, r.start, run_last(r), slot);
+        }
+        *self.mms_of_vma.entry((p.vma_ptr(), p.mm)).or_insert(0) += 1;
+        if let Some(v) = p.vma.as_ref() {
+            for r in &p.runs {
+                let (first, last) = file_pages(v, r);
+                self.by_file.insert(v.mapping.0, first, last, slot);
+            }
+        }
+        self.by_tgid.insert((p.task().tgid, release_class(p.release), slot));
+        if let Some((is, rule)) = release_arg(policy, p.release) {
+            for r in &p.runs {
+                if let Some(key) = run_key(r, is) {
+                    self.by_release_key.insert(rule, key, key.saturating_add(r.pages.max(1) - 1), slot);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, policy: &Policy, slot: Slot, p: &Pin) {
+        for r in &p.runs {
+            self.by_mm.remove(p.mm, r.start, slot);
+        }
+        let key = (p.vma_ptr(), p.mm);
+        if let Some(n) = self.mms_of_vma.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.mms_of_vma.remove(&key);
+            }
+        }
+        if let Some(v) = p.vma.as_ref() {
+            for r in &p.runs {
+                self.by_file.remove(v.mapping.0, file_pages(v, r).0, slot);
+            }
+        }
+        self.by_tgid.remove(&(p.task().tgid, release_class(p.release), slot));
+        if let Some((is, rule)) = release_arg(policy, p.release) {
+            for r in &p.runs {
+                if let Some(key) = run_key(r, is) {
+                    self.by_release_key.remove(rule, key, slot);
+                }
+            }
+        }
+    }
+
+    /// After runs of `p` grew at their ends (their starts, the keys, unchanged).
+    fn lengthen(&mut self, policy: &Policy, p: &Pin) {
+        let release = release_arg(policy, p.release);
+        for r in &p.runs {
+            self.by_mm.set_last(p.mm, r.start, run_last(r));
+            if let Some(v) = p.vma.as_ref() {
+                let (first, last) = file_pages(v, r);
+                self.by_file.set_last(v.mapping.0, first, last);
+            }
+            if let Some((is, rule)) = release
+                && let Some(key) = run_key(r, is)
+            {
+                self.by_release_key.set_last(rule, key, key.saturating_add(r.pages.max(1) - 1));
+            }
+        }
+    }
+}
+
+/// For a pin released by argument: what the argument names, and the rule (the release index's
+/// group).
+fn release_arg(policy: &Policy, release: Release) -> Option<(ArgMeaning, u64)> {
+    let Release::Policy(rule) = release else { return None };
+    match policy.holders.get(rule)?.release_match {
+        ReleaseMatch::Arg { is, .. } => Some((is, rule as u64)),
+        ReleaseMatch::Tgid => None,
     }
 }
 

@@ -60,7 +60,7 @@ impl Run {
 /// or `get_vaddr_frames()` call. Every pin one task takes at one call site has the same, so pins
 /// share one copy (`Correlator` interns it, `intern.rs`).
 #[derive(Debug, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub source: PinSource,
     pub hook: HookRef,
     /// The symbol the hook was attached to, when the event said.
@@ -84,7 +84,7 @@ impl Origin {
     }
 
     /// Whether [`Origin::of`] `ev` and `source` is this origin (compared without copying).
-    pub fn is_of(&self, ev: &Event, source: PinSource) -> bool {
+    pub(crate) fn is_of(&self, ev: &Event, source: PinSource) -> bool {
         let caller = ev.caller.as_ref();
         self.source == source
             && self.hook == ev.hook
@@ -99,7 +99,7 @@ impl Origin {
 
 /// Finding kinds already reported for a pin (one finding per pin and kind), one bit each.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Reported(u8);
+pub(crate) struct Reported(u8);
 
 impl Reported {
     pub fn contains(&self, kind: &FindingKind) -> bool {
@@ -125,7 +125,7 @@ struct FrameVec {
 /// A held pin: ~100 bytes of its own; what it shares with other pins (its origin, its vma) is
 /// behind an `Arc`.
 #[derive(Clone, Debug)]
-pub struct Pin {
+pub(crate) struct Pin {
     pub id: u64,
     pub origin: Arc<Origin>,
     pub vma: Option<Arc<Vma>>,
@@ -204,7 +204,7 @@ impl Pin {
         &self.origin.task
     }
 
-    pub fn vma_ptr(&self) -> u64 {
+    pub(crate) fn vma_ptr(&self) -> u64 {
         self.vma.as_ref().map(|v| v.vma.0).unwrap_or(0)
     }
 
@@ -230,7 +230,7 @@ impl Pin {
     /// Takes the page at `page` with `pfn` into this pin if it already holds it or it continues
     /// one of its runs at either end. A pin that was already reported is not grown: the new
     /// lookup is a new pin.
-    pub fn absorb(&mut self, page: u64, pfn: u64) -> bool {
+    pub(crate) fn absorb(&mut self, page: u64, pfn: u64) -> bool {
         if self.holds(page, pfn) {
             return true;
         }
@@ -246,7 +246,7 @@ impl Pin {
     }
 
     /// [`Pin::absorb`] would grow the pin by this page.
-    pub fn can_absorb(&self, page: u64, pfn: u64) -> bool {
+    pub(crate) fn can_absorb(&self, page: u64, pfn: u64) -> bool {
         self.reported.is_empty()
             && !self.runs.iter().any(|r| r.start <= page && page < r.end())
             && self.runs.iter().any(|r| {
@@ -256,7 +256,7 @@ impl Pin {
 
     /// [`Pin::absorb`] would grow a run at its end and join no other run: every run keeps its
     /// start (the indexes' keys).
-    pub fn grows_at_end(&self, page: u64, pfn: u64) -> bool {
+    pub(crate) fn grows_at_end(&self, page: u64, pfn: u64) -> bool {
         if !self.can_absorb(page, pfn) {
             return false;
         }
@@ -298,9 +298,14 @@ impl Pin {
         self.runs = merged;
     }
 
+    /// Whether the pin holds a page whose PFN (or user page number) is in `[lo, hi)`.
+    pub fn holds_key(&self, is: ArgMeaning, lo: u64, hi: u64) -> bool {
+        self.runs.iter().any(|r| r.key(is).is_some_and(|first| first < hi && lo < first.saturating_add(r.pages)))
+    }
+
     /// Gives back the pages whose PFN (or user page number) is in `[lo, hi)`; returns those
     /// taken, as ranges of the same keys. What stays held stays in the pin, split if need be.
-    pub fn give_back(&mut self, is: ArgMeaning, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    pub(crate) fn give_back(&mut self, is: ArgMeaning, lo: u64, hi: u64) -> Vec<(u64, u64)> {
         let mut taken = Vec::new();
         let mut kept = SmallVec::with_capacity(self.runs.len() + 1);
         for run in &self.runs {
@@ -326,7 +331,7 @@ impl Pin {
         taken
     }
 
-    pub fn source_label(&self) -> &'static str {
+    pub(crate) fn source_label(&self) -> &'static str {
         match self.source() {
             PinSource::RawLookup => "raw PFN lookup",
             PinSource::FrameVector => "frame-vector pin",
@@ -360,7 +365,7 @@ impl Pin {
 }
 
 /// `[lo, hi)` without the sub-ranges in `taken`.
-pub fn subtract(lo: u64, hi: u64, mut taken: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+pub(crate) fn subtract(lo: u64, hi: u64, mut taken: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     taken.sort_unstable();
     let mut left = Vec::new();
     let mut at = lo;

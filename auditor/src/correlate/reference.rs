@@ -18,7 +18,7 @@ use crate::{
     },
 };
 
-pub struct Reference {
+pub(crate) struct Reference {
     policy: Policy,
     /// Known PFN-mapped vmas by vma pointer.
     pfnmaps: HashMap<u64, Vma>,

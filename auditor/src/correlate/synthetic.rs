@@ -2,7 +2,7 @@
 //! helper models one kernel call; pointers are made-up but consistent.
 use crate::vocab::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma};
 
-pub const DEVICE_PATH: &str = "/dev/pfnaudit";
+pub(crate) const DEVICE_PATH: &str = "/dev/pfnaudit";
 
 /// Builds a stream with increasing `seq` and `ts_ns` (1 µs apart).
 pub struct Stream {
@@ -78,7 +78,8 @@ pub fn frame(function: &str, module: Option<&str>) -> Frame {
 
 /// The findings of one frame-vector pin of 4 pages kept past a munmap (one error finding): what
 /// report tests render.
-pub fn kept_past_munmap() -> Vec<super::Finding> {
+#[cfg(test)]
+pub(crate) fn kept_past_munmap() -> Vec<super::Finding> {
     let p = Proc::new(1);
     let mut s = Stream::default();
     s.frames_get(&p, 0x1000, false, 4).vma_revoke(&p, Cause::Unmap, 0..4);
@@ -122,7 +123,7 @@ impl Stream {
     }
 
     /// A call of release hook `function` with these six arguments.
-    pub fn release_args(&mut self, p: &Proc, function: &str, args: [u64; 6]) -> &mut Self {
+    pub(crate) fn release_args(&mut self, p: &Proc, function: &str, args: [u64; 6]) -> &mut Self {
         let body = EventBody::ReleaseCall { args: args.into_iter().map(Hex).collect() };
         self.push(function, p.task(), Some(frame("pfnaudit_ioctl", Some("pfnaudit_test"))), body)
     }
@@ -163,7 +164,7 @@ impl Stream {
     }
 
     /// The mm of `p` torn down (`exit_mmap`), without the task's exit.
-    pub fn exit_mmap(&mut self, p: &Proc) -> &mut Self {
+    pub(crate) fn exit_mmap(&mut self, p: &Proc) -> &mut Self {
         let body = EventBody::Revoke {
             cause: Cause::Exit,
             mapping: None,
@@ -225,7 +226,7 @@ pub struct Fleet {
 }
 
 /// The fleet's holder and its policy (released by PFN, one page per call).
-pub const FLEET_HOLDER: &str = "rig_pin_pfn";
+pub(crate) const FLEET_HOLDER: &str = "rig_pin_pfn";
 pub const FLEET_POLICY: &str = "[[holder]]\nmodule = \"rig\"\nfunction = \"rig_pin_pfn\"\nrelease = [\"rig_unpin_pfn\"]\nrelease_match = \"arg0\"\nrelease_arg_is = \"pfn\"\n";
 
 impl Fleet {

@@ -23,14 +23,14 @@ pub enum ProgramSet {
 }
 
 /// The empty programs, one per program type (auditor-ebpf/src/floor.rs).
-pub const FLOOR_KPROBE: &str = "floor_kprobe";
-pub const FLOOR_KRETPROBE: &str = "floor_kretprobe";
-pub const FLOOR_TRACEPOINT: &str = "floor_tracepoint";
+pub(crate) const FLOOR_KPROBE: &str = "floor_kprobe";
+pub(crate) const FLOOR_KRETPROBE: &str = "floor_kretprobe";
+pub(crate) const FLOOR_TRACEPOINT: &str = "floor_tracepoint";
 
 impl ProgramSet {
     /// Where and what `row` attaches in this set: the row's own programs, or the empty ones of the
     /// same types on the same symbol.
-    pub fn attach(self, row: &ProbeRow) -> Attach {
+    pub(crate) fn attach(self, row: &ProbeRow) -> Attach {
         match self {
             ProgramSet::Auditing => row.attach(),
             ProgramSet::Floor => floor_attach(row.attach()),

@@ -14,7 +14,7 @@ impl KernelVersion {
     }
 
     /// Parses a `uname -r` release such as `6.1.0-27-amd64` or `6.12.9+bpo-amd64`.
-    pub fn parse_release(release: &str) -> Option<Self> {
+    pub(crate) fn parse_release(release: &str) -> Option<Self> {
         let mut parts = release.split(|c: char| !c.is_ascii_digit());
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;

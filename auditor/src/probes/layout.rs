@@ -16,11 +16,11 @@ pub struct KernelBtf {
 
 impl KernelBtf {
     /// Reads /sys/kernel/btf/vmlinux and, where present, the named modules' BTF.
-    pub fn from_sys(modules: &[&str]) -> anyhow::Result<Self> {
+    pub(crate) fn from_sys(modules: &[&str]) -> anyhow::Result<Self> {
         Self::from_dir(Path::new("/sys/kernel/btf"), modules)
     }
 
-    pub fn from_dir(dir: &Path, modules: &[&str]) -> anyhow::Result<Self> {
+    pub(crate) fn from_dir(dir: &Path, modules: &[&str]) -> anyhow::Result<Self> {
         let vmlinux_path = dir.join("vmlinux");
         let vmlinux = std::fs::read(&vmlinux_path)
             .map_err(|e| anyhow!("cannot read kernel BTF {}: {e} (the kernel needs CONFIG_DEBUG_INFO_BTF=y)", vmlinux_path.display()))?;
@@ -66,13 +66,13 @@ impl KernelBtf {
 
     /// Byte offset of `field` in `struct name`, looking through anonymous structs and unions
     /// (6.3+ wraps `vm_flags` in one).
-    pub fn field_offset(&self, name: &str, field: &str) -> Option<u32> {
+    pub(crate) fn field_offset(&self, name: &str, field: &str) -> Option<u32> {
         let (btf, s) = self.find_struct(name)?;
         member_offset(btf, &s, field).map(|bits| bits / 8)
     }
 
     /// Value of `enumerator` in `enum name`.
-    pub fn enum_value(&self, name: &str, enumerator: &str) -> Option<u32> {
+    pub(crate) fn enum_value(&self, name: &str, enumerator: &str) -> Option<u32> {
         self.all().find_map(|btf| {
             btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|t| match t {
                 Type::Enum(e) => e.members.iter().find(|m| btf.resolve_name(*m).is_ok_and(|n| n == enumerator)).map(|m| m.val()),
@@ -81,7 +81,7 @@ impl KernelBtf {
         })
     }
 
-    pub fn struct_size(&self, name: &str) -> Option<u32> {
+    pub(crate) fn struct_size(&self, name: &str) -> Option<u32> {
         self.find_struct(name).map(|(_, s)| s.size() as u32)
     }
 

@@ -7,8 +7,8 @@ pub mod floor;
 pub mod kernel_version;
 pub mod layout;
 mod module_hooks;
-pub mod run_time;
-pub mod table;
+pub(crate) mod run_time;
+pub(crate) mod table;
 
 use anyhow::Context;
 use auditor_common::{HOOK_COUNT, Hook, RELEASE_SLOTS};
@@ -17,7 +17,10 @@ use aya::{Ebpf, EbpfLoader};
 use crate::{
     policy::ReleaseFunction,
     symbols::{KernelSymbols, LoadedModules},
-    vocab::hook_status::{HookState, HookStatus},
+    vocab::{
+        event::HookRef,
+        hook_status::{HookState, HookStatus},
+    },
 };
 use floor::ProgramSet;
 use kernel_version::KernelVersion;
@@ -34,8 +37,9 @@ pub struct Attached {
     pub hooks: Vec<HookStatus>,
     pub kernel_release: String,
     kernel_version: KernelVersion,
-    /// Name of each counter slot (`HOOK_COUNT` entries): hook names, then release functions.
-    pub counter_names: Vec<String>,
+    /// The hook of each counter slot (`HOOK_COUNT` entries): the table's hooks, then the policy's
+    /// release functions; `None` for a release slot the policy leaves unused.
+    pub counter_hooks: Vec<Option<HookRef>>,
     /// Hooks that follow their module (see `module_hooks.rs`).
     module_hooks: Vec<ModuleHook>,
     /// Whether the modules with BTF the hooks need were loaded at the last look.
@@ -47,18 +51,16 @@ pub struct Attached {
 impl Attached {
     /// Per counter slot, the runs of its programs and the time spent in them since they were
     /// loaded; `None` when the kernel keeps no run-time statistics.
-    pub fn run_times(&self) -> Option<Vec<RunTime>> {
+    pub(crate) fn run_times(&self) -> Option<Vec<RunTime>> {
         self.run_time_stats.as_ref().map(|_| run_time::read(&self.ebpf))
     }
 
     /// Per counter slot, the kernel symbols that slot's probes are attached to on this kernel
     /// (the decoder finds an event's caller outside them).
-    pub fn symbols_by_slot(&self) -> Vec<Vec<String>> {
+    pub(crate) fn symbols_by_slot(&self) -> Vec<Vec<String>> {
         let mut slots = vec![Vec::new(); HOOK_COUNT];
-        for h in self.hooks.iter().filter(|h| h.state == HookState::Attached) {
-            if let Some(hook) = Hook::from_name(&h.hook) {
-                slots[hook as usize].push(h.symbol.clone());
-            }
+        for h in self.hooks.iter().filter(|h| h.state == HookState::Attached && h.hook != Hook::Release0) {
+            slots[h.hook as usize].push(h.symbol.clone());
         }
         slots
     }
@@ -66,7 +68,7 @@ impl Attached {
     /// After a module was loaded, unloaded or reloaded (`symbols` read since): re-reads the BTF of
     /// a module the layouts come from, and attaches, detaches and re-attaches the perf-kprobe
     /// hooks that live in modules. Returns the hooks whose state changed.
-    pub fn follow_modules(&mut self, symbols: &KernelSymbols) -> Vec<HookStatus> {
+    pub(crate) fn follow_modules(&mut self, symbols: &KernelSymbols) -> Vec<HookStatus> {
         let btf_modules_loaded = BTF_MODULES.iter().all(|m| symbols.has_module(m));
         if btf_modules_loaded && !self.btf_modules_loaded {
             let written =
@@ -116,8 +118,7 @@ impl KernelFacts {
 /// What attaching `row` would do on this kernel, before trying (absent symbol, module missing).
 fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
     let Attach::Function { symbol, .. } = row.attach() else { return None };
-    let status =
-        |state, reason: String| Some(HookStatus { hook: row.hook.name().into(), symbol: symbol.into(), state, reason: Some(reason) });
+    let status = |state, reason: String| Some(HookStatus { hook: row.hook, symbol: symbol.into(), state, reason: Some(reason) });
     if let Some(module) = row.module
         && !facts.symbols.has_module(module)
     {
@@ -132,7 +133,7 @@ fn precheck(facts: &KernelFacts, row: &ProbeRow) -> Option<HookStatus> {
 /// A symbol whose prototype is not the one the eBPF program reads (the table's `arity`).
 fn prototype_mismatch(btf: &KernelBtf, row: &ProbeRow) -> Option<HookStatus> {
     let reason = attach::prototype_mismatch(btf, row.symbol, row.arity?)?;
-    Some(HookStatus { hook: row.hook.name().into(), symbol: row.symbol.into(), state: HookState::Absent, reason: Some(reason) })
+    Some(HookStatus { hook: row.hook, symbol: row.symbol.into(), state: HookState::Absent, reason: Some(reason) })
 }
 
 /// Rows for hooks the table says this kernel does not have.
@@ -140,12 +141,7 @@ fn out_of_range_rows(version: KernelVersion) -> (Vec<&'static ProbeRow>, Vec<Hoo
     let (rows, missing) = table::select(version);
     let absent = missing
         .into_iter()
-        .map(|m| HookStatus {
-            hook: m.hook.name().into(),
-            symbol: m.hook.name().into(),
-            state: HookState::Absent,
-            reason: Some(m.reason.into()),
-        })
+        .map(|m| HookStatus { hook: m.hook, symbol: m.hook.name().into(), state: HookState::Absent, reason: Some(m.reason.into()) })
         .collect();
     (rows, absent)
 }
@@ -155,7 +151,7 @@ pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<H
     let (rows, mut statuses) = out_of_range_rows(facts.version);
     for row in rows {
         statuses.push(precheck(facts, row).unwrap_or(HookStatus {
-            hook: row.hook.name().into(),
+            hook: row.hook,
             symbol: row.symbol.into(),
             state: HookState::Available,
             reason: None,
@@ -168,7 +164,7 @@ pub fn plan(facts: &KernelFacts, release_functions: &[ReleaseFunction]) -> Vec<H
             (false, Some(module)) => (HookState::Available, Some(armed_until_loaded(module, func))),
             (false, None) => (HookState::Absent, Some(release_not_loaded(func))),
         };
-        statuses.push(HookStatus { hook: "release".into(), symbol: func.clone(), state, reason });
+        statuses.push(HookStatus { hook: Hook::Release0, symbol: func.clone(), state, reason });
     }
     statuses
 }
@@ -181,7 +177,7 @@ fn raise_memlock() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 }
 
-pub fn require_root() -> anyhow::Result<()> {
+pub(crate) fn require_root() -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         anyhow::bail!("pfn-auditor must run as root (it loads eBPF programs and kprobes: CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)");
@@ -192,7 +188,7 @@ pub fn require_root() -> anyhow::Result<()> {
 /// Loads the eBPF object with this kernel's layout and attaches every hook the table selects,
 /// plus one kprobe per policy release function; `programs` says whether the auditing programs or
 /// the benchmark's empty ones (`floor.rs`).
-pub fn load_and_attach(
+pub(crate) fn load_and_attach(
     facts: &KernelFacts,
     release_functions: &[ReleaseFunction],
     ring_buffer_bytes: u32,
@@ -234,7 +230,7 @@ pub fn load_and_attach(
                 Ok(()) => (HookState::Attached, None),
                 Err(e) => (HookState::Failed, Some(attach::failure_reason(&e))),
             };
-            hooks.push(HookStatus { hook: row.hook.name().into(), symbol: row.symbol.into(), state, reason });
+            hooks.push(HookStatus { hook: row.hook, symbol: row.symbol.into(), state, reason });
         }
     }
     for (slot, release) in release_functions.iter().enumerate() {
@@ -243,17 +239,16 @@ pub fn load_and_attach(
         module_hooks.push(hook);
     }
 
-    let mut counter_names: Vec<String> =
-        (0..HOOK_COUNT as u32).map(|i| Hook::from_u32(i).map(|h| h.name().to_string()).unwrap_or_default()).collect();
+    let mut counter_hooks: Vec<Option<HookRef>> = (0..HOOK_COUNT as u32).map(|i| Hook::from_u32(i).map(HookRef::Table)).collect();
     for (slot, release) in release_functions.iter().enumerate() {
-        counter_names[Hook::Release0 as usize + slot] = release.name.clone();
+        counter_hooks[Hook::Release0 as usize + slot] = Some(HookRef::Release(release.name.as_str().into()));
     }
     Ok(Attached {
         ebpf,
         hooks,
         kernel_release: facts.release.clone(),
         kernel_version: facts.version,
-        counter_names,
+        counter_hooks,
         module_hooks,
         btf_modules_loaded: BTF_MODULES.iter().all(|m| facts.symbols.has_module(m)),
         run_time_stats,

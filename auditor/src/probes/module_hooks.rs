@@ -10,7 +10,7 @@
 //! re-attached when its address changes; calls in between are missed.
 use std::path::Path;
 
-use auditor_common::FrameVectorLayout;
+use auditor_common::{FrameVectorLayout, Hook};
 use aya::{Ebpf, maps::Array, programs::kprobe::KProbeLinkId};
 
 use super::{
@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Modules whose BTF holds types some hooks need (`struct frame_vector` on 5.12+).
-pub const BTF_MODULES: &[&str] = &["videobuf2_common"];
+pub(crate) const BTF_MODULES: &[&str] = &["videobuf2_common"];
 
 #[derive(Clone, Debug)]
 enum Target {
@@ -47,7 +47,7 @@ struct Armed {
 }
 
 /// One hook that follows its function's module.
-pub struct ModuleHook {
+pub(crate) struct ModuleHook {
     target: Target,
     /// Index of its row in `Attached::hooks`.
     status: usize,
@@ -80,10 +80,11 @@ impl ModuleHook {
         }
     }
 
-    fn hook_name(&self) -> &'static str {
+    /// The hook of its status row: the table row's, or `Release0` for every release function.
+    fn hook(&self) -> Hook {
         match &self.target {
-            Target::Row(row, _) => row.hook.name(),
-            Target::Release { .. } => "release",
+            Target::Row(row, _) => row.hook,
+            Target::Release { .. } => Hook::Release0,
         }
     }
 
@@ -101,7 +102,7 @@ impl ModuleHook {
 
     /// First attach, at start: through tracefs when the module is known, so the kernel arms the
     /// hook whenever the module is (re)loaded; else as `follow` does.
-    pub fn arm(&mut self, ebpf: &mut Ebpf, symbols: &KernelSymbols, version: KernelVersion, tracefs: Option<&Path>) -> HookStatus {
+    pub(crate) fn arm(&mut self, ebpf: &mut Ebpf, symbols: &KernelSymbols, version: KernelVersion, tracefs: Option<&Path>) -> HookStatus {
         if let (Some(tracefs), Some(module)) = (tracefs, self.module(symbols)) {
             match self.arm_tracefs(ebpf, tracefs, &module) {
                 Ok(probes) => {
@@ -129,7 +130,7 @@ impl ModuleHook {
     /// Brings the hook in line with `symbols` (freshly read). A perf-kprobe hook is detached when its
     /// function is gone or moved and attached when the function is there; one armed through tracefs
     /// is the kernel's to follow, only its status changes. Returns the new status when it changed.
-    pub fn follow(&mut self, ebpf: &mut Ebpf, symbols: &KernelSymbols, version: KernelVersion) -> Option<HookStatus> {
+    pub(crate) fn follow(&mut self, ebpf: &mut Ebpf, symbols: &KernelSymbols, version: KernelVersion) -> Option<HookStatus> {
         if let Some(armed) = &self.armed {
             let now = self.armed_status(&armed.module, symbols);
             if now == armed.reported {
@@ -177,7 +178,7 @@ impl ModuleHook {
     }
 
     /// The status while the function is not in kallsyms.
-    pub fn not_loaded_status(&self, symbols: &KernelSymbols, version: KernelVersion) -> HookStatus {
+    pub(crate) fn not_loaded_status(&self, symbols: &KernelSymbols, version: KernelVersion) -> HookStatus {
         match &self.target {
             Target::Row(row, _) => match row.module {
                 Some(module) if !symbols.has_module(module) => {
@@ -190,10 +191,10 @@ impl ModuleHook {
     }
 
     fn status(&self, state: HookState, reason: Option<String>) -> HookStatus {
-        HookStatus { hook: self.hook_name().into(), symbol: self.symbol().into(), state, reason }
+        HookStatus { hook: self.hook(), symbol: self.symbol().into(), state, reason }
     }
 
-    pub fn status_index(&self) -> usize {
+    pub(crate) fn status_index(&self) -> usize {
         self.status
     }
 
@@ -233,24 +234,24 @@ impl ModuleHook {
     }
 }
 
-pub fn armed_until_loaded(module: &str, symbol: &str) -> String {
+pub(crate) fn armed_until_loaded(module: &str, symbol: &str) -> String {
     format!("armed on {module}:{symbol}, which the kernel enables when {module} is loaded")
 }
 
-pub fn module_not_loaded(symbol: &str, module: &str, version: KernelVersion) -> String {
+pub(crate) fn module_not_loaded(symbol: &str, module: &str, version: KernelVersion) -> String {
     format!("{symbol} lives in module {module} on {version}, not loaded: attached when it is")
 }
 
-pub fn not_in_kallsyms(symbol: &str) -> String {
+pub(crate) fn not_in_kallsyms(symbol: &str) -> String {
     format!("{symbol} is not in /proc/kallsyms (not built into this kernel, or inlined)")
 }
 
-pub fn release_not_loaded(function: &str) -> String {
+pub(crate) fn release_not_loaded(function: &str) -> String {
     format!("release hook {function} is not in /proc/kallsyms: attached when its module is loaded")
 }
 
 /// Hands `struct frame_vector` to the programs (see `layout::frame_vector_layout`).
-pub fn write_frame_vector_layout(ebpf: &mut Ebpf, btf: &KernelBtf, version: KernelVersion) -> anyhow::Result<()> {
+pub(crate) fn write_frame_vector_layout(ebpf: &mut Ebpf, btf: &KernelBtf, version: KernelVersion) -> anyhow::Result<()> {
     let layout = frame_vector_layout(btf, version);
     let map = ebpf.map_mut("FRAME_VECTOR_LAYOUT").ok_or_else(|| anyhow::anyhow!("eBPF object has no FRAME_VECTOR_LAYOUT map"))?;
     let mut array: Array<_, FrameVectorLayout> = Array::try_from(map)?;

@@ -10,7 +10,7 @@ use super::table::{Attach, PROBES};
 
 /// Runs of one hook's programs and the time spent in them, as the kernel counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RunTime {
+pub(crate) struct RunTime {
     /// Program runs (a call through an entry and a return probe counts twice).
     pub runs: u64,
     /// Nanoseconds spent in the programs (the kernel's clock around each run).
@@ -19,7 +19,7 @@ pub struct RunTime {
 
 /// Keeps the kernel's run-time statistics on while held (they cost two clock reads per program
 /// run, and the kernel keeps them on while any holder has one).
-pub struct RunTimeStats(#[allow(dead_code)] OwnedFd);
+pub(crate) struct RunTimeStats(#[allow(dead_code)] OwnedFd);
 
 impl RunTimeStats {
     /// Turns the statistics on; `None` (with a warning) when the kernel refuses.
@@ -36,7 +36,7 @@ impl RunTimeStats {
 
 /// Each program of the object with its counter slot: the probe table's entry and return
 /// programs of each hook, `release_N` for release slot N. One program serves one hook.
-pub fn program_slots() -> Vec<(String, usize)> {
+pub(crate) fn program_slots() -> Vec<(String, usize)> {
     let mut out: Vec<(String, usize)> = Vec::new();
     let mut add = |program: &str, slot: usize| {
         if !out.iter().any(|(p, _)| p == program) {

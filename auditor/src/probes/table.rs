@@ -17,6 +17,8 @@ pub enum Attach {
 }
 
 impl Attach {
+    /// The kernel symbol (function or tracepoint name) it attaches to.
+    #[cfg(test)]
     pub fn symbol(&self) -> &'static str {
         match self {
             Attach::Function { symbol, .. } => symbol,
@@ -27,7 +29,7 @@ impl Attach {
 
 /// The eBPF programs of a hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Programs {
+pub(crate) enum Programs {
     /// Entry kprobe, and the kretprobe when the hook reads the return value.
     Kprobe { entry: &'static str, ret: Option<&'static str> },
     /// A tracepoint of this category; the row's symbol is the tracepoint's name.
@@ -38,7 +40,7 @@ pub enum Programs {
 /// (says whether the machine can be audited) and the correlator (drops lookups that are not pins)
 /// use it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     /// A raw PFN lookup: at least one must be attached, or no pin is ever seen. `nests`: the
     /// hooked function's own raw lookups belong to it (`follow_pte()` inside `follow_pfn()` on
     /// 6.1 is the `follow_pfn` lookup): a lookup whose caller is it is not a pin of its own.
@@ -56,14 +58,14 @@ pub enum Role {
 
 impl Role {
     /// The hooked function's own raw lookups belong to it.
-    pub fn owns_its_lookups(self) -> bool {
+    pub(crate) fn owns_its_lookups(self) -> bool {
         matches!(self, Role::RawLookup { nests: true } | Role::FrameVector | Role::KernelInternal)
     }
 }
 
 /// What holds for a hook on every kernel.
 #[derive(Clone, Copy, Debug)]
-pub struct HookFacts {
+pub(crate) struct HookFacts {
     pub hook: Hook,
     /// The programs its rows attach (a row may name another entry program).
     pub programs: Programs,
@@ -88,7 +90,7 @@ const NESTING_RAW: Role = Role::RawLookup { nests: true };
 const ESSENTIAL_REVOCATION: Role = Role::Revocation { essential: true };
 
 /// Every fixed hook once, in id order (tested).
-pub const HOOKS: &[HookFacts] = &[
+pub(crate) const HOOKS: &[HookFacts] = &[
     facts(Hook::RemapPfnRange, "remap_pfn_range_entry", Some("remap_pfn_range_return"), Role::Other),
     facts(Hook::FollowPfn, "follow_pfn_entry", Some("follow_pfn_return"), NESTING_RAW)
         .absent("follow_pfn was removed in 6.10; follow_pte (6.10-6.11) or follow_pfnmap_start (6.12+) is hooked instead"),
@@ -115,13 +117,13 @@ pub const HOOKS: &[HookFacts] = &[
 ];
 
 /// A hook's facts (every fixed hook has them; `Release0` has none).
-pub fn facts_of(hook: Hook) -> Option<&'static HookFacts> {
+pub(crate) fn facts_of(hook: Hook) -> Option<&'static HookFacts> {
     HOOKS.iter().find(|f| f.hook == hook)
 }
 
 /// One row: a hook carried by one symbol over a kernel range.
 #[derive(Clone, Copy, Debug)]
-pub struct ProbeRow {
+pub(crate) struct ProbeRow {
     pub hook: Hook,
     /// Kernel function (or tracepoint name) attached.
     pub symbol: &'static str,
@@ -190,7 +192,7 @@ impl ProbeRow {
 
 /// An essential hook that is not attached (or attachable): auditing would report nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MissingEssential {
+pub(crate) enum MissingEssential {
     /// No [`Role::RawLookup`] hook.
     RawLookup,
     /// This essential [`Role::Revocation`] hook.
@@ -198,7 +200,7 @@ pub enum MissingEssential {
 }
 
 /// The first essential hook `usable` says no to.
-pub fn missing_essential(usable: impl Fn(Hook) -> bool) -> Option<MissingEssential> {
+pub(crate) fn missing_essential(usable: impl Fn(Hook) -> bool) -> Option<MissingEssential> {
     if !HOOKS.iter().any(|f| matches!(f.role, Role::RawLookup { .. }) && usable(f.hook)) {
         return Some(MissingEssential::RawLookup);
     }
@@ -208,7 +210,7 @@ pub fn missing_essential(usable: impl Fn(Hook) -> bool) -> Option<MissingEssenti
 /// Whether a raw lookup made by kernel function `caller` belongs to a hooked function that owns
 /// its lookups ([`Role::owns_its_lookups`]) on any kernel of the table: then it is not a pin.
 /// `same` compares function names (compiler clones included).
-pub fn owns_its_lookups(caller: &str, same: impl Fn(&str, &str) -> bool) -> bool {
+pub(crate) fn owns_its_lookups(caller: &str, same: impl Fn(&str, &str) -> bool) -> bool {
     PROBES.iter().any(|r| r.facts().role.owns_its_lookups() && same(r.symbol, caller))
 }
 
@@ -217,12 +219,12 @@ pub fn owns_its_lookups(caller: &str, same: impl Fn(&str, &str) -> bool) -> bool
 /// `untrack_pfn`…), compiler clones included (`unmap_page_range.constprop.0`, `.isra.0`, `.part.0`,
 /// `.cold`). A policy release function that is one of them would be a hook of ours twice over,
 /// its calls indistinguishable from the hook's own events: the policy refuses it.
-pub fn hook_of_function(function: &str) -> Option<Hook> {
+pub(crate) fn hook_of_function(function: &str) -> Option<Hook> {
     Hook::from_name(base_name(function)).or_else(|| PROBES.iter().find(|r| same_function(r.symbol, function)).map(|r| r.hook))
 }
 
 /// One row per symbol and kernel range; the hook's programs unless the row names its own entry.
-pub const PROBES: &[ProbeRow] = &[
+pub(crate) const PROBES: &[ProbeRow] = &[
     // vm_iomap_memory() and io_remap_pfn_range() end in remap_pfn_range() on every kernel; on
     // 6.1+ remap_pfn_range() wraps remap_pfn_range_internal()/_notrack(), whose callers outside
     // remap_pfn_range() are kernel-internal.
@@ -276,7 +278,7 @@ pub const PROBES: &[ProbeRow] = &[
 
 /// Why a hook has no row for this kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OutOfRange {
+pub(crate) struct OutOfRange {
     pub hook: Hook,
     pub reason: &'static str,
 }

@@ -4,12 +4,16 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 
+use auditor_common::Hook;
+
 use crate::{
     pipeline::Sink,
-    vocab::event::{Frame, HookRef},
-    vocab::finding::Finding,
-    vocab::hook_status::HookState,
-    vocab::record::{HookChange, LossReason, Lost, RunSummary, Status},
+    vocab::{
+        event::{Frame, HookRef},
+        finding::Finding,
+        hook_status::HookState,
+        record::{HookChange, LossReason, Lost, RunSummary, Status},
+    },
 };
 
 /// Human text on stderr.
@@ -36,14 +40,14 @@ impl Sink for HumanSink {
         for h in &status.hooks {
             // Hooks absent by design on this kernel are in `status`; say which ones wait for a
             // module or failed (release hooks always wait for their driver's module).
-            let fixable =
-                matches!(h.state, HookState::ModuleNotLoaded | HookState::Failed) || (h.hook == "release" && h.state == HookState::Absent);
+            let fixable = matches!(h.state, HookState::ModuleNotLoaded | HookState::Failed)
+                || (h.hook == Hook::Release0 && h.state == HookState::Absent);
             if fixable {
-                self.line(&format!("pfn-auditor: {} ({}) not attached: {}\n", h.hook, h.symbol, h.reason.as_deref().unwrap_or("")))?;
+                self.line(&format!("pfn-auditor: {} ({}) not attached: {}\n", h.hook.name(), h.symbol, h.reason.as_deref().unwrap_or("")))?;
             }
             // Attached with a reason: armed for a module that is not loaded yet.
             if let (HookState::Attached, Some(reason)) = (h.state, &h.reason) {
-                self.line(&format!("pfn-auditor: {} ({}) {reason}\n", h.hook, h.symbol))?;
+                self.line(&format!("pfn-auditor: {} ({}) {reason}\n", h.hook.name(), h.symbol))?;
             }
         }
         Ok(())
@@ -55,8 +59,8 @@ impl Sink for HumanSink {
         }
         let s = &change.status;
         match &s.reason {
-            Some(reason) => self.line(&format!("pfn-auditor: {} ({}) now {}: {reason}\n", s.hook, s.symbol, s.state.name())),
-            None => self.line(&format!("pfn-auditor: {} ({}) now {}\n", s.hook, s.symbol, s.state.name())),
+            Some(reason) => self.line(&format!("pfn-auditor: {} ({}) now {}: {reason}\n", s.hook.name(), s.symbol, s.state.name())),
+            None => self.line(&format!("pfn-auditor: {} ({}) now {}\n", s.hook.name(), s.symbol, s.state.name())),
         }
     }
 
@@ -152,8 +156,6 @@ fn hook_label(hook: &HookRef, symbol: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use auditor_common::Hook;
-
     use super::*;
 
     #[test]

@@ -1,14 +1,18 @@
 //! JUnit XML for CI: one test case per distinct finding (by fingerprint), failing when its
 //! severity fails the gate; a failing case when records were lost and the gate fails closed (a
-//! CI page must not show green for a run that proves nothing); a passing case when nothing else.
+//! CI page must not show green for a run that proves nothing); an erroring case when the run
+//! stopped before its end (an output that could not be written, a setup error), saying why; a
+//! passing case when nothing else.
 use std::{fs::File, path::Path};
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::{
     pipeline::{OutputError, Sink},
-    vocab::finding::{Finding, Severity},
-    vocab::record::RunSummary,
+    vocab::{
+        finding::{Finding, Severity},
+        record::RunSummary,
+    },
 };
 
 /// The JUnit report of a run, written at its end: a function of the findings, the policy's failing
@@ -36,15 +40,41 @@ impl Sink for JunitSink {
     }
 
     fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {
-        let (lost, evicted) = if self.allow_loss { (0, 0) } else { (summary.lost_total, summary.evicted_pins + summary.evicted_pfnmaps) };
-        super::write_report(&mut self.file, &render(&summary.findings, &self.fail_on, lost, evicted))
+        self.write(summary, None)
+    }
+
+    fn stopped(&mut self, summary: &RunSummary, why: &str) -> std::io::Result<()> {
+        self.write(summary, Some(why))
     }
 }
 
-/// `lost` is the number of records lost and `evicted` the pins and PFN maps the correlator dropped
-/// to stay within its bounds, when they fail the gate (0 with `--allow-loss`).
-pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64, evicted: u64) -> String {
+impl JunitSink {
+    fn write(&mut self, summary: &RunSummary, stopped: Option<&str>) -> std::io::Result<()> {
+        let (lost, evicted) = if self.allow_loss { (0, 0) } else { (summary.lost_total, summary.evicted_pins + summary.evicted_pfnmaps) };
+        super::write_report(&mut self.file, &render(&summary.findings, &self.fail_on, Losses { lost, evicted }, stopped))
+    }
+}
+
+/// What a run lost, when it fails the gate (zeros with `--allow-loss`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Losses {
+    /// Kernel records lost (ring buffer full, or undecodable).
+    pub lost: u64,
+    /// Pins and PFN maps the correlator evicted to stay within its bounds.
+    pub evicted: u64,
+}
+
+/// The JUnit XML of a run's `findings`; `stopped` is why the run did not complete (one line), which
+/// makes an erroring case of type `run-stopped`.
+pub fn render(findings: &[Finding], fail_on: &[Severity], losses: Losses, stopped: Option<&str>) -> String {
+    let Losses { lost, evicted } = losses;
     let mut suite = TestSuite::new("pfn-auditor");
+    if let Some(why) = stopped {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+        status.set_message(format!("the run stopped before its end, its findings are incomplete: {why}"));
+        status.set_type("run-stopped");
+        suite.add_test_case(TestCase::new("the run completed", status));
+    }
     if lost + evicted > 0 {
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
         status.set_message(if evicted == 0 {
@@ -81,7 +111,7 @@ pub fn render(findings: &[Finding], fail_on: &[Severity], lost: u64, evicted: u6
         }
         suite.add_test_case(case);
     }
-    if findings.is_empty() && lost + evicted == 0 {
+    if findings.is_empty() && lost + evicted == 0 && stopped.is_none() {
         suite.add_test_case(TestCase::new("no pin outlived a revocation", TestCaseStatus::success()));
     }
     let mut report = Report::new("pfn-auditor");
@@ -100,13 +130,13 @@ mod tests {
 
     #[test]
     fn a_clean_run_is_one_passing_case() {
-        let xml = render(&[], &[Severity::Error], 0, 0);
+        let xml = render(&[], &[Severity::Error], Losses::default(), None);
         assert!(xml.contains("no pin outlived a revocation") && !xml.contains("<failure"), "{xml}");
     }
 
     #[test]
     fn evicted_state_fails_like_lost_records() {
-        let xml = render(&[], &[Severity::Error], 0, 2);
+        let xml = render(&[], &[Severity::Error], Losses { lost: 0, evicted: 2 }, None);
         assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
         assert!(xml.contains("2 pin(s) or PFN map(s) evicted") && xml.contains("events-lost"), "{xml}");
         assert!(!xml.contains("name=\"no pin outlived a revocation\""), "a run that evicted pins proves no absence: {xml}");
@@ -114,7 +144,7 @@ mod tests {
 
     #[test]
     fn lost_records_fail_even_without_findings() {
-        let xml = render(&[], &[Severity::Error], 7, 0);
+        let xml = render(&[], &[Severity::Error], Losses { lost: 7, evicted: 0 }, None);
         assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
         assert!(xml.contains("7 kernel record(s) lost") && xml.contains("events-lost"), "{xml}");
         assert!(!xml.contains("name=\"no pin outlived a revocation\""), "a run that lost records proves no absence: {xml}");
@@ -123,8 +153,17 @@ mod tests {
     #[test]
     fn error_findings_fail_by_kind() {
         let findings = error_finding();
-        let xml = render(&findings, &[Severity::Error], 0, 0);
+        let xml = render(&findings, &[Severity::Error], Losses::default(), None);
         assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
         assert!(xml.contains("type=\"pin-outlived-unmap\""), "{xml}");
+    }
+
+    #[test]
+    fn a_run_that_stopped_is_an_erroring_case_that_says_why() {
+        let why = "cannot write the NDJSON output /dev/full: No space left on device (os error 28)";
+        let xml = render(&[], &[Severity::Error], Losses::default(), Some(why));
+        assert_eq!(xml.matches("<error").count(), 1, "{xml}");
+        assert!(xml.contains("type=\"run-stopped\"") && xml.contains(why), "{xml}");
+        assert!(!xml.contains("name=\"no pin outlived a revocation\""), "a run cut short proves no absence: {xml}");
     }
 }

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use crate::{
     metrics::Metrics,
     pipeline::{Levels, Sink},
-    vocab::event::Event,
-    vocab::finding::Finding,
-    vocab::record::Lost,
+    vocab::{event::Event, finding::Finding, record::Lost},
 };
 
 pub struct MetricsSink(pub Arc<Metrics>);

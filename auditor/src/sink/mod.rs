@@ -34,7 +34,7 @@ pub fn open_output(path: &Path) -> std::io::Result<File> {
 /// [`open_output`]'s rule, but an existing regular file of the running user is appended to, not
 /// truncated: how an output is reopened on SIGHUP, when whoever sent it may or may not have moved
 /// the file away (records already in it are kept).
-pub fn reopen_output(path: &Path) -> std::io::Result<File> {
+pub(crate) fn reopen_output(path: &Path) -> std::io::Result<File> {
     open_checked(path, Existing::Append)
 }
 
@@ -137,7 +137,7 @@ fn refused(why: &str) -> std::io::Error {
 
 /// Writes a report whole into `file` (opened by [`open_output`] at the start of the run), from
 /// its start, and syncs it when it is a regular file (a full disk can show only at `fsync`).
-pub fn write_report(file: &mut File, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_report(file: &mut File, text: &str) -> std::io::Result<()> {
     let regular = file.metadata()?.file_type().is_file();
     if regular {
         file.set_len(0)?;

@@ -6,9 +6,11 @@ use super::output_file::Destination;
 
 use crate::{
     pipeline::Sink,
-    vocab::event::Event,
-    vocab::finding::Finding,
-    vocab::record::{HookChange, Lost, Record, RunSummary, Status},
+    vocab::{
+        event::Event,
+        finding::Finding,
+        record::{HookChange, Lost, Record, RunSummary, Status},
+    },
 };
 
 /// Which records an NDJSON output carries.

@@ -7,6 +7,8 @@
 //! [`super::open_output`]. A reader that follows the file as `tail -F` or a log collector does
 //! (by inode or content fingerprint, over `run.ndjson*`) reads the old file to its end, every
 //! record of which was written and flushed before the rename, then the new file from its start.
+//! With rotation, a start rotates a non-empty file an earlier run left at the path the same way,
+//! so restarts (a service's) keep at most `keep` old files as well.
 use std::{
     fs::File,
     io::{BufWriter, Write},
@@ -54,19 +56,26 @@ pub struct OutputFile {
 }
 
 impl OutputFile {
-    /// Opens `path` by [`super::open_output`] (an existing file of ours is truncated). Rotation
-    /// needs a regular file: a device or FIFO with `rotation` is refused (an `InvalidInput` error).
+    /// Opens `path`. Without `rotation`, by [`super::open_output`]: an existing file of ours is
+    /// truncated. With `rotation`, an existing non-empty file of ours is rotated first, by the same
+    /// code and keep count as a rotation by size (it becomes `PATH.1`, …): a restarted daemon
+    /// (the service) keeps its previous runs' records within `keep` files. Rotation needs a
+    /// regular file: a device or FIFO with `rotation` is refused (an `InvalidInput` error).
     pub fn create(path: &Path, rotation: Option<Rotation>) -> std::io::Result<Self> {
-        if let Some(r) = rotation
-            && (r.keep == 0 || r.max_bytes == 0)
-        {
+        let Some(r) = rotation else {
+            return Self::wrap(path, super::open_output(path)?, None);
+        };
+        if r.keep == 0 || r.max_bytes == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "rotation needs a size and at least one file to keep"));
         }
-        let file = super::open_output(path)?;
-        let mut output = Self::wrap(path, file, rotation)?;
-        if rotation.is_some() && !output.regular {
+        // Opened as a SIGHUP reopen opens it (same checks, nothing truncated), then rotated away.
+        let mut output = Self::wrap(path, super::reopen_output(path)?, rotation)?;
+        if !output.regular {
             output.rotation = None;
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "only a regular file can be rotated (not a device or FIFO)"));
+        }
+        if output.size > 0 {
+            output.rotate(r.keep)?;
         }
         Ok(output)
     }
@@ -167,6 +176,32 @@ mod tests {
         assert_eq!(read(&dir.path().join("run.ndjson.1")), "dddddddddddd\n", "a record larger than the limit has a file of its own");
         assert_eq!(read(&dir.path().join("run.ndjson.2")), "cccc\n");
         assert!(!dir.path().join("run.ndjson.3").exists(), "keep = 2: aaaa/bbbb's file was replaced");
+    }
+
+    #[test]
+    fn a_start_with_rotation_rotates_the_previous_file_within_the_keep_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ndjson");
+        let rotation = Some(Rotation { max_bytes: 1 << 20, keep: 2 });
+        for run in ["first\n", "second\n", "third\n"] {
+            let mut out = OutputFile::create(&path, rotation).unwrap();
+            assert_eq!(read(&path), "", "each run starts a new file");
+            out.write_record(run.as_bytes()).unwrap();
+            out.sync().unwrap();
+        }
+        assert_eq!(read(&path), "third\n");
+        assert_eq!(read(&dir.path().join("run.ndjson.1")), "second\n");
+        assert_eq!(read(&dir.path().join("run.ndjson.2")), "first\n");
+        assert!(!dir.path().join("run.ndjson.3").exists(), "keep = 2 holds across restarts");
+        // An empty file (a run that wrote nothing) is reused, not rotated.
+        std::fs::write(&path, "").unwrap();
+        drop(OutputFile::create(&path, rotation).unwrap());
+        assert_eq!(read(&dir.path().join("run.ndjson.1")), "second\n");
+        // Without rotation a start truncates, as before.
+        std::fs::write(&path, "old\n").unwrap();
+        drop(OutputFile::create(&path, None).unwrap());
+        assert_eq!(read(&path), "");
+        assert_eq!(read(&dir.path().join("run.ndjson.1")), "second\n");
     }
 
     #[test]

@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{event::Event, finding::Finding, hook_status::HookStatus};
+use super::{
+    event::{Event, HookRef},
+    finding::Finding,
+    hook_status::HookStatus,
+};
 
 /// Bumped on any incompatible change to the records.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -124,9 +128,11 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// Per-hook totals as reported in `summary` and metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HookTotals {
-    pub hook: String,
+    /// The hook of the counter slot: a table hook's name, or a policy release function's.
+    #[schemars(with = "String")]
+    pub hook: HookRef,
     /// Times the hook's probes ran, counted by the programs themselves.
     pub hits: u64,
     /// Records they wrote to the ring buffer.

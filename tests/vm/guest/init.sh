@@ -103,6 +103,10 @@ POLICY=""
 # doctor takes the policy only.
 DOCTOR_POLICY=$POLICY
 POLICY="$POLICY --module-debug-dir /modules"
+# Where the test module was built on the host (its sources' root): SARIF gives the holder's file
+# relative to it (%SRCROOT%), as for a CI job's checkout. A path without spaces (xtask's target dir).
+SOURCE_ROOT=""
+[ -s /modules/source-root ] && SOURCE_ROOT="--source-root $(cat /modules/source-root)"
 HAVE_AUDITOR=0
 [ -x /bin/pfn-auditor ] && HAVE_AUDITOR=1
 
@@ -190,7 +194,7 @@ run_gate() { # name command args...
     shift
     echo "PFNAUDIT-SCENARIO $name (gate): $*"
     pfn-auditor gate $POLICY --output "${GATE_OUTPUT:-/out/$name.ndjson}" --junit "/out/$name.junit" --sarif "/out/$name.sarif" \
-        -- "$@" < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
+        $SOURCE_ROOT -- "$@" < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
     status=$?
     echo "PFNAUDIT-SCENARIO-END $name gate=$status"
     # The tracefs kprobes the auditor armed must be gone once it exited.

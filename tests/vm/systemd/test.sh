@@ -2,9 +2,12 @@
 # The package and its service under the real systemd, in the Debian VM of `cargo xtask
 # systemd-test` (started by pfnaudit-systemd-test.service). As a user would: install the .deb,
 # verify the unit, `pfn-auditor doctor`, declare the driver's holder in /etc/pfn-auditor/policy.toml,
-# `systemctl enable --now pfn-auditor`, load the driver and run its misuse (as an unprivileged
-# user), read the findings in /var/log/pfn-auditor, stop, remove and purge, and compare the file
-# system's paths with those before the install.
+# `systemctl enable --now pfn-auditor`, load the driver (installed under /lib/modules, as
+# `make modules_install` does: the service must see its debug info there to give the holder's
+# file:line) and run its misuse (as an unprivileged user), read the findings in
+# /var/log/pfn-auditor, `systemctl reload` (SIGHUP: the file moved away is replaced), stop, start
+# again (the previous run's file rotated to .1), remove and purge, and compare the file system's
+# paths with those before the install.
 #
 # Each step is a line `ok <step>` or `FAIL <step>: <why>` in the file `steps`; files go to the host
 # over the second serial port, framed as in tests/vm/guest/init.sh (`PFNAUDIT-BEGIN <name> <label>
@@ -62,6 +65,15 @@ paths() {
 }
 say "SYSTEMD-TEST $NAME: systemd $(systemctl --version | head -1)"
 
+# The driver, installed as `make modules_install` would (the developer's, not the package's: before
+# the path list). The root has no kmod, so modules.dep gets its lines here as depmod writes them.
+EXTRA=/lib/modules/$(uname -r)/extra
+mkdir -p $EXTRA
+for m in $(cat $T/modules/order); do
+    cp "$T/modules/$m.ko" $EXTRA/
+    echo "extra/$m.ko:" >> /lib/modules/$(uname -r)/modules.dep
+done
+
 paths > $OUT/paths-before
 step install dpkg -i $T/pfn-auditor.deb
 # The unit as installed, against the real systemd of a Debian system.
@@ -80,7 +92,7 @@ wait_for service-attached 180 '"type": ?"status"' $NDJSON
 
 # The driver comes after the service, as a developer loads it while the service runs.
 for m in $(cat $T/modules/order); do
-    step "insmod-$m" $T/busybox insmod "$T/modules/$m.ko"
+    step "insmod-$m" $T/busybox insmod "$EXTRA/$m.ko"
 done
 chmod 0666 /dev/pfnaudit
 # An unprivileged user's process holds the pin (the service reads other users' processes).
@@ -102,12 +114,33 @@ send privileges 0 $OUT/privileges
 systemd-analyze security pfn-auditor.service > $OUT/security 2>&1
 send security 0 $OUT/security
 
+# `systemctl reload` after the file was moved away (what a collector's or logrotate's move
+# does): the service reopens it at its path, a new file; its later records (the summary) go there.
+mv $NDJSON $LOG/moved.ndjson
+step reload systemctl reload pfn-auditor.service
+i=0
+while [ ! -e $NDJSON ] && [ $i -lt 30 ]; do
+    sleep 1
+    i=$((i + 1))
+done
+step reopened-on-reload test -e $NDJSON
+
 step stop systemctl stop pfn-auditor.service
 status=$(systemctl show -p ExecMainStatus --value pfn-auditor.service)
-cp $NDJSON $OUT/ndjson
+# The run's records: those before the reload, then those after.
+cat $LOG/moved.ndjson $NDJSON > $OUT/ndjson
 send ndjson "$status" $OUT/ndjson
 journalctl -u pfn-auditor.service --no-pager -o cat > $OUT/journal 2>&1
 send stderr "$status" $OUT/journal
+step summary-after-reload grep -qE '"type": ?"summary"' $NDJSON
+
+# A start rotates the file the previous run left (the unit's --output-max-mib/--output-keep): its
+# records move to .1 whole, and the new run starts a new file.
+cp $NDJSON $OUT/previous
+step restart systemctl start pfn-auditor.service
+wait_for restart-attached 180 '"type": ?"status"' $NDJSON
+step previous-run-rotated cmp $OUT/previous $NDJSON.1
+step restart-stop systemctl stop pfn-auditor.service
 stat -c '%a %U %n' $LOG $LOG/* > $OUT/modes 2>&1
 send modes 0 $OUT/modes
 

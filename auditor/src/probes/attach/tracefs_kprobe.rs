@@ -25,7 +25,7 @@ const GROUP: &str = "pfnaudit";
 static NEXT_EVENT: AtomicU32 = AtomicU32::new(0);
 
 /// One kprobe event and the perf event that runs the eBPF program on it; removed on drop.
-pub struct TracefsKprobe {
+pub(crate) struct TracefsKprobe {
     tracefs: PathBuf,
     name: String,
     /// Closed before the event is removed (the kernel refuses to remove an event in use).
@@ -33,7 +33,7 @@ pub struct TracefsKprobe {
 }
 
 /// The mounted tracefs with kprobe events, if any.
-pub fn tracefs_root() -> Option<PathBuf> {
+pub(crate) fn tracefs_root() -> Option<PathBuf> {
     ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"].into_iter().map(PathBuf::from).find(|p| p.join("kprobe_events").exists())
 }
 
@@ -80,7 +80,7 @@ impl Drop for TracefsKprobe {
 /// belongs to a process that is not pfn-auditor (pids are reused). Events of another running
 /// instance are kept (instances coexist); and the kernel refuses to remove an event that a perf
 /// event still uses (EBUSY), so a live run's hooks cannot be taken from it even by mistake.
-pub fn remove_stale_events(tracefs: &Path) {
+pub(crate) fn remove_stale_events(tracefs: &Path) {
     let Ok(events) = std::fs::read_to_string(tracefs.join("kprobe_events")) else { return };
     for line in events.lines() {
         // `p:pfnaudit/e123_4 pfnaudit_test:pfnaudit_unpin_tracked`
