@@ -48,7 +48,7 @@ pub(crate) trait Observer {
 }
 
 pub(crate) struct SessionOptions {
-    pub release_functions: Vec<crate::policy::ReleaseFunction>,
+    pub release_functions: Vec<crate::vocab::hook_status::ReleaseFunction>,
     pub ring_buffer_bytes: u32,
     /// `--module-debug-dir`: where to look first for modules' `.ko` files with debug info.
     pub module_debug_dirs: Vec<std::path::PathBuf>,

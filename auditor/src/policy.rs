@@ -9,6 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::probes::table::hook_of_function;
+pub use crate::vocab::hook_status::ReleaseFunction;
 use crate::vocab::{
     event::HookRef,
     finding::{FindingKind, Severity, same_function},
@@ -42,14 +43,6 @@ pub enum RamPfns {
 pub enum ArgMeaning {
     Pfn,
     Address,
-}
-
-/// A release function to hook. `module` is its holder's: where the function is looked for while
-/// it is not in kallsyms, so its hook can be armed before the driver is loaded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReleaseFunction {
-    pub name: String,
-    pub module: Option<String>,
 }
 
 /// One `[[holder]]`: kernel code that takes raw lookups and how it gives them back.

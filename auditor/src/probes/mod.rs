@@ -15,11 +15,10 @@ use auditor_common::{HOOK_COUNT, Hook, RELEASE_SLOTS};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::{
-    policy::ReleaseFunction,
     symbols::{KernelSymbols, LoadedModules},
     vocab::{
         event::HookRef,
-        hook_status::{HookState, HookStatus},
+        hook_status::{HookState, HookStatus, ReleaseFunction},
     },
 };
 use floor::ProgramSet;

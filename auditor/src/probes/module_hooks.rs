@@ -20,9 +20,8 @@ use super::{
     table::{Attach, ProbeRow},
 };
 use crate::{
-    policy::ReleaseFunction,
     symbols::KernelSymbols,
-    vocab::hook_status::{HookState, HookStatus},
+    vocab::hook_status::{HookState, HookStatus, ReleaseFunction},
 };
 
 /// Modules whose BTF holds types some hooks need (`struct frame_vector` on 5.12+).

@@ -80,3 +80,12 @@ mod tests {
         assert!(e.to_string().contains("unknown hook \"no_such_hook\""), "{e}");
     }
 }
+
+/// A release function of a policy's holder to hook (docs/policy.md). `module` is its holder's:
+/// where the function is looked for while it is not in kallsyms, so its hook can be armed before
+/// the driver is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReleaseFunction {
+    pub name: String,
+    pub module: Option<String>,
+}
