@@ -2,11 +2,15 @@
 //! whole vmlinux BTF is ~5 MiB, which libFuzzer would mutate and re-parse at a few executions a
 //! second; the trimmed blob is tens of KiB and holds everything `probes/layout.rs` looks at.
 //!
-//! Kept: every struct, union, enum and function whose name is in `keep` (with all their members),
-//! the anonymous structs and unions inside them (layout.rs looks through those), and the types
-//! their members and parameters are made of, except that a named struct or union that is not kept
-//! becomes a forward declaration of the same name (`struct mm_struct *` stays a pointer to
-//! something named `mm_struct`). Format: include/uapi/linux/btf.h (little-endian only).
+//! Kept: every struct, union, enum and function whose name is in `keep`, the anonymous structs and
+//! unions inside them (layout.rs looks through those), and the types their members and parameters
+//! are made of, except that a named struct or union that is not kept becomes a forward declaration
+//! of the same name (`struct mm_struct *` stays a pointer to something named `mm_struct`).
+//! [`Members::All`] keeps every member of a kept struct; [`Members::Named`] only the members whose
+//! name is in `keep` and the anonymous ones: each member carries its own bit offset and a struct
+//! its size, so layout.rs reads the same offsets from a blob a fifth the size (the fuzz seed; the
+//! whole-member blob is run once as a regression input). Format: include/uapi/linux/btf.h
+//! (little-endian only).
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context, Result, bail};
@@ -112,14 +116,34 @@ fn parse(blob: &[u8]) -> Result<Parsed> {
 
 impl Parsed {
     fn name(&self, off: u32) -> &[u8] {
-        let rest = self.strings.get(off as usize..).unwrap_or_default();
-        &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
+        c_string(&self.strings, off)
     }
 
     /// Type `id` (1-based; 0 is void).
     fn get(&self, id: u32) -> Option<&BtfType> {
         id.checked_sub(1).and_then(|i| self.types.get(i as usize))
     }
+
+    /// Removes from every struct and union the members that have a name not in `keep` (`vlen`
+    /// follows; the struct's size and the other members' bit offsets stay).
+    fn drop_unnamed_members(&mut self, keep: &HashSet<String>) {
+        let strings = &self.strings;
+        let wanted = |m: &[u32]| {
+            let name = c_string(strings, m[0]);
+            name.is_empty() || std::str::from_utf8(name).is_ok_and(|n| keep.contains(n))
+        };
+        for t in self.types.iter_mut().filter(|t| matches!(t.kind(), STRUCT | UNION)) {
+            let extra: Vec<u32> = t.extra.chunks(3).filter(|m| wanted(m)).flatten().copied().collect();
+            t.info = (t.info & !0xffff) | (extra.len() / 3) as u32;
+            t.extra = extra;
+        }
+    }
+}
+
+/// The NUL-terminated string at `off` of a string section.
+fn c_string(strings: &[u8], off: u32) -> &[u8] {
+    let rest = strings.get(off as usize..).unwrap_or_default();
+    &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
 }
 
 /// How a type is written to the trimmed blob.
@@ -130,9 +154,20 @@ enum Keep {
     Whole,
 }
 
+/// Which members of a kept struct or union stay.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Members {
+    All,
+    /// Those named in `keep`, and the anonymous ones (which may hold a named one).
+    Named,
+}
+
 /// `blob` with only the types named in `keep` and what they are made of (see the module doc).
-pub fn trim(blob: &[u8], keep: &HashSet<String>) -> Result<Vec<u8>> {
-    let btf = parse(blob)?;
+pub fn trim(blob: &[u8], keep: &HashSet<String>, members: Members) -> Result<Vec<u8>> {
+    let mut btf = parse(blob)?;
+    if members == Members::Named {
+        btf.drop_unnamed_members(keep);
+    }
     let mut kept: BTreeMap<u32, Keep> = BTreeMap::new();
     let mut todo: Vec<u32> = Vec::new();
     for (i, t) in btf.types.iter().enumerate() {
@@ -204,6 +239,45 @@ pub fn trim(blob: &[u8], keep: &HashSet<String>) -> Result<Vec<u8>> {
         types.push(out);
     }
     Ok(encode(&types, &strings.bytes))
+}
+
+/// A struct's name and its members' (name, bit offset).
+#[cfg(test)]
+pub type StructMembers = (String, Vec<(String, u32)>);
+
+/// Every named struct and union of a blob in order: its name and its members' names and bit
+/// offsets, the members of an anonymous member listed after it (named `.member`, at their offset in
+/// the outer struct), as layout.rs looks through them.
+#[cfg(test)]
+pub fn struct_members(blob: &[u8]) -> Result<Vec<StructMembers>> {
+    let btf = parse(blob)?;
+    let text = |off| String::from_utf8_lossy(btf.name(off)).into_owned();
+    fn flatten(btf: &Parsed, t: &BtfType, base: u32, depth: u32, prefix: &str, out: &mut Vec<(String, u32)>) {
+        for m in t.extra.chunks(3) {
+            let name = format!("{prefix}{}", String::from_utf8_lossy(btf.name(m[0])));
+            out.push((name.clone(), base + m[2]));
+            let mut inner = btf.get(m[1]);
+            for _ in 0..32 {
+                match inner {
+                    Some(i) if matches!(i.kind(), CONST | VOLATILE | RESTRICT | TYPEDEF | TYPE_TAG) => inner = btf.get(i.size_or_type),
+                    _ => break,
+                }
+            }
+            if let Some(i) = inner.filter(|i| matches!(i.kind(), STRUCT | UNION) && i.name_off == 0 && m[0] == 0 && depth > 0) {
+                flatten(btf, i, base + m[2], depth - 1, &format!("{name}."), out);
+            }
+        }
+    }
+    Ok(btf
+        .types
+        .iter()
+        .filter(|t| matches!(t.kind(), STRUCT | UNION) && t.name_off != 0)
+        .map(|t| {
+            let mut members = Vec::new();
+            flatten(&btf, t, 0, 8, "", &mut members);
+            (text(t.name_off), members)
+        })
+        .collect())
 }
 
 /// The string section: offset 0 is the empty name.
@@ -304,7 +378,7 @@ mod tests {
     #[test]
     fn a_kept_struct_keeps_its_anonymous_members_and_names_what_it_points_to() {
         let keep = HashSet::from(["outer".to_string()]);
-        let trimmed = parse(&trim(&sample(), &keep).unwrap()).unwrap();
+        let trimmed = parse(&trim(&sample(), &keep, Members::All).unwrap()).unwrap();
         let kinds: Vec<(u32, &[u8])> = trimmed.types.iter().map(|t| (t.kind(), trimmed.name(t.name_off))).collect();
         assert_eq!(kinds, [(INT, &b"int"[..]), (STRUCT, b""), (PTR, b""), (STRUCT, b"outer"), (FWD, b"other")]);
         let outer = &trimmed.types[3];
@@ -316,8 +390,22 @@ mod tests {
     #[test]
     fn trimming_twice_changes_nothing_and_garbage_is_refused() {
         let keep = HashSet::from(["outer".to_string(), "other".to_string()]);
-        let once = trim(&sample(), &keep).unwrap();
-        assert_eq!(trim(&once, &keep).unwrap(), once);
-        assert!(trim(b"not btf at all, not even a header", &keep).is_err());
+        for members in [Members::All, Members::Named] {
+            let once = trim(&sample(), &keep, members).unwrap();
+            assert_eq!(trim(&once, &keep, members).unwrap(), once);
+            assert!(trim(b"not btf at all, not even a header", &keep, members).is_err());
+        }
+    }
+
+    #[test]
+    fn named_members_keeps_the_asked_fields_and_the_anonymous_ones_at_their_offsets() {
+        let keep = HashSet::from(["outer".to_string(), "b".to_string(), "p".to_string()]);
+        let trimmed = parse(&trim(&sample(), &keep, Members::Named).unwrap()).unwrap();
+        let outer = trimmed.types.iter().find(|t| trimmed.name(t.name_off) == b"outer").unwrap();
+        let members: Vec<(&[u8], u32)> = outer.extra.chunks(3).map(|m| (trimmed.name(m[0]), m[2])).collect();
+        assert_eq!(members, [(&b""[..], 32), (b"p", 64)], "`a` is gone, the others keep their bit offsets");
+        assert_eq!((outer.vlen(), outer.size_or_type), (2, 16), "vlen follows, the size stays");
+        let inner = trimmed.types.iter().find(|t| t.kind() == STRUCT && t.name_off == 0).unwrap();
+        assert_eq!(trimmed.name(inner.extra[0]), b"b", "the anonymous struct keeps its asked field");
     }
 }

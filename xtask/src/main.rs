@@ -94,10 +94,10 @@ enum Cmd {
     /// Run every cargo-fuzz target in fuzz/ for N seconds each (installs cargo-fuzz; nightly);
     /// prints the executions each reached. See docs/fuzzing.md
     Fuzz {
-        /// Seconds per target
-        #[arg(long, default_value_t = 60)]
-        seconds: u64,
-        /// Stop each target after this many executions instead (whichever comes first)
+        /// Seconds per target [default: 60 without --runs, no limit with it]
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Stop each target after this many executions (with --seconds too: whichever comes first)
         #[arg(long)]
         runs: Option<u64>,
         /// Fuzz only this target (repeatable); all when omitted
@@ -132,7 +132,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Package => package::build().map(drop),
         Cmd::SystemdTest { kernel } => systemd_test::run(kernels::series(&kernel)?),
         Cmd::Bench { kernels, iterations, clock } => bench::run(&selected(&kernels)?, clock, iterations),
-        Cmd::Fuzz { seconds, runs, targets } => fuzz::run(seconds, &targets, runs).map(drop),
+        Cmd::Fuzz { seconds, runs, targets } => fuzz::run(fuzz::Budget::new(seconds, runs), &targets).map(drop),
         Cmd::Test => {
             setup::install_tools()?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
