@@ -319,7 +319,7 @@ mod tests {
             hooks_attached: HooksTried::Planned,
             hooks_note: None,
             hooks: Vec::new(),
-            rules: user.over(&crate::catalog::catalog()).unwrap().rules(),
+            rules: user.over(&crate::policy::Policy::catalog()).unwrap().rules(),
             cost: None,
         };
         let text = d.render();

@@ -2,7 +2,7 @@
 //! events) → correlate (pure) → sinks (ndjson, junit, sarif, metrics, human), all speaking the
 //! vocabulary of `vocab` (the bottom layer; docs/architecture.md). Exported is what the binary,
 //! tests, benches, examples and fuzz targets use; the rest is crate-private, so unused code warns.
-pub mod catalog;
+pub(crate) mod catalog;
 pub mod cli_docs;
 pub mod correlate;
 pub(crate) mod daemon;

@@ -14,7 +14,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::{pipeline::Levels, vocab::record::HookTotals};
+use crate::vocab::record::{HookTotals, Levels};
 
 type Labels = Vec<(String, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;

@@ -18,7 +18,7 @@ use crate::{
     vocab::{
         event::Event,
         finding::Finding,
-        record::{HookChange, LossReason, Lost, RunSummary, Status},
+        record::{HookChange, Levels, LossReason, Lost, RunSummary, Status},
     },
 };
 
@@ -72,15 +72,6 @@ pub trait Sink {
     fn levels(&mut self, _levels: &Levels) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// What the correlator holds now (levels, not counts: they go down too).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Levels {
-    /// Pins currently held.
-    pub pins_held: u64,
-    /// PFN maps currently tracked.
-    pub pfnmaps: u64,
 }
 
 /// An output could not be written (`write`, `flush` or `fsync` failed). The I/O error is part of

@@ -8,13 +8,13 @@ use auditor_common::RELEASE_SLOTS;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::probes::table::hook_of_function;
 pub use crate::vocab::hook_status::ReleaseFunction;
 use crate::vocab::{
     event::HookRef,
     finding::{FindingKind, Severity, same_function},
     record::RuleStatus,
 };
+use crate::{catalog, probes::table::hook_of_function};
 
 /// How a release-hook call finds the pins it releases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,10 +322,16 @@ impl Policy {
         if !catalog {
             return Ok(user);
         }
-        let file = path.map(|p| p.display().to_string()).unwrap_or_else(|| crate::catalog::FILE.to_string());
+        let file = path.map(|p| p.display().to_string()).unwrap_or_else(|| catalog::FILE.to_string());
         // Too many release functions with the catalog's: name the user's last holder.
         let line = text.rfind("[[holder]]").map_or(1, |at| text[..at].matches('\n').count() + 1);
-        user.over(&crate::catalog::catalog()).map_err(|reason| PolicyError { file, line, reason })
+        user.over(&Self::catalog()).map_err(|reason| PolicyError { file, line, reason })
+    }
+
+    /// The built-in catalog (`catalog.rs`) as a policy: holders and suppressions; its `[gate]` is
+    /// never used.
+    pub fn catalog() -> Self {
+        Self::parse(catalog::TEXT, catalog::FILE).expect("the built-in catalog parses (tested)")
     }
 
     /// This policy layered over `under`: its holder rules first (the first match wins, so they
@@ -408,6 +414,18 @@ fn parse_match(text: &str, arg_is: Option<ArgMeaning>) -> Result<ReleaseMatch, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalog_parses_and_knows_vfio_kvm_and_the_kernel_internal_callers() {
+        let c = Policy::catalog();
+        let (_, vfio) = c.holder_for(Some("vaddr_get_pfns.constprop.0"), Some("vfio_iommu_type1")).unwrap();
+        assert_eq!(vfio.release, ["vfio_unpin_pages_remote"]);
+        assert_eq!(vfio.release_match, ReleaseMatch::Arg { index: 2, is: ArgMeaning::Pfn, count: Some(3) });
+        assert_eq!(vfio.ram_pfns, RamPfns::Refused);
+        assert_eq!(vfio.source, catalog::FILE);
+        assert!(c.suppression_for(Some("hva_to_pfn_remapped"), Some("kvm"), FindingKind::LookupRevoked).is_some());
+        assert!(c.holder_for(Some("get_pat_info"), None).is_some_and(|(_, h)| h.kernel_internal));
+    }
 
     const GOOD: &str = r#"
 [[holder]]

@@ -58,7 +58,7 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
                 reason: Some("appeared in 6.12".into()),
             },
         ],
-        rules: policy.clone().over(&auditor::catalog::catalog()).unwrap().rules(),
+        rules: policy.clone().over(&Policy::catalog()).unwrap().rules(),
     };
     let mut lines = vec![serde_json::to_string(&Record::Status(status)).unwrap()];
     // The driver's module loaded after the start: its release hook attaches then.

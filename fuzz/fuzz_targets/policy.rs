@@ -3,10 +3,10 @@
 #![no_main]
 use std::sync::LazyLock;
 
-use auditor::{catalog::catalog, policy::Policy};
+use auditor::policy::Policy;
 use libfuzzer_sys::fuzz_target;
 
-static CATALOG: LazyLock<Policy> = LazyLock::new(catalog);
+static CATALOG: LazyLock<Policy> = LazyLock::new(Policy::catalog);
 
 fuzz_target!(|data: &[u8]| {
     // The file is read with read_to_string: text that is not UTF-8 never reaches the parser.

@@ -192,7 +192,7 @@ fn suppressed_findings_are_counted_not_reported() {
 
 #[test]
 fn kernel_internal_lookups_are_not_pins() {
-    let with_catalog = policy().over(&crate::catalog::catalog()).unwrap();
+    let with_catalog = policy().over(&crate::policy::Policy::catalog()).unwrap();
     let without = Policy::default();
     // The probe table's kernel-internal functions and the auditor's own nested hooks are never
     // pins, catalog or not; get_pat_info (not hooked) is kernel-internal by the catalog.
@@ -397,7 +397,7 @@ fn a_user_rule_for_a_holder_overrides_the_catalogs_and_no_catalog_drops_it() {
     let p = Proc::new(51);
     let stream = vfio_stream(&p, None);
     let user = Policy::parse(&format!("[[holder]]\nmodule = \"{VFIO}\"\nfunction = \"vaddr_get_pfns\"\n"), "user.toml").unwrap();
-    let layered = user.over(&crate::catalog::catalog()).unwrap();
+    let layered = user.over(&crate::policy::Policy::catalog()).unwrap();
     assert_eq!(layered.holders[0].source, "user.toml");
     assert_eq!(kinds(&run(&layered, &stream).0), ["lookup-revoked"], "the user's rule (no release) wins");
     assert_eq!(kinds(&run(&Policy::load(None, true).unwrap(), &stream).0), ["pin-outlived-revocation"], "the catalog alone");

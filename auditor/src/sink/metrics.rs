@@ -5,8 +5,12 @@ use std::sync::Arc;
 
 use crate::{
     metrics::Metrics,
-    pipeline::{Levels, Sink},
-    vocab::{event::Event, finding::Finding, record::Lost},
+    pipeline::Sink,
+    vocab::{
+        event::Event,
+        finding::Finding,
+        record::{Levels, Lost},
+    },
 };
 
 pub struct MetricsSink(pub Arc<Metrics>);

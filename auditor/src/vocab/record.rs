@@ -128,6 +128,16 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// What the correlator holds now (levels, not counts: they go down too), for the
+/// metrics' gauges: at every poll of a live run and at the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Levels {
+    /// Pins currently held.
+    pub pins_held: u64,
+    /// PFN maps currently tracked.
+    pub pfnmaps: u64,
+}
+
 /// Per-hook totals as reported in `summary` and metrics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HookTotals {
