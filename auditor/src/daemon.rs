@@ -18,7 +18,7 @@ use crate::{
     symbols::{KernelSymbols, LoadedModules},
     vocab::{
         hook_status::{HookState, HookStatus},
-        record::Lost,
+        record::{Lost, hook_or_unknown},
     },
 };
 
@@ -166,9 +166,10 @@ impl Session {
                     }
                 }
                 Err(e) => {
-                    let hook = RawRecord::hook_slot(&bytes).map_or_else(|| "unknown".to_string(), |slot| self.decoder.hook_name(slot));
-                    if self.undecodable.count(&hook) {
-                        log::warn!("undecodable record of {hook} (eBPF object and daemon disagree?): {e}");
+                    let hook = RawRecord::hook_slot(&bytes).map(|slot| self.decoder.hook(slot));
+                    let name = hook_or_unknown(hook.as_ref()).to_string();
+                    if self.undecodable.count(hook) {
+                        log::warn!("undecodable record of {name} (eBPF object and daemon disagree?): {e}");
                     }
                 }
             }
@@ -209,8 +210,7 @@ impl Session {
         let counters = self.maps.read_counters();
         let now = monotonic_ns();
         for (slot, count) in self.losses.new_losses(&counters) {
-            let name = self.decoder.hook_name(slot as u32);
-            observer.lost(&Lost::ring_full(&name, count, now));
+            observer.lost(&Lost::ring_full(self.decoder.hook(slot as u32), count, now));
         }
         for lost in self.undecodable.take(now) {
             observer.lost(&lost);

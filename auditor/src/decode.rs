@@ -134,13 +134,8 @@ impl Decoder {
         self.slot_symbols = slot_symbols;
     }
 
-    /// The name of a hook slot (a release slot carries the policy's function name).
-    pub(crate) fn hook_name(&self, slot: u32) -> String {
-        self.hook(slot).name().to_string()
-    }
-
     /// The hook of a slot; a slot nothing is known of is named by its number (`hook17`).
-    fn hook(&self, slot: u32) -> HookRef {
+    pub(crate) fn hook(&self, slot: u32) -> HookRef {
         self.slot_hooks.get(slot as usize).cloned().flatten().unwrap_or_else(|| HookRef::Release(format!("hook{slot}").into()))
     }
 

@@ -92,22 +92,22 @@ impl LossTracker {
     }
 }
 
-/// Records that did not parse, per hook name, until the next counter poll reports them as
-/// `lost` records with `reason: undecodable`.
+/// Records that did not parse, per hook (`None`: too short to name one), until the next counter
+/// poll reports them as `lost` records with `reason: undecodable`.
 #[derive(Default)]
-pub(crate) struct Undecodable(std::collections::BTreeMap<String, u64>);
+pub(crate) struct Undecodable(std::collections::BTreeMap<Option<HookRef>, u64>);
 
 impl Undecodable {
     /// Counts one record of `hook`; true for the first one since the last report (worth a log line).
-    pub fn count(&mut self, hook: &str) -> bool {
+    pub fn count(&mut self, hook: Option<HookRef>) -> bool {
         let first = self.0.is_empty();
-        *self.0.entry(hook.to_string()).or_default() += 1;
+        *self.0.entry(hook).or_default() += 1;
         first
     }
 
     /// One `lost` record per hook counted since the last call.
     pub fn take(&mut self, ts_ns: u64) -> Vec<Lost> {
-        std::mem::take(&mut self.0).into_iter().map(|(hook, count)| Lost::undecodable(&hook, count, ts_ns)).collect()
+        std::mem::take(&mut self.0).into_iter().map(|(hook, count)| Lost::undecodable(hook, count, ts_ns)).collect()
     }
 }
 
@@ -156,13 +156,15 @@ mod tests {
     #[test]
     fn undecodable_records_become_one_loss_per_hook_per_poll() {
         let mut u = Undecodable::default();
-        assert!(u.count("zap_vma_ptes"), "the first one is logged");
-        assert!(!u.count("zap_vma_ptes"));
-        assert!(!u.count("unknown"));
+        let zap = || Some(HookRef::Table(Hook::ZapVmaPtes));
+        assert!(u.count(zap()), "the first one is logged");
+        assert!(!u.count(zap()));
+        assert!(!u.count(None), "a record too short to name its hook");
         let lost = u.take(7);
-        assert_eq!(lost, [Lost::undecodable("unknown", 1, 7), Lost::undecodable("zap_vma_ptes", 2, 7)]);
+        assert_eq!(lost, [Lost::undecodable(None, 1, 7), Lost::undecodable(zap(), 2, 7)]);
+        assert_eq!(lost[0].hook_name(), "unknown");
         assert!(u.take(8).is_empty(), "reported once");
-        assert!(u.count("follow_pfn"), "logged again after a report");
+        assert!(u.count(Some(Hook::FollowPfn.into())), "logged again after a report");
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl Metrics {
             None => "ring-full",
             Some(crate::vocab::record::LossReason::Undecodable) => "undecodable",
         };
-        let labels = vec![("hook".to_string(), lost.hook.clone()), ("reason".to_string(), reason.to_string())];
+        let labels = vec![("hook".to_string(), lost.hook_name().to_string()), ("reason".to_string(), reason.to_string())];
         self.lost.get_or_create(&labels).inc_by(lost.count);
     }
 
@@ -176,7 +176,7 @@ mod tests {
         m.set_hooks(&[totals(10, 1_000_000)]);
         m.set_hooks(&[totals(14, 1_500_000)]);
         m.finding("pin-outlived-revocation", "error");
-        m.lost(&crate::vocab::record::Lost::undecodable("zap_vma_ptes", 2, 5));
+        m.lost(&crate::vocab::record::Lost::undecodable(Some(HookRef::from_name("zap_vma_ptes")), 2, 5));
         let text = m.render();
         assert!(text.contains(r#"pfn_auditor_lost_total{hook="zap_vma_ptes",reason="undecodable"} 2"#), "{text}");
         assert!(text.contains(r#"pfn_auditor_hook_dropped_total{hook="follow_pfn"} 1"#), "{text}");

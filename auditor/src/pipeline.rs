@@ -16,7 +16,7 @@ use crate::{
     correlate::{Correlator, Options},
     policy::Policy,
     vocab::{
-        event::Event,
+        event::{Event, HookRef},
         finding::Finding,
         record::{HookChange, Levels, LossReason, Lost, RunSummary, Status},
     },
@@ -98,10 +98,10 @@ pub struct Pipeline {
     /// Findings already handed to the sinks (the summary's first `reported` entries).
     reported: usize,
     events: u64,
-    /// Records lost per hook (ring buffer full, or undecodable), from the `lost` records.
-    lost: BTreeMap<String, u64>,
-    /// Of those, the records the daemon could not decode.
-    undecodable: BTreeMap<String, u64>,
+    /// Records lost (ring buffer full, or undecodable), from the `lost` records.
+    lost_total: u64,
+    /// Of those, the records the daemon could not decode, per hook (`None`: unknown).
+    undecodable: BTreeMap<Option<HookRef>, u64>,
     error: Option<OutputError>,
     /// Which sink failed (an index into `sinks`), or `None` for a failure outside the sinks.
     failed_sink: Option<usize>,
@@ -124,7 +124,7 @@ impl Pipeline {
             sinks,
             reported: 0,
             events: 0,
-            lost: BTreeMap::new(),
+            lost_total: 0,
             undecodable: BTreeMap::new(),
             error: None,
             failed_sink: None,
@@ -209,7 +209,7 @@ impl Pipeline {
     }
 
     pub fn lost(&mut self, lost: &Lost) {
-        *self.lost.entry(lost.hook.clone()).or_default() += lost.count;
+        self.lost_total += lost.count;
         if lost.reason == Some(LossReason::Undecodable) {
             *self.undecodable.entry(lost.hook.clone()).or_default() += lost.count;
         }
@@ -250,7 +250,7 @@ impl Pipeline {
             evicted_pins: result.evicted_pins,
             evicted_pfnmaps: result.evicted_pfnmaps,
             events: self.events,
-            lost_total: self.lost.values().sum(),
+            lost_total: self.lost_total,
             undecodable: std::mem::take(&mut self.undecodable),
             hooks: end.hooks,
             duration_ms: end.duration_ms,
@@ -312,7 +312,7 @@ mod tests {
             self.note(f.kind.name())
         }
         fn lost(&mut self, l: &Lost) -> std::io::Result<()> {
-            self.note(&format!("lost {} {}", l.hook, l.count))
+            self.note(&format!("lost {} {}", l.hook_name(), l.count))
         }
         fn finish(&mut self, s: &RunSummary) -> std::io::Result<()> {
             self.note(&format!("finish lost_total={}", s.lost_total))
@@ -336,15 +336,25 @@ mod tests {
         for e in &leak_stream().events {
             p.event(e);
         }
-        p.lost(&Lost::ring_full("follow_pfn", 2, 9));
-        p.lost(&Lost::undecodable("zap_vma_ptes", 1, 10));
+        p.lost(&Lost::ring_full(HookRef::from_name("follow_pfn"), 2, 9));
+        p.lost(&Lost::undecodable(Some(HookRef::from_name("zap_vma_ptes")), 1, 10));
+        p.lost(&Lost::undecodable(None, 4, 11));
         let (summary, error) = p.finish(RunEnd::default());
         assert!(error.is_none());
-        assert_eq!(summary.lost_total, 3, "undecodable records count as lost");
-        assert_eq!(summary.undecodable, BTreeMap::from([("zap_vma_ptes".to_string(), 1)]));
+        assert_eq!(summary.lost_total, 7, "undecodable records count as lost");
+        assert_eq!(summary.undecodable, BTreeMap::from([(None, 4), (Some(HookRef::from_name("zap_vma_ptes")), 1)]));
         assert_eq!(
             *calls.borrow(),
-            ["event", "event", "pfnmap-frame-vector", "lost follow_pfn 2", "lost zap_vma_ptes 1", "pin-leaked", "finish lost_total=3"]
+            [
+                "event",
+                "event",
+                "pfnmap-frame-vector",
+                "lost follow_pfn 2",
+                "lost zap_vma_ptes 1",
+                "lost unknown 4",
+                "pin-leaked",
+                "finish lost_total=7"
+            ]
         );
     }
 

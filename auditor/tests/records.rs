@@ -75,8 +75,8 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
             lines.push(line);
         }
     }
-    lines.push(serde_json::to_string(&Record::Lost(Lost::ring_full("follow_pfn", 3, 99))).unwrap());
-    lines.push(serde_json::to_string(&Record::Lost(Lost::undecodable("zap_vma_ptes", 1, 100))).unwrap());
+    lines.push(serde_json::to_string(&Record::Lost(Lost::ring_full(HookRef::from_name("follow_pfn"), 3, 99))).unwrap());
+    lines.push(serde_json::to_string(&Record::Lost(Lost::undecodable(Some(HookRef::from_name("zap_vma_ptes")), 1, 100))).unwrap());
     let summary = correlator.finish();
     for f in &summary.findings[finding_lines.len()..] {
         let line = serde_json::to_string(&Record::Finding(f.clone())).unwrap();
@@ -94,7 +94,7 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
         evicted_pfnmaps: 0,
         events: s.events.len() as u64,
         lost_total: 4,
-        undecodable: [("zap_vma_ptes".to_string(), 1)].into(),
+        undecodable: [(Some(HookRef::from_name("zap_vma_ptes")), 1)].into(),
         hooks: vec![HookTotals {
             hook: HookRef::from_name("follow_pfn"),
             hits: 9,

@@ -79,7 +79,7 @@ impl Sink for HumanSink {
             None => "lost (ring buffer full)",
             Some(LossReason::Undecodable) => "undecodable (eBPF object and daemon disagree?)",
         };
-        self.line(&format!("pfn-auditor: {} record(s) of {} {why}\n", lost.count, lost.hook))
+        self.line(&format!("pfn-auditor: {} record(s) of {} {why}\n", lost.count, lost.hook_name()))
     }
 
     fn finish(&mut self, summary: &RunSummary) -> std::io::Result<()> {

@@ -44,7 +44,8 @@ impl<'de> Deserialize<'de> for Hex {
 /// The hook that produced an event: one of the probe table's hooks (`auditor_common::Hook`), or
 /// a release function the policy hooks. On the wire it is the hook's name: `zap_vma_ptes` (also
 /// on kernels where it is attached to another symbol), or the release function's own name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Ordered table hooks first (in table order), then release functions by name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum HookRef {
     /// A hook of the probe table (never `Hook::Release0`).
     Table(Hook),

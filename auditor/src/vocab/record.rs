@@ -56,7 +56,11 @@ pub struct HookChange {
 /// full), or the daemon could not decode them (`reason: undecodable`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lost {
-    pub hook: String,
+    /// The hook of the records' counter slot, by name; `unknown` (none in Rust) for a record too
+    /// short to name its slot.
+    #[serde(with = "lost_hook")]
+    #[schemars(with = "String")]
+    pub hook: Option<HookRef>,
     pub count: u64,
     pub ts_ns: u64,
     /// Absent: the ring buffer was full.
@@ -73,12 +77,65 @@ pub enum LossReason {
 }
 
 impl Lost {
-    pub fn ring_full(hook: &str, count: u64, ts_ns: u64) -> Self {
-        Self { hook: hook.into(), count, ts_ns, reason: None }
+    /// `count` records of `hook` the kernel dropped because the ring buffer was full.
+    pub fn ring_full(hook: HookRef, count: u64, ts_ns: u64) -> Self {
+        Self { hook: Some(hook), count, ts_ns, reason: None }
     }
 
-    pub fn undecodable(hook: &str, count: u64, ts_ns: u64) -> Self {
-        Self { hook: hook.into(), count, ts_ns, reason: Some(LossReason::Undecodable) }
+    /// `count` records of `hook` (`None`: too short to name it) that did not parse.
+    pub fn undecodable(hook: Option<HookRef>, count: u64, ts_ns: u64) -> Self {
+        Self { hook, count, ts_ns, reason: Some(LossReason::Undecodable) }
+    }
+
+    /// The hook's name on the wire, [`UNKNOWN_HOOK`] when no hook is known.
+    pub fn hook_name(&self) -> &str {
+        hook_or_unknown(self.hook.as_ref())
+    }
+}
+
+/// The wire name of a loss whose record was too short to name its hook.
+pub const UNKNOWN_HOOK: &str = "unknown";
+
+/// A loss's hook by name: the hook's, or [`UNKNOWN_HOOK`] for none.
+pub fn hook_or_unknown(hook: Option<&HookRef>) -> &str {
+    hook.map_or(UNKNOWN_HOOK, HookRef::name)
+}
+
+/// A loss's hook on the wire: its name, or [`UNKNOWN_HOOK`] for none (a release function the
+/// policy named `unknown` reads back as none; both are written the same).
+mod lost_hook {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{HookRef, UNKNOWN_HOOK, hook_or_unknown};
+
+    pub fn from_name(name: &str) -> Option<HookRef> {
+        (name != UNKNOWN_HOOK).then(|| HookRef::from_name(name))
+    }
+
+    pub fn serialize<S: Serializer>(hook: &Option<HookRef>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(hook_or_unknown(hook.as_ref()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HookRef>, D::Error> {
+        Ok(from_name(&String::deserialize(d)?))
+    }
+}
+
+/// Losses per hook on the wire: an object from hook name to count, in name order.
+mod lost_hooks {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{HookRef, hook_or_unknown, lost_hook};
+
+    pub fn serialize<S: Serializer>(counts: &BTreeMap<Option<HookRef>, u64>, s: S) -> Result<S::Ok, S::Error> {
+        counts.iter().map(|(hook, n)| (hook_or_unknown(hook.as_ref()), *n)).collect::<BTreeMap<_, _>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Option<HookRef>, u64>, D::Error> {
+        let by_name = BTreeMap::<String, u64>::deserialize(d)?;
+        Ok(by_name.into_iter().map(|(name, n)| (lost_hook::from_name(&name), n)).collect())
     }
 }
 
@@ -105,9 +162,11 @@ pub struct RunSummary {
     pub events: u64,
     /// Records lost: ring buffer full, plus records that could not be decoded (`undecodable`).
     pub lost_total: u64,
-    /// Of `lost_total`, the records per hook the daemon could not decode.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub undecodable: BTreeMap<String, u64>,
+    /// Of `lost_total`, the records per hook the daemon could not decode; `unknown` (none in Rust)
+    /// for records too short to name their hook.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", with = "lost_hooks")]
+    #[schemars(with = "BTreeMap<String, u64>")]
+    pub undecodable: BTreeMap<Option<HookRef>, u64>,
     pub hooks: Vec<HookTotals>,
     pub duration_ms: u64,
 }
@@ -190,4 +249,38 @@ pub fn notes(suppressed_by: &BTreeMap<String, u64>, pins_without_vma: u64, evict
         ));
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use auditor_common::Hook;
+
+    use super::*;
+
+    #[test]
+    fn a_loss_of_no_known_hook_reads_and_writes_as_unknown() {
+        let line = r#"{"type":"lost","hook":"unknown","count":2,"ts_ns":5,"reason":"undecodable"}"#;
+        let Record::Lost(lost) = serde_json::from_str(line).unwrap() else { panic!("a lost record") };
+        assert_eq!(lost, Lost::undecodable(None, 2, 5));
+        assert_eq!(serde_json::to_string(&Record::Lost(lost)).unwrap(), line, "the wire form is unchanged");
+
+        let line = r#"{"type":"lost","hook":"zap_vma_ptes","count":1,"ts_ns":6}"#;
+        let Record::Lost(lost) = serde_json::from_str(line).unwrap() else { panic!("a lost record") };
+        assert_eq!(lost.hook, Some(HookRef::Table(Hook::ZapVmaPtes)));
+    }
+
+    #[test]
+    fn undecodable_counts_are_keyed_by_hook_and_written_by_name_in_name_order() {
+        let release = HookRef::from_name("drv_release");
+        let summary = RunSummary {
+            undecodable: BTreeMap::from([(Some(HookRef::Table(Hook::ZapVmaPtes)), 1), (None, 3), (Some(release.clone()), 2)]),
+            ..RunSummary::default()
+        };
+        let json = serde_json::to_value(&summary).unwrap();
+        let names: Vec<(&String, &serde_json::Value)> = json["undecodable"].as_object().unwrap().iter().collect();
+        assert_eq!(names.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["drv_release", "unknown", "zap_vma_ptes"]);
+        let back: RunSummary = serde_json::from_value(json).unwrap();
+        assert_eq!(back.undecodable, summary.undecodable);
+        assert_eq!(back.undecodable[&Some(release)], 2);
+    }
 }
