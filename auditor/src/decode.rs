@@ -14,6 +14,7 @@ use crate::{
     file_names::KernelFileNames,
     file_paths::FilePaths,
     module_lines::ModuleDebugInfo,
+    probes::table::wrappers_of,
     symbols::{KernelSymbols, attached_symbol, caller_of},
     vocab::event::{Cause, Event, EventBody, Frame, Hex, HookRef, Task, Vma},
 };
@@ -150,7 +151,11 @@ impl Decoder {
         let ips = hdr.stack.frames();
         let stack = if ips.is_empty() { Vec::new() } else { enrich.stack(ips) };
         let attached = self.slot_symbols.get(hdr.hook as usize).map(Vec::as_slice).unwrap_or_default();
-        let caller = caller_of(&stack, hook.name(), attached);
+        let wrappers = match &hook {
+            HookRef::Table(hook) => wrappers_of(*hook),
+            HookRef::Release(_) => &[],
+        };
+        let caller = caller_of(&stack, wrappers, attached);
         let symbol = attached_symbol(&stack, attached).map(str::to_string);
         let tgid = hdr.task.tgid;
         let mut vma = |v: &VmaInfo| to_vma(v, enrich.path(tgid, v));
@@ -304,11 +309,16 @@ mod tests {
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
     }
 
+    /// A record header of `kind` from `hook` with a stack of `depth` frames.
+    fn header(kind: EventKind, hook: Hook, depth: u32) -> Header {
+        let mut hdr = Header { kind: kind as u32, hook: hook as u32, ..Header::default() };
+        hdr.stack.depth = depth;
+        hdr
+    }
+
     #[test]
     fn raw_lookup_record_decodes_with_task_vma_and_path() {
-        let mut rec = RawLookupEvent::default();
-        rec.hdr.kind = EventKind::RawLookup as u32;
-        rec.hdr.hook = Hook::FollowPfn as u32;
+        let mut rec = RawLookupEvent { hdr: header(EventKind::RawLookup, Hook::FollowPfn, 0), ..RawLookupEvent::default() };
         rec.hdr.task.tgid = 42;
         rec.hdr.task.comm[..4].copy_from_slice(b"demo");
         rec.vma.vma = 0xffff_8880_1234_0000;
@@ -339,37 +349,48 @@ mod tests {
         assert!(matches!(RawRecord::parse(&bytes_of(&hdr)), Err(DecodeError::Size { .. })));
     }
 
-    /// A stack as kallsyms names it on 7.1+, where the `zap_vma_ptes` hook is attached to
-    /// `zap_special_vma_range`.
-    struct ZapStack;
-    impl Enrich for ZapStack {
+    /// A stack of these function names, innermost first.
+    struct Named(&'static [&'static str]);
+    impl Enrich for Named {
         fn stack(&mut self, _: &[u64]) -> Vec<Frame> {
-            ["zap_special_vma_range", "pfnaudit_ioctl", "__x64_sys_ioctl"]
-                .iter()
-                .map(|f| Frame { function: Some(f.to_string()), ..Frame::default() })
-                .collect()
+            self.0.iter().map(|f| Frame { function: Some(f.to_string()), ..Frame::default() }).collect()
         }
         fn path(&mut self, _: u32, _: &VmaInfo) -> Option<String> {
             None
         }
     }
 
+    /// Decodes `record`, whose hook is attached to `attached` on this kernel, with a stack of `frames`.
+    fn decode_with_stack(record: &[u8], hook: Hook, attached: &[&str], frames: &'static [&'static str]) -> Event {
+        let raw = RawRecord::parse(record).unwrap();
+        let mut symbols = vec![Vec::new(); auditor_common::HOOK_COUNT];
+        symbols[hook as usize] = attached.iter().map(|s| s.to_string()).collect();
+        Decoder::new(Vec::new(), symbols).decode(&raw, &mut Named(frames)).expect("an event")
+    }
+
     #[test]
     fn a_zap_on_7_1_is_caused_by_the_driver_outside_the_renamed_symbol() {
-        let mut rec = RevokeEvent::default();
-        rec.hdr.kind = EventKind::Revoke as u32;
-        rec.hdr.hook = Hook::ZapVmaPtes as u32;
-        rec.hdr.stack.depth = 3;
-        rec.cause = RevokeCause::Zap as u32;
-        let raw = RawRecord::parse(&bytes_of(&rec)).unwrap();
-        let mut symbols = vec![Vec::new(); auditor_common::HOOK_COUNT];
-        symbols[Hook::ZapVmaPtes as usize] = vec!["zap_special_vma_range".to_string()];
-        let ev = Decoder::new(Vec::new(), symbols).decode(&raw, &mut ZapStack).expect("an event");
+        let rec =
+            RevokeEvent { hdr: header(EventKind::Revoke, Hook::ZapVmaPtes, 3), cause: RevokeCause::Zap as u32, ..RevokeEvent::default() };
+        // The stack as kallsyms names it on 7.1+.
+        let frames = &["zap_special_vma_range", "pfnaudit_ioctl", "__x64_sys_ioctl"];
+        let ev = decode_with_stack(&bytes_of(&rec), Hook::ZapVmaPtes, &["zap_special_vma_range"], frames);
         assert_eq!(ev.hook, HookRef::Table(Hook::ZapVmaPtes), "the record keeps the hook");
         assert_eq!(ev.symbol.as_deref(), Some("zap_special_vma_range"), "and says where it is attached");
         assert_eq!(ev.caller.as_ref().and_then(|c| c.function.as_deref()), Some("pfnaudit_ioctl"));
         let line = serde_json::to_value(&ev).unwrap();
         assert_eq!((&line["hook"], &line["symbol"]), (&"zap_vma_ptes".into(), &"zap_special_vma_range".into()), "on the wire");
+    }
+
+    /// A PFN map made at fault time through `vmf_insert_pfn()`, which wraps the attached
+    /// `vmf_insert_pfn_prot()`: the caller is the driver's fault handler (the table names the wrapper).
+    #[test]
+    fn a_pfn_map_through_a_wrapper_of_the_attached_symbol_is_caused_by_the_driver() {
+        let rec = PfnMapEvent { hdr: header(EventKind::PfnMap, Hook::InsertPfn, 4), ..PfnMapEvent::default() };
+        let frames = &["vmf_insert_pfn_prot", "vmf_insert_pfn", "pfnaudit_fault", "__do_fault"];
+        let ev = decode_with_stack(&bytes_of(&rec), Hook::InsertPfn, &["vmf_insert_pfn_prot", "vmf_insert_pfn_pmd"], frames);
+        assert_eq!(ev.symbol.as_deref(), Some("vmf_insert_pfn_prot"));
+        assert_eq!(ev.caller.as_ref().and_then(|c| c.function.as_deref()), Some("pfnaudit_fault"));
     }
 
     /// Names each frame by its address and counts the calls.

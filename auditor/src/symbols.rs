@@ -139,12 +139,14 @@ pub(crate) fn attached_symbol<'a>(stack: &[Frame], attached: &'a [String]) -> Op
 
 /// The first frame that is not inside the hooked function: the kernel code that called it.
 /// Frame 0 of a kprobe stack is the probed function itself. The caller is the first frame
-/// outside the symbols `attached` (the ones the hook's probes are attached to on this kernel, and
-/// their compiler clones: `zap_vma_ptes` is attached to `zap_special_vma_range` on 7.1+) and
-/// outside wrappers named like the hook (a hook named `vmf_insert_pfn` is attached to
-/// `vmf_insert_pfn_prot`, reached through `vmf_insert_pfn`).
-pub fn caller_of(stack: &[Frame], hook: &str, attached: &[String]) -> Option<Frame> {
-    let inside = |name: &str| name.starts_with(hook) || attached.iter().any(|symbol| crate::vocab::finding::same_function(symbol, name));
+/// outside the symbols `attached` (the ones the hook's probes are attached to on this kernel:
+/// `zap_vma_ptes` is attached to `zap_special_vma_range` on 7.1+) and outside the hook's
+/// `wrappers` (the probe table's `HookFacts::wrappers`: `vmf_insert_pfn` around
+/// `vmf_insert_pfn_prot`). Names match exactly or as compiler clones (`.constprop.0`, `.isra.0`…),
+/// never by prefix: a driver's `foo_all` calling a hooked `foo` is the caller.
+pub fn caller_of(stack: &[Frame], wrappers: &[&str], attached: &[String]) -> Option<Frame> {
+    let same = crate::vocab::finding::same_function;
+    let inside = |name: &str| attached.iter().any(|symbol| same(symbol, name)) || wrappers.iter().any(|wrapper| same(wrapper, name));
     stack.iter().find(|f| !f.function.as_deref().is_some_and(inside)).cloned()
 }
 
@@ -210,15 +212,34 @@ ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
     fn caller_skips_the_hooked_function_frames() {
         let syms = KernelSymbols::parse(SAMPLE);
         let stack = vec![syms.frame(0xffffffff812a0004), syms.frame(0xffffffffc0a00031)];
-        let caller = caller_of(&stack, "follow_pfn", &["follow_pfn".into()]).unwrap();
+        let caller = caller_of(&stack, &[], &["follow_pfn".into()]).unwrap();
         assert_eq!(caller.function.as_deref(), Some("pfnaudit_pin_tracked"));
     }
     #[test]
-    fn caller_skips_wrappers_named_after_the_hook() {
+    fn caller_skips_the_hooks_wrappers() {
         let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
         let stack = [frame("vmf_insert_pfn_prot"), frame("vmf_insert_pfn"), frame("vfio_pci_mmap_huge_fault"), frame("__handle_mm_fault")];
         let attached = ["vmf_insert_pfn_prot".to_string()];
-        assert_eq!(caller_of(&stack, "vmf_insert_pfn", &attached).unwrap().function.as_deref(), Some("vfio_pci_mmap_huge_fault"));
+        assert_eq!(caller_of(&stack, &["vmf_insert_pfn"], &attached).unwrap().function.as_deref(), Some("vfio_pci_mmap_huge_fault"));
+        assert_eq!(
+            caller_of(&stack, &[], &attached).unwrap().function.as_deref(),
+            Some("vmf_insert_pfn"),
+            "no wrapper named: the wrapper is the caller"
+        );
+    }
+
+    /// A release hook `foo` (a policy release function) is attached to `foo` only: a driver
+    /// function `foo_all` that calls it is its caller, not part of it; a clone of `foo` is `foo`.
+    #[test]
+    fn caller_is_the_first_frame_not_named_exactly_like_the_attached_symbol() {
+        let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
+        let attached = ["foo".to_string()];
+        let stack = [frame("foo"), frame("foo_all"), frame("drv_ioctl")];
+        assert_eq!(caller_of(&stack, &[], &attached).unwrap().function.as_deref(), Some("foo_all"));
+        let stack = [frame("foo.constprop.0"), frame("foo_all"), frame("drv_ioctl")];
+        assert_eq!(caller_of(&stack, &[], &attached).unwrap().function.as_deref(), Some("foo_all"), "a clone of the attached symbol");
+        let stack = [frame("foo_all.isra.0"), frame("drv_ioctl")];
+        assert_eq!(caller_of(&stack, &["foo_all"], &[]).unwrap().function.as_deref(), Some("drv_ioctl"), "a clone of a wrapper");
     }
 
     #[test]
@@ -238,10 +259,10 @@ ffffffffc0a00200 t pfnaudit_unpin_tracked\t[pfnaudit_test]
         let frame = |name: &str| Frame { function: Some(name.into()), ..Frame::default() };
         let stack = [frame("zap_special_vma_range"), frame("pfnaudit_ioctl"), frame("__x64_sys_ioctl")];
         let attached = ["zap_special_vma_range".to_string()];
-        assert_eq!(caller_of(&stack, "zap_vma_ptes", &attached).unwrap().function.as_deref(), Some("pfnaudit_ioctl"));
+        assert_eq!(caller_of(&stack, &[], &attached).unwrap().function.as_deref(), Some("pfnaudit_ioctl"));
         // A compiler clone of the attached symbol is the same function.
         let stack = [frame("__zap_vma_range.isra.0"), frame("unmap_vmas"), frame("exit_mmap")];
         let attached = ["__zap_vma_range".to_string()];
-        assert_eq!(caller_of(&stack, "unmap_page_range", &attached).unwrap().function.as_deref(), Some("unmap_vmas"));
+        assert_eq!(caller_of(&stack, &[], &attached).unwrap().function.as_deref(), Some("unmap_vmas"));
     }
 }

@@ -72,15 +72,23 @@ pub(crate) struct HookFacts {
     pub role: Role,
     /// Said by `doctor` when the running kernel has no row for it.
     pub absent: &'static str,
+    /// Functions that only wrap the attached symbols (exact names; compiler clones match too): the
+    /// caller of an event is the first stack frame outside the attached symbol and these.
+    pub wrappers: &'static [&'static str],
 }
 
 const fn facts(hook: Hook, entry: &'static str, ret: Option<&'static str>, role: Role) -> HookFacts {
-    HookFacts { hook, programs: Programs::Kprobe { entry, ret }, role, absent: "" }
+    HookFacts { hook, programs: Programs::Kprobe { entry, ret }, role, absent: "", wrappers: &[] }
 }
 
 impl HookFacts {
     const fn absent(mut self, why: &'static str) -> Self {
         self.absent = why;
+        self
+    }
+
+    const fn wrappers(mut self, functions: &'static [&'static str]) -> Self {
+        self.wrappers = functions;
         self
     }
 }
@@ -111,14 +119,23 @@ pub(crate) const HOOKS: &[HookFacts] = &[
         programs: Programs::Tracepoint { category: "sched", program: "sched_process_exit" },
         role: Role::Other,
         absent: "",
+        wrappers: &[],
     },
     facts(Hook::KernelInternal, "kernel_internal_entry", Some("kernel_internal_return"), Role::KernelInternal),
-    facts(Hook::InsertPfn, "insert_pfn_entry", None, Role::Other),
+    // vmf_insert_pfn() is vmf_insert_pfn_prot() with the vma's protection (mm/memory.c); the
+    // huge variants' plain names wrap their `_prot` forms where both exist (see PROBES).
+    facts(Hook::InsertPfn, "insert_pfn_entry", None, Role::Other).wrappers(&["vmf_insert_pfn", "vmf_insert_pfn_pmd", "vmf_insert_pfn_pud"]),
 ];
 
 /// A hook's facts (every fixed hook has them; `Release0` has none).
 pub(crate) fn facts_of(hook: Hook) -> Option<&'static HookFacts> {
     HOOKS.iter().find(|f| f.hook == hook)
+}
+
+/// The functions that only wrap `hook`'s attached symbols ([`HookFacts::wrappers`]; none for a
+/// release slot).
+pub(crate) fn wrappers_of(hook: Hook) -> &'static [&'static str] {
+    facts_of(hook).map_or(&[], |f| f.wrappers)
 }
 
 /// One row: a hook carried by one symbol over a kernel range.
