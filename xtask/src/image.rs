@@ -23,6 +23,12 @@ pub struct Contents<'a> {
     pub plan: &'a str,
 }
 
+/// The test module's build directory (its sources are copied there; DWARF names them by that
+/// absolute path): the gate scenarios' `--source-root`, as a CI job passes its checkout.
+pub fn source_root(modules: &[Module]) -> Option<&Path> {
+    modules.iter().find(|m| m.name == "pfnaudit_test").and_then(|m| m.file.parent())
+}
+
 /// Compiles tests/vm/scenario/pfnaudit-scenario.c statically (the guest has no libc).
 pub fn build_scenario_program() -> Result<PathBuf> {
     build_program("scenario/pfnaudit-scenario.c", "the scenario program drives the test module")
@@ -89,9 +95,7 @@ pub fn write(path: &Path, contents: &Contents) -> Result<()> {
         order.push('\n');
     }
     cpio.file("modules/order", 0o644, order.as_bytes())?;
-    // The test module's build directory (its sources are copied there; DWARF names them by that
-    // absolute path): the gate scenarios' --source-root, as a CI job passes its checkout.
-    if let Some(built) = contents.modules.iter().find(|m| m.name == "pfnaudit_test").and_then(|m| m.file.parent()) {
+    if let Some(built) = source_root(contents.modules) {
         cpio.file("modules/source-root", 0o644, built.as_os_str().as_encoded_bytes())?;
     }
     // In-tree modules: their own directory and list, so the gate-late scenarios' unloading of

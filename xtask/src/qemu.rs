@@ -71,6 +71,8 @@ pub struct Boot<'a> {
 pub struct Finished {
     pub console_log: PathBuf,
     pub files: GuestFiles,
+    /// The `--source-root` the guest's gate scenarios were given (`image::source_root`).
+    pub source_root: Option<PathBuf>,
 }
 
 enum Attempt {
@@ -93,7 +95,7 @@ impl Boot<'_> {
                     let text = std::fs::read_to_string(&serial_log).unwrap_or_default();
                     let mut files = parse_guest_files(&text);
                     files.extend(scraped);
-                    return Ok(Finished { console_log, files });
+                    return Ok(Finished { console_log, files, source_root: None });
                 }
                 Attempt::EarlyPanic if try_no == 1 => {
                     eprintln!("xtask: {} panicked before init started; retrying once", self.kernel.release);

@@ -8,7 +8,7 @@ use crate::qemu::{Boot, Clock, Finished};
 use crate::sh::vm_target_dir;
 use crate::{image, modules, setup};
 use anyhow::Result;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Host-side artifacts every guest gets.
@@ -64,7 +64,9 @@ impl Guest {
             None
         };
         eprintln!("xtask: booting {} with {items} plan item(s)", kernel.release);
-        let finished = Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout, disk: None, clock, scrape: scrape.as_ref() }.run()?;
+        let mut finished =
+            Boot { kernel: &kernel, initrd: &initrd, dir: &dir, timeout, disk: None, clock, scrape: scrape.as_ref() }.run()?;
+        finished.source_root = image::source_root(&modules).map(Path::to_path_buf);
         for ((name, label), sent) in &finished.files {
             std::fs::write(dir.join(format!("{name}.{label}")), &sent.text)?;
         }

@@ -38,8 +38,17 @@ pub fn run(kernels: &[Series], with_auditor: bool, only: &[String]) -> Result<()
                             Some(_) if !s.replayable() => Ok(what),
                             Some(auditor) => {
                                 let recording = dir.join(format!("{}.ndjson", s.name));
-                                let n = replay_check::check(auditor, &recording, &vm_sources_dir().join("policy.toml"))?;
-                                Ok(format!("{what}; replay reprints the {n} finding(s) byte for byte"))
+                                let sent = |label: &str| finished.files.get(&(s.name.clone(), label.to_string())).map(|f| f.text.as_str());
+                                // A gate scenario's reports (the verdict checked they were sent).
+                                let gate = match (s.gate_exit, sent("junit"), sent("sarif")) {
+                                    (Some(_), Some(junit), Some(sarif)) => {
+                                        Some(replay_check::GateReports { junit, sarif, source_root: finished.source_root.as_deref() })
+                                    }
+                                    _ => None,
+                                };
+                                let replayed =
+                                    replay_check::check(auditor, &recording, &vm_sources_dir().join("policy.toml"), gate.as_ref())?;
+                                Ok(format!("{what}; {replayed}"))
                             }
                             None => Ok(what),
                         }
