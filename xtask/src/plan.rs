@@ -27,6 +27,10 @@
 //! demo = false                              # the scenario `cargo xtask demo` shows
 //! gate_exit = 1                             # run under `pfn-auditor gate` instead; its exit code
 //! modules_loaded_by_command = true           # gate only: the gated command loads the modules
+//! output_unwritable = "ndjson"              # exit 5 on an output that cannot be written: "ndjson"
+//!                                           # (`--output /dev/full`, gate or run), "junit" (gate
+//!                                           # `--junit /dev/full`), "closed-pipe" (run `--output -`
+//!                                           # into a pipe whose reader exited); see `Unwritable`
 //! metrics = true                            # `run --metrics`, scraped by Prometheus on the host
 //!                                           # while the program runs in a loop (xtask/src/prometheus.rs)
 //! check = "storm"                           # a guest-side check instead (init.sh `check_storm`,
@@ -80,11 +84,10 @@ pub struct Scenario {
     /// auditor starts before the driver (its symbols and release hooks come later).
     #[serde(default)]
     pub modules_loaded_by_command: bool,
-    /// The NDJSON output is /dev/full: of `gate` (with `gate_exit`) or, without, of `run` (no
-    /// program runs). Only exit code 5 and the one-line error naming the output are judged
-    /// (nothing can be recorded).
-    #[serde(default)]
-    pub output_unwritable: bool,
+    /// An output that cannot be written, of `gate` (with `gate_exit = 5`) or, without, of `run`
+    /// (no program runs). Judged are exit code 5, the one-line error naming the output and, for
+    /// `gate`, the reports saying why (nothing can be replayed).
+    pub output_unwritable: Option<Unwritable>,
     /// `run --metrics` in the guest, the program run in a loop while Prometheus on the host scrapes
     /// the daemon through a QEMU port forward; `rate()` over a counter must return a value above 0.
     #[serde(default)]
@@ -95,6 +98,41 @@ pub struct Scenario {
     pub max_rss_mib: Option<u64>,
     #[serde(default)]
     pub why: String,
+}
+
+/// Which output cannot be written, and how (`output_unwritable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unwritable {
+    /// `--output /dev/full` (`gate` or `run`): every write fails with ENOSPC, a full disk.
+    Ndjson,
+    /// `gate --junit /dev/full`: the JUnit report, written at the end, fails.
+    Junit,
+    /// `run --output -` with stdout a pipe whose reader has exited: writes fail with EPIPE.
+    ClosedPipe,
+}
+
+impl Unwritable {
+    /// The start of the one line `pfn-auditor: cannot write the <output>: <reason>` naming it.
+    pub fn error(self) -> &'static str {
+        match self {
+            Unwritable::Ndjson => "cannot write the NDJSON output /dev/full",
+            Unwritable::Junit => "cannot write the JUnit report /dev/full",
+            Unwritable::ClosedPipe => "cannot write the NDJSON output stdout",
+        }
+    }
+
+    /// The guest's mode (tests/vm/guest/init.sh) for `gate` (`gated`) or `run`; `None` where the
+    /// output does not apply (a JUnit report of `run`, stdout of `gate`, which is the command's).
+    fn mode(self, gated: bool) -> Option<&'static str> {
+        match (self, gated) {
+            (Unwritable::Ndjson, true) => Some("gate-full"),
+            (Unwritable::Ndjson, false) => Some("run-full"),
+            (Unwritable::Junit, true) => Some("gate-junit-full"),
+            (Unwritable::ClosedPipe, false) => Some("run-closed-pipe"),
+            (Unwritable::Junit, false) | (Unwritable::ClosedPipe, true) => None,
+        }
+    }
 }
 
 /// The guest-side checks (tests/vm/guest/init.sh `check_<name>`, dashes as underscores). The
@@ -197,7 +235,7 @@ impl Scenario {
     /// Whether `pfn-auditor replay` of the run's NDJSON must reprint its findings (it recorded
     /// raw events).
     pub fn replayable(&self) -> bool {
-        !self.output_unwritable && self.check.is_none_or(Check::records_events)
+        self.output_unwritable.is_none() && self.check.is_none_or(Check::records_events)
     }
 
     /// The guest plan line: `<name> <mode> <program> <args...>` (see tests/vm/guest/init.sh).
@@ -209,8 +247,9 @@ impl Scenario {
                 check_mode.as_str()
             }
             (Some(_), _) if self.modules_loaded_by_command => "gate-late",
-            (Some(_), _) if self.output_unwritable => "gate-full",
-            (None, _) if self.output_unwritable => "run-full",
+            (gated, _) if self.output_unwritable.is_some() => {
+                self.output_unwritable.and_then(|u| u.mode(gated.is_some())).expect("checked when parsed")
+            }
             (None, _) if self.metrics => "metrics",
             (Some(_), _) => "gate",
             (None, true) => "background",
@@ -243,16 +282,22 @@ fn parse(text: &str) -> Result<Vec<Scenario>> {
         {
             bail!("scenario `{}`: expect_on names kernel {label}, which it does not run on", s.name);
         }
-        if s.output_unwritable && (s.gate_exit.is_some_and(|c| c != 5) || s.modules_loaded_by_command || s.background) {
-            bail!(
-                "scenario `{}`: output_unwritable runs `run` or `gate` to exit 5 (gate_exit = 5 or none; not background or modules_loaded_by_command)",
-                s.name
-            );
+        if let Some(unwritable) = s.output_unwritable {
+            if s.gate_exit.is_some_and(|c| c != 5) || s.modules_loaded_by_command || s.background {
+                bail!(
+                    "scenario `{}`: output_unwritable runs `run` or `gate` to exit 5 (gate_exit = 5 or none; not background or modules_loaded_by_command)",
+                    s.name
+                );
+            }
+            if unwritable.mode(s.gate_exit.is_some()).is_none() {
+                bail!("scenario `{}`: output_unwritable = {unwritable:?} is an output of `run` or `gate` only, not both", s.name);
+            }
         }
-        if s.metrics && (s.gate_exit.is_some() || s.background || s.output_unwritable) {
+        let unwritable = s.output_unwritable.is_some();
+        if s.metrics && (s.gate_exit.is_some() || s.background || unwritable) {
             bail!("scenario `{}`: metrics runs `run --metrics` (not gate_exit, background or output_unwritable)", s.name);
         }
-        if s.check.is_some() && (s.gate_exit.is_some() || s.background || s.output_unwritable) {
+        if s.check.is_some() && (s.gate_exit.is_some() || s.background || unwritable) {
             bail!("scenario `{}`: a check runs the daemon its own way (no gate_exit, background or output_unwritable)", s.name);
         }
         if s.max_rss_mib.is_some() != (s.check == Some(Check::Storm)) {
@@ -302,16 +347,20 @@ mod tests {
         assert!(parse(ungated).unwrap_err().to_string().contains("needs gate_exit"));
         let late = "[[scenario]]\nname = \"a\"\nargs = [\"x\"]\ngate_exit = 0\nmodules_loaded_by_command = true\n";
         assert_eq!(parse(late).unwrap()[0].plan_line(), "a gate-late pfnaudit-scenario x\n");
-        let full = "[[scenario]]\nname = \"a\"\nargs = [\"x\"]\ngate_exit = 5\noutput_unwritable = true\n";
+        let full = "[[scenario]]\nname = \"a\"\nargs = [\"x\"]\ngate_exit = 5\noutput_unwritable = \"ndjson\"\n";
         assert_eq!(parse(full).unwrap()[0].plan_line(), "a gate-full pfnaudit-scenario x\n");
-        assert_eq!(
-            parse("[[scenario]]\nname = \"a\"\noutput_unwritable = true\n").unwrap()[0].plan_line(),
-            "a run-full pfnaudit-scenario\n"
-        );
+        assert_eq!(parse(&full.replace("ndjson", "junit")).unwrap()[0].plan_line(), "a gate-junit-full pfnaudit-scenario x\n");
+        let error = parse(&full.replace("ndjson", "closed-pipe")).unwrap_err().to_string();
+        assert!(error.contains("output of `run` or `gate` only"), "stdout of gate is the command's: {error}");
+        let run = |output: &str| parse(&format!("[[scenario]]\nname = \"a\"\noutput_unwritable = \"{output}\"\n"));
+        assert_eq!(run("ndjson").unwrap()[0].plan_line(), "a run-full pfnaudit-scenario\n");
+        assert_eq!(run("closed-pipe").unwrap()[0].plan_line(), "a run-closed-pipe pfnaudit-scenario\n");
+        assert!(run("junit").unwrap_err().to_string().contains("output of `run` or `gate` only"), "run writes no JUnit");
+        assert!(run("stderr").is_err(), "an output the scenarios do not know");
         let scraped = "[[scenario]]\nname = \"a\"\nargs = [\"noise\", \"50\"]\nmetrics = true\n";
         assert_eq!(parse(scraped).unwrap()[0].plan_line(), "a metrics pfnaudit-scenario noise 50\n");
         assert!(parse("[[scenario]]\nname = \"a\"\nmetrics = true\ngate_exit = 0\n").unwrap_err().to_string().contains("metrics runs"));
-        let wrong = "[[scenario]]\nname = \"a\"\ngate_exit = 1\noutput_unwritable = true\n";
+        let wrong = "[[scenario]]\nname = \"a\"\ngate_exit = 1\noutput_unwritable = \"ndjson\"\n";
         assert!(parse(wrong).unwrap_err().to_string().contains("exit 5"));
     }
 

@@ -1,6 +1,6 @@
 //! Judges one scenario's run against its expectations in scenarios.toml.
 
-use crate::plan::{Expect, Scenario, function_base};
+use crate::plan::{Expect, Scenario, Unwritable, function_base};
 #[path = "../../tests/schemas/validate.rs"]
 mod schemas;
 use crate::qemu::GuestFiles;
@@ -178,20 +178,25 @@ pub fn judge(scenario: &Scenario, kernel: &str, files: &GuestFiles, with_auditor
     }
     let ndjson = get("ndjson").ok_or("the guest sent no NDJSON")?;
     let stderr = get("stderr").map(|s| last_line(&s.text)).unwrap_or_default();
-    let expected_exit =
-        if scenario.output_unwritable { "5".to_owned() } else { scenario.gate_exit.map_or("0".to_owned(), |code| code.to_string()) };
+    let expected_exit = if scenario.output_unwritable.is_some() {
+        "5".to_owned()
+    } else {
+        scenario.gate_exit.map_or("0".to_owned(), |code| code.to_string())
+    };
     if ndjson.status != expected_exit {
         return Err(format!("pfn-auditor exited {} (expected {expected_exit}): {stderr}", ndjson.status));
     }
-    if scenario.output_unwritable {
+    if let Some(unwritable) = scenario.output_unwritable {
         // Nothing could be recorded: the verdict is the exit code (above), the one line naming
         // the output that failed and, for `gate`, reports that validate and say why.
         let all = get("stderr").map(|s| s.text.as_str()).unwrap_or_default();
-        let Some(line) = all.lines().find(|l| l.contains(FULL_OUTPUT)) else {
-            return Err(format!("stderr does not name the unwritable output: {stderr}"));
+        let Some(line) = all.lines().find(|l| l.contains(unwritable.error())) else {
+            return Err(format!("stderr does not name the unwritable output ({}): {stderr}", unwritable.error()));
         };
         if scenario.gate_exit.is_some() {
-            let problems = stopped_reports(get("junit").map(|s| s.text.as_str()), get("sarif").map(|s| s.text.as_str()));
+            // The JUnit report on /dev/full is the output that failed: nothing of it to read.
+            let junit = (unwritable != Unwritable::Junit).then(|| get("junit").map(|s| s.text.as_str()));
+            let problems = stopped_reports(unwritable.error(), junit, get("sarif").map(|s| s.text.as_str()));
             if !problems.is_empty() {
                 return Err(problems.join("; "));
             }
@@ -329,21 +334,20 @@ fn gate_reports(tally: &Tally, sources: bool, fails_closed: bool, junit: Option<
     problems
 }
 
-/// What the line and the reports of a gate whose NDJSON output is /dev/full name.
-const FULL_OUTPUT: &str = "cannot write the NDJSON output /dev/full";
-
-/// The reports of a gate stopped by an unwritable output: valid, and saying why (a JUnit
-/// `run-stopped` error case, a SARIF invocation that did not succeed with the output's error).
-fn stopped_reports(junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
+/// The reports of a gate stopped by an unwritable output (`failed`, the start of the line naming
+/// it): valid, and saying why (a JUnit `run-stopped` error case, a SARIF invocation that did not
+/// succeed with the output's error). `junit`: `None` when the JUnit report is the output that failed.
+fn stopped_reports(failed: &str, junit: Option<Option<&str>>, sarif: Option<&str>) -> Vec<String> {
     let mut problems = Vec::new();
-    match junit.filter(|x| !x.trim().is_empty()) {
-        None => problems.push("gate left the JUnit report empty".to_owned()),
-        Some(xml) => {
+    match junit.map(|xml| xml.filter(|x| !x.trim().is_empty())) {
+        None => {}
+        Some(None) => problems.push("gate left the JUnit report empty".to_owned()),
+        Some(Some(xml)) => {
             match schemas::junit_problems(xml) {
                 Ok(invalid) => problems.extend(invalid),
                 Err(e) => problems.push(e),
             }
-            if !(xml.contains("type=\"run-stopped\"") && xml.contains(FULL_OUTPUT)) {
+            if !(xml.contains("type=\"run-stopped\"") && xml.contains(failed)) {
                 problems.push("JUnit has no run-stopped case naming the unwritable output".to_owned());
             }
         }
@@ -355,7 +359,7 @@ fn stopped_reports(junit: Option<&str>, sarif: Option<&str>) -> Vec<String> {
             problems.extend(schemas::sarif_problems(text));
             let invocation = &doc["runs"][0]["invocations"][0];
             let why = invocation["toolExecutionNotifications"][0]["message"]["text"].as_str().unwrap_or("");
-            if invocation["executionSuccessful"] != Value::Bool(false) || !why.contains(FULL_OUTPUT) {
+            if invocation["executionSuccessful"] != Value::Bool(false) || !why.contains(failed) {
                 problems.push("SARIF's invocation does not say that the run failed on the unwritable output".to_owned());
             }
         }
@@ -435,12 +439,16 @@ mod tests {
         assert!(judge(&s, "6.1", &files("not json\n", "0"), true).unwrap_err().contains("not JSON"));
     }
 
-    #[test]
-    fn an_unwritable_output_passes_only_with_its_exit_code_and_the_line_naming_it() {
-        let toml = "[[scenario]]\nname = \"s\"\ngate_exit = 5\noutput_unwritable = true\n";
-        let file: BTreeMap<String, Vec<Scenario>> = toml::from_str(toml).unwrap();
-        let s = file["scenario"][0].clone();
-        let why = "cannot write the NDJSON output /dev/full: No space left on device (os error 28)";
+    /// A scenario whose `output` cannot be written, of `gate` when `gated`.
+    fn unwritable(output: &str, gated: bool) -> Scenario {
+        let gate = if gated { "gate_exit = 5\n" } else { "" };
+        let toml = format!("[[scenario]]\nname = \"s\"\n{gate}output_unwritable = \"{output}\"\n");
+        let file: BTreeMap<String, Vec<Scenario>> = toml::from_str(&toml).unwrap();
+        file["scenario"][0].clone()
+    }
+
+    /// The stderr line, the JUnit and the SARIF reports of a run stopped because `why`.
+    fn stopped(why: &str) -> (String, String, String) {
         let junit = format!(
             "<testsuites name=\"pfn-auditor\" tests=\"1\" failures=\"0\" errors=\"1\">\
              <testsuite name=\"pfn-auditor\" tests=\"1\" failures=\"0\" errors=\"1\">\
@@ -453,23 +461,58 @@ mod tests {
                 "\"invocations\":[{{\"executionSuccessful\":false,\"toolExecutionNotifications\":[{{\"level\":\"error\",\"message\":{{\"text\":\"{why}\"}}}}]}}],\"results\""
             ),
         );
-        let with_stderr = |status: &str, text: &str, reports: (&str, &str)| {
-            let mut f = files("", status);
-            let sent = |text: &str| Sent { status: status.into(), text: text.into() };
-            f.insert(("s".into(), "stderr".into()), sent(text));
-            f.insert(("s".into(), "junit".into()), sent(reports.0));
-            f.insert(("s".into(), "sarif".into()), sent(reports.1));
-            f
-        };
-        let named = format!("pfn-auditor: {why}\n");
+        (format!("pfn-auditor: {why}\n"), junit, sarif)
+    }
+
+    /// What the guest sends of a run that exited `status` with `stderr`, and the gate's reports.
+    fn sent_stopped(status: &str, stderr: &str, reports: (&str, &str)) -> GuestFiles {
+        let mut f = files("", status);
+        let sent = |text: &str| Sent { status: status.into(), text: text.into() };
+        f.insert(("s".into(), "stderr".into()), sent(stderr));
+        f.insert(("s".into(), "junit".into()), sent(reports.0));
+        f.insert(("s".into(), "sarif".into()), sent(reports.1));
+        f
+    }
+
+    #[test]
+    fn an_unwritable_output_passes_only_with_its_exit_code_and_the_line_naming_it() {
+        let s = unwritable("ndjson", true);
+        let (named, junit, sarif) = stopped("cannot write the NDJSON output /dev/full: No space left on device (os error 28)");
         let reports = (junit.as_str(), sarif.as_str());
-        assert_eq!(judge(&s, "6.1", &with_stderr("5", &named, reports), true).map(|_| ()), Ok(()));
-        assert!(judge(&s, "6.1", &with_stderr("0", &named, reports), true).unwrap_err().contains("exited 0"));
-        assert!(judge(&s, "6.1", &with_stderr("5", "pfn-auditor: something else\n", reports), true).unwrap_err().contains("does not name"));
-        let empty = judge(&s, "6.1", &with_stderr("5", &named, ("", "")), true).unwrap_err();
+        assert_eq!(judge(&s, "6.1", &sent_stopped("5", &named, reports), true).map(|_| ()), Ok(()));
+        assert!(judge(&s, "6.1", &sent_stopped("0", &named, reports), true).unwrap_err().contains("exited 0"));
+        assert!(
+            judge(&s, "6.1", &sent_stopped("5", "pfn-auditor: something else\n", reports), true).unwrap_err().contains("does not name")
+        );
+        let empty = judge(&s, "6.1", &sent_stopped("5", &named, ("", "")), true).unwrap_err();
         assert!(empty.contains("JUnit report empty") && empty.contains("SARIF report empty"), "{empty}");
-        let silent = judge(&s, "6.1", &with_stderr("5", &named, (CLEAN_JUNIT, CLEAN_SARIF)), true).unwrap_err();
+        let silent = judge(&s, "6.1", &sent_stopped("5", &named, (CLEAN_JUNIT, CLEAN_SARIF)), true).unwrap_err();
         assert!(silent.contains("no run-stopped case") && silent.contains("does not say that the run failed"), "{silent}");
+    }
+
+    /// `gate --junit /dev/full`: the line and the SARIF report name the JUnit report; the JUnit
+    /// report itself (the device) is not read.
+    #[test]
+    fn a_gate_whose_junit_report_cannot_be_written_names_it() {
+        let (named, _, sarif) = stopped("cannot write the JUnit report /dev/full: No space left on device (os error 28)");
+        let s = unwritable("junit", true);
+        assert_eq!(judge(&s, "6.1", &sent_stopped("5", &named, ("", &sarif)), true).map(|_| ()), Ok(()));
+        let ndjson_named = "pfn-auditor: cannot write the NDJSON output /dev/full: No space left on device (os error 28)\n";
+        let other = judge(&s, "6.1", &sent_stopped("5", ndjson_named, ("", &sarif)), true).unwrap_err();
+        assert!(other.contains("does not name the unwritable output (cannot write the JUnit report /dev/full)"), "{other}");
+        let silent = judge(&s, "6.1", &sent_stopped("5", &named, ("", CLEAN_SARIF)), true).unwrap_err();
+        assert!(silent.contains("does not say that the run failed") && !silent.contains("JUnit"), "{silent}");
+    }
+
+    /// `run --output -` into a pipe whose reader exited: exit 5 and the line naming stdout.
+    #[test]
+    fn a_run_writing_into_a_closed_pipe_stops_with_exit_5_naming_stdout() {
+        let s = unwritable("closed-pipe", false);
+        let named = "pfn-auditor: cannot write the NDJSON output stdout: Broken pipe (os error 32)\n";
+        assert_eq!(judge(&s, "6.1", &sent_stopped("5", named, ("", "")), true).map(|_| ()), Ok(()), "run writes no reports");
+        assert!(judge(&s, "6.1", &sent_stopped("0", "", ("", "")), true).unwrap_err().contains("exited 0 (expected 5)"));
+        let full = "pfn-auditor: cannot write the NDJSON output /dev/full: No space left on device (os error 28)\n";
+        assert!(judge(&s, "6.1", &sent_stopped("5", full, ("", "")), true).unwrap_err().contains("does not name"));
     }
 
     #[test]

@@ -18,7 +18,10 @@
 #              driver's test script does: the auditor starts before the driver is there
 #   gate-full  `gate` with its NDJSON output on /dev/full (every write fails with ENOSPC): the
 #              gate must stop, name the output and exit with its own code
+#   gate-junit-full  `gate` with its JUnit report on /dev/full: the report written at the end
+#              fails; the same verdict, naming the JUnit report
 #   run-full   `run --output /dev/full --duration 30`: the same for the daemon (no program runs)
+#   run-closed-pipe  `run --output - --duration 30` into a pipe whose reader has exited (EPIPE)
 #   metrics    `run --metrics 0.0.0.0:9477` on the user network's NIC, the program run in a loop
 #              until the host (Prometheus, xtask/src/prometheus.rs) is done scraping
 #   bench      the scenario bare, under `run --probe-floor` and with the auditor attached, three
@@ -193,7 +196,7 @@ run_gate() { # name command args...
     name=$1
     shift
     echo "PFNAUDIT-SCENARIO $name (gate): $*"
-    pfn-auditor gate $POLICY --output "${GATE_OUTPUT:-/out/$name.ndjson}" --junit "/out/$name.junit" --sarif "/out/$name.sarif" \
+    pfn-auditor gate $POLICY --output "${GATE_OUTPUT:-/out/$name.ndjson}" --junit "${GATE_JUNIT:-/out/$name.junit}" --sarif "/out/$name.sarif" \
         $SOURCE_ROOT -- "$@" < /dev/null > "/out/$name.scenario" 2> "/out/$name.stderr"
     status=$?
     echo "PFNAUDIT-SCENARIO-END $name gate=$status"
@@ -213,6 +216,20 @@ run_full() { # name
     status=$?
     echo "PFNAUDIT-SCENARIO-END $name run=$status"
     send "$name" scenario 0 "/out/$name.scenario"
+    send "$name" ndjson $status /dev/null
+    send "$name" stderr $status "/out/$name.stderr"
+}
+
+# The daemon's NDJSON on stdout into a pipe whose reader (`true`) exits at once: the first record's
+# write fails with EPIPE (Rust ignores SIGPIPE), so it must stop with its own exit code. The shell
+# has no PIPESTATUS: the exit code goes through a file.
+run_closed_pipe() { # name
+    name=$1
+    echo "PFNAUDIT-SCENARIO $name (run, output - into a closed pipe)"
+    { pfn-auditor run $POLICY --output - --duration 30 2> "/out/$name.stderr"; echo $? > "/out/$name.status"; } < /dev/null | true
+    status=$(cat "/out/$name.status")
+    echo "PFNAUDIT-SCENARIO-END $name run=$status"
+    send "$name" scenario 0 /dev/null
     send "$name" ndjson $status /dev/null
     send "$name" stderr $status "/out/$name.stderr"
 }
@@ -506,7 +523,9 @@ while read -r name mode args; do
         gate) [ $HAVE_AUDITOR = 1 ] && run_gate "$name" $args ;;
         gate-late) [ $HAVE_AUDITOR = 1 ] && unload_modules && run_gate "$name" /tmp/load-modules-and-run $args ;;
         gate-full) [ $HAVE_AUDITOR = 1 ] && GATE_OUTPUT=/dev/full && run_gate "$name" $args; GATE_OUTPUT= ;;
+        gate-junit-full) [ $HAVE_AUDITOR = 1 ] && GATE_JUNIT=/dev/full && run_gate "$name" $args; GATE_JUNIT= ;;
         run-full) [ $HAVE_AUDITOR = 1 ] && run_full "$name" ;;
+        run-closed-pipe) [ $HAVE_AUDITOR = 1 ] && run_closed_pipe "$name" ;;
         metrics) [ $HAVE_AUDITOR = 1 ] && run_metrics "$name" $args ;;
         check-*) [ $HAVE_AUDITOR = 1 ] && "check_$(echo "${mode#check-}" | tr - _)" "$name" $args ;;
         *) run_scenario "$name" "$mode" $args ;;
