@@ -84,13 +84,16 @@ impl Limits {
     }
 }
 
+/// The largest `--output-max-mib` whose size in bytes fits a `u64` (2^44 - 1 MiB).
+const MAX_OUTPUT_MIB: u64 = u64::MAX >> 20;
+
 /// Size rotation of the NDJSON `--output` file (a regular file; SIGHUP reopens it in any case).
 #[derive(Args)]
 struct OutputRotation {
     /// Rotate the --output file before a record would take it past this many MiB: it becomes
     /// PATH.1 (PATH.1 becomes PATH.2, ...) and a new PATH is opened; no record is ever split. A
     /// non-empty PATH left by an earlier run is rotated the same way at the start (not emptied)
-    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "MiB", value_parser = clap::value_parser!(u64).range(1..=MAX_OUTPUT_MIB))]
     output_max_mib: Option<u64>,
     /// Rotated files kept with --output-max-mib (PATH.1 ... PATH.N); the oldest beyond is replaced
     #[arg(long, value_name = "N", default_value_t = 5, requires = "output_max_mib", value_parser = clap::value_parser!(u32).range(1..))]
