@@ -635,18 +635,6 @@ fn closed_stderr_or_stdout_is_exit_5_not_a_panic() {
     assert_eq!(both.code(), Some(5));
 }
 
-#[test]
-fn an_output_max_mib_whose_bytes_overflow_is_a_usage_error() {
-    let out = replay_gate().args(["--output", "/dev/null", "--output-max-mib", "17592186044416"]).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr
-            .starts_with("error: invalid value '17592186044416' for '--output-max-mib <MiB>': 17592186044416 is not in 1..=17592186044415"),
-        "{stderr}"
-    );
-}
-
 /// A recording without its summary record (a killed run, a cut file) is replayed and said to be
 /// truncated, once, with exit code 3; two joined recordings are refused at the second's start.
 #[test]
