@@ -104,11 +104,11 @@ struct OutputRotation {
 /// The reports `gate` and `replay` write at the end of a run.
 #[derive(Args)]
 struct Reports {
-    /// JUnit XML report
-    #[arg(long)]
+    /// JUnit XML report file (not "-": stdout is --output's)
+    #[arg(long, value_name = "FILE", value_parser = report_path)]
     junit: Option<PathBuf>,
-    /// SARIF 2.1.0 report
-    #[arg(long)]
+    /// SARIF 2.1.0 report file (not "-": stdout is --output's)
+    #[arg(long, value_name = "FILE", value_parser = report_path)]
     sarif: Option<PathBuf>,
     /// Directory the driver's sources are under (a CI job's checkout): the SARIF report gives
     /// source files under it relative to %SRCROOT% (its originalUriBaseIds), as code-scanning
@@ -477,6 +477,15 @@ fn metrics_address(text: &str) -> Result<SocketAddr, String> {
         return Err(format!("`{text}`: {} is not an address of this machine to listen on", addr.ip()));
     }
     Ok(addr)
+}
+
+/// A report's file: any path but "-", which `--output` takes for stdout (a report written there
+/// would interleave with the records); "-" is a usage error (exit 2) rather than a file named `-`.
+fn report_path(text: &str) -> Result<PathBuf, String> {
+    if text == "-" {
+        return Err("a report is written to a file; \"-\" (stdout) is only for --output".into());
+    }
+    Ok(PathBuf::from(text))
 }
 
 /// Where NDJSON records go: a file (`path`), or stdout (`path` None, or "-").
