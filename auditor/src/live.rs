@@ -52,6 +52,7 @@ impl LiveSource {
 
 impl Observer for LiveSource {
     fn attached(&mut self, attached: &Attached) {
+        let (started_unix_ns, boot_id) = Status::run_identity();
         self.pipeline.status(&Status {
             schema: SCHEMA_VERSION,
             version: env!("CARGO_PKG_VERSION").into(),
@@ -60,6 +61,8 @@ impl Observer for LiveSource {
             events: self.events,
             hooks: attached.hooks.clone(),
             rules: self.rules.clone(),
+            started_unix_ns,
+            boot_id,
         });
     }
 

@@ -104,11 +104,11 @@ struct OutputRotation {
 /// The reports `gate` and `replay` write at the end of a run.
 #[derive(Args)]
 struct Reports {
-    /// JUnit XML report
-    #[arg(long)]
+    /// JUnit XML report file (not "-": stdout is --output's)
+    #[arg(long, value_name = "FILE", value_parser = report_path)]
     junit: Option<PathBuf>,
-    /// SARIF 2.1.0 report
-    #[arg(long)]
+    /// SARIF 2.1.0 report file (not "-": stdout is --output's)
+    #[arg(long, value_name = "FILE", value_parser = report_path)]
     sarif: Option<PathBuf>,
     /// Directory the driver's sources are under (a CI job's checkout): the SARIF report gives
     /// source files under it relative to %SRCROOT% (its originalUriBaseIds), as code-scanning
@@ -166,6 +166,7 @@ enum Command {
     /// Re-correlate a recorded run (`run --events` / `gate --output`): its finding records on
     /// stdout, or the whole run's records in --output, and the same reports `gate` writes
     Replay {
+        /// The recording: NDJSON records with `event` lines (`run --events`, `gate --output`)
         file: PathBuf,
         /// NDJSON records of the replayed run (status, events, findings, losses, summary) instead
         /// of the finding records on stdout ("-" = all of them on stdout)
@@ -178,6 +179,8 @@ enum Command {
         rotation: OutputRotation,
         #[command(flatten)]
         reports: Reports,
+        /// Policy file: holders' release functions, suppressions (docs/policy.md); the recorded
+        /// run's policy is not applied unless given here
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Do not apply the built-in holder catalog under the policy
@@ -188,6 +191,8 @@ enum Command {
     },
     /// Check kernel, BTF, privileges and which hook carries which role on this kernel
     Doctor {
+        /// Policy file: its release functions get hook rows, its rules are listed with the
+        /// catalog's (docs/policy.md)
         #[arg(long)]
         policy: Option<PathBuf>,
         /// Do not apply the built-in holder catalog under the policy
@@ -474,6 +479,15 @@ fn metrics_address(text: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+/// A report's file: any path but "-", which `--output` takes for stdout (a report written there
+/// would interleave with the records); "-" is a usage error (exit 2) rather than a file named `-`.
+fn report_path(text: &str) -> Result<PathBuf, String> {
+    if text == "-" {
+        return Err("a report is written to a file; \"-\" (stdout) is only for --output".into());
+    }
+    Ok(PathBuf::from(text))
+}
+
 /// Where NDJSON records go: a file (`path`), or stdout (`path` None, or "-").
 struct NdjsonOutput {
     path: Option<PathBuf>,
@@ -519,6 +533,19 @@ impl NdjsonOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The man pages (`generate-docs`) and `--help` say what each option is for.
+    #[test]
+    fn every_argument_of_every_subcommand_has_help() {
+        let cli = Cli::command();
+        let undocumented: Vec<String> = cli
+            .get_subcommands()
+            .flat_map(|sub| {
+                sub.get_arguments().filter(|a| a.get_help().is_none()).map(move |a| format!("{} {}", sub.get_name(), a.get_id()))
+            })
+            .collect();
+        assert!(undocumented.is_empty(), "without help: {undocumented:?}");
+    }
 
     #[test]
     fn a_metrics_port_alone_is_loopback_and_an_address_is_taken_as_given() {

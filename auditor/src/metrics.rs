@@ -14,7 +14,10 @@ use tokio::{
     net::TcpListener,
 };
 
-use crate::vocab::record::{HookTotals, Levels};
+use crate::vocab::{
+    finding::FindingKind,
+    record::{HookTotals, Levels, LossReason, Lost},
+};
 
 type Labels = Vec<(String, String)>;
 type U64Gauge = Gauge<u64, AtomicU64>;
@@ -62,6 +65,12 @@ impl Default for Metrics {
         registry.register("events", "Events decoded", events.clone());
         registry.register("pins_held", "Pins held now", pins_held.clone());
         registry.register("pfnmaps_tracked", "PFN maps tracked now", pfnmaps.clone());
+        // Every series a user alerts on exists from the start at 0: `increase()` and `rate()`
+        // need two samples of a series, so one that first appeared at 1 would not count its
+        // first finding.
+        for kind in FindingKind::ALL {
+            drop(findings.get_or_create(&finding_labels(kind.name(), kind.severity().name())));
+        }
         Self { registry, hook_hits, hook_emitted, hook_dropped, bpf_runs, bpf_run_seconds, findings, lost, events, pins_held, pfnmaps }
     }
 }
@@ -77,11 +86,28 @@ fn hook_label(hook: &str) -> Labels {
     vec![("hook".to_string(), hook.to_string())]
 }
 
+fn finding_labels(kind: &str, severity: &str) -> Labels {
+    vec![("kind".to_string(), kind.to_string()), ("severity".to_string(), severity.to_string())]
+}
+
+/// `lost` has a `reason` label: a full ring buffer, or records the daemon could not decode.
+fn lost_labels(hook: &str, reason: Option<LossReason>) -> Labels {
+    let reason = match reason {
+        None => "ring-full",
+        Some(LossReason::Undecodable) => "undecodable",
+    };
+    vec![("hook".to_string(), hook.to_string()), ("reason".to_string(), reason.to_string())]
+}
+
 impl Metrics {
     /// The kernel's per-hook counters, as totals since the probes were loaded.
     pub(crate) fn set_hooks(&self, totals: &[HookTotals]) {
         for t in totals {
             let labels = hook_label(t.hook.name());
+            // At 0 until a loss, like the findings (`Default`).
+            for reason in [None, Some(LossReason::Undecodable)] {
+                drop(self.lost.get_or_create(&lost_labels(t.hook.name(), reason)));
+            }
             advance(&self.hook_hits, &labels, t.hits);
             advance(&self.hook_emitted, &labels, t.emitted);
             advance(&self.hook_dropped, &labels, t.dropped);
@@ -101,17 +127,11 @@ impl Metrics {
     }
 
     pub fn finding(&self, kind: &str, severity: &str) {
-        let labels = vec![("kind".to_string(), kind.to_string()), ("severity".to_string(), severity.to_string())];
-        self.findings.get_or_create(&labels).inc();
+        self.findings.get_or_create(&finding_labels(kind, severity)).inc();
     }
 
-    pub fn lost(&self, lost: &crate::vocab::record::Lost) {
-        let reason = match lost.reason {
-            None => "ring-full",
-            Some(crate::vocab::record::LossReason::Undecodable) => "undecodable",
-        };
-        let labels = vec![("hook".to_string(), lost.hook_name().to_string()), ("reason".to_string(), reason.to_string())];
-        self.lost.get_or_create(&labels).inc_by(lost.count);
+    pub fn lost(&self, lost: &Lost) {
+        self.lost.get_or_create(&lost_labels(lost.hook_name(), lost.reason)).inc_by(lost.count);
     }
 
     pub fn event(&self) {
@@ -176,7 +196,7 @@ mod tests {
         m.set_hooks(&[totals(10, 1_000_000)]);
         m.set_hooks(&[totals(14, 1_500_000)]);
         m.finding("pin-outlived-revocation", "error");
-        m.lost(&crate::vocab::record::Lost::undecodable(Some(HookRef::from_name("zap_vma_ptes")), 2, 5));
+        m.lost(&Lost::undecodable(Some(HookRef::from_name("zap_vma_ptes")), 2, 5));
         let text = m.render();
         assert!(text.contains(r#"pfn_auditor_lost_total{hook="zap_vma_ptes",reason="undecodable"} 2"#), "{text}");
         assert!(text.contains(r#"pfn_auditor_hook_dropped_total{hook="follow_pfn"} 1"#), "{text}");
@@ -219,6 +239,37 @@ mod tests {
         }
         let gauges: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE") && l.ends_with(" gauge")).collect();
         assert_eq!(gauges, ["# TYPE pfn_auditor_pins_held gauge", "# TYPE pfn_auditor_pfnmaps_tracked gauge"], "only levels are gauges");
+    }
+
+    /// `increase(pfn_auditor_findings_total{severity="error"}[1h]) > 0` (docs/metrics.md) fires
+    /// on the first finding only if the series was there at 0 before it.
+    #[test]
+    fn series_to_alert_on_exist_at_zero_before_the_first_finding_or_loss() {
+        let m = Metrics::default();
+        m.set_hooks(&[HookTotals {
+            hook: HookRef::from_name("follow_pte"),
+            hits: 0,
+            emitted: 0,
+            dropped: 0,
+            bpf_runs: None,
+            bpf_run_ns: None,
+        }]);
+        let text = m.render();
+        for line in [
+            r#"pfn_auditor_findings_total{kind="pin-outlived-revocation",severity="error"} 0"#,
+            r#"pfn_auditor_findings_total{kind="pin-outlived-unmap",severity="error"} 0"#,
+            r#"pfn_auditor_findings_total{kind="pin-leaked",severity="warning"} 0"#,
+            r#"pfn_auditor_lost_total{hook="follow_pte",reason="ring-full"} 0"#,
+            r#"pfn_auditor_lost_total{hook="follow_pte",reason="undecodable"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        assert_eq!(text.lines().filter(|l| l.starts_with("pfn_auditor_findings_total")).count(), FindingKind::ALL.len());
+        m.finding("pin-outlived-revocation", "error");
+        m.lost(&Lost::undecodable(Some(HookRef::from_name("follow_pte")), 3, 1));
+        let text = m.render();
+        assert!(text.contains(r#"pfn_auditor_findings_total{kind="pin-outlived-revocation",severity="error"} 1"#), "{text}");
+        assert!(text.contains(r#"pfn_auditor_lost_total{hook="follow_pte",reason="undecodable"} 3"#), "{text}");
     }
 
     #[tokio::test]

@@ -364,6 +364,23 @@ fn metrics_listen_on_loopback_unless_an_address_is_given() {
     assert!(stderr.contains("`localhost` is neither a PORT (listens on 127.0.0.1) nor an ADDRESS:PORT"), "{stderr}");
 }
 
+/// `--junit -` / `--sarif -` once created a file named `-` (while `--output -` is stdout): now a
+/// usage error, and no such file.
+#[test]
+fn a_report_on_dash_is_a_usage_error_not_a_file_named_dash() {
+    let dir = temp_file("unused", "").parent().unwrap().join("dash-report");
+    std::fs::create_dir_all(&dir).unwrap();
+    for report in ["--junit", "--sarif"] {
+        let out = replay_gate().arg(report).arg("-").current_dir(&dir).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.contains(&format!("invalid value '-' for '{report} <FILE>'")), "{stderr}");
+        assert!(first.contains("\"-\" (stdout) is only for --output"), "{stderr}");
+        assert!(!dir.join("-").exists(), "{report} - created a file named -");
+    }
+}
+
 /// `run --probe-floor` audits nothing: its help must say so before anyone mistakes it for a mode.
 #[test]
 fn probe_floor_is_marked_as_a_benchmark_aid_that_audits_nothing() {
@@ -633,18 +650,6 @@ fn closed_stderr_or_stdout_is_exit_5_not_a_panic() {
     assert!(stderr.starts_with("pfn-auditor: cannot write the list of written files on stdout: Broken pipe"), "{stderr}");
     let both = auditor().arg("generate-docs").arg(dir.path()).stdout(closed()).stderr(closed()).status().unwrap();
     assert_eq!(both.code(), Some(5));
-}
-
-#[test]
-fn an_output_max_mib_whose_bytes_overflow_is_a_usage_error() {
-    let out = replay_gate().args(["--output", "/dev/null", "--output-max-mib", "17592186044416"]).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr
-            .starts_with("error: invalid value '17592186044416' for '--output-max-mib <MiB>': 17592186044416 is not in 1..=17592186044415"),
-        "{stderr}"
-    );
 }
 
 /// A recording without its summary record (a killed run, a cut file) is replayed and said to be

@@ -59,6 +59,8 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
             },
         ],
         rules: policy.clone().over(&Policy::catalog()).unwrap().rules(),
+        started_unix_ns: Some(1_795_000_000_123_456_789),
+        boot_id: Some("0f6e2a4c-3d1b-4e5f-8a9b-1c2d3e4f5a6b".into()),
     };
     let mut lines = vec![serde_json::to_string(&Record::Status(status)).unwrap()];
     // The driver's module loaded after the start: its release hook attaches then.
@@ -107,6 +109,31 @@ fn recorded_run() -> (Vec<String>, Vec<String>) {
     };
     lines.push(serde_json::to_string(&Record::Summary(run_summary)).unwrap());
     (lines, finding_lines)
+}
+
+/// A restarted run's file must not begin like the previous one's (log shippers recognise a file
+/// by its first line or first KiB, docs/fleet.md): the status line carries the start time and
+/// boot id (every_record_of_a_run_validates_against_the_schema checks them against the schema).
+#[test]
+fn two_runs_begin_with_different_status_lines() {
+    let first = recorded_run().0.swap_remove(0);
+    let mut status = match serde_json::from_str::<Record>(&first).unwrap() {
+        Record::Status(status) => status,
+        other => panic!("the first record is not the status: {other:?}"),
+    };
+    let restarted = |status: &mut auditor::vocab::record::Status| {
+        (status.started_unix_ns, status.boot_id) = auditor::vocab::record::Status::run_identity();
+        serde_json::to_string(&Record::Status(status.clone())).unwrap()
+    };
+    let one = restarted(&mut status);
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    let two = restarted(&mut status);
+    assert_ne!(one, two);
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    for line in [&one, &two] {
+        assert!(line.contains(&format!("\"boot_id\":\"{}\"", boot_id.trim())), "{line}");
+        assert!(line.contains("\"started_unix_ns\":"), "{line}");
+    }
 }
 
 #[test]

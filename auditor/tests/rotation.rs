@@ -212,4 +212,8 @@ fn rotation_without_a_file_or_of_a_device_is_refused_in_one_line() {
     );
     let out = auditor().arg("replay").arg(&recording).args(["--output", "x", "--output-max-mib", "0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a zero size is a usage error");
+    // 2^44 MiB is 2^64 bytes: it must not wrap to a size of 0 (or to a small one).
+    let out = auditor().arg("replay").arg(&recording).args(["--output", "x", "--output-max-mib", "17592186044416"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stderr).unwrap().starts_with("error: invalid value '17592186044416' for '--output-max-mib <MiB>'"));
 }

@@ -26,18 +26,18 @@ pub fn sarif_problems(text: &str) -> Vec<String> {
 /// Each way `text` is not a JUnit report Jenkins accepts (xmllint's messages, without the
 /// summary line). `Err`: xmllint could not be run.
 pub fn junit_problems(text: &str) -> Result<Vec<String>, String> {
-    // xmllint reads the schema from a file (written once per process: tests run in threads); the
-    // report comes on stdin.
-    static XSD: std::sync::OnceLock<Result<std::path::PathBuf, String>> = std::sync::OnceLock::new();
-    let xsd = XSD
-        .get_or_init(|| {
-            let path = std::env::temp_dir().join(format!("pfn-auditor-junit-10-{}.xsd", std::process::id()));
-            std::fs::write(&path, JUNIT_XSD).map(|()| path.clone()).map_err(|e| format!("cannot write {}: {e}", path.display()))
-        })
-        .clone()?;
+    // xmllint reads the schema from a file, written for each call into a temporary file removed
+    // when it drops (a static one would never drop: statics are not dropped at exit); the report
+    // comes on stdin.
+    let mut xsd = tempfile::Builder::new()
+        .prefix("pfn-auditor-junit-10-")
+        .suffix(".xsd")
+        .tempfile()
+        .map_err(|e| format!("cannot create a temporary file for the JUnit schema: {e}"))?;
+    xsd.write_all(JUNIT_XSD.as_bytes()).map_err(|e| format!("cannot write {}: {e}", xsd.path().display()))?;
     let child = Command::new("xmllint")
         .args(["--noout", "--nonet", "--schema"])
-        .arg(&xsd)
+        .arg(xsd.path())
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

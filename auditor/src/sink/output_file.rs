@@ -98,10 +98,15 @@ impl OutputFile {
     }
 
     /// Everything written so far is flushed and synced into the current file, which becomes
-    /// `PATH.1` (older ones move up one, the oldest kept is replaced); a new `PATH` follows.
+    /// `PATH.1` (older ones move up one, the oldest kept is replaced); a new `PATH` follows. When
+    /// nothing is at `PATH` any more (someone moved or deleted the file without a SIGHUP), there
+    /// is nothing to rotate: the new `PATH` is opened and the rotated files stay as they are.
     fn rotate(&mut self, keep: u32) -> std::io::Result<()> {
         self.out.flush()?;
         self.out.get_ref().sync_data()?;
+        if std::fs::symlink_metadata(&self.path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return self.reopen();
+        }
         for n in (1..keep).rev() {
             match std::fs::rename(self.rotated(n), self.rotated(n + 1)) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -237,6 +242,29 @@ mod tests {
         out.sync().unwrap();
         assert_eq!(read(&dir.path().join("moved")), "one\ntwo\n", "buffered records go to the file they were written for");
         assert_eq!(read(&path), "three\nfour\n");
+    }
+
+    #[test]
+    fn a_file_moved_or_deleted_without_sighup_is_replaced_at_the_next_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.ndjson");
+        let mut out = OutputFile::create(&path, Some(Rotation { max_bytes: 10, keep: 2 })).unwrap();
+        out.write_record(b"aaaa\n").unwrap();
+        out.write_record(b"bbbb\n").unwrap();
+        out.write_record(b"cccc\n").unwrap();
+        std::fs::rename(&path, dir.path().join("saved")).unwrap();
+        out.write_record(b"dddd\n").unwrap();
+        out.write_record(b"eeee\n").unwrap();
+        out.flush().unwrap();
+        assert_eq!(read(&path), "eeee\n", "a new file where the moved one was");
+        std::fs::remove_file(&path).unwrap();
+        out.write_record(b"ffff\n").unwrap();
+        out.write_record(b"gggg\n").unwrap();
+        out.sync().unwrap();
+        assert_eq!(read(&dir.path().join("run.ndjson.1")), "aaaa\nbbbb\n");
+        assert_eq!(read(&dir.path().join("saved")), "cccc\ndddd\n", "the moved file got its records up to the size limit");
+        assert_eq!(read(&path), "gggg\n", "a new file where the deleted one was");
+        assert!(!dir.path().join("run.ndjson.2").exists(), "nothing was at the path to rotate");
     }
 
     #[test]

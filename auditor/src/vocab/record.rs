@@ -42,6 +42,27 @@ pub struct Status {
     /// in matching order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleStatus>,
+    /// When the run started: wall-clock (CLOCK_REALTIME) nanoseconds since the Unix epoch, UTC.
+    /// With `boot_id` it makes each run's first line its own, so log shippers that recognise a
+    /// file by its first line or first KiB (docs/fleet.md) do not take a restarted run's new
+    /// file for the old one. Absent in recordings made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix_ns: Option<u64>,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`, a UUID string; random per boot,
+    /// Documentation/admin-guide/sysctl/kernel.rst "random"); absent when it cannot be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+impl Status {
+    /// `started_unix_ns` and `boot_id` of a run starting now (`None` for what cannot be read:
+    /// a clock before 1970, no /proc).
+    pub fn run_identity() -> (Option<u64>, Option<String>) {
+        let started =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| u64::try_from(d.as_nanos()).ok());
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string());
+        (started, boot_id.filter(|s| !s.is_empty()))
+    }
 }
 
 /// A hook attached or detached after `status`: its module was loaded, unloaded or reloaded.
