@@ -23,5 +23,5 @@ fuzz_target!(|data: &[u8]| {
             let _ = (symbols.has_function(name), symbols.module_of(name), symbols.address_of(name), symbols.has_module(name));
         }
     }
-    let _ = caller_of(&stack, "follow_pfn", &["follow_pfn".to_string(), "follow_pte".to_string()]);
+    let _ = caller_of(&stack, &["vmf_insert_pfn"], &["follow_pfn".to_string(), "follow_pte".to_string()]);
 });
