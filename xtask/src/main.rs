@@ -103,6 +103,11 @@ enum Cmd {
         /// Fuzz only this target (repeatable); all when omitted
         #[arg(long = "target")]
         targets: Vec<String>,
+        /// `address` (AddressSanitizer, what CI runs) or `none` (3-5x the executions a second, for
+        /// long campaigns: the parsers are safe Rust; panics, overflow checks and debug assertions
+        /// still stop the run). See docs/fuzzing.md
+        #[arg(long, value_enum, default_value_t = fuzz::Sanitizer::Address)]
+        sanitizer: fuzz::Sanitizer,
     },
 }
 
@@ -132,7 +137,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Package => package::build().map(drop),
         Cmd::SystemdTest { kernel } => systemd_test::run(kernels::series(&kernel)?),
         Cmd::Bench { kernels, iterations, clock } => bench::run(&selected(&kernels)?, clock, iterations),
-        Cmd::Fuzz { seconds, runs, targets } => fuzz::run(fuzz::Budget::new(seconds, runs), &targets).map(drop),
+        Cmd::Fuzz { seconds, runs, targets, sanitizer } => fuzz::run(fuzz::Budget::new(seconds, runs), sanitizer, &targets).map(drop),
         Cmd::Test => {
             setup::install_tools()?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
