@@ -14,7 +14,7 @@ mod slots;
 pub mod synthetic;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     hash::BuildHasher,
     sync::Arc,
 };
@@ -31,7 +31,7 @@ use crate::{
         record::notes,
     },
 };
-use index::IntervalIndex;
+use index::{IntervalIndex, SlotLists};
 use intern::Interner;
 use pin::{Names, Origin, Pin, PinVma, Release, Run, subtract};
 use slots::{Ordered, Slot};
@@ -104,7 +104,7 @@ fn release_class(r: Release) -> u32 {
     match r {
         Release::FrameVector => 0,
         Release::HolderExit => 1,
-        Release::Policy(i) => u32::try_from(i).map_or(u32::MAX, |i| i.saturating_add(2)),
+        Release::Policy(i) => i.saturating_add(2),
     }
 }
 
@@ -380,7 +380,7 @@ impl Correlator {
     /// Ends every pin of process `tgid` that ends the way `release` says.
     fn remove_pins_of(&mut self, tgid: u32, release: Release) {
         let class = release_class(release);
-        while let Some(&(_, _, slot)) = self.ix.by_tgid.range((tgid, class, 0)..=(tgid, class, Slot::MAX)).next() {
+        while let Some(slot) = self.ix.by_tgid.any((tgid, class)) {
             if self.remove_pin(slot).is_none() {
                 break;
             }
@@ -518,7 +518,7 @@ impl Correlator {
             };
             match how {
                 ReleaseMatch::Tgid => {
-                    self.remove_pins_of(ev.task.tgid, Release::Policy(rule));
+                    self.remove_pins_of(ev.task.tgid, Release::Policy(rule_id(rule)));
                 }
                 ReleaseMatch::Arg { index, is, count } => {
                     let Some((first, end)) = released_keys(args, index, is, count) else { continue };
@@ -626,8 +626,8 @@ struct PinIndex {
     by_mm: IntervalIndex<Slot>,
     /// Pins by file mapping and page-offset interval, one per run (owner revocations).
     by_file: IntervalIndex<Slot>,
-    /// Pins by (tgid, release class, slot) (holder exit, releases by tgid).
-    by_tgid: BTreeSet<(u32, u32, Slot)>,
+    /// Pins by (tgid, release class) (holder exit, releases by tgid).
+    by_tgid: SlotLists<(u32, u32)>,
     /// Pins of a rule released by argument, by rule and PFN / user page interval, one per run.
     by_release_key: IntervalIndex<Slot>,
 }
@@ -637,7 +637,7 @@ impl PinIndex {
         Self {
             by_mm: IntervalIndex::new(PAGE - 1),
             by_file: IntervalIndex::new(0),
-            by_tgid: BTreeSet::new(),
+            by_tgid: SlotLists::new(),
             by_release_key: IntervalIndex::new(0),
         }
     }
@@ -652,7 +652,7 @@ impl PinIndex {
                 self.by_file.insert(v.mapping, first, last, slot);
             }
         }
-        self.by_tgid.insert((p.task().tgid, release_class(p.release), slot));
+        self.by_tgid.insert((p.task().tgid, release_class(p.release)), slot);
         if let Some((is, rule)) = release_arg(policy, p.release) {
             for r in &p.runs {
                 if let Some(key) = run_key(r, is) {
@@ -671,7 +671,7 @@ impl PinIndex {
                 self.by_file.remove(v.mapping, file_pages(v, r).0, slot);
             }
         }
-        self.by_tgid.remove(&(p.task().tgid, release_class(p.release), slot));
+        self.by_tgid.remove((p.task().tgid, release_class(p.release)), slot);
         if let Some((is, rule)) = release_arg(policy, p.release) {
             for r in &p.runs {
                 if let Some(key) = run_key(r, is) {
@@ -703,8 +703,8 @@ impl PinIndex {
 /// group).
 fn release_arg(policy: &Policy, release: Release) -> Option<(ArgMeaning, u64)> {
     let Release::Policy(rule) = release else { return None };
-    match policy.holders.get(rule)?.release_match {
-        ReleaseMatch::Arg { is, .. } => Some((is, rule as u64)),
+    match policy.holders.get(rule as usize)?.release_match {
+        ReleaseMatch::Arg { is, .. } => Some((is, u64::from(rule))),
         ReleaseMatch::Tgid => None,
     }
 }
@@ -744,7 +744,7 @@ fn make_finding(policy: &Policy, p: &Pin, kind: FindingKind, revocation: Option<
 fn release_label(policy: &Policy, p: &Pin) -> String {
     match p.release {
         Release::FrameVector => "put_vaddr_frames".into(),
-        Release::Policy(i) => policy.holders.get(i).map(|h| h.release.join(" | ")).unwrap_or_default(),
+        Release::Policy(i) => policy.holders.get(i as usize).map(|h| h.release.join(" | ")).unwrap_or_default(),
         Release::HolderExit => "none declared (ends with the holder process)".into(),
     }
 }
@@ -800,9 +800,15 @@ fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>,
     Some(match policy.holder_for(function, module) {
         Some((_, rule)) if rule.kernel_internal => return None,
         Some((_, rule)) if ram && rule.ram_pfns == RamPfns::Refused => return None,
-        Some((index, rule)) if !rule.release.is_empty() => Release::Policy(index),
+        Some((index, rule)) if !rule.release.is_empty() => Release::Policy(rule_id(index)),
         _ => Release::HolderExit,
     })
+}
+
+/// The id of the policy's holder rule at `index` in a [`Release`]: a policy has far fewer than
+/// 2^32 rules (a larger index would name no rule).
+fn rule_id(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 /// Whether each lookup of a page is a hold of its own: a holder whose release gives pages back
@@ -810,7 +816,7 @@ fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>,
 /// holder released by process or never holds it once.
 fn counts_holds(policy: &Policy, release: Release) -> bool {
     match release {
-        Release::Policy(index) => policy.holders.get(index).is_some_and(|h| matches!(h.release_match, ReleaseMatch::Arg { .. })),
+        Release::Policy(index) => policy.holders.get(index as usize).is_some_and(|h| matches!(h.release_match, ReleaseMatch::Arg { .. })),
         _ => false,
     }
 }

@@ -18,8 +18,8 @@ use crate::{
 pub enum Release {
     /// `put_vaddr_frames(vec)`.
     FrameVector,
-    /// A release hook of the policy's holder rule at this index.
-    Policy(usize),
+    /// A release hook of the policy's holder rule at this index (`u32`: a `Release` is 8 bytes).
+    Policy(u32),
     /// No release declared: the pin lives as long as the holder process.
     HolderExit,
 }

@@ -178,7 +178,7 @@ impl Reference {
         for (rule, how) in
             self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match))
         {
-            let of_rule = |p: &Pin| p.release == Release::Policy(rule);
+            let of_rule = |p: &Pin| p.release == Release::Policy(super::rule_id(rule));
             match how {
                 ReleaseMatch::Tgid => self.pins.retain(|p| !(of_rule(p) && p.task().tgid == ev.task.tgid)),
                 ReleaseMatch::Arg { index, is, count } => {
