@@ -91,8 +91,8 @@ pub struct Options {
 
 impl Default for Options {
     /// 1 Mi pins and 256 Ki PFN maps: far above a real workload (per-page lookups coalesce), and
-    /// well under 1 GiB of state (`examples/hold-pins`: ~650 bytes a pin with its own PFN map, most
-    /// of it the indexes and the PFN map's vma; what pins share is stored once, `intern.rs`).
+    /// well under 1 GiB of state (`examples/hold-pins`: ~430 bytes a pin with its own PFN map, most
+    /// of it the interval indexes, the pin and the vma; what pins share is stored once, `intern.rs`).
     fn default() -> Self {
         Self { max_pins: 1 << 20, max_pfnmaps: 1 << 18 }
     }
