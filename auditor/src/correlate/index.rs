@@ -12,7 +12,12 @@
 //!
 //! Results are candidates, a superset of the overlapping intervals (an interval's end is not
 //! kept): the caller checks each one exactly against the pin or PFN map it names.
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::Hash,
+};
+
+use super::slots::{NIL, Slot};
 
 /// An index entry: packed to 4-byte alignment so a `u32` id makes 20 bytes, not 24.
 #[repr(C, packed(4))]
@@ -107,9 +112,85 @@ impl<I: Id> IntervalIndex<I> {
     }
 }
 
+/// Slots by a group key, for a question that wants every member of a group and no order (every
+/// pin of a process and release class): a doubly linked list per group through a vector indexed
+/// by slot, and a hash map of the groups' heads. Adding or removing a member is O(1) whatever the
+/// number of members (8 bytes a slot, a hash entry a group; an ordered set of `(group, slot)`
+/// keys walks a tree of every member).
+pub(crate) struct SlotLists<K> {
+    heads: HashMap<K, Slot>,
+    /// `[previous, next]` member of the slot's group, `NIL` at the ends.
+    links: Vec<[Slot; 2]>,
+}
+
+impl<K: Copy + Eq + Hash> SlotLists<K> {
+    pub(crate) fn new() -> Self {
+        Self { heads: HashMap::new(), links: Vec::new() }
+    }
+
+    /// Adds `slot`, not a member of any group, to `group`.
+    pub(crate) fn insert(&mut self, group: K, slot: Slot) {
+        let at = slot as usize;
+        if self.links.len() <= at {
+            self.links.resize(at + 1, [NIL, NIL]);
+        }
+        let next = self.heads.insert(group, slot).unwrap_or(NIL);
+        self.links[at] = [NIL, next];
+        if let Some(n) = self.links.get_mut(next as usize) {
+            n[0] = slot;
+        }
+    }
+
+    /// Removes `slot` from `group`, where [`SlotLists::insert`] put it.
+    pub(crate) fn remove(&mut self, group: K, slot: Slot) {
+        let Some(&[prev, next]) = self.links.get(slot as usize) else { return };
+        match self.links.get_mut(prev as usize) {
+            Some(p) => p[1] = next,
+            None if next == NIL => {
+                self.heads.remove(&group);
+            }
+            None => {
+                self.heads.insert(group, next);
+            }
+        }
+        if let Some(n) = self.links.get_mut(next as usize) {
+            n[0] = prev;
+        }
+        self.links[slot as usize] = [NIL, NIL];
+    }
+
+    /// A member of `group`, if it has one.
+    pub(crate) fn any(&self, group: K) -> Option<Slot> {
+        self.heads.get(&group).copied()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_hold_each_group_s_members_until_removed() {
+        let mut l = SlotLists::new();
+        for (group, slot) in [(1, 0), (2, 1), (1, 5), (1, 3)] {
+            l.insert(group, slot);
+        }
+        let members = |l: &mut SlotLists<u32>, group| {
+            let mut out = Vec::new();
+            while let Some(s) = l.any(group) {
+                l.remove(group, s);
+                out.push(s);
+            }
+            out.sort();
+            out
+        };
+        l.remove(1, 5);
+        assert_eq!(members(&mut l, 1), [0, 3], "a middle member removed, the others kept");
+        l.insert(1, 5);
+        assert_eq!(members(&mut l, 1), [5], "a slot reused after its removal");
+        assert_eq!(members(&mut l, 2), [1]);
+        assert_eq!((l.any(1), l.any(2), l.heads.len()), (None, None, 0));
+    }
 
     #[test]
     fn finds_overlaps_including_long_intervals_and_forgets_removed_ones() {

@@ -14,7 +14,7 @@ mod slots;
 pub mod synthetic;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     hash::BuildHasher,
     sync::Arc,
 };
@@ -31,9 +31,9 @@ use crate::{
         record::notes,
     },
 };
-use index::IntervalIndex;
+use index::{IntervalIndex, SlotLists};
 use intern::Interner;
-use pin::{Origin, Pin, Release, Run, subtract};
+use pin::{Names, Origin, Pin, PinVma, Release, Run, subtract};
 use slots::{Ordered, Slot};
 
 use crate::probes::table;
@@ -91,8 +91,8 @@ pub struct Options {
 
 impl Default for Options {
     /// 1 Mi pins and 256 Ki PFN maps: far above a real workload (per-page lookups coalesce), and
-    /// well under 1 GiB of state (`examples/hold-pins`: ~650 bytes a pin with its own PFN map, most
-    /// of it the indexes and the PFN map's vma; what pins share is stored once, `intern.rs`).
+    /// well under 1 GiB of state (`examples/hold-pins`: ~430 bytes a pin with its own PFN map, most
+    /// of it the interval indexes, the pin and the vma; what pins share is stored once, `intern.rs`).
     fn default() -> Self {
         Self { max_pins: 1 << 20, max_pfnmaps: 1 << 18 }
     }
@@ -104,7 +104,7 @@ fn release_class(r: Release) -> u32 {
     match r {
         Release::FrameVector => 0,
         Release::HolderExit => 1,
-        Release::Policy(i) => u32::try_from(i).map_or(u32::MAX, |i| i.saturating_add(2)),
+        Release::Policy(i) => i.saturating_add(2),
     }
 }
 
@@ -112,7 +112,7 @@ pub struct Correlator {
     policy: Policy,
     options: Options,
     /// Known PFN-mapped vmas (the vma's one shared copy), oldest first (for eviction).
-    pfnmaps: Ordered<Arc<Vma>>,
+    pfnmaps: Ordered<Arc<PinVma>>,
     /// PFN map slots by vma pointer.
     pfnmap_by_ptr: HashTable<Slot>,
     /// PFN maps by mm and address interval.
@@ -125,7 +125,8 @@ pub struct Correlator {
     by_vec: HashMap<u64, Slot>,
     /// Who took the pins (task, call site, stack) and their vmas, one copy each (`intern.rs`).
     origins: Interner<Origin>,
-    vmas: Interner<Vma>,
+    vmas: Interner<PinVma>,
+    names: Interner<Names>,
     /// Reused candidate buffer: no allocation per event once warm.
     scratch: Vec<Slot>,
     /// Hashes vma pointers for `pfnmap_by_ptr`.
@@ -158,6 +159,7 @@ impl Correlator {
             by_vec: HashMap::new(),
             origins: Interner::default(),
             vmas: Interner::default(),
+            names: Interner::default(),
             scratch: Vec::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             next_pin_id: 1,
@@ -258,90 +260,98 @@ impl Correlator {
 
     fn add_pfnmap(&mut self, vma: &Vma) {
         self.remove_pfnmap(vma.vma.0);
-        if self.pfnmaps.len() >= self.options.max_pfnmaps.clamp(1, Ordered::<Arc<Vma>>::MAX_LEN)
+        if self.pfnmaps.len() >= self.options.max_pfnmaps.clamp(1, Ordered::<Arc<PinVma>>::MAX_LEN)
             && let Some(oldest) = self.pfnmaps.first()
-            && let Some(ptr) = self.pfnmaps.get(oldest).map(|v| v.vma.0)
+            && let Some(ptr) = self.pfnmaps.get(oldest).map(|v| v.vma)
         {
             self.remove_pfnmap(ptr);
             self.evicted_pfnmaps += 1;
         }
-        let vma = self.shared_vma(vma);
-        let (ptr, mm, start, last) = (vma.vma.0, vma.mm.0, vma.start.0, vma.end.0.saturating_sub(1));
+        let vma = self.shared_vma(vma, vma.path.as_deref());
+        let (ptr, mm, start, last) = (vma.vma, vma.mm, vma.start, vma.end.saturating_sub(1));
         let slot = self.pfnmaps.push(vma);
         self.pfnmaps_by_addr.insert(mm, start, last, slot);
         let Self { pfnmaps, pfnmap_by_ptr, hasher, .. } = self;
-        pfnmap_by_ptr.insert_unique(hasher.hash_one(ptr), slot, |&s| hasher.hash_one(pfnmaps.get(s).map_or(0, |v| v.vma.0)));
+        pfnmap_by_ptr.insert_unique(hasher.hash_one(ptr), slot, |&s| hasher.hash_one(pfnmaps.get(s).map_or(0, |v| v.vma)));
     }
 
     /// The slot of the PFN map of vma pointer `ptr`.
     fn pfnmap_slot(&self, ptr: u64) -> Option<Slot> {
         let pfnmaps = &self.pfnmaps;
-        self.pfnmap_by_ptr.find(self.hasher.hash_one(ptr), |&s| pfnmaps.get(s).is_some_and(|v| v.vma.0 == ptr)).copied()
+        self.pfnmap_by_ptr.find(self.hasher.hash_one(ptr), |&s| pfnmaps.get(s).is_some_and(|v| v.vma == ptr)).copied()
     }
 
     fn remove_pfnmap(&mut self, ptr: u64) {
         let Self { pfnmaps, pfnmap_by_ptr, hasher, .. } = self;
-        let Ok(entry) = pfnmap_by_ptr.find_entry(hasher.hash_one(ptr), |&s| pfnmaps.get(s).is_some_and(|v| v.vma.0 == ptr)) else {
+        let Ok(entry) = pfnmap_by_ptr.find_entry(hasher.hash_one(ptr), |&s| pfnmaps.get(s).is_some_and(|v| v.vma == ptr)) else {
             return;
         };
         let (slot, _) = entry.remove();
         if let Some(old) = self.pfnmaps.remove(slot) {
-            self.pfnmaps_by_addr.remove(old.mm.0, old.start.0, slot);
+            self.pfnmaps_by_addr.remove(old.mm, old.start, slot);
         }
     }
 
     /// The vma a lookup came from: as recorded, completed with what the PFN map knew; for
     /// mm-only lookups (follow_pte before 6.10) the PFN map containing the address.
-    fn resolve_vma(&mut self, vma: &Vma, address: u64) -> Option<Arc<Vma>> {
+    fn resolve_vma(&mut self, vma: &Vma, address: u64) -> Option<Arc<PinVma>> {
         if vma.vma.0 == 0 {
             return self.pfnmap_at(vma.mm.0, address);
         }
-        match self.pfnmap_slot(vma.vma.0).and_then(|s| self.pfnmaps.get(s)).and_then(|m| m.path.clone()) {
-            Some(path) if vma.path.is_none() => Some(self.shared_vma(&Vma { path: Some(path), ..vma.clone() })),
-            _ => Some(self.shared_vma(vma)),
-        }
+        let known = match vma.path {
+            Some(_) => None,
+            None => self.pfnmap_slot(vma.vma.0).and_then(|s| self.pfnmaps.get(s)).map(|m| m.names.clone()),
+        };
+        let path = vma.path.as_deref().or_else(|| known.as_ref().and_then(|n| n.path.as_deref()));
+        Some(self.shared_vma(vma, path))
     }
 
-    /// The one copy of a vma that pins and PFN maps share.
-    fn shared_vma(&mut self, vma: &Vma) -> Arc<Vma> {
-        let hash = self.vmas.hash(vma);
-        self.vmas.get_or_insert(hash, |v| v == vma, || vma.clone())
+    /// The one copy of `vma` with path `path` that pins and PFN maps share.
+    fn shared_vma(&mut self, vma: &Vma, path: Option<&str>) -> Arc<PinVma> {
+        let hash = self.vmas.hash(vma.vma.0);
+        let Self { vmas, names, .. } = self;
+        vmas.get_or_insert(
+            hash,
+            |v| v.is(vma, path),
+            || {
+                let hash = names.hash((vma.dev.as_str(), path));
+                let names = names.get_or_insert(
+                    hash,
+                    |n| n.dev == vma.dev && n.path.as_deref() == path,
+                    || Names { dev: vma.dev.clone(), path: path.map(str::to_owned) },
+                );
+                PinVma::of(vma, names)
+            },
+        )
     }
 
     /// The one copy of the origin of a pin of `source` that `ev` takes.
     fn origin(&mut self, ev: &Event, source: PinSource) -> Arc<Origin> {
-        let hash = self.origins.hash((
-            source == PinSource::RawLookup,
-            &ev.hook,
-            &ev.symbol,
-            &ev.task,
-            &ev.caller,
-            ev.stack.len(),
-            ev.stack.first(),
-        ));
+        let hash = self.origins.hash(Origin::key_of(ev, source));
         self.origins.get_or_insert(hash, |o| o.is_of(ev, source), || Origin::of(ev, source))
     }
 
     /// The PFN map of `mm` containing `address` (the lowest vma pointer if several do).
-    fn pfnmap_at(&mut self, mm: u64, address: u64) -> Option<Arc<Vma>> {
+    fn pfnmap_at(&mut self, mm: u64, address: u64) -> Option<Arc<PinVma>> {
         self.pfnmap_at_ref(mm, address).cloned()
     }
 
     /// [`Correlator::pfnmap_at`], borrowed.
-    fn pfnmap_at_ref(&mut self, mm: u64, address: u64) -> Option<&Arc<Vma>> {
+    fn pfnmap_at_ref(&mut self, mm: u64, address: u64) -> Option<&Arc<PinVma>> {
         self.scratch.clear();
         self.pfnmaps_by_addr.overlapping(mm, address, address, &mut self.scratch);
         let pfnmaps = &self.pfnmaps;
         self.scratch
             .iter()
             .filter_map(|&s| pfnmaps.get(s))
-            .filter(|m| m.mm.0 == mm && m.start.0 <= address && address < m.end.0)
-            .min_by_key(|m| m.vma.0)
+            .filter(|m| m.mm == mm && m.start <= address && address < m.end)
+            .min_by_key(|m| m.vma)
     }
 
     // ---- pins and their indexes --------------------------------------------------------------
 
     fn add_pin(&mut self, pin: Pin) {
+        debug_assert!(pin.vma.as_ref().is_none_or(|v| v.mm == pin.mm), "a pin's mm is its vma's: zap by vma finds it by that mm");
         if self.pins.len() >= self.options.max_pins.clamp(1, Ordered::<Pin>::MAX_LEN)
             && let Some(oldest) = self.pins.first()
         {
@@ -370,7 +380,7 @@ impl Correlator {
     /// Ends every pin of process `tgid` that ends the way `release` says.
     fn remove_pins_of(&mut self, tgid: u32, release: Release) {
         let class = release_class(release);
-        while let Some(&(_, _, slot)) = self.ix.by_tgid.range((tgid, class, 0)..=(tgid, class, Slot::MAX)).next() {
+        while let Some(slot) = self.ix.by_tgid.any((tgid, class)) {
             if self.remove_pin(slot).is_none() {
                 break;
             }
@@ -419,7 +429,7 @@ impl Correlator {
         // The vma pointer and mm `resolve_vma` gives the pin, without copying the vma: a page
         // that joins a pin needs no copy. Without its vma the pin still has the lookup's mm:
         // munmap and exit find it.
-        let vma_ptr = if recorded.vma.0 != 0 { recorded.vma.0 } else { self.pfnmap_at_ref(recorded.mm.0, page).map_or(0, |v| v.vma.0) };
+        let vma_ptr = if recorded.vma.0 != 0 { recorded.vma.0 } else { self.pfnmap_at_ref(recorded.mm.0, page).map_or(0, |v| v.vma) };
         let mm = recorded.mm.0;
         // vfio and friends look up one page at a time: extend the holder's pin when this page
         // continues one of its runs (or is already in it). Only a pin with a run holding the
@@ -508,7 +518,7 @@ impl Correlator {
             };
             match how {
                 ReleaseMatch::Tgid => {
-                    self.remove_pins_of(ev.task.tgid, Release::Policy(rule));
+                    self.remove_pins_of(ev.task.tgid, Release::Policy(rule_id(rule)));
                 }
                 ReleaseMatch::Arg { index, is, count } => {
                     let Some((first, end)) = released_keys(args, index, is, count) else { continue };
@@ -558,10 +568,12 @@ impl Correlator {
                     if scope.mm != 0 {
                         ix.by_mm.overlapping(scope.mm, scope.start, last, &mut self.scratch);
                     }
+                    // Pins of the vma in other mms: a pin's mm is its vma copy's (`add_pin`), and
+                    // every copy of a vma pointer pins hold is in the interner, found by pointer.
                     if let Some(v) = scope.vma.filter(|v| v.vma.0 != 0) {
-                        for (&(_, mm), _) in ix.mms_of_vma.range((v.vma.0, 0)..=(v.vma.0, u64::MAX)) {
-                            if mm != scope.mm || scope.mm == 0 {
-                                ix.by_mm.overlapping(mm, scope.start, last, &mut self.scratch);
+                        for copy in self.vmas.with_hash(self.vmas.hash(v.vma.0)) {
+                            if copy.vma == v.vma.0 && (copy.mm != scope.mm || scope.mm == 0) {
+                                ix.by_mm.overlapping(copy.mm, scope.start, last, &mut self.scratch);
                             }
                         }
                     }
@@ -612,12 +624,10 @@ impl Correlator {
 struct PinIndex {
     /// Pins by mm and user address, one interval per run (munmap by mm, exit, coalescing).
     by_mm: IntervalIndex<Slot>,
-    /// (vma pointer, mm) → pins held: the mms whose pins a zap or munmap by vma looks through.
-    mms_of_vma: BTreeMap<(u64, u64), u32>,
     /// Pins by file mapping and page-offset interval, one per run (owner revocations).
     by_file: IntervalIndex<Slot>,
-    /// Pins by (tgid, release class, slot) (holder exit, releases by tgid).
-    by_tgid: BTreeSet<(u32, u32, Slot)>,
+    /// Pins by (tgid, release class) (holder exit, releases by tgid).
+    by_tgid: SlotLists<(u32, u32)>,
     /// Pins of a rule released by argument, by rule and PFN / user page interval, one per run.
     by_release_key: IntervalIndex<Slot>,
 }
@@ -626,9 +636,8 @@ impl PinIndex {
     fn new() -> Self {
         Self {
             by_mm: IntervalIndex::new(PAGE - 1),
-            mms_of_vma: BTreeMap::new(),
             by_file: IntervalIndex::new(0),
-            by_tgid: BTreeSet::new(),
+            by_tgid: SlotLists::new(),
             by_release_key: IntervalIndex::new(0),
         }
     }
@@ -637,14 +646,13 @@ impl PinIndex {
         for r in &p.runs {
             self.by_mm.insert(p.mm, r.start, run_last(r), slot);
         }
-        *self.mms_of_vma.entry((p.vma_ptr(), p.mm)).or_insert(0) += 1;
         if let Some(v) = p.vma.as_ref() {
             for r in &p.runs {
                 let (first, last) = file_pages(v, r);
-                self.by_file.insert(v.mapping.0, first, last, slot);
+                self.by_file.insert(v.mapping, first, last, slot);
             }
         }
-        self.by_tgid.insert((p.task().tgid, release_class(p.release), slot));
+        self.by_tgid.insert((p.task().tgid, release_class(p.release)), slot);
         if let Some((is, rule)) = release_arg(policy, p.release) {
             for r in &p.runs {
                 if let Some(key) = run_key(r, is) {
@@ -658,19 +666,12 @@ impl PinIndex {
         for r in &p.runs {
             self.by_mm.remove(p.mm, r.start, slot);
         }
-        let key = (p.vma_ptr(), p.mm);
-        if let Some(n) = self.mms_of_vma.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                self.mms_of_vma.remove(&key);
-            }
-        }
         if let Some(v) = p.vma.as_ref() {
             for r in &p.runs {
-                self.by_file.remove(v.mapping.0, file_pages(v, r).0, slot);
+                self.by_file.remove(v.mapping, file_pages(v, r).0, slot);
             }
         }
-        self.by_tgid.remove(&(p.task().tgid, release_class(p.release), slot));
+        self.by_tgid.remove((p.task().tgid, release_class(p.release)), slot);
         if let Some((is, rule)) = release_arg(policy, p.release) {
             for r in &p.runs {
                 if let Some(key) = run_key(r, is) {
@@ -687,7 +688,7 @@ impl PinIndex {
             self.by_mm.set_last(p.mm, r.start, run_last(r));
             if let Some(v) = p.vma.as_ref() {
                 let (first, last) = file_pages(v, r);
-                self.by_file.set_last(v.mapping.0, first, last);
+                self.by_file.set_last(v.mapping, first, last);
             }
             if let Some((is, rule)) = release
                 && let Some(key) = run_key(r, is)
@@ -702,15 +703,15 @@ impl PinIndex {
 /// group).
 fn release_arg(policy: &Policy, release: Release) -> Option<(ArgMeaning, u64)> {
     let Release::Policy(rule) = release else { return None };
-    match policy.holders.get(rule)?.release_match {
-        ReleaseMatch::Arg { is, .. } => Some((is, rule as u64)),
+    match policy.holders.get(rule as usize)?.release_match {
+        ReleaseMatch::Arg { is, .. } => Some((is, u64::from(rule))),
         ReleaseMatch::Tgid => None,
     }
 }
 
 /// The finding `kind` of pin `p` (with the revocation that caused it, if one did) at `ts_ns`.
 fn make_finding(policy: &Policy, p: &Pin, kind: FindingKind, revocation: Option<RevocationEvidence>, ts_ns: u64) -> Finding {
-    let path = p.vma.as_ref().and_then(|v| v.path.clone());
+    let path = p.vma.as_ref().and_then(|v| v.path());
     let holder = p.holder();
     let what = mapping_label(p);
     let release = release_label(policy, p);
@@ -731,7 +732,7 @@ fn make_finding(policy: &Policy, p: &Pin, kind: FindingKind, revocation: Option<
     Finding {
         kind,
         severity: kind.severity(),
-        fingerprint: fingerprint(holder, kind, path.as_deref()),
+        fingerprint: fingerprint(holder, kind, path),
         message,
         ts_ns,
         age_ns: ts_ns.saturating_sub(p.ts_ns),
@@ -743,7 +744,7 @@ fn make_finding(policy: &Policy, p: &Pin, kind: FindingKind, revocation: Option<
 fn release_label(policy: &Policy, p: &Pin) -> String {
     match p.release {
         Release::FrameVector => "put_vaddr_frames".into(),
-        Release::Policy(i) => policy.holders.get(i).map(|h| h.release.join(" | ")).unwrap_or_default(),
+        Release::Policy(i) => policy.holders.get(i as usize).map(|h| h.release.join(" | ")).unwrap_or_default(),
         Release::HolderExit => "none declared (ends with the holder process)".into(),
     }
 }
@@ -799,9 +800,15 @@ fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>,
     Some(match policy.holder_for(function, module) {
         Some((_, rule)) if rule.kernel_internal => return None,
         Some((_, rule)) if ram && rule.ram_pfns == RamPfns::Refused => return None,
-        Some((index, rule)) if !rule.release.is_empty() => Release::Policy(index),
+        Some((index, rule)) if !rule.release.is_empty() => Release::Policy(rule_id(index)),
         _ => Release::HolderExit,
     })
+}
+
+/// The id of the policy's holder rule at `index` in a [`Release`]: a policy has far fewer than
+/// 2^32 rules (a larger index would name no rule).
+fn rule_id(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 /// Whether each lookup of a page is a hold of its own: a holder whose release gives pages back
@@ -809,7 +816,7 @@ fn lookup_release(policy: &Policy, function: Option<&str>, module: Option<&str>,
 /// holder released by process or never holds it once.
 fn counts_holds(policy: &Policy, release: Release) -> bool {
     match release {
-        Release::Policy(index) => policy.holders.get(index).is_some_and(|h| matches!(h.release_match, ReleaseMatch::Arg { .. })),
+        Release::Policy(index) => policy.holders.get(index as usize).is_some_and(|h| matches!(h.release_match, ReleaseMatch::Arg { .. })),
         _ => false,
     }
 }
@@ -865,15 +872,15 @@ fn run_last(r: &Run) -> u64 {
 }
 
 /// First and last file page offsets of a run, as [`Scope::covers`] computes them.
-fn file_pages(v: &Vma, r: &Run) -> (u64, u64) {
-    let first = v.pgoff.saturating_add(r.start.saturating_sub(v.start.0) / PAGE);
+fn file_pages(v: &PinVma, r: &Run) -> (u64, u64) {
+    let first = v.pgoff.saturating_add(r.start.saturating_sub(v.start) / PAGE);
     (first, first.saturating_add(r.pages.max(1) - 1))
 }
 
 /// First page of a run as a release argument names it.
 fn run_key(r: &Run, is: ArgMeaning) -> Option<u64> {
     match is {
-        ArgMeaning::Pfn => r.pfn,
+        ArgMeaning::Pfn => r.pfn(),
         ArgMeaning::Address => Some(r.start / PAGE),
     }
 }
@@ -883,9 +890,9 @@ fn run_key(r: &Run, is: ArgMeaning) -> Option<u64> {
 /// record does not carry) the user address.
 fn mapping_label(p: &Pin) -> String {
     match p.vma.as_deref() {
-        Some(crate::vocab::event::Vma { path: Some(path), .. }) => path.clone(),
-        Some(v) if v.mapping.0 == 0 => "anonymous memory".into(),
-        Some(v) => format!("a file mapping (dev {} ino {})", v.dev, v.ino),
+        Some(v) if v.path().is_some() => v.path().unwrap_or_default().to_owned(),
+        Some(v) if v.mapping == 0 => "anonymous memory".into(),
+        Some(v) => format!("a file mapping (dev {} ino {})", v.names.dev, v.ino),
         None => format!("user memory at {:#x}", p.start()),
     }
 }
@@ -916,13 +923,13 @@ impl Scope<'_> {
         match self.cause {
             Cause::OwnerRevoke => {
                 let (Some(mapping), Some(vma)) = (self.mapping, p.vma.as_ref()) else { return false };
-                if vma.mapping != mapping {
+                if vma.mapping != mapping.0 {
                     return false;
                 }
                 let revoke_last = self.nr_pages.map(|n| self.first_pgoff.saturating_add(n.max(1) - 1)).unwrap_or(u64::MAX);
                 p.runs.iter().any(|r| {
                     // File page offsets of the run: vm_pgoff + page index inside the vma.
-                    let first = vma.pgoff + r.start.saturating_sub(vma.start.0) / PAGE;
+                    let first = vma.pgoff + r.start.saturating_sub(vma.start) / PAGE;
                     let last = first + r.pages.max(1) - 1;
                     first <= revoke_last && self.first_pgoff <= last
                 })

@@ -1,10 +1,10 @@
 //! A held pin: a set of page runs. Per-page lookups coalesce into runs; a release by PFN or
 //! address takes exactly the pages it gives back out of them, so a pin can shrink or split.
-use std::sync::Arc;
+use std::{hash::BuildHasher, sync::Arc};
 
 use smallvec::{SmallVec, smallvec};
 
-use super::PAGE;
+use super::{PAGE, intern::Interned};
 use crate::{
     policy::ArgMeaning,
     vocab::{
@@ -18,41 +18,131 @@ use crate::{
 pub enum Release {
     /// `put_vaddr_frames(vec)`.
     FrameVector,
-    /// A release hook of the policy's holder rule at this index.
-    Policy(usize),
+    /// A release hook of the policy's holder rule at this index (`u32`: a `Release` is 8 bytes).
+    Policy(u32),
     /// No release declared: the pin lives as long as the holder process.
     HolderExit,
 }
 
-/// `pages` pages from user address `start`; for raw lookups their PFNs run from `pfn` (a frame
-/// vector's PFNs are not contiguous and only partly known: `None`).
+/// `pages` pages from user address `start`; for raw lookups their PFNs run from [`Run::pfn`] (a
+/// frame vector's PFNs are not contiguous and only partly known: `None`). 24 bytes: the PFN is
+/// kept without `Option`'s 8 bytes, `u64::MAX` (above any PFN a 64-bit kernel has: PFNs are
+/// physical addresses shifted by the page size) standing for none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Run {
     pub start: u64,
     pub pages: u64,
-    pub pfn: Option<u64>,
+    pfn: u64,
 }
 
+const NO_PFN: u64 = u64::MAX;
+
 impl Run {
+    pub fn new(start: u64, pages: u64, pfn: Option<u64>) -> Self {
+        Run { start, pages, pfn: pfn.unwrap_or(NO_PFN) }
+    }
+
+    /// PFN of the first page, if known.
+    pub fn pfn(&self) -> Option<u64> {
+        (self.pfn != NO_PFN).then_some(self.pfn)
+    }
+
     pub fn end(&self) -> u64 {
         self.start + self.pages * PAGE
     }
 
     /// First page of the run as a release argument names it: its PFN, or its user page number.
-    fn key(&self, is: ArgMeaning) -> Option<u64> {
+    pub(crate) fn key(&self, is: ArgMeaning) -> Option<u64> {
         match is {
-            ArgMeaning::Pfn => self.pfn,
+            ArgMeaning::Pfn => self.pfn(),
             ArgMeaning::Address => Some(self.start / PAGE),
         }
     }
 
     /// `pages` pages from page `offset` of the run.
     fn slice(&self, offset: u64, pages: u64) -> Run {
-        Run { start: self.start + offset * PAGE, pages, pfn: self.pfn.map(|p| p + offset) }
+        Run::new(self.start + offset * PAGE, pages, self.pfn().map(|p| p + offset))
     }
 
     fn holds(&self, page: u64, pfn: u64) -> bool {
-        self.start <= page && page < self.end() && self.pfn.is_some_and(|p| p + (page - self.start) / PAGE == pfn)
+        self.start <= page && page < self.end() && self.pfn().is_some_and(|p| p + (page - self.start) / PAGE == pfn)
+    }
+}
+
+/// The strings of a vma, which many vmas share (every map of one device file has the same):
+/// stored once (`Correlator` interns them, `intern.rs`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Names {
+    /// Device of the backing inode as `major:minor` ([`Vma::dev`]).
+    pub dev: String,
+    pub path: Option<String>,
+}
+
+/// A vma as the correlator keeps it: [`Vma`]'s numbers, its strings behind one shared
+/// [`Names`] (72 bytes; a [`Vma`] is 112 plus a heap block per string). Pins and PFN maps share
+/// one copy of each (`Correlator::shared_vma`).
+#[derive(Debug)]
+pub(crate) struct PinVma {
+    /// `struct vm_area_struct *`; 0 when the hook only knew the mm.
+    pub vma: u64,
+    pub mm: u64,
+    pub start: u64,
+    pub end: u64,
+    pub flags: u64,
+    pub pgoff: u64,
+    /// `struct address_space *` of the backing file, 0 if anonymous.
+    pub mapping: u64,
+    pub ino: u64,
+    pub names: Arc<Names>,
+}
+
+impl PinVma {
+    pub fn of(v: &Vma, names: Arc<Names>) -> Self {
+        PinVma {
+            vma: v.vma.0,
+            mm: v.mm.0,
+            start: v.start.0,
+            end: v.end.0,
+            flags: v.flags.0,
+            pgoff: v.pgoff,
+            mapping: v.mapping.0,
+            ino: v.ino,
+            names,
+        }
+    }
+
+    /// Whether this is `v` with path `path` (compared without copying).
+    pub fn is(&self, v: &Vma, path: Option<&str>) -> bool {
+        self.vma == v.vma.0
+            && self.mm == v.mm.0
+            && self.start == v.start.0
+            && self.end == v.end.0
+            && self.flags == v.flags.0
+            && self.pgoff == v.pgoff
+            && self.mapping == v.mapping.0
+            && self.ino == v.ino
+            && self.names.dev == v.dev
+            && self.names.path.as_deref() == path
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        self.names.path.as_deref()
+    }
+
+    /// The vma as events and findings carry it.
+    pub fn to_vma(&self) -> Vma {
+        Vma {
+            vma: Hex(self.vma),
+            mm: Hex(self.mm),
+            start: Hex(self.start),
+            end: Hex(self.end),
+            flags: Hex(self.flags),
+            pgoff: self.pgoff,
+            mapping: Hex(self.mapping),
+            ino: self.ino,
+            dev: self.names.dev.clone(),
+            path: self.names.path.clone(),
+        }
     }
 }
 
@@ -83,6 +173,37 @@ impl Origin {
         }
     }
 
+    /// What the origin interner hashes, from an event: the same as [`Origin::key`] of
+    /// [`Origin::of`] the event.
+    pub(crate) fn key_of(ev: &Event, source: PinSource) -> OriginKey<'_> {
+        let caller = ev.caller.as_ref();
+        (
+            source == PinSource::RawLookup,
+            &ev.hook,
+            ev.symbol.as_deref(),
+            &ev.task,
+            caller.and_then(|f| f.function.as_deref()),
+            caller.and_then(|f| f.module.as_deref()),
+            caller.map_or(0, |f| f.offset),
+            ev.stack.len(),
+            ev.stack.first(),
+        )
+    }
+
+    fn key(&self) -> OriginKey<'_> {
+        (
+            self.source == PinSource::RawLookup,
+            &self.hook,
+            self.symbol.as_deref(),
+            &self.task,
+            self.holder.function.as_deref(),
+            self.holder.module.as_deref(),
+            self.holder.offset,
+            self.stack.len(),
+            self.stack.first(),
+        )
+    }
+
     /// Whether [`Origin::of`] `ev` and `source` is this origin (compared without copying).
     pub(crate) fn is_of(&self, ev: &Event, source: PinSource) -> bool {
         let caller = ev.caller.as_ref();
@@ -94,6 +215,31 @@ impl Origin {
             && self.holder.function.as_deref() == caller.and_then(|f| f.function.as_deref())
             && self.holder.module.as_deref() == caller.and_then(|f| f.module.as_deref())
             && self.holder.offset == caller.map_or(0, |f| f.offset)
+    }
+}
+
+/// What an [`Origin`] is hashed by: source, hook, symbol, task, caller function, module and
+/// offset, stack depth and first frame.
+pub(crate) type OriginKey<'a> =
+    (bool, &'a HookRef, Option<&'a str>, &'a Task, Option<&'a str>, Option<&'a str>, u64, usize, Option<&'a Frame>);
+
+impl Interned for Origin {
+    fn key_hash(&self, hasher: &impl BuildHasher) -> u64 {
+        hasher.hash_one(self.key())
+    }
+}
+
+impl Interned for Names {
+    fn key_hash(&self, hasher: &impl BuildHasher) -> u64 {
+        hasher.hash_one((self.dev.as_str(), self.path.as_deref()))
+    }
+}
+
+/// Hashed by the vma pointer alone, so the interner finds every copy of one vma pointer
+/// (`Interner::with_hash`): the mms a zap or munmap of that vma looks through.
+impl Interned for PinVma {
+    fn key_hash(&self, hasher: &impl BuildHasher) -> u64 {
+        hasher.hash_one(self.vma)
     }
 }
 
@@ -128,7 +274,7 @@ struct FrameVec {
 pub(crate) struct Pin {
     pub id: u64,
     pub origin: Arc<Origin>,
-    pub vma: Option<Arc<Vma>>,
+    pub vma: Option<Arc<PinVma>>,
     pub mm: u64,
     /// The pages held, by user address, in address order; never empty.
     pub runs: SmallVec<[Run; 1]>,
@@ -141,13 +287,13 @@ pub(crate) struct Pin {
 
 impl Pin {
     #[allow(clippy::too_many_arguments)]
-    pub fn raw(id: u64, origin: Arc<Origin>, ts_ns: u64, vma: Option<Arc<Vma>>, mm: u64, page: u64, pfn: u64, release: Release) -> Self {
+    pub fn raw(id: u64, origin: Arc<Origin>, ts_ns: u64, vma: Option<Arc<PinVma>>, mm: u64, page: u64, pfn: u64, release: Release) -> Self {
         Pin {
             id,
             origin,
             vma,
             mm,
-            runs: smallvec![Run { start: page, pages: 1, pfn: Some(pfn) }],
+            runs: smallvec![Run::new(page, 1, Some(pfn))],
             frames: None,
             release,
             ts_ns,
@@ -165,7 +311,7 @@ impl Pin {
         mm: u64,
         nr_frames: u32,
         pfns: &[u64],
-        vma: Option<Arc<Vma>>,
+        vma: Option<Arc<PinVma>>,
     ) -> Self {
         let mut ranges: Vec<PfnRange> = Vec::new();
         for &pfn in pfns {
@@ -179,7 +325,7 @@ impl Pin {
             origin,
             vma,
             mm,
-            runs: smallvec![Run { start, pages: nr_frames as u64, pfn: None }],
+            runs: smallvec![Run::new(start, nr_frames as u64, None)],
             frames: Some(Box::new(FrameVec { vec, pfns: ranges })),
             release: Release::FrameVector,
             ts_ns,
@@ -205,7 +351,7 @@ impl Pin {
     }
 
     pub(crate) fn vma_ptr(&self) -> u64 {
-        self.vma.as_ref().map(|v| v.vma.0).unwrap_or(0)
+        self.vma.as_ref().map_or(0, |v| v.vma)
     }
 
     /// Lowest user address held.
@@ -250,7 +396,7 @@ impl Pin {
         self.reported.is_empty()
             && !self.runs.iter().any(|r| r.start <= page && page < r.end())
             && self.runs.iter().any(|r| {
-                r.pfn.is_some_and(|first| (page == r.end() && pfn == first + r.pages) || (page + PAGE == r.start && pfn + 1 == first))
+                r.pfn().is_some_and(|first| (page == r.end() && pfn == first + r.pages) || (page + PAGE == r.start && pfn + 1 == first))
             })
     }
 
@@ -261,18 +407,18 @@ impl Pin {
             return false;
         }
         let first_match = self.runs.iter().find(|r| {
-            r.pfn.is_some_and(|first| (page == r.end() && pfn == first + r.pages) || (page + PAGE == r.start && pfn + 1 == first))
+            r.pfn().is_some_and(|first| (page == r.end() && pfn == first + r.pages) || (page + PAGE == r.start && pfn + 1 == first))
         });
         first_match.is_some_and(|r| page == r.end()) && !self.runs.iter().any(|r| r.start == page + PAGE)
     }
 
     fn absorb_unchecked(&mut self, page: u64, pfn: u64) -> bool {
         let grown = self.runs.iter_mut().find_map(|r| {
-            let first = r.pfn?;
+            let first = r.pfn()?;
             if page == r.end() && pfn == first + r.pages {
                 r.pages += 1;
             } else if page + PAGE == r.start && pfn + 1 == first {
-                *r = Run { start: page, pages: r.pages + 1, pfn: Some(pfn) };
+                *r = Run::new(page, r.pages + 1, Some(pfn));
             } else {
                 return None;
             }
@@ -289,7 +435,7 @@ impl Pin {
         let mut merged: SmallVec<[Run; 1]> = SmallVec::with_capacity(self.runs.len());
         for run in self.runs.drain(..) {
             match merged.last_mut() {
-                Some(last) if last.end() == run.start && last.pfn.zip(run.pfn).is_some_and(|(a, b)| a + last.pages == b) => {
+                Some(last) if last.end() == run.start && last.pfn().zip(run.pfn()).is_some_and(|(a, b)| a + last.pages == b) => {
                     last.pages += run.pages
                 }
                 _ => merged.push(run),
@@ -341,7 +487,7 @@ impl Pin {
     pub fn evidence(&self, release: String) -> PinEvidence {
         let pfns = match &self.frames {
             Some(f) => f.pfns.clone(),
-            None => self.runs.iter().filter_map(|r| Some(PfnRange { first: r.pfn?, count: r.pages })).collect(),
+            None => self.runs.iter().filter_map(|r| Some(PfnRange { first: r.pfn()?, count: r.pages })).collect(),
         };
         let origin = &*self.origin;
         PinEvidence {
@@ -351,7 +497,7 @@ impl Pin {
             symbol: origin.symbol.clone(),
             holder: origin.holder.clone(),
             task: origin.task.clone(),
-            vma: self.vma.as_deref().cloned(),
+            vma: self.vma.as_deref().map(PinVma::to_vma),
             start: Hex(self.start()),
             end: Hex(self.end()),
             pfns,

@@ -7,7 +7,7 @@ use std::{
 
 use super::{
     Kept, PAGE, Scope, Summary, Verdict, lookup_release, make_finding,
-    pin::{Origin, Pin, Release, subtract},
+    pin::{Names, Origin, Pin, PinVma, Release, subtract},
     released_keys, revocation_evidence, verdict,
 };
 use crate::{
@@ -113,21 +113,21 @@ impl Reference {
 
     /// The vma a lookup came from: as recorded, completed with what the PFN map knew; for
     /// mm-only lookups (follow_pte before 6.10) the PFN map containing the address.
-    fn resolve_vma(&self, vma: &Vma, address: u64) -> Option<Arc<Vma>> {
+    fn resolve_vma(&self, vma: &Vma, address: u64) -> Option<Arc<PinVma>> {
         if vma.vma.0 != 0 {
             let mut v = vma.clone();
             if v.path.is_none() {
                 v.path = self.pfnmaps.get(&vma.vma.0).and_then(|m| m.path.clone());
             }
-            return Some(Arc::new(v));
+            return Some(own_copy(&v));
         }
         self.pfnmap_at(vma.mm.0, address)
     }
 
-    fn pfnmap_at(&self, mm: u64, address: u64) -> Option<Arc<Vma>> {
+    fn pfnmap_at(&self, mm: u64, address: u64) -> Option<Arc<PinVma>> {
         let mut hits: Vec<&Vma> = self.pfnmaps.values().filter(|m| m.mm.0 == mm && m.start.0 <= address && address < m.end.0).collect();
         hits.sort_by_key(|m| m.vma.0);
-        hits.first().map(|m| Arc::new((*m).clone()))
+        hits.first().map(|m| own_copy(m))
     }
 
     fn raw_lookup(&mut self, ev: &Event, recorded: &Vma, address: u64, pfn: u64, ram: bool) {
@@ -137,8 +137,8 @@ impl Reference {
         let page = address & !(PAGE - 1);
         let vma = self.resolve_vma(recorded, page);
         // Without its vma the pin still has the lookup's mm: munmap and exit find it.
-        let mm = vma.as_ref().map_or(recorded.mm.0, |v| v.mm.0);
-        let vma_ptr = vma.as_ref().map(|v| v.vma.0).unwrap_or(0);
+        let mm = vma.as_ref().map_or(recorded.mm.0, |v| v.mm);
+        let vma_ptr = vma.as_ref().map_or(0, |v| v.vma);
         // vfio and friends look up one page at a time: extend the holder's pin when this page
         // continues one of its runs (or is already in it).
         if self.pins.iter_mut().any(|p| {
@@ -178,7 +178,7 @@ impl Reference {
         for (rule, how) in
             self.policy.holders.iter().enumerate().filter(|(_, h)| h.released_by(&ev.hook)).map(|(i, h)| (i, h.release_match))
         {
-            let of_rule = |p: &Pin| p.release == Release::Policy(rule);
+            let of_rule = |p: &Pin| p.release == Release::Policy(super::rule_id(rule));
             match how {
                 ReleaseMatch::Tgid => self.pins.retain(|p| !(of_rule(p) && p.task().tgid == ev.task.tgid)),
                 ReleaseMatch::Arg { index, is, count } => {
@@ -226,4 +226,9 @@ impl Reference {
     fn finding(&self, p: &Pin, kind: FindingKind, revocation: Option<RevocationEvidence>, ts_ns: u64) -> Finding {
         make_finding(&self.policy, p, kind, revocation, ts_ns)
     }
+}
+
+/// A vma copy of the pin's own: the reference shares nothing.
+fn own_copy(v: &Vma) -> Arc<PinVma> {
+    Arc::new(PinVma::of(v, Arc::new(Names { dev: v.dev.clone(), path: v.path.clone() })))
 }

@@ -8,7 +8,8 @@ use slab::Slab;
 /// A slot: the index of a value in an [`Ordered`].
 pub(crate) type Slot = u32;
 
-const NIL: Slot = Slot::MAX;
+/// No slot (ends of the links).
+pub(crate) const NIL: Slot = Slot::MAX;
 
 struct Node<T> {
     value: T,
