@@ -183,7 +183,19 @@ pub struct RawLookupEvent {
     /// 1 when the PFN has a `struct page` that is not `PG_reserved`: ordinary RAM, which holders
     /// such as vfio refuse (they take only MMIO and reserved PFNs from a PFN map).
     pub ram: u8,
-    pub _pad: [u8; 7],
+    /// 1 when the record carries no stack of its own (`hdr.stack` is empty) but has the stack of
+    /// the earlier lookup record of the same thread whose `stack_id` it names: a lookup from the
+    /// same call frame (same return address and stack pointer at entry) on the page after that
+    /// thread's previous recorded lookup in the same vma (a driver looking up a range page by
+    /// page). The kernel names only a record it handed over (a reservation that failed is not
+    /// named again: the next page takes its own stack); the daemon fills the frames in from that
+    /// record, and a record it did not read leaves the stack unknown and counted, never guessed.
+    pub shares_stack: u8,
+    pub _pad: [u8; 6],
+    /// The stack's id: a record with its own stack gets a new one (unique for the run: the CPU in
+    /// the low 16 bits, that CPU's count above, never 0), a record that shares a stack names the
+    /// one of the record it shares.
+    pub stack_id: u64,
 }
 
 #[repr(C)]

@@ -2,13 +2,13 @@
 use auditor_common::{EventKind, Header, HookCounters, KernelLayout, KernelStack};
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_stack, bpf_ktime_get_ns},
+    helpers::{bpf_get_smp_processor_id, bpf_get_stack, bpf_ktime_get_ns},
     programs::ProbeContext,
 };
 
 use crate::{
     kernel::current_task,
-    maps::{COUNTERS, EVENTS},
+    maps::{COUNTERS, CallFrame, EVENTS, STACK_IDS},
 };
 
 /// No record wakes the daemon: it drains the ring on its own timer (`daemon.rs`, every 50 ms, so
@@ -53,20 +53,20 @@ pub enum Stack<'a> {
     None,
     /// The probed call's, taken into the record now (entry probes that emit).
     Here(&'a ProbeContext),
-    /// Taken at function entry and saved for the return probe that emits.
+    /// Taken at function entry and saved for the return probe that emits (depth 0: none).
     Saved(&'a KernelStack),
 }
 
 /// Reserves a zeroed `T` (which starts with a [`Header`]), fills the header and its stack, lets
 /// `fill` write the rest in place (records are too big for the 512-byte eBPF stack) and submits
-/// it.
+/// it. False when the ring buffer was full (the record is counted as dropped).
 #[inline(always)]
-pub fn emit<T: 'static>(l: &KernelLayout, kind: EventKind, hook: u32, stack: Stack, ts_ns: u64, fill: impl FnOnce(&mut T)) {
+pub fn emit<T: 'static>(l: &KernelLayout, kind: EventKind, hook: u32, stack: Stack, ts_ns: u64, fill: impl FnOnce(&mut T)) -> bool {
     let Some(mut entry) = EVENTS.reserve::<T>(0) else {
         if let Some(c) = counters(hook) {
             c.dropped += 1;
         }
-        return;
+        return false;
     };
     let record = entry.as_mut_ptr();
     unsafe {
@@ -79,12 +79,43 @@ pub fn emit<T: 'static>(l: &KernelLayout, kind: EventKind, hook: u32, stack: Sta
         match stack {
             Stack::None => {}
             Stack::Here(ctx) => take_stack(ctx, &mut header.stack),
-            Stack::Saved(saved) => header.stack = *saved,
+            // An empty saved stack (a lookup sharing an earlier record's) is not copied: the
+            // record is zeroed.
+            Stack::Saved(saved) => {
+                if saved.depth != 0 {
+                    header.stack = *saved;
+                }
+            }
         }
         fill(&mut *record);
     }
     entry.submit(wakeup_flag());
     if let Some(c) = counters(hook) {
         c.emitted += 1;
+    }
+    true
+}
+
+/// Writes the return address into the caller of the probed function (frame 1, as the full stack
+/// has it: the unwinder sees through a return probe's trampoline) and the stack pointer at entry
+/// into `out`; `caller` 0 when the kernel could not unwind. Two frames cost one unwinding step,
+/// not a whole stack.
+#[inline(always)]
+pub fn take_call_frame(ctx: &ProbeContext, out: &mut CallFrame) {
+    let mut ips = [0u64; 2];
+    let got = unsafe { bpf_get_stack(ctx.as_ptr(), ips.as_mut_ptr().cast(), 16, 0) };
+    out.caller = if got >= 16 { ips[1] } else { 0 };
+    out.sp = unsafe { core::ptr::read_volatile(&(*ctx.regs).rsp) };
+}
+
+/// A new stack id (`RawLookupEvent::stack_id`): this CPU's count in the high bits, the CPU in the
+/// low 16 (Debian's kernels allow 8192 CPUs), so ids are unique for the run without an atomic
+/// operation, and never 0. 0 only if the per-CPU map cannot be read.
+#[inline(always)]
+pub fn new_stack_id() -> u64 {
+    let Some(n) = STACK_IDS.get_ptr_mut(0) else { return 0 };
+    unsafe {
+        *n += 1;
+        (*n << 16) | (bpf_get_smp_processor_id() as u64 & 0xffff)
     }
 }

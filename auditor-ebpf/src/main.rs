@@ -22,11 +22,12 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 
-use emit::{Stack, count_hit, emit, take_stack};
+use emit::{Stack, count_hit, emit, new_stack_id, take_call_frame, take_stack};
 use kernel::{current_mm, fill_file_name, fill_vma, find_vma, layout, page_to_pfn, pfn_is_ram, pte_pfn, read_field, vma_mm};
 use maps::{
-    BPF_NOEXIST, ENTRIES, ENTRY_SCRATCH, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, ThreadFlag, WATCHED_MAPPINGS, WATCHED_MMS,
-    WATCHED_TGIDS, WATCHED_VECS, WATCHED_VMAS, count_watch, frame_vector_layout, live_flag, watching,
+    BPF_NOEXIST, CallFrame, ENTRIES, ENTRY_SCRATCH, EntryArgs, EntryKey, IN_INTERNAL, IN_REVOCATION, LOOKUP_FRAMES, LookupFrame,
+    ThreadFlag, WATCHED_MAPPINGS, WATCHED_MMS, WATCHED_TGIDS, WATCHED_VECS, WATCHED_VMAS, count_watch, frame_vector_layout, live_flag,
+    watching,
 };
 
 // Every program body carries #[inline(always)]: aya's macros wrap it in an outer function, and a
@@ -50,12 +51,47 @@ fn save_entry_args(ctx: Option<&ProbeContext>, hook: Hook, args: [u64; 4]) {
     let saved = unsafe { &mut *saved };
     saved.args = args;
     saved.ts_ns = unsafe { bpf_ktime_get_ns() };
+    saved.frame = CallFrame::default();
+    saved.shared_stack_id = 0;
     match ctx {
         Some(ctx) => take_stack(ctx, &mut saved.stack),
         None => saved.stack.depth = 0,
     }
     let _ = ENTRIES.insert(&entry_key(hook), &*saved, 0);
 }
+
+/// A raw lookup of `address` in `vma` that may pin: its arguments saved for the return probe,
+/// with its call frame and, unless it continues this thread's last recorded lookup (the same
+/// call frame, the same vma, the next page: a driver looking a range up page by page), its
+/// stack. A continuing lookup's record names the stack of the record it continues instead.
+#[inline(always)]
+fn save_lookup_entry(ctx: &ProbeContext, hook: Hook, args: [u64; 4], vma: u64, address: u64) {
+    let Some(saved) = ENTRY_SCRATCH.get_ptr_mut(0) else { return };
+    let saved = unsafe { &mut *saved };
+    saved.args = args;
+    saved.ts_ns = unsafe { bpf_ktime_get_ns() };
+    take_call_frame(ctx, &mut saved.frame);
+    saved.shared_stack_id = 0;
+    if saved.frame.caller != 0
+        && vma != 0
+        && let Some(last) = unsafe { LOOKUP_FRAMES.get(&bpf_get_current_pid_tgid()) }
+        && last.frame.caller == saved.frame.caller
+        && last.frame.sp == saved.frame.sp
+        && last.vma == vma
+        && last.next_page == address & !PAGE_MASK
+    {
+        saved.shared_stack_id = last.stack_id;
+    }
+    if saved.shared_stack_id == 0 {
+        take_stack(ctx, &mut saved.stack);
+    } else {
+        saved.stack.depth = 0;
+    }
+    let _ = ENTRIES.insert(&entry_key(hook), &*saved, 0);
+}
+
+/// Bits of an address inside its 4 KiB page.
+const PAGE_MASK: u64 = 4095;
 
 /// A hooked call whose return may emit a record: its arguments and stack saved.
 #[inline(always)]
@@ -358,7 +394,17 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
     if new {
         name_new_vma(l, hook, vma);
     }
-    emit::<RawLookupEvent>(l, EventKind::RawLookup, hook as u32, Stack::Saved(&e.stack), e.ts_ns, |ev| {
+    // A lookup that shares a stack saved none (depth 0), so its record gets none. (One `Stack`
+    // for both: the verifier rejects the spilled pointer of a `Stack` chosen at run time.)
+    let shared = e.shared_stack_id;
+    let stack_id = if shared != 0 {
+        shared
+    } else if e.stack.depth > 0 {
+        new_stack_id()
+    } else {
+        0
+    };
+    let emitted = emit::<RawLookupEvent>(l, EventKind::RawLookup, hook as u32, Stack::Saved(&e.stack), e.ts_ns, |ev| {
         if vma != 0 {
             fill_vma(l, vma, &mut ev.vma);
         } else {
@@ -367,11 +413,24 @@ fn emit_raw_lookup(l: &KernelLayout, hook: Hook, e: &EntryArgs, vma: u64, mm: u6
         ev.address = address;
         ev.pfn = pfn;
         ev.ram = pfn_is_ram(l, pfn) as u8;
+        ev.shares_stack = (shared != 0) as u8;
+        ev.stack_id = stack_id;
         if new {
             watch_new_vma(vma, ev.vma.mapping);
         }
         watch_pinner(ev.vma.mm);
     });
+    // What the thread's next lookup from this frame may share: this record's stack, once it is
+    // handed over (a dropped record is never named), or still the one this record shares.
+    let next_page = (address & !PAGE_MASK) + 4096;
+    let tid = bpf_get_current_pid_tgid();
+    if shared != 0 {
+        if let Some(last) = LOOKUP_FRAMES.get_ptr_mut(&tid) {
+            unsafe { (*last).next_page = next_page };
+        }
+    } else if emitted && stack_id != 0 && vma != 0 && e.frame.caller != 0 {
+        let _ = LOOKUP_FRAMES.insert(&tid, &LookupFrame { frame: e.frame, vma, next_page, stack_id }, 0);
+    }
 }
 
 /// Whether a lookup in `vma` can be a raw-PFN pin: only then does its entry probe keep state and
@@ -391,7 +450,8 @@ pub fn follow_pfn_entry(ctx: ProbeContext) -> u32 {
     if is_kernel_internal_lookup() || !may_pin(layout(), vma) {
         return 0;
     }
-    save_entry(&ctx, Hook::FollowPfn, [vma, arg(&ctx, 1), arg(&ctx, 2), 0]);
+    let address = arg(&ctx, 1);
+    save_lookup_entry(&ctx, Hook::FollowPfn, [vma, address, arg(&ctx, 2), 0], vma, address);
     0
 }
 
@@ -424,7 +484,7 @@ pub fn follow_pte_entry(ctx: ProbeContext) -> u32 {
     if !may_pin(l, vma) {
         return 0;
     }
-    save_entry(&ctx, Hook::FollowPte, [mm, address, arg(&ctx, 2), vma]);
+    save_lookup_entry(&ctx, Hook::FollowPte, [mm, address, arg(&ctx, 2), vma], vma, address);
     0
 }
 
@@ -447,10 +507,11 @@ pub fn follow_pfnmap_start_entry(ctx: ProbeContext) -> u32 {
     count_hit(Hook::FollowPfnmapStart as u32);
     let l = layout();
     let args = arg(&ctx, 0);
-    if is_kernel_internal_lookup() || !may_pin(l, read_field(args, l.pfnmap_args_vma)) {
+    let vma: u64 = read_field(args, l.pfnmap_args_vma);
+    if is_kernel_internal_lookup() || !may_pin(l, vma) {
         return 0;
     }
-    save_entry(&ctx, Hook::FollowPfnmapStart, [args, 0, 0, 0]);
+    save_lookup_entry(&ctx, Hook::FollowPfnmapStart, [args, 0, 0, 0], vma, read_field(args, l.pfnmap_args_address));
     0
 }
 

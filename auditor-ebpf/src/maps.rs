@@ -2,7 +2,7 @@
 use auditor_common::{FrameVectorLayout, HOOK_COUNT, HookCounters, KernelStack};
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 
 /// Records to userspace. Size is set by the loader (`--ring-buffer-mib`).
@@ -98,16 +98,54 @@ pub struct EntryKey {
 pub struct EntryArgs {
     pub args: [u64; 4],
     pub ts_ns: u64,
-    /// Taken only for calls whose record may be emitted (see the entry probes).
+    /// Raw lookups: the call frame the lookup was made from (`caller` 0: unknown; never shared).
+    pub frame: CallFrame,
+    /// Raw lookups: the id of the earlier record whose stack this lookup shares (its frame, vma and
+    /// page continue that thread's last recorded lookup: [`LOOKUP_FRAMES`]); 0 when it has its own.
+    pub shared_stack_id: u64,
+    /// Taken only for calls whose record may be emitted (see the entry probes), and not for a
+    /// lookup that shares an earlier record's stack.
     pub stack: KernelStack,
 }
+
+/// Where a raw lookup was called from: the return address into its caller (frame 1 of the entry
+/// stack) and the stack pointer at entry. Both equal means the same caller frame.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct CallFrame {
+    pub caller: u64,
+    pub sp: u64,
+}
+
+/// A thread's last raw-lookup record that carried a stack of its own (and was handed over), and
+/// where a lookup continuing it would be: the same call frame, the same vma, the next page.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct LookupFrame {
+    pub frame: CallFrame,
+    pub vma: u64,
+    /// The page (address & !4095) after the thread's last recorded lookup from this frame.
+    pub next_page: u64,
+    /// `RawLookupEvent::stack_id` of the record that carries the stack.
+    pub stack_id: u64,
+}
+
+/// pid_tgid → its [`LookupFrame`]: a driver looking a range up page by page takes one kernel
+/// stack per call, not per page. LRU: a thread's entry simply ages out (its next lookup then
+/// takes a stack of its own).
+#[map]
+pub static LOOKUP_FRAMES: LruHashMap<u64, LookupFrame> = LruHashMap::with_max_entries(16384, 0);
+
+/// Per CPU, the stacks given an id so far (`RawLookupEvent::stack_id`).
+#[map]
+pub static STACK_IDS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Saved only for calls that may be recorded (a lookup of a `VM_IO|VM_PFNMAP` vma, every PFN map
 /// and frame-vector pin) and for the teardown of a watched mm; removed by the return probe.
 #[map]
 pub static ENTRIES: HashMap<EntryKey, EntryArgs> = HashMap::with_max_entries(16384, 0);
 
-/// Where an [`EntryArgs`] is built before it is copied into `ENTRIES` (304 bytes do not fit the
+/// Where an [`EntryArgs`] is built before it is copied into `ENTRIES` (328 bytes do not fit the
 /// 512-byte eBPF stack next to the rest of a program).
 #[map]
 pub static ENTRY_SCRATCH: PerCpuArray<EntryArgs> = PerCpuArray::with_max_entries(1, 0);

@@ -215,6 +215,9 @@ impl Session {
         for lost in self.undecodable.take(now) {
             observer.lost(&lost);
         }
+        for (hook, count) in self.decoder.take_stacks_unknown() {
+            observer.lost(&Lost::stack_unknown(hook, count, now));
+        }
         self.metrics.set_hooks(&totals(&counters, &self.attached.counter_hooks, self.attached.run_times().as_deref()));
     }
 }

@@ -118,6 +118,49 @@ pub struct Decoder {
     slot_hooks: Vec<Option<HookRef>>,
     /// Per slot, the kernel symbols its probes are attached to (`Attached::symbols_by_slot`).
     slot_symbols: Vec<Vec<String>>,
+    /// The stacks later lookup records may share.
+    shared: SharedStacks,
+}
+
+/// What lookup records that carry no stack of their own are filled in from
+/// (`RawLookupEvent::shares_stack`): per thread, the last lookup record read that carried one,
+/// symbolized. The kernel names only the last such record of the thread, so one per thread is
+/// enough; a record naming another (one that was never read) gets no stack and is counted.
+#[derive(Default)]
+struct SharedStacks {
+    /// Thread id → (stack id, frames).
+    by_thread: HashMap<u32, (u64, Vec<Frame>)>,
+    /// Records whose shared stack was unknown since the last [`Decoder::take_stacks_unknown`].
+    unknown: std::collections::BTreeMap<HookRef, u64>,
+}
+
+/// Threads whose last stack is kept (the kernel keeps 16 Ki, `LOOKUP_FRAMES`); past this an
+/// arbitrary thread's is forgotten, and a later record sharing it is counted as unknown.
+const SHARED_STACK_THREADS: usize = 65_536;
+
+impl SharedStacks {
+    /// The stack of a lookup record: its own (kept for the records that may share it, when it
+    /// has an id), or the one it shares; `None` when it shares a stack that was never read.
+    fn of(&mut self, e: &RawLookupEvent, own: impl FnOnce() -> Vec<Frame>) -> Option<Vec<Frame>> {
+        let thread = e.hdr.task.pid;
+        if e.shares_stack != 0 {
+            return match self.by_thread.get(&thread) {
+                Some((id, frames)) if *id == e.stack_id => Some(frames.clone()),
+                _ => None,
+            };
+        }
+        let frames = own();
+        if e.stack_id != 0 && !frames.is_empty() {
+            if self.by_thread.len() >= SHARED_STACK_THREADS
+                && !self.by_thread.contains_key(&thread)
+                && let Some(&other) = self.by_thread.keys().next()
+            {
+                self.by_thread.remove(&other);
+            }
+            self.by_thread.insert(thread, (e.stack_id, frames.clone()));
+        }
+        Some(frames)
+    }
 }
 
 impl Decoder {
@@ -127,7 +170,15 @@ impl Decoder {
         let slot_hooks = (0..slot_hooks.len().max(HOOK_COUNT))
             .map(|slot| slot_hooks.get(slot).cloned().flatten().or_else(|| Hook::from_u32(slot as u32).map(HookRef::Table)))
             .collect();
-        Self { next_seq: 0, slot_hooks, slot_symbols }
+        Self { next_seq: 0, slot_hooks, slot_symbols, shared: SharedStacks::default() }
+    }
+
+    /// Per hook, the lookup records decoded without their stack since the last call: the earlier
+    /// record whose stack they share was never read (not handed over, or not decodable). Their
+    /// events carry no stack and no caller; the daemon reports them as `lost` with reason
+    /// `stack-unknown`.
+    pub(crate) fn take_stacks_unknown(&mut self) -> Vec<(HookRef, u64)> {
+        std::mem::take(&mut self.shared.unknown).into_iter().collect()
     }
 
     /// A module hook was attached, detached or re-attached: the symbols per slot from now on.
@@ -149,7 +200,14 @@ impl Decoder {
         let hdr = raw.header();
         let hook = self.hook(hdr.hook);
         let ips = hdr.stack.frames();
-        let stack = if ips.is_empty() { Vec::new() } else { enrich.stack(ips) };
+        let mut own = || if ips.is_empty() { Vec::new() } else { enrich.stack(ips) };
+        let stack = match raw {
+            RawRecord::RawLookup(e) => self.shared.of(e, own).unwrap_or_else(|| {
+                *self.shared.unknown.entry(hook.clone()).or_default() += 1;
+                Vec::new()
+            }),
+            _ => own(),
+        };
         let attached = self.slot_symbols.get(hdr.hook as usize).map(Vec::as_slice).unwrap_or_default();
         let wrappers = match &hook {
             HookRef::Table(hook) => wrappers_of(*hook),
@@ -427,6 +485,69 @@ mod tests {
         let ev = decoder.decode(&RawRecord::parse(&bytes_of(&rec)).unwrap(), &mut names).expect("an event");
         assert!(ev.stack.is_empty() && ev.caller.is_none());
         assert_eq!(names.0, 2, "a record without a stack is not symbolized");
+    }
+
+    /// A lookup record of thread `pid` at `address`: with its own stack `ips` and the new stack id
+    /// `id`, or, with no `ips`, sharing the stack `id` of an earlier record.
+    fn lookup(pid: u32, address: u64, id: u64, ips: &[u64]) -> RawRecord {
+        let mut rec = RawLookupEvent { hdr: header(EventKind::RawLookup, Hook::FollowPfn, ips.len() as u32), ..RawLookupEvent::default() };
+        rec.hdr.task.pid = pid;
+        rec.hdr.task.tgid = pid;
+        rec.hdr.stack.ips[..ips.len()].copy_from_slice(ips);
+        rec.address = address;
+        rec.stack_id = id;
+        rec.shares_stack = ips.is_empty() as u8;
+        RawRecord::parse(&bytes_of(&rec)).unwrap()
+    }
+
+    fn frame_names(ev: &Event) -> Vec<&str> {
+        ev.stack.iter().filter_map(|f| f.function.as_deref()).collect()
+    }
+
+    #[test]
+    fn pages_looked_up_from_one_call_frame_get_the_stack_and_caller_of_the_first() {
+        let mut symbols = vec![Vec::new(); auditor_common::HOOK_COUNT];
+        symbols[Hook::FollowPfn as usize] = vec!["f10".to_string()];
+        let mut decoder = Decoder::new(Vec::new(), symbols);
+        let mut names = AddressNames::default();
+        let first = decoder.decode(&lookup(7, 0x7f00_0000_0000, 0x1_0001, &[0x10, 0x20, 0x30]), &mut names).unwrap();
+        assert_eq!(first.caller.as_ref().and_then(|c| c.function.as_deref()), Some("f20"));
+        for page in 1..4 {
+            let ev = decoder.decode(&lookup(7, 0x7f00_0000_0000 + page * 4096, 0x1_0001, &[]), &mut names).unwrap();
+            assert_eq!(frame_names(&ev), ["f10", "f20", "f30"], "page {page} has the stack of the record it names");
+            assert_eq!((&ev.caller, &ev.symbol), (&first.caller, &first.symbol));
+        }
+        assert_eq!(names.0, 1, "symbolized once");
+        // The thread's next call has a stack of its own, which its pages then share.
+        let next = decoder.decode(&lookup(7, 0x7f00_0001_0000, 0x2_0001, &[0x10, 0x40, 0x30]), &mut names).unwrap();
+        let page = decoder.decode(&lookup(7, 0x7f00_0001_1000, 0x2_0001, &[]), &mut names).unwrap();
+        assert_eq!((frame_names(&next), frame_names(&page)), (vec!["f10", "f40", "f30"], vec!["f10", "f40", "f30"]));
+        assert!(decoder.take_stacks_unknown().is_empty());
+    }
+
+    #[test]
+    fn a_page_sharing_the_stack_of_a_record_never_read_has_no_stack_and_is_counted() {
+        let mut decoder = Decoder::new(Vec::new(), Vec::new());
+        let mut names = AddressNames::default();
+        decoder.decode(&lookup(7, 0x7f00_0000_0000, 0x1_0001, &[0x10, 0x20]), &mut names).unwrap();
+        // The thread's record with stack 0x2_0001 was never read (say it did not decode): its
+        // pages must not get the thread's older stack, nor another thread's stack of that id.
+        decoder.decode(&lookup(8, 0x7f00_0000_0000, 0x2_0001, &[0x10, 0x50]), &mut names).unwrap();
+        for page in 1..3 {
+            let ev = decoder.decode(&lookup(7, 0x7f00_0001_0000 + page * 4096, 0x2_0001, &[]), &mut names).unwrap();
+            assert!(ev.stack.is_empty() && ev.caller.is_none() && ev.symbol.is_none(), "unknown, not guessed");
+            let EventBody::RawLookup { address, .. } = ev.body else { panic!("a raw lookup") };
+            assert_eq!(address, Hex(0x7f00_0001_0000 + page * 4096), "the lookup itself is still reported");
+        }
+        assert_eq!(decoder.take_stacks_unknown(), [(HookRef::Table(Hook::FollowPfn), 2)]);
+        assert!(decoder.take_stacks_unknown().is_empty(), "counted once");
+        let line = serde_json::to_string(&crate::vocab::record::Record::Lost(crate::vocab::record::Lost::stack_unknown(
+            HookRef::Table(Hook::FollowPfn),
+            2,
+            9,
+        )))
+        .unwrap();
+        assert_eq!(line, r#"{"type":"lost","hook":"follow_pfn","count":2,"ts_ns":9,"reason":"stack-unknown"}"#);
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Default for Metrics {
             bpf_run_seconds.clone(),
         );
         registry.register("findings", "Findings reported, by kind and severity", findings.clone());
-        registry.register("lost", "Records lost, by hook and reason (ring-full, undecodable)", lost.clone());
+        registry.register("lost", "Records lost, by hook and reason (ring-full, undecodable, stack-unknown)", lost.clone());
         registry.register("events", "Events decoded", events.clone());
         registry.register("pins_held", "Pins held now", pins_held.clone());
         registry.register("pfnmaps_tracked", "PFN maps tracked now", pfnmaps.clone());
@@ -90,11 +90,13 @@ fn finding_labels(kind: &str, severity: &str) -> Labels {
     vec![("kind".to_string(), kind.to_string()), ("severity".to_string(), severity.to_string())]
 }
 
-/// `lost` has a `reason` label: a full ring buffer, or records the daemon could not decode.
+/// `lost` has a `reason` label: a full ring buffer, records the daemon could not decode, or
+/// records whose shared stack it never read.
 fn lost_labels(hook: &str, reason: Option<LossReason>) -> Labels {
     let reason = match reason {
         None => "ring-full",
         Some(LossReason::Undecodable) => "undecodable",
+        Some(LossReason::StackUnknown) => "stack-unknown",
     };
     vec![("hook".to_string(), hook.to_string()), ("reason".to_string(), reason.to_string())]
 }
@@ -105,7 +107,7 @@ impl Metrics {
         for t in totals {
             let labels = hook_label(t.hook.name());
             // At 0 until a loss, like the findings (`Default`).
-            for reason in [None, Some(LossReason::Undecodable)] {
+            for reason in [None, Some(LossReason::Undecodable), Some(LossReason::StackUnknown)] {
                 drop(self.lost.get_or_create(&lost_labels(t.hook.name(), reason)));
             }
             advance(&self.hook_hits, &labels, t.hits);
@@ -261,6 +263,7 @@ mod tests {
             r#"pfn_auditor_findings_total{kind="pin-leaked",severity="warning"} 0"#,
             r#"pfn_auditor_lost_total{hook="follow_pte",reason="ring-full"} 0"#,
             r#"pfn_auditor_lost_total{hook="follow_pte",reason="undecodable"} 0"#,
+            r#"pfn_auditor_lost_total{hook="follow_pte",reason="stack-unknown"} 0"#,
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }

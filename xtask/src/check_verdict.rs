@@ -299,11 +299,20 @@ fn storm(sent: &Sent, kernel: &str) -> Result<String, String> {
     }
     dropped.retain(|_, n| *n > 0);
     let mut lost: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stacks_unknown = 0;
     for line in ndjson.lines() {
         let Ok(r) = serde_json::from_str::<Value>(line) else { continue };
         if r["type"] == "lost" && r.get("reason").is_none() {
             *lost.entry(r["hook"].as_str().unwrap_or("?").to_owned()).or_default() += r["count"].as_u64().unwrap_or(0);
         }
+        if r["type"] == "lost" && r["reason"] == "stack-unknown" {
+            stacks_unknown += r["count"].as_u64().unwrap_or(0);
+        }
+    }
+    // The storm's pages share their round's first stack; a record dropped mid-storm must never
+    // be named by a later page (the kernel names only records it handed over).
+    if stacks_unknown > 0 {
+        problems.push(format!("{stacks_unknown} lookup record(s) named a shared stack the daemon never read"));
     }
     if records < STORM_RECORDS {
         problems.push(format!("the kernel made {records} record(s), fewer than the {STORM_RECORDS} of a storm"));
@@ -392,6 +401,9 @@ mod tests {
         assert!(run(unaccounted, 30_000).unwrap_err().contains("differ from the kernel's drops"));
         let small = format!("{STATUS}{}{}", lost(10), summary(1000, 10));
         assert!(run(small, 30_000).unwrap_err().contains("fewer than the 1000000"));
+        let unknown = "{\"type\":\"lost\",\"hook\":\"follow_pfn\",\"count\":3,\"reason\":\"stack-unknown\"}\n";
+        let named_a_dropped_record = format!("{STATUS}{}{}{unknown}{}", lost(400), lost(600), summary(999_000, 1000));
+        assert!(run(named_a_dropped_record, 30_000).unwrap_err().contains("3 lookup record(s) named a shared stack the daemon never read"));
     }
 
     #[test]

@@ -266,7 +266,9 @@ fn raw_records() -> Vec<(&'static str, Vec<u8>)> {
                 address: vma.start,
                 pfn: 0xfeb40,
                 ram: 0,
-                _pad: [0; 7],
+                shares_stack: 0,
+                _pad: [0; 6],
+                stack_id: 1,
             }),
         ),
         (

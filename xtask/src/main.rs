@@ -64,11 +64,17 @@ enum Cmd {
     Demo,
     /// Measure the auditor's overhead on the scenario program's timing workloads in the guest:
     /// bare, under empty programs on the same hooks (the floor) and attached; one
-    /// `bench <kernel> <workload> bare_ns= floor_ns= attached_ns= ratio=` line each
+    /// `bench <kernel> <workload> bare_ns= floor_ns= attached_ns= ratio=` line each, then each
+    /// daemon's per-hook BPF run time (`bench <kernel> <workload> <way> hook= runs= bpf_run_ns=
+    /// ns_per_run= share=`)
     Bench {
         /// Kernel series to measure (5.10, 6.1, 6.12); all when omitted
         #[arg(long = "kernel")]
         kernels: Vec<String>,
+        /// Measure only this workload (repeatable: bench-truncate, bench-mmap, bench-pin); all when
+        /// omitted
+        #[arg(long = "workload", value_name = "NAME")]
+        workloads: Vec<String>,
         /// Iterations per workload
         #[arg(long, default_value_t = 2000)]
         iterations: u64,
@@ -136,7 +142,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Demo => demo::run(),
         Cmd::Package => package::build().map(drop),
         Cmd::SystemdTest { kernel } => systemd_test::run(kernels::series(&kernel)?),
-        Cmd::Bench { kernels, iterations, clock } => bench::run(&selected(&kernels)?, clock, iterations),
+        Cmd::Bench { kernels, workloads, iterations, clock } => {
+            bench::run(&selected(&kernels)?, &bench::selected_workloads(&workloads)?, clock, iterations)
+        }
         Cmd::Fuzz { seconds, runs, targets, sanitizer } => fuzz::run(fuzz::Budget::new(seconds, runs), sanitizer, &targets).map(drop),
         Cmd::Test => {
             setup::install_tools()?;

@@ -78,6 +78,7 @@ impl Sink for HumanSink {
         let why = match lost.reason {
             None => "lost (ring buffer full)",
             Some(LossReason::Undecodable) => "undecodable (eBPF object and daemon disagree?)",
+            Some(LossReason::StackUnknown) => "without their stack (the record whose stack they share was not read)",
         };
         self.line(&format!("pfn-auditor: {} record(s) of {} {why}\n", lost.count, lost.hook_name()))
     }

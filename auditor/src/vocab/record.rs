@@ -74,7 +74,8 @@ pub struct HookChange {
 }
 
 /// Records of `hook` lost since the last `lost`: the kernel could not hand them over (ring buffer
-/// full), or the daemon could not decode them (`reason: undecodable`).
+/// full), the daemon could not decode them (`reason: undecodable`), or they arrived without the
+/// stack they share with an earlier record (`reason: stack-unknown`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lost {
     /// The hook of the records' counter slot, by name; `unknown` (none in Rust) for a record too
@@ -95,6 +96,10 @@ pub struct Lost {
 pub enum LossReason {
     /// The eBPF object and the daemon disagree on a record's layout (version skew).
     Undecodable,
+    /// Lookup records that carry no stack of their own but share the stack of an earlier record
+    /// of their thread (the same call frame, the next page) that the daemon never read: their
+    /// events were delivered without a stack or caller, never with a guessed one.
+    StackUnknown,
 }
 
 impl Lost {
@@ -106,6 +111,12 @@ impl Lost {
     /// `count` records of `hook` (`None`: too short to name it) that did not parse.
     pub fn undecodable(hook: Option<HookRef>, count: u64, ts_ns: u64) -> Self {
         Self { hook, count, ts_ns, reason: Some(LossReason::Undecodable) }
+    }
+
+    /// `count` lookup records of `hook` delivered without the stack they share with a record the
+    /// daemon never read.
+    pub fn stack_unknown(hook: HookRef, count: u64, ts_ns: u64) -> Self {
+        Self { hook: Some(hook), count, ts_ns, reason: Some(LossReason::StackUnknown) }
     }
 
     /// The hook's name on the wire, [`UNKNOWN_HOOK`] when no hook is known.

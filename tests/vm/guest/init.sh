@@ -25,7 +25,7 @@
 #   metrics    `run --metrics 0.0.0.0:9477` on the user network's NIC, the program run in a loop
 #              until the host (Prometheus, xtask/src/prometheus.rs) is done scraping
 #   bench      the scenario bare, under `run --probe-floor` and with the auditor attached, three
-#              times each (timing only)
+#              times each (timing, and each daemon's per-hook BPF run time from its summary)
 #   check-X    the guest-side check `check_X` below (dashes as underscores): doctor with pieces
 #              removed, signals, two instances, kill -9 and restart, a storm. Each sends what it
 #              saw as files, and `facts` (key=value lines) for what only the guest can see.
@@ -491,6 +491,10 @@ run_bench() { # name program args...
             echo "cpu_ticks=$(($(cpu_ticks $AUDITOR) - before))" > "/out/$bench-$way.daemon"
             send "$bench" "$way-daemon" 0 "/out/$bench-$way.daemon"
             stop_auditor
+            # The summary's per-hook totals (runs and ns of each hook's programs as the kernel
+            # counts them): where the attached time goes. The array holds no nested brackets.
+            sed -n 's/.*"type":"summary".*"hooks":\(\[[^]]*\]\).*/\1/p' "/out/$bench-$way.ndjson" > "/out/$bench-$way.hooks"
+            send "$bench" "$way-hooks" "$AUDITOR_STATUS" "/out/$bench-$way.hooks"
         else
             kill -KILL $AUDITOR 2>/dev/null
             wait $AUDITOR
