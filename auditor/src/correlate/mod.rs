@@ -655,8 +655,8 @@ impl PinIndex {
         self.by_tgid.insert((p.task().tgid, release_class(p.release)), slot);
         if let Some((is, rule)) = release_arg(policy, p.release) {
             for r in &p.runs {
-                if let Some(key) = run_key(r, is) {
-                    self.by_release_key.insert(rule, key, key.saturating_add(r.pages.max(1) - 1), slot);
+                if let Some((first, last)) = key_pages(r, is) {
+                    self.by_release_key.insert(rule, first, last, slot);
                 }
             }
         }
@@ -674,7 +674,7 @@ impl PinIndex {
         self.by_tgid.remove((p.task().tgid, release_class(p.release)), slot);
         if let Some((is, rule)) = release_arg(policy, p.release) {
             for r in &p.runs {
-                if let Some(key) = run_key(r, is) {
+                if let Some(key) = r.key(is) {
                     self.by_release_key.remove(rule, key, slot);
                 }
             }
@@ -691,9 +691,9 @@ impl PinIndex {
                 self.by_file.set_last(v.mapping, first, last);
             }
             if let Some((is, rule)) = release
-                && let Some(key) = run_key(r, is)
+                && let Some((first, last)) = key_pages(r, is)
             {
-                self.by_release_key.set_last(rule, key, key.saturating_add(r.pages.max(1) - 1));
+                self.by_release_key.set_last(rule, first, last);
             }
         }
     }
@@ -871,29 +871,28 @@ fn run_last(r: &Run) -> u64 {
     r.start.saturating_add(r.pages.max(1).saturating_mul(PAGE)).saturating_sub(1)
 }
 
-/// First and last file page offsets of a run, as [`Scope::covers`] computes them.
+/// First and last file page offsets of a run (vm_pgoff + page index inside the vma): what the
+/// by-file index holds and what [`Scope::covers`] compares with an owner revocation.
 fn file_pages(v: &PinVma, r: &Run) -> (u64, u64) {
     let first = v.pgoff.saturating_add(r.start.saturating_sub(v.start) / PAGE);
     (first, first.saturating_add(r.pages.max(1) - 1))
 }
 
-/// First page of a run as a release argument names it.
-fn run_key(r: &Run, is: ArgMeaning) -> Option<u64> {
-    match is {
-        ArgMeaning::Pfn => r.pfn(),
-        ArgMeaning::Address => Some(r.start / PAGE),
-    }
+/// First and last page of a run as a release argument names them ([`Run::key`]): PFNs or user
+/// page numbers.
+fn key_pages(r: &Run, is: ArgMeaning) -> Option<(u64, u64)> {
+    r.key(is).map(|first| (first, first.saturating_add(r.pages.max(1) - 1)))
 }
 
 /// What a finding message calls the pinned memory: the file's path, anonymous memory, a file
 /// whose path could not be found, or (a frame vector outside any PFN map, whose vma the kernel
 /// record does not carry) the user address.
 fn mapping_label(p: &Pin) -> String {
-    match p.vma.as_deref() {
-        Some(v) if v.path().is_some() => v.path().unwrap_or_default().to_owned(),
-        Some(v) if v.mapping == 0 => "anonymous memory".into(),
-        Some(v) => format!("a file mapping (dev {} ino {})", v.names.dev, v.ino),
-        None => format!("user memory at {:#x}", p.start()),
+    let Some(v) = p.vma.as_deref() else { return format!("user memory at {:#x}", p.start()) };
+    match v.path() {
+        Some(path) => path.to_owned(),
+        None if v.mapping == 0 => "anonymous memory".into(),
+        None => format!("a file mapping (dev {} ino {})", v.names.dev, v.ino),
     }
 }
 
@@ -928,9 +927,7 @@ impl Scope<'_> {
                 }
                 let revoke_last = self.nr_pages.map(|n| self.first_pgoff.saturating_add(n.max(1) - 1)).unwrap_or(u64::MAX);
                 p.runs.iter().any(|r| {
-                    // File page offsets of the run: vm_pgoff + page index inside the vma.
-                    let first = vma.pgoff + r.start.saturating_sub(vma.start) / PAGE;
-                    let last = first + r.pages.max(1) - 1;
+                    let (first, last) = file_pages(vma, r);
                     first <= revoke_last && self.first_pgoff <= last
                 })
             }
