@@ -10,6 +10,13 @@ fn summary_line() -> String {
     serde_json::to_string(&auditor::vocab::record::Record::Summary(Default::default())).unwrap() + "\n"
 }
 
+/// The stderr of a run that must have exited with `code` (the assertion shows that stderr).
+fn stderr_of(out: &std::process::Output, code: i32) -> String {
+    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    stderr
+}
+
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("pfn-auditor-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -32,8 +39,7 @@ fn help_lists_every_subcommand() {
 fn bad_policy_is_refused_with_file_line_and_exit_2() {
     let policy = temp_file("bad.toml", "[[holder]]\nmodule = \"m\"\nrelease_match = \"sometimes\"\n");
     let out = auditor().args(["replay", "/nonexistent.ndjson", "--policy"]).arg(&policy).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = stderr_of(&out, 2);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&format!("{}:3: release_match must be", policy.display())), "{stderr}");
 }
@@ -42,8 +48,7 @@ fn bad_policy_is_refused_with_file_line_and_exit_2() {
 fn corrupt_replay_file_is_a_one_line_error_with_its_line() {
     let file = temp_file("corrupt.ndjson", "{\"type\":\"lost\",\"hook\":\"x\",\"count\":1,\"ts_ns\":1}\nnot json\n");
     let out = auditor().arg("replay").arg(&file).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = stderr_of(&out, 2);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains(&format!("{}:2: not a pfn-auditor record", file.display())), "{stderr}");
 }
@@ -55,8 +60,7 @@ fn a_non_utf8_recording_is_one_line_naming_the_line_once() {
     let file = temp_file("latin1.ndjson", "");
     std::fs::write(&file, b"{\"type\":\"lost\",\"hook\":\"x\",\"count\":1,\"ts_ns\":1}\n{\"type\":\"caf\xe9\"}\n").unwrap();
     let out = auditor().arg("replay").arg(&file).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = stderr_of(&out, 2);
     assert_eq!(stderr, format!("pfn-auditor: {}:2: not a pfn-auditor record: not UTF-8 text\n", file.display()));
 }
 
@@ -66,8 +70,7 @@ fn a_non_utf8_recording_is_one_line_naming_the_line_once() {
 fn a_bad_record_quoting_a_newline_is_still_one_line() {
     let file = temp_file("newline.ndjson", "{\"type\":\"ev\\nt\",\"seq\":1}\n");
     let out = auditor().arg("replay").arg(&file).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = stderr_of(&out, 2);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("unknown variant `ev\\nt`"), "{stderr}");
 }
@@ -246,8 +249,7 @@ fn replay_output_dash_prints_every_record_on_stdout() {
 
 fn replay_failing(args: &[&str], stdout: std::process::Stdio) -> String {
     let out = replay_gate().args(args).stdout(stdout).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let stderr = stderr_of(&out, 5);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     stderr
 }
@@ -302,8 +304,7 @@ fn replay_refuses_to_write_over_its_own_recording() {
     std::fs::copy(gate_fixture("gate-catches-revoke.ndjson"), &recording).unwrap();
     let before = std::fs::read(&recording).unwrap();
     let out = auditor().arg("replay").arg(&recording).arg("--output").arg(&recording).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let stderr = stderr_of(&out, 5);
     let r = recording.display();
     assert_eq!(stderr, format!("pfn-auditor: cannot write the NDJSON output {r}: it is the same file as the recording {r}\n"));
     assert_eq!(std::fs::read(&recording).unwrap(), before, "the recording is intact");
@@ -359,8 +360,7 @@ fn metrics_listen_on_loopback_unless_an_address_is_given() {
     assert!(!line.contains("default"), "{line}");
     assert!(line.contains("PORT listens on loopback only (127.0.0.1:PORT)"), "{line}");
     let out = auditor().args(["run", "--metrics", "localhost"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = stderr_of(&out, 2);
     assert!(stderr.contains("`localhost` is neither a PORT (listens on 127.0.0.1) nor an ADDRESS:PORT"), "{stderr}");
 }
 
@@ -372,8 +372,7 @@ fn a_report_on_dash_is_a_usage_error_not_a_file_named_dash() {
     std::fs::create_dir_all(&dir).unwrap();
     for report in ["--junit", "--sarif"] {
         let out = replay_gate().arg(report).arg("-").current_dir(&dir).output().unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        let stderr = stderr_of(&out, 2);
         let first = stderr.lines().next().unwrap_or_default();
         assert!(first.contains(&format!("invalid value '-' for '{report} <FILE>'")), "{stderr}");
         assert!(first.contains("\"-\" (stdout) is only for --output"), "{stderr}");
@@ -423,8 +422,7 @@ fn doctor_into_a_closed_pipe_is_exit_5_not_a_panic() {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     let out = auditor().arg("doctor").stdout(writer).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let stderr = stderr_of(&out, 5);
     assert!(stderr.starts_with("pfn-auditor: cannot write the doctor output on stdout: Broken pipe"), "{stderr}");
 }
 
@@ -492,8 +490,7 @@ fn replay_with_max_pfnmaps_counts_the_pfn_maps_it_forgot() {
 fn a_bound_of_zero_is_a_usage_error_with_exit_2() {
     for flag in ["--max-pins", "--max-pfnmaps"] {
         let out = auditor().args(["replay", "/nonexistent.ndjson", flag, "0"]).output().unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        let stderr = stderr_of(&out, 2);
         assert!(stderr.lines().next().unwrap().contains(&format!("invalid value '0' for '{flag} <MAX")), "{stderr}");
     }
     let help = String::from_utf8(auditor().args(["gate", "--help"]).output().unwrap().stdout).unwrap();
@@ -532,8 +529,7 @@ fn a_fifo_given_output_max_mib_is_refused_without_waiting_for_a_reader() {
     let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(status.success());
     let out = output_within_20s(replay_gate().arg("--output").arg(&fifo).args(["--output-max-mib", "1"]));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let stderr = stderr_of(&out, 5);
     assert_eq!(
         stderr,
         format!(
@@ -552,8 +548,7 @@ fn two_outputs_on_one_new_file_through_dot_dot_or_a_linked_directory_are_refused
     std::os::unix::fs::symlink(&d, dir.path().join("link")).unwrap();
     for other in [d.join("sub/../r.xml"), dir.path().join("link/r.xml")] {
         let out = replay_gate().arg("--junit").arg(d.join("r.xml")).arg("--sarif").arg(&other).output().unwrap();
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(5), "{stderr}");
+        let stderr = stderr_of(&out, 5);
         assert_eq!(
             stderr,
             format!(
@@ -588,8 +583,7 @@ fn an_output_on_the_policy_file_is_refused_and_the_policy_kept() {
     for (out, output) in
         [(replay, format!("JUnit report {p}")), (run, format!("NDJSON output {}", dir.path().join("./policy.toml").display()))]
     {
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(5), "{stderr}");
+        let stderr = stderr_of(&out, 5);
         assert_eq!(stderr, format!("pfn-auditor: cannot write the {output}: it is the same file as the policy file {p}\n"));
     }
     assert_eq!(std::fs::read(&policy).unwrap(), before);
@@ -620,8 +614,7 @@ fn a_run_that_fails_to_start_keeps_the_previous_outputs() {
     let corrupt = temp_file("corrupt-first-line.ndjson", "not json\n");
     let replay = auditor().arg("replay").arg(&corrupt).arg("--output").arg(&files[0]).arg("--junit").arg(&files[1]).output().unwrap();
     for out in [gate, replay] {
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let stderr = stderr_of(&out, 2);
         assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), "last run's", "{stderr}");
         let junit = std::fs::read_to_string(&files[1]).unwrap();
         assert!(junit.contains(r#"type="run-stopped""#), "{junit}");
@@ -660,8 +653,7 @@ fn a_truncated_recording_is_exit_3_and_joined_recordings_are_refused_at_the_join
     let lines: Vec<&str> = recorded.lines().collect();
     let cut = temp_file("cut.ndjson", &(lines[..lines.len() - 1].join("\n") + "\n"));
     let out = auditor().arg("replay").arg(&cut).arg("--policy").arg(gate_fixture("policy.toml")).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let stderr = stderr_of(&out, 3);
     assert_eq!(
         stderr,
         format!(
@@ -673,8 +665,7 @@ fn a_truncated_recording_is_exit_3_and_joined_recordings_are_refused_at_the_join
     assert!(String::from_utf8(out.stdout).unwrap().contains("\"type\":\"finding\""), "the findings of what is there are printed");
     let joined = temp_file("joined.ndjson", &(recorded.clone() + &recorded));
     let out = auditor().arg("replay").arg(&joined).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = stderr_of(&out, 2);
     assert_eq!(
         stderr,
         format!(
@@ -689,16 +680,14 @@ fn a_truncated_recording_is_exit_3_and_joined_recordings_are_refused_at_the_join
 #[test]
 fn an_unreadable_policy_is_named_without_a_line() {
     let out = auditor().args(["replay", "/nonexistent.ndjson", "--policy", "/nonexistent.toml"]).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let stderr = stderr_of(&out, 2);
     assert_eq!(stderr, "pfn-auditor: /nonexistent.toml: cannot read policy: No such file or directory (os error 2)\n");
 }
 
 #[test]
 fn metrics_on_port_0_is_refused() {
     let out = auditor().args(["run", "--metrics", "0"]).output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = stderr_of(&out, 2);
     assert!(stderr.contains("`0`: port 0 would listen on a port nobody knows; give a port from 1 to 65535"), "{stderr}");
 }
 
